@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The connection and safety options shared by every dbops.maintenance module.
+
+The argument spec that matches these docs is in
+plugins/module_utils/connection.py; keep the two in step.
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Connection options: every module.
+    DOCUMENTATION = r'''
+options:
+  engine:
+    description:
+      - The database engine.
+      - C(postgresql) uses psycopg 3, C(mysql) uses PyMySQL and covers MySQL 8 and MariaDB 10.5+,
+        C(sqlite) uses the Python standard library.
+    type: str
+    choices: [postgresql, mysql, sqlite]
+    required: true
+  login_host:
+    description:
+      - Host name or IP address of the server.
+      - For PostgreSQL, when neither O(login_host) nor O(login_unix_socket) is set, libpq's defaults
+        apply (E(PGHOST), then the local socket).
+      - Ignored for SQLite.
+    type: str
+    aliases: [host]
+  login_port:
+    description:
+      - TCP port of the server. Defaults to E(PGPORT) or 5432 for PostgreSQL, 3306 for MySQL.
+    type: int
+    aliases: [port]
+  login_user:
+    description:
+      - User to connect as. Defaults to E(PGUSER) or the OS user for PostgreSQL,
+        and to the C(user) of C(~/.my.cnf) (or the OS user) for MySQL.
+    type: str
+    aliases: [login, user]
+  login_password:
+    description:
+      - Password of O(login_user). Never logged, never put on a command line.
+      - When unset, PostgreSQL uses E(PGPASSWORD) or libpq's password file (E(PGPASSFILE), C(~/.pgpass)),
+        and MySQL uses the C(password) of C(~/.my.cnf) (see O(config_file)).
+    type: str
+    aliases: [password]
+  login_unix_socket:
+    description:
+      - Path to the server's Unix socket (MySQL) or to the directory that holds it (PostgreSQL).
+    type: path
+    aliases: [unix_socket]
+  config_file:
+    description:
+      - MySQL only. An option file read for C(user), C(password), C(host), C(port), C(socket) defaults
+        (its C([client]) group). Ignored if it does not exist.
+    type: path
+    default: ~/.my.cnf
+  database:
+    description:
+      - The database to work on. For SQLite, the path of the database file.
+    type: str
+    aliases: [db, login_db, name_of_database]
+    required: true
+  connect_timeout:
+    description:
+      - Seconds to wait for a connection to be made.
+    type: int
+    default: 10
+  ssl_mode:
+    description:
+      - TLS mode. PostgreSQL takes libpq's values; for MySQL, C(disable) turns TLS off, C(require) uses
+        TLS without checking the certificate, C(verify-ca) and C(verify-full) check it against O(ca_cert)
+        (C(verify-full) also checks the host name).
+      - Unset means the driver's default (libpq's E(PGSSLMODE), C(prefer); for MySQL, no TLS unless a certificate
+        option is given).
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description:
+      - Path of the CA certificate(s) that signed the server's certificate.
+    type: path
+    aliases: [ssl_rootcert]
+  client_cert:
+    description:
+      - Path of the client certificate, for certificate authentication.
+    type: path
+    aliases: [ssl_cert]
+  client_key:
+    description:
+      - Path of the client certificate's private key.
+    type: path
+    aliases: [ssl_key]
+requirements:
+  - psycopg >= 3.1 (PostgreSQL), PyMySQL >= 1.0 (MySQL/MariaDB), on the host the module runs on.
+notes:
+  - All options above can be set once for every module of the collection with
+    C(module_defaults) and the action group C(group/dbops.maintenance.all).
+'''
+
+    # Options of the modules that change a database.
+    SAFETY = r'''
+options:
+  lock_timeout:
+    description:
+      - Seconds each DDL statement may wait for its table or type lock before it gives up
+        (PostgreSQL C(lock_timeout), MySQL/MariaDB C(lock_wait_timeout), SQLite busy timeout).
+      - A statement that waits for a lock makes every later query on that table queue behind it, so a short
+        timeout with retries keeps the application running while the change waits for a quiet moment.
+      - MySQL/MariaDB round this up to whole seconds.
+    type: float
+    default: 2
+  lock_retries:
+    description:
+      - How many times a statement that timed out waiting for a lock is tried again, with a growing pause
+        (0.5 s, 1 s, 2 s, ... up to 8 s) between tries. Every try keeps O(lock_timeout).
+      - When the retries run out the task fails and nothing is changed; on PostgreSQL the message names
+        the session that held the lock and its query.
+    type: int
+    default: 5
+  statement_timeout:
+    description:
+      - Seconds any single statement may run (PostgreSQL C(statement_timeout), MariaDB C(max_statement_time),
+        MySQL C(max_execution_time) for reads). Unset or C(0) means no limit. Not available for SQLite.
+    type: float
+  wait_for_lock:
+    description:
+      - Every module that changes a database first takes a maintenance lock on that database
+        (PostgreSQL advisory lock, MySQL C(GET_LOCK), SQLite C(flock) on the file), so two runs on one
+        database never interleave.
+      - Seconds to wait for another run to release it. C(0) fails at once, naming who holds it.
+    type: float
+    default: 0
+'''

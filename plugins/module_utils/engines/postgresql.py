@@ -1,0 +1,448 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL adapter (psycopg 3).
+
+Quoting is psycopg.sql's; values are parameters or sql.Literal. The
+connection is in autocommit mode, so each DDL statement is its own
+transaction (ALTER TYPE ... ADD VALUE must run outside a transaction block
+before PostgreSQL 12) and a statement that fails leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
+    Adapter, DbopsError, LockTimeout, Step, did_you_mean,
+)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg import errors as pg_errors
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError as e:  # pragma: no cover - depends on the managed host
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = e
+
+# First key of the two-key advisory lock: the bytes "dbop". The second key is
+# hashtext(current_database()), so the lock is per database.
+MAINTENANCE_LOCK_CLASS = 0x64626F70
+APPLICATION_NAME = 'dbops.maintenance'
+
+
+class PostgresAdapter(Adapter):
+    engine = 'postgresql'
+
+    # --- connection ------------------------------------------------------------
+    def conninfo(self):
+        p = self.params
+        kw = dict(dbname=p['database'], connect_timeout=p['connect_timeout'],
+                  application_name='%s/%s' % (APPLICATION_NAME, self.module._name.split('.')[-1]))
+        if p.get('login_unix_socket'):
+            kw['host'] = p['login_unix_socket']
+        elif p.get('login_host'):
+            kw['host'] = p['login_host']
+        for opt, key in (('login_port', 'port'), ('login_user', 'user'), ('login_password', 'password'),
+                         ('ssl_mode', 'sslmode'), ('ca_cert', 'sslrootcert'), ('client_cert', 'sslcert'),
+                         ('client_key', 'sslkey')):
+            if p.get(opt) is not None:
+                kw[key] = p[opt]
+        return kw
+
+    def connect(self):
+        if not HAS_PSYCOPG:
+            self.module.fail_json(msg=missing_required_lib('psycopg (psycopg 3, e.g. pip install "psycopg[binary]")'),
+                                  exception=str(PSYCOPG_IMPORT_ERROR))
+        try:
+            self.conn = psycopg.connect(autocommit=True, **self.conninfo())
+        except psycopg.OperationalError as e:
+            raise DbopsError('Cannot connect to PostgreSQL database %s: %s'
+                             % (self.params['database'], self.redact(str(e).strip())))
+        p = self.params
+        settings = {}
+        if p.get('lock_timeout') is not None:
+            settings['lock_timeout'] = '%dms' % int(round(p['lock_timeout'] * 1000))
+        if p.get('statement_timeout') is not None:
+            settings['statement_timeout'] = '%dms' % int(round(p['statement_timeout'] * 1000))
+        for name, value in settings.items():
+            self.conn.execute('SELECT set_config(%s, %s, false)', [name, value])
+
+    @property
+    def server_version(self):
+        return self.conn.info.server_version
+
+    def server_info(self):
+        v = self.server_version
+        return dict(engine='postgresql', flavour='postgresql', version='%d.%d' % (v // 10000, v % 10000),
+                    version_num=v)
+
+    def render(self, composed):
+        return composed.as_string(self.conn)
+
+    def fetchall(self, query, params=None):
+        return self.conn.execute(query, params).fetchall()
+
+    def fetchone(self, query, params=None):
+        return self.conn.execute(query, params).fetchone()
+
+    # --- maintenance lock --------------------------------------------------------
+    def try_maintenance_lock(self):
+        return self.fetchone('SELECT pg_try_advisory_lock(%s, hashtext(current_database()))',
+                             [MAINTENANCE_LOCK_CLASS])[0]
+
+    def unlock_maintenance(self):
+        self.conn.execute('SELECT pg_advisory_unlock(%s, hashtext(current_database()))', [MAINTENANCE_LOCK_CLASS])
+
+    def maintenance_lock_holder(self):
+        row = self.fetchone(
+            "SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start::text "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = %s::bigint::oid AND l.objid::bigint = (hashtext(current_database())::bigint & 4294967295)",
+            [MAINTENANCE_LOCK_CLASS])
+        if not row:
+            return None
+        return 'pid %s, user %s, application %s, client %s, connected since %s' % (
+            row[0], row[1], row[2] or '-', row[3] or 'local socket', row[4])
+
+    # --- statements with lock timeout ------------------------------------------------
+    def execute(self, statement):
+        """Run one changing statement. While it waits, a watcher notes who blocks it."""
+        watcher = _BlockerWatcher(self.conninfo(), self.conn.info.backend_pid,
+                                  delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4))
+        watcher.start()
+        try:
+            self.conn.execute(statement)
+        except pg_errors.LockNotAvailable as e:
+            self._last_blockers = watcher.stop()
+            raise LockTimeout(str(e).strip())
+        except psycopg.Error as e:
+            watcher.stop()
+            raise DbopsError('PostgreSQL refused %s: %s%s' % (
+                statement, str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+        watcher.stop()
+
+    def lock_blockers(self):
+        return getattr(self, '_last_blockers', [])
+
+    # --- names -------------------------------------------------------------------
+    def current_schema(self):
+        return self.fetchone('SELECT current_schema()')[0] or 'public'
+
+    def schema_exists(self, schema):
+        return bool(self.fetchone('SELECT 1 FROM pg_namespace WHERE nspname = %s', [schema]))
+
+    def schema_names(self):
+        return [r[0] for r in self.fetchall("SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_'")]
+
+    def qualified(self, schema, name):
+        return sql.Identifier(schema, name)
+
+    def display(self, schema, name):
+        return self.render(self.qualified(schema, name))
+
+    # --- enums -----------------------------------------------------------------------
+    def max_label_bytes(self):
+        return int(self.fetchone('SHOW max_identifier_length')[0])
+
+    def find_enum(self, schema, name):
+        """Returns (values, None) for an enum, (None, 'kind') for another type, (None, None) if missing."""
+        row = self.fetchone(
+            'SELECT t.oid, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace '
+            'WHERE n.nspname = %s AND t.typname = %s', [schema, name])
+        if not row:
+            return None, None
+        if row[1] != 'e':
+            return None, {'b': 'base type', 'c': 'composite type', 'd': 'domain', 'r': 'range type',
+                          'm': 'multirange type', 'p': 'pseudo-type'}.get(row[1], 'type')
+        values = [r[0] for r in self.fetchall(
+            'SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder', [row[0]])]
+        return values, None
+
+    def enum_names(self):
+        return [(r[0], r[1]) for r in self.fetchall(
+            "SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE t.typtype = 'e' ORDER BY 1, 2")]
+
+    def plan_enum_add(self, schema, name, values, before=None, after=None, create=False, **_ignored):
+        """Plan for enum_add. Returns dict(steps, before, after, added, target)."""
+        schema = schema or self.current_schema()
+        target = self.display(schema, name)
+        limit = self.max_label_bytes()
+        for v in values:
+            if not v:
+                self.fail('Enum values cannot be empty strings (PostgreSQL labels are 1 to %d bytes).' % limit)
+            if len(v.encode('utf-8')) > limit:
+                self.fail('Enum value %r is %d bytes long; PostgreSQL labels are at most %d bytes '
+                          '(max_identifier_length). Use a shorter value.' % (v, len(v.encode('utf-8')), limit))
+        current, other_kind = self.find_enum(schema, name)
+        if other_kind:
+            self.fail('%s is a %s, not an enum type; enum_add only adds values to enum types.' % (target, other_kind))
+        if current is None:
+            if not self.schema_exists(schema):
+                self.fail('Schema %s does not exist in database %s.%s' % (
+                    sql.Identifier(schema).as_string(self.conn), self.params['database'],
+                    did_you_mean(schema, self.schema_names())))
+            if not create:
+                enums = self.enum_names()
+                candidates = [n if s == schema else '%s.%s' % (s, n) for s, n in enums]
+                self.fail('Enum type %s does not exist in database %s.%s Set create: true to create it, or '
+                          'check name/schema (names are case-sensitive: Prisma creates "CredentialType").'
+                          % (target, self.params['database'], did_you_mean(name, candidates) or
+                             (' Enum types present: %s.' % (', '.join('%s.%s' % e for e in enums) or 'none'))))
+            if before or after:
+                self.fail('before/after cannot be used when creating the type %s: it has no values yet.' % target)
+            stmt = sql.SQL('CREATE TYPE {} AS ENUM ({})').format(
+                self.qualified(schema, name), sql.SQL(', ').join(sql.Literal(v) for v in values))
+            return dict(steps=[Step(self.render(stmt), 'create the enum type')], before=None,
+                        after=dict(type=target, values=list(values)), added=list(values), target=target,
+                        created=True)
+        anchor = before or after
+        if anchor is not None and anchor not in current:
+            self.fail('%s %r is not a value of %s (values: %s); nothing was changed.'
+                      % ('before' if before else 'after', anchor, target, ', '.join(current)))
+        to_add = [v for v in values if v not in current]
+        steps = []
+        final = list(current)
+        prev = after
+        for v in to_add:
+            if after is not None:
+                stmt = sql.SQL('ALTER TYPE {} ADD VALUE IF NOT EXISTS {} AFTER {}').format(
+                    self.qualified(schema, name), sql.Literal(v), sql.Literal(prev))
+                final.insert(final.index(prev) + 1, v)
+                prev = v
+            elif before is not None:
+                stmt = sql.SQL('ALTER TYPE {} ADD VALUE IF NOT EXISTS {} BEFORE {}').format(
+                    self.qualified(schema, name), sql.Literal(v), sql.Literal(before))
+                final.insert(final.index(before), v)
+            else:
+                stmt = sql.SQL('ALTER TYPE {} ADD VALUE IF NOT EXISTS {}').format(
+                    self.qualified(schema, name), sql.Literal(v))
+                final.append(v)
+            steps.append(Step(self.render(stmt), 'add enum value %r' % v))
+        return dict(steps=steps, before=dict(type=target, values=current), after=dict(type=target, values=final),
+                    added=to_add, target=target, created=False)
+
+    def enum_state(self, schema, name, **_ignored):
+        schema = schema or self.current_schema()
+        values, _kind = self.find_enum(schema, name)
+        return dict(type=self.display(schema, name), values=values)
+
+    # --- tables and columns ------------------------------------------------------------
+    def find_table(self, schema, table):
+        row = self.fetchone(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')", [schema, table])
+        return row[0] if row else None
+
+    def table_names(self, schema):
+        return [r[0] for r in self.fetchall(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY 1", [schema])]
+
+    def columns(self, table_oid):
+        """Ordered dict-like list of the table's columns as the server describes them."""
+        rows = self.fetchall(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, "
+            "pg_get_expr(d.adbin, d.adrelid), col_description(a.attrelid, a.attnum) "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", [table_oid])
+        return [dict(name=r[0], type=r[1], nullable=r[2], default=r[3], comment=r[4]) for r in rows]
+
+    def count_rows(self, schema, table, where_null=None):
+        q = sql.SQL('SELECT count(*) FROM {}').format(self.qualified(schema, table))
+        if where_null:
+            q = q + sql.SQL(' WHERE {} IS NULL').format(sql.Identifier(where_null))
+        return self.fetchone(q)[0]
+
+    def probe_column(self, column, type_sql, default_sql, current_type=None, using=None):
+        """Ask the server itself how it reads a column definition, in a transaction that is rolled back.
+
+        Returns dict(type, default, fast_default, rewrite): the server's own
+        spelling of the type and default (format_type / pg_get_expr), whether
+        ADD COLUMN with this default is metadata-only (atthasmissing), and
+        whether changing current_type to this type rewrites the table (its
+        relfilenode changes). Nothing is evaluated for any row: the probe table
+        is an empty temporary table, and nothing persists.
+        """
+        col = sql.Identifier(column)
+        probe = sql.Identifier('pg_temp', 'dbops_probe')
+        add = sql.SQL('ALTER TABLE {} ADD COLUMN {} ').format(probe, col) + sql.SQL(type_sql)
+        if default_sql is not None:
+            add = add + sql.SQL(' DEFAULT ') + sql.SQL(default_sql)
+        attr_q = ("SELECT format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.atthasmissing "
+                  "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                  "WHERE a.attrelid = 'pg_temp.dbops_probe'::regclass AND a.attname = %s")
+        out = {}
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute(sql.SQL('CREATE TEMPORARY TABLE {} ()').format(probe))
+                # prepare=True: the extended protocol runs exactly one statement, whatever the strings hold.
+                self.conn.execute(add, prepare=True)
+                out['type'], out['default'], has_missing = self.fetchone(attr_q, [column])
+                out['fast_default'] = out['default'] is None or bool(has_missing)
+            if current_type is not None:
+                with self.conn.transaction(force_rollback=True):
+                    self.conn.execute(sql.SQL('CREATE TEMPORARY TABLE {} ({} ').format(probe, col)
+                                      + sql.SQL(current_type) + sql.SQL(')'), prepare=True)
+                    node = "SELECT relfilenode FROM pg_class WHERE oid = 'pg_temp.dbops_probe'::regclass"
+                    before = self.fetchone(node)[0]
+                    alter = sql.SQL('ALTER TABLE {} ALTER COLUMN {} TYPE ').format(probe, col) + sql.SQL(type_sql)
+                    if using:
+                        alter = alter + sql.SQL(' USING ') + sql.SQL(using)
+                    self.conn.execute(alter, prepare=True)
+                    out['rewrite'] = self.fetchone(node)[0] != before
+        except psycopg.Error as e:
+            raise DbopsError('PostgreSQL does not accept this column definition (type %r%s%s): %s' % (
+                type_sql, ', default %r' % default_sql if default_sql is not None else '',
+                ', using %r' % using if using else '', str(e).strip().splitlines()[0]))
+        return out
+
+    def plan_column(self, spec):
+        """Plan for column_ensure. spec: the module's options. Returns dict(steps, before, after, ...)."""
+        schema = spec.get('schema') or self.current_schema()
+        table, column = spec['table'], spec['column']
+        target = self.display(schema, table)
+        oid = self.find_table(schema, table)
+        if oid is None:
+            if not self.schema_exists(schema):
+                self.fail('Schema %s does not exist.%s' % (schema, did_you_mean(schema, self.schema_names())))
+            self.fail('Table %s does not exist in database %s.%s' % (
+                target, self.params['database'], did_you_mean(table, self.table_names(schema))))
+        cols = {c['name']: c for c in self.columns(oid)}
+        current = cols.get(column)
+        qtable, qcol = self.qualified(schema, table), sql.Identifier(column)
+        res = dict(target='%s.%s' % (target, sql.Identifier(column).as_string(self.conn)), before=current)
+
+        if spec['state'] == 'absent':
+            if current is None:
+                return dict(res, steps=[], after=None)
+            if not spec.get('allow_drop'):
+                self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
+                          '(after a backup). Nothing was changed.' % res['target'])
+            stmt = sql.SQL('ALTER TABLE {} DROP COLUMN {}').format(qtable, qcol)
+            return dict(res, steps=[Step(self.render(stmt), 'drop the column')], after=None)
+
+        want = self.probe_column(column, spec['type'], spec.get('default'),
+                                 current_type=current['type'] if current else None, using=spec.get('using'))
+        desired = dict(name=column, type=want['type'], nullable=spec['nullable'],
+                       default=want['default'] if spec.get('default') is not None else
+                       (current['default'] if current else None),
+                       comment=spec['comment'] if spec.get('comment') is not None else
+                       (current['comment'] if current else None))
+        steps = []
+        if current is None:
+            if not spec['nullable'] and desired['default'] is None:
+                rows = self.count_rows(schema, table)
+                if rows:
+                    self.fail('Cannot add %s as NOT NULL without a default: %s has %d row(s), which would have no '
+                              'value. Give a default (default: ...), or add it nullable, backfill, then set '
+                              'nullable: false. Nothing was changed.' % (res['target'], target, rows), row_count=rows)
+            if not want['fast_default'] and not spec.get('allow_rewrite'):
+                self.fail('The default %r is volatile: adding %s with it rewrites every row of %s under an '
+                          'ACCESS EXCLUSIVE lock. Set allow_rewrite: true to accept that, or add the column without '
+                          'a default and backfill in batches. Nothing was changed.'
+                          % (spec['default'], res['target'], target))
+            stmt = sql.SQL('ALTER TABLE {} ADD COLUMN {} ').format(qtable, qcol) + sql.SQL(spec['type'])
+            if not spec['nullable']:
+                stmt = stmt + sql.SQL(' NOT NULL')
+            if spec.get('default') is not None:
+                stmt = stmt + sql.SQL(' DEFAULT ') + sql.SQL(spec['default'])
+            steps.append(Step(self.render(stmt), 'add the column'))
+            if spec.get('comment') is not None:
+                steps.append(Step(self.render(sql.SQL('COMMENT ON COLUMN {} IS {}').format(
+                    sql.Identifier(schema, table, column), sql.Literal(spec['comment']))), 'set the comment'))
+            return dict(res, steps=steps, after=desired)
+
+        differences = [k for k in ('type', 'nullable', 'default', 'comment') if current[k] != desired[k]]
+        if not differences:
+            return dict(res, steps=[], after=current)
+        if not spec.get('alter'):
+            return dict(res, steps=[], after=desired, differences=differences, refused=True)
+        parts = []
+        if 'type' in differences:
+            if want.get('rewrite') and not spec.get('allow_rewrite'):
+                self.fail('Changing %s from %s to %s rewrites the whole table %s under an ACCESS EXCLUSIVE lock. '
+                          'Set allow_rewrite: true to accept that (in a maintenance window). Nothing was changed.'
+                          % (res['target'], current['type'], want['type'], target))
+            part = sql.SQL('ALTER COLUMN {} TYPE ').format(qcol) + sql.SQL(spec['type'])
+            if spec.get('using'):
+                part = part + sql.SQL(' USING ') + sql.SQL(spec['using'])
+            parts.append(part)
+        if 'default' in differences:
+            if desired['default'] is None:
+                parts.append(sql.SQL('ALTER COLUMN {} DROP DEFAULT').format(qcol))
+            else:
+                parts.append(sql.SQL('ALTER COLUMN {} SET DEFAULT ').format(qcol) + sql.SQL(spec['default']))
+        if 'nullable' in differences:
+            if desired['nullable']:
+                parts.append(sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(qcol))
+            else:
+                nulls = self.count_rows(schema, table, where_null=column)
+                if nulls:
+                    self.fail('Cannot make %s NOT NULL: %d row(s) have NULL in it. Backfill them first '
+                              '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
+                              % (res['target'], nulls, column, column), null_count=nulls)
+                parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
+        if parts:
+            stmt = sql.SQL('ALTER TABLE {} ').format(qtable) + sql.SQL(', ').join(parts)
+            steps.append(Step(self.render(stmt), 'alter the column: %s' % ', '.join(
+                d for d in differences if d != 'comment')))
+        if 'comment' in differences:
+            steps.append(Step(self.render(sql.SQL('COMMENT ON COLUMN {} IS {}').format(
+                sql.Identifier(schema, table, column), sql.Literal(desired['comment']))), 'set the comment'))
+        return dict(res, steps=steps, after=desired, differences=differences)
+
+    def read_column(self, spec):
+        schema = spec.get('schema') or self.current_schema()
+        oid = self.find_table(schema, spec['table'])
+        if oid is None:
+            return None
+        return {c['name']: c for c in self.columns(oid)}.get(spec['column'])
+
+
+class _BlockerWatcher:
+    """Notes which sessions block our statement while it waits for a lock (pg_blocking_pids).
+
+    It connects only if the statement is still running after `delay` seconds,
+    so quick statements cost nothing.
+    """
+
+    QUERY = ("SELECT a.pid, a.usename, a.state, a.xact_start::text, left(a.query, 300) "
+             "FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids(%s))")
+
+    def __init__(self, conninfo, pid, delay):
+        self.conninfo = dict(conninfo, application_name='%s/blocker-watch' % APPLICATION_NAME)
+        self.pid = pid
+        self.delay = delay
+        self.blockers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.blockers
+
+    def _run(self):
+        if self._stop.wait(self.delay):
+            return
+        try:
+            with psycopg.connect(autocommit=True, **self.conninfo) as c:
+                while not self._stop.is_set():
+                    rows = c.execute(self.QUERY, [self.pid]).fetchall()
+                    if rows:
+                        self.blockers = [dict(pid=r[0], user=r[1], state=r[2], transaction_start=r[3], query=r[4])
+                                         for r in rows]
+                    self._stop.wait(0.1)
+        except Exception:
+            pass

@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: column_ensure
+short_description: Make sure a table column exists with a given definition, without surprises on a live database
+version_added: 0.1.0
+description:
+  - Adds a missing column, leaves a column that already has the requested definition alone (C(changed=false)),
+    and refuses, with a readable difference, a column that exists with another definition unless O(alter=true).
+    This is the safe form of a migration that fails with "column already exists"
+    (MySQL 1060 C(Duplicate column name), PostgreSQL 42701).
+  - Definitions are compared after the server's own normalisation, so C(varchar(191)) equals
+    C(character varying(191)), C(int) equals C(integer) and C(int4), and MySQL display widths do not matter.
+    To do that, PostgreSQL and MySQL are asked to read the requested type and default on a temporary probe table
+    inside a transaction that is always rolled back; nothing persists, even in check mode.
+  - Guards, checked before anything runs, each failing with nothing changed; adding a NOT NULL column without
+    a default to a table that has rows (the message gives the row count), making a column NOT NULL while
+    rows hold NULL, a change that rewrites or copies the table (volatile default or non-binary-coercible type
+    change on PostgreSQL, a change MySQL cannot do INSTANT or INPLACE) without O(allow_rewrite=true), and
+    dropping a column without O(allow_drop=true).
+  - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
+  - B(SQLite) supports adding columns within its rules (C(ALTER TABLE ... ADD COLUMN)) and dropping them;
+    changing an existing column is an error, because SQLite can only do it by rebuilding the table.
+options:
+  table:
+    description: Table of the column.
+    type: str
+    required: true
+  column:
+    description: Name of the column, exactly as in the catalog (case-sensitive, unquoted).
+    type: str
+    required: true
+    aliases: [name]
+  schema:
+    description:
+      - PostgreSQL schema of the table; defaults to the first schema of the search path (usually C(public)).
+      - For MySQL the schema is O(database).
+    type: str
+  type:
+    description:
+      - The column type as written in DDL, for example C(varchar(191)), C(timestamptz), C(int), C("CredentialType").
+      - Required with O(state=present).
+    type: str
+  nullable:
+    description: Whether the column accepts NULL.
+    type: bool
+    default: true
+  default:
+    description:
+      - The default, as an SQL expression written as in DDL, for example C('pending') (with the quotes),
+        C(0), C(now()), C(CURRENT_TIMESTAMP).
+      - When omitted, the column's default is not managed. C(NULL) means no default.
+    type: str
+  comment:
+    description:
+      - The column comment (PostgreSQL, MySQL). When omitted, the comment is not managed.
+    type: str
+  state:
+    description: Whether the column must exist or not.
+    type: str
+    choices: [present, absent]
+    default: present
+  alter:
+    description:
+      - Change an existing column whose definition differs (type, nullability, default, comment).
+        When false, a different definition fails with the difference and nothing is changed.
+    type: bool
+    default: false
+  using:
+    description:
+      - PostgreSQL only. C(USING) expression for a type change, for example C(amount::numeric(12,2)).
+    type: str
+  allow_rewrite:
+    description:
+      - Allow a change that rewrites (PostgreSQL) or copies (MySQL) the whole table, holding a lock that blocks
+        the application for as long as that takes.
+    type: bool
+    default: false
+  allow_drop:
+    description:
+      - With O(state=absent), allow dropping the column and its data.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+  - dbops.maintenance.connection.safety
+attributes:
+  check_mode:
+    support: full
+    description: Reads the catalog, reports the exact statements in RV(queries), changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the column's definition (type, nullable, default, comment) before and after.
+seealso:
+  - module: dbops.maintenance.enum_add
+author:
+  - dbops.maintenance contributors
+'''
+
+EXAMPLES = r'''
+- name: The shipmentFile column a Prisma migration tried to add twice - ensure it, whatever state it is in
+  dbops.maintenance.column_ensure:
+    engine: mysql
+    login_host: db1.example.com
+    login_user: deploy
+    login_password: "{{ vault_db_password }}"
+    database: shipping
+    table: shipment_records
+    column: shipmentFile
+    type: varchar(191)
+    nullable: true
+
+- name: A NOT NULL column with a constant default (metadata-only on PostgreSQL 11+)
+  dbops.maintenance.column_ensure:
+    engine: postgresql
+    database: app
+    table: ExternalCredential
+    column: rotation_days
+    type: integer
+    nullable: false
+    default: "90"
+    comment: Days between automatic rotations
+
+- name: Widen a column (no rewrite for varchar(n) -> varchar(m>n) on PostgreSQL)
+  dbops.maintenance.column_ensure:
+    engine: postgresql
+    database: app
+    table: users
+    column: email
+    type: varchar(320)
+    nullable: false
+    alter: true
+
+- name: Drop a column that is no longer used
+  dbops.maintenance.column_ensure:
+    engine: sqlite
+    database: /var/lib/app/app.db
+    table: sessions
+    column: legacy_token
+    state: absent
+    allow_drop: true
+'''
+
+RETURN = r'''
+column:
+  description: The column's definition after the run (in check mode, as it would be); null when absent.
+  returned: success
+  type: dict
+  sample: {name: shipmentFile, type: varchar(191), nullable: true, default: null, comment: ""}
+differences:
+  description: Which attributes of an existing column differ from the request.
+  returned: when the column exists with another definition
+  type: list
+  elements: str
+  sample: [type, nullable]
+target:
+  description: The column worked on, quoted as the server needs it.
+  returned: always
+  type: str
+queries:
+  description: The statements that ran (in check mode, that would run), exactly as sent to the server.
+  returned: always
+  type: list
+  elements: str
+  sample: ['ALTER TABLE `shipment_records` ADD COLUMN `shipmentFile` varchar(191) NULL, ALGORITHM=INSTANT']
+attempts:
+  description: Lock timeouts met on the way, with the sessions that held the lock.
+  returned: when a statement had to be retried
+  type: list
+  elements: dict
+server:
+  description: Engine, flavour and version of the server.
+  returned: success
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+
+
+def describe(col):
+    if not col:
+        return '(absent)'
+    text = '%s %s' % (col['type'], 'NULL' if col['nullable'] else 'NOT NULL')
+    if col.get('default') is not None:
+        text += ' DEFAULT %s' % col['default']
+    if col.get('comment'):
+        text += ' COMMENT %r' % col['comment']
+    return text
+
+
+def main():
+    argument_spec = dbops_argument_spec(
+        table=dict(type='str', required=True),
+        column=dict(type='str', required=True, aliases=['name']),
+        schema=dict(type='str'),
+        type=dict(type='str'),
+        nullable=dict(type='bool', default=True),
+        default=dict(type='str'),
+        comment=dict(type='str'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        alter=dict(type='bool', default=False),
+        using=dict(type='str'),
+        allow_rewrite=dict(type='bool', default=False),
+        allow_drop=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('state', 'present', ['type'])])
+    p = module.params
+    if p['using'] and p['engine'] != 'postgresql':
+        module.fail_json(msg='using is PostgreSQL only: MySQL and SQLite convert values by the type alone.')
+    if p['schema'] and p['engine'] != 'postgresql':
+        module.fail_json(msg='schema is PostgreSQL only; on MySQL the schema is the database option.')
+    with open_database(module) as db:
+        plan = db.plan_column(p)
+        result = dict(changed=False, target=plan['target'], queries=db.queries, server=db.server_info())
+        if plan.get('differences'):
+            result['differences'] = plan['differences']
+        if plan.get('refused'):
+            lines = ['  %-8s current: %-40s wanted: %s' % (k, plan['before'][k], plan['after'][k])
+                     for k in plan['differences']]
+            module.fail_json(
+                msg='Column %s exists with another definition; nothing was changed.\n  current: %s\n  wanted:  %s\n%s\n'
+                    'Set alter: true to change it (guards for rewrites and NULLs still apply), or fix the request.'
+                    % (plan['target'], describe(plan['before']), describe(plan['after']), '\n'.join(lines)),
+                **result)
+        db.apply(plan['steps'], allow=dict(allow_rewrite=p['allow_rewrite']))
+        result['changed'] = bool(plan['steps'])
+        after = plan['after']
+        if plan['steps'] and not module.check_mode:
+            after = db.read_column(p)  # what the server has now, not what was asked
+        result['column'] = after
+        if db.attempts:
+            result['attempts'] = db.attempts
+        if module._diff:
+            result['diff'] = dict(before=plan['before'] or {}, after=after or {},
+                                  before_header='%s (before)' % plan['target'],
+                                  after_header='%s (after)' % plan['target'])
+        module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

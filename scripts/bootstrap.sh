@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything this project needs on a fresh machine (Debian 12, Python 3.11):
+#   - server packages from Debian (PostgreSQL 15, MariaDB 10.11) when run as root,
+#   - a virtualenv in .venv with ansible-core, drivers, test and lint tools.
+# Idempotent: a second run only checks.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="${DBOPS_VENV:-$here/.venv}"
+py="${PYTHON:-python3}"
+
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15 postgresql-client-15)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server mariadb-client)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "bootstrap: missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "bootstrap: apt-get install ${need_apt[*]}"
+  # Never let package scripts start services: the harness runs its own servers.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+stamp="$venv/.dbops-requirements.sha256"
+want=$(cat "$here/requirements.txt" "$here/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bootstrap: creating $venv"
+  "$py" -m venv "$venv"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: pip install -r requirements-dev.txt"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r "$here/requirements-dev.txt"
+  echo "$want" > "$stamp"
+fi
+echo "bootstrap: ready ($("$venv/bin/ansible" --version | head -1))"
