@@ -1,0 +1,405 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL 8 and MariaDB 10.5+ adapter (PyMySQL).
+
+What differs between MySQL and MariaDB is in the FLAVOURS table, not in
+scattered ifs. Identifiers are quoted with backticks (a backtick doubled),
+values are passed as parameters or escaped by PyMySQL's connection.escape.
+PyMySQL does not enable multi-statements, so one execute is one statement.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
+    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean,
+)
+
+try:
+    import pymysql
+    HAS_PYMYSQL = True
+    PYMYSQL_IMPORT_ERROR = None
+except ImportError as e:  # pragma: no cover - depends on the managed host
+    HAS_PYMYSQL = False
+    PYMYSQL_IMPORT_ERROR = e
+
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_ALTER_OPERATION_NOT_SUPPORTED = (1845, 1846)
+
+# Everything that differs between the two flavours.
+FLAVOURS = {
+    'mariadb': dict(
+        # SET SESSION max_statement_time takes seconds (float).
+        statement_timeout=('max_statement_time', lambda s: float(s)),
+        # information_schema.COLUMNS.COLUMN_DEFAULT is an SQL expression ('a', current_timestamp(), NULL).
+        column_default_is_sql=True,
+        dump_tool='mariadb-dump',
+        client_tool='mariadb',
+    ),
+    'mysql': dict(
+        # max_execution_time takes milliseconds and limits SELECT statements only.
+        statement_timeout=('max_execution_time', lambda s: int(round(float(s) * 1000))),
+        column_default_is_sql=False,
+        dump_tool='mysqldump',
+        client_tool='mysql',
+    ),
+}
+
+MAX_ENUM_VALUE_CHARS = 255
+MAX_ENUM_VALUES = 65535
+
+
+def quote_ident(name):
+    return '`%s`' % name.replace('`', '``')
+
+
+def parse_quoted_list(text, start):
+    """Parse "'a','b''c')" from text[start:] (MySQL quoting: '' and backslash escapes).
+
+    Returns (values, index just after the closing parenthesis).
+    """
+    values, i, n = [], start, len(text)
+    escapes = {'0': '\0', 'b': '\b', 'n': '\n', 'r': '\r', 't': '\t', 'Z': '\x1a'}
+    while i < n:
+        c = text[i]
+        if c == "'":
+            i += 1
+            buf = []
+            while i < n:
+                c = text[i]
+                if c == '\\' and i + 1 < n:
+                    buf.append(escapes.get(text[i + 1], text[i + 1]))
+                    i += 2
+                elif c == "'" and i + 1 < n and text[i + 1] == "'":
+                    buf.append("'")
+                    i += 2
+                elif c == "'":
+                    i += 1
+                    break
+                else:
+                    buf.append(c)
+                    i += 1
+            values.append(''.join(buf))
+        elif c == ')':
+            return values, i + 1
+        else:
+            i += 1
+    raise ValueError('unterminated value list')
+
+
+class MysqlAdapter(Adapter):
+    engine = 'mysql'
+
+    def connect(self):
+        if not HAS_PYMYSQL:
+            self.module.fail_json(msg=missing_required_lib('PyMySQL (pip install PyMySQL)'),
+                                  exception=str(PYMYSQL_IMPORT_ERROR))
+        p = self.params
+        kw = dict(database=p['database'], connect_timeout=p['connect_timeout'], autocommit=True,
+                  charset='utf8mb4', program_name='dbops.maintenance')
+        config = os.path.expanduser(p.get('config_file') or '')
+        if config and os.path.exists(config):
+            kw['read_default_file'] = config
+        for opt, key in (('login_host', 'host'), ('login_port', 'port'), ('login_user', 'user'),
+                         ('login_password', 'password'), ('login_unix_socket', 'unix_socket')):
+            if p.get(opt) is not None:
+                kw[key] = p[opt]
+        ssl = {}
+        if p.get('ca_cert'):
+            ssl['ca'] = p['ca_cert']
+        if p.get('client_cert'):
+            ssl['cert'] = p['client_cert']
+        if p.get('client_key'):
+            ssl['key'] = p['client_key']
+        mode = p.get('ssl_mode')
+        if mode and mode != 'disable':
+            ssl.setdefault('check_hostname', mode == 'verify-full')
+            if mode in ('require', 'prefer', 'allow') and 'ca' not in ssl:
+                kw['ssl_disabled'] = False
+                kw['ssl_verify_cert'] = False
+            else:
+                kw['ssl_verify_cert'] = mode in ('verify-ca', 'verify-full')
+        if ssl and mode != 'disable':
+            kw['ssl'] = ssl
+        if mode == 'disable':
+            kw['ssl_disabled'] = True
+        try:
+            self.conn = pymysql.connect(**kw)
+        except pymysql.MySQLError as e:
+            raise DbopsError('Cannot connect to MySQL/MariaDB database %s: %s' % (p['database'], self.redact(e)))
+        self.version = self.fetchone('SELECT VERSION()')[0]
+        self.flavour = 'mariadb' if 'mariadb' in self.version.lower() else 'mysql'
+        self.features = FLAVOURS[self.flavour]
+        if p.get('lock_timeout') is not None:
+            secs = max(1, int(math.ceil(p['lock_timeout'])))
+            self.conn.cursor().execute('SET SESSION lock_wait_timeout = %s', [secs])
+            self.conn.cursor().execute('SET SESSION innodb_lock_wait_timeout = %s', [secs])
+        if p.get('statement_timeout'):
+            name, convert = self.features['statement_timeout']
+            self.conn.cursor().execute('SET SESSION %s = %%s' % name, [convert(p['statement_timeout'])])
+
+    def server_info(self):
+        return dict(engine='mysql', flavour=self.flavour, version=self.version.split('-')[0],
+                    version_full=self.version)
+
+    def fetchall(self, query, params=None):
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def fetchone(self, query, params=None):
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchone()
+
+    def literal(self, value):
+        return self.conn.escape(value)
+
+    # --- maintenance lock ----------------------------------------------------
+    def lock_name(self):
+        name = 'dbops.maintenance:%s' % self.params['database']
+        if len(name) > 64:
+            import hashlib
+            name = 'dbops.maintenance:%s' % hashlib.sha1(self.params['database'].encode()).hexdigest()
+        return name
+
+    def try_maintenance_lock(self):
+        return self.fetchone('SELECT GET_LOCK(%s, 0)', [self.lock_name()])[0] == 1
+
+    def unlock_maintenance(self):
+        self.fetchone('SELECT RELEASE_LOCK(%s)', [self.lock_name()])
+
+    def maintenance_lock_holder(self):
+        row = self.fetchone(
+            'SELECT p.ID, p.USER, p.HOST, p.TIME FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK(%s)',
+            [self.lock_name()])
+        if not row:
+            return None
+        return 'connection id %s, user %s from %s, connected for %ss' % row
+
+    # --- statements ---------------------------------------------------------------
+    def execute(self, statement):
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+        except pymysql.MySQLError as e:
+            code = e.args[0] if e.args else None
+            if code == ER_LOCK_WAIT_TIMEOUT:
+                raise LockTimeout(str(e))
+            if code in ER_ALTER_OPERATION_NOT_SUPPORTED:
+                raise Unsupported(e.args[1] if len(e.args) > 1 else str(e))
+            raise DbopsError('%s refused %s: %s' % (
+                'MariaDB' if self.flavour == 'mariadb' else 'MySQL', statement, e.args[1] if len(e.args) > 1 else e))
+
+    def lock_blockers(self):
+        """Sessions with an open transaction: they hold the metadata locks our DDL waits for."""
+        try:
+            rows = self.fetchall(
+                'SELECT p.ID, p.USER, p.COMMAND, t.trx_started, LEFT(COALESCE(p.INFO, t.trx_query, \'\'), 300) '
+                'FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p '
+                'ON p.ID = t.trx_mysql_thread_id WHERE p.ID <> CONNECTION_ID()')
+        except pymysql.MySQLError:
+            return []
+        return [dict(pid=r[0], user=r[1], state='open transaction, %s' % r[2], transaction_start=str(r[3]),
+                     query=r[4] or '(idle)') for r in rows]
+
+    # --- names -------------------------------------------------------------------------
+    def table_names(self):
+        return [r[0] for r in self.fetchall(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_TYPE = 'BASE TABLE'")]
+
+    def require_table(self, table):
+        if table not in self.table_names():
+            self.fail('Table %s does not exist in database %s.%s' % (
+                quote_ident(table), self.params['database'], did_you_mean(table, self.table_names())))
+
+    def show_create_line(self, table, column):
+        """The column's line of SHOW CREATE TABLE, without the trailing comma."""
+        create = self.fetchone('SHOW CREATE TABLE %s' % quote_ident(table))[1]
+        prefix = '  %s ' % quote_ident(column)
+        for line in create.splitlines():
+            if line.startswith(prefix):
+                return line.strip().rstrip(',')
+        return None
+
+    def column_rows(self, table):
+        return self.fetchall(
+            'SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLUMN_COMMENT, EXTRA, DATA_TYPE '
+            'FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s '
+            'ORDER BY ORDINAL_POSITION', [table])
+
+    def require_column(self, table, column):
+        rows = {r[0]: r for r in self.column_rows(table)}
+        if column not in rows:
+            self.fail('Column %s does not exist in table %s.%s' % (
+                quote_ident(column), quote_ident(table), did_you_mean(column, list(rows))))
+        return rows[column]
+
+    # --- enums -----------------------------------------------------------------------------
+    def enum_state(self, table, column, **_ignored):
+        line = self.show_create_line(table, column)
+        head = '%s enum(' % quote_ident(column)
+        values, _end = parse_quoted_list(line, len(head))
+        return dict(column='%s.%s' % (quote_ident(table), quote_ident(column)), values=values, definition=line)
+
+    def plan_enum_add(self, table, column, values, before=None, after=None, **_ignored):
+        self.require_table(table)
+        row = self.require_column(table, column)
+        target = '%s.%s' % (quote_ident(table), quote_ident(column))
+        if row[6] != 'enum':
+            self.fail('Column %s is %s, not an ENUM; enum_add changes ENUM columns only.' % (target, row[1]))
+        for v in values:
+            if len(v) > MAX_ENUM_VALUE_CHARS:
+                self.fail('Enum value %r is %d characters long; MySQL/MariaDB ENUM values are at most %d characters.'
+                          % (v[:40] + '...', len(v), MAX_ENUM_VALUE_CHARS))
+        state = self.enum_state(table, column)
+        current, line = state['values'], state['definition']
+        anchor = before or after
+        if anchor is not None and anchor not in current:
+            self.fail('%s %r is not a value of %s (values: %s); nothing was changed.'
+                      % ('before' if before else 'after', anchor, target, ', '.join(current)))
+        to_add = [v for v in values if v not in current]
+        result = dict(before=state, target=target, added=to_add, created=False)
+        if not to_add:
+            return dict(result, steps=[], after=state)
+        final = list(current)
+        if after is not None:
+            pos = final.index(after) + 1
+        elif before is not None:
+            pos = final.index(before)
+        else:
+            pos = len(final)
+        final[pos:pos] = to_add
+        if len(final) > MAX_ENUM_VALUES:
+            self.fail('An ENUM has at most %d values; this would make %d.' % (MAX_ENUM_VALUES, len(final)))
+        head = '%s enum(' % quote_ident(column)
+        _old, end = parse_quoted_list(line, len(head))
+        new_line = head + ','.join(self.literal(v) for v in final) + ')' + line[end:]
+        base = 'ALTER TABLE %s MODIFY COLUMN %s' % (quote_ident(table), new_line)
+        # Appending within the same storage size (1 byte up to 255 values) only changes metadata.
+        instant = pos == len(current) and (len(final) <= 255 or len(current) > 255)
+        copy = Step(base + ', ALGORITHM=COPY', 'redefine the ENUM by copying the table', requires='allow_copy')
+        if instant:
+            steps = [Step(base + ', ALGORITHM=INSTANT', 'append ENUM values (metadata only)', alternative=copy)]
+        else:
+            if not self.params.get('allow_copy'):
+                self.fail('Inserting values %s of %s (not at the end, or past 255 values) makes the server copy the '
+                          'whole table, blocking writes while it copies. Set allow_copy: true to accept that, or '
+                          'append at the end instead. Nothing was changed.'
+                          % ('in the middle' if pos != len(current) else 'past 255 values', target))
+            steps = [copy]
+        after_state = dict(state, values=final, definition=new_line)
+        return dict(result, steps=steps, after=after_state)
+
+    # --- columns ---------------------------------------------------------------------------------
+    def show_columns(self, table):
+        """The table's columns as SHOW FULL COLUMNS describes them (works for temporary tables too)."""
+        with self.conn.cursor() as cur:
+            cur.execute('SHOW FULL COLUMNS FROM %s' % quote_ident(table))
+            rows = cur.fetchall()
+        return {r[0]: dict(name=r[0], type=r[1], nullable=r[3] == 'YES', default=r[5], comment=r[8] or None,
+                           extra=r[6] or None) for r in rows}
+
+    def probe_column(self, spec):
+        """Let the server normalise the requested definition on a temporary table that is dropped at once."""
+        probe = 'dbops_probe_%s' % uuid.uuid4().hex[:12]
+        definition = self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment'))
+        try:
+            self.execute('CREATE TEMPORARY TABLE %s (%s %s)' % (quote_ident(probe), quote_ident(spec['column']),
+                                                                definition))
+        except DbopsError as e:
+            raise DbopsError('The server does not accept this column definition (%s): %s' % (definition, e))
+        try:
+            return self.show_columns(probe)[spec['column']]
+        finally:
+            self.execute('DROP TEMPORARY TABLE IF EXISTS %s' % quote_ident(probe))
+
+    def definition(self, type_sql, nullable, default, comment, extra=None):
+        text = '%s %s' % (type_sql, 'NULL' if nullable else 'NOT NULL')
+        if default is not None:
+            text += ' DEFAULT %s' % default
+        if extra and 'on update' in extra.lower():
+            text += ' ' + extra[extra.lower().index('on update'):]
+        if comment:
+            text += ' COMMENT %s' % self.literal(comment)
+        return text
+
+    def plan_column(self, spec):
+        table, column = spec['table'], spec['column']
+        self.require_table(table)
+        current = self.show_columns(table).get(column)
+        target = '%s.%s' % (quote_ident(table), quote_ident(column))
+        res = dict(target=target, before=current)
+        qt = quote_ident(table)
+        if spec['state'] == 'absent':
+            if current is None:
+                return dict(res, steps=[], after=None)
+            if not spec.get('allow_drop'):
+                self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
+                          '(after a backup). Nothing was changed.' % target)
+            base = 'ALTER TABLE %s DROP COLUMN %s' % (qt, quote_ident(column))
+            return dict(res, after=None, steps=[self.algorithm_steps(base, 'drop the column')])
+
+        if current is None:
+            want = self.probe_column(spec)
+            if not spec['nullable'] and spec.get('default') is None:
+                rows_n = self.fetchone('SELECT COUNT(*) FROM %s' % qt)[0]
+                if rows_n:
+                    self.fail('Cannot add %s as NOT NULL without a default: %s has %d row(s); MySQL/MariaDB would '
+                              'silently fill them with zero values (0, \'\', 0000-00-00). Give a default '
+                              '(default: ...), or add it nullable, backfill, then set nullable: false. '
+                              'Nothing was changed.' % (target, qt, rows_n), row_count=rows_n)
+            base = 'ALTER TABLE %s ADD COLUMN %s %s' % (
+                qt, quote_ident(column),
+                self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment')))
+            return dict(res, after=want, steps=[self.algorithm_steps(base, 'add the column')])
+
+        # What the column would be: unmanaged attributes (default, comment) keep their current values.
+        probe_spec = dict(spec)
+        if spec.get('default') is None and current['default'] is not None:
+            probe_spec['default'] = self.default_as_sql(table, column)
+        if spec.get('comment') is None:
+            probe_spec['comment'] = current['comment']
+        want = self.probe_column(probe_spec)
+        want['extra'] = current['extra']
+        differences = [k for k in ('type', 'nullable', 'default', 'comment') if current[k] != want[k]]
+        if not differences:
+            return dict(res, steps=[], after=current)
+        if not spec.get('alter'):
+            return dict(res, steps=[], after=want, differences=differences, refused=True)
+        if 'nullable' in differences and not want['nullable']:
+            nulls = self.fetchone('SELECT COUNT(*) FROM %s WHERE %s IS NULL' % (qt, quote_ident(column)))[0]
+            if nulls:
+                self.fail('Cannot make %s NOT NULL: %d row(s) have NULL in it. Backfill them first '
+                          '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
+                          % (target, nulls, column, column), null_count=nulls)
+        base = 'ALTER TABLE %s MODIFY COLUMN %s %s' % (qt, quote_ident(column), self.definition(
+            spec['type'], spec['nullable'], probe_spec.get('default'), probe_spec.get('comment'), current['extra']))
+        return dict(res, after=want, differences=differences,
+                    steps=[self.algorithm_steps(base, 'alter the column: %s' % ', '.join(differences))])
+
+    def default_as_sql(self, table, column):
+        """The current default as an SQL expression (MariaDB stores it that way; MySQL stores the value)."""
+        row = {r[0]: r for r in self.column_rows(table)}[column]
+        default, extra = row[3], row[5] or ''
+        if self.features['column_default_is_sql'] or default is None:
+            return default
+        if 'DEFAULT_GENERATED' in extra:
+            return '(%s)' % default
+        return self.literal(default)
+
+    def algorithm_steps(self, base, why):
+        """INSTANT, else INPLACE without locking writes, else COPY only with allow_rewrite."""
+        copy = Step(base + ', ALGORITHM=COPY', why + ' (copying the table)', requires='allow_rewrite')
+        inplace = Step(base + ', ALGORITHM=INPLACE, LOCK=NONE', why + ' (in place)', alternative=copy)
+        return Step(base + ', ALGORITHM=INSTANT', why + ' (metadata only)', alternative=inplace)
+
+    def read_column(self, spec):
+        return self.show_columns(spec['table']).get(spec['column'])
