@@ -62,13 +62,15 @@ def quote_ident(name):
 def parse_quoted_list(text, start):
     """Parse "'a','b''c')" from text[start:] (MySQL quoting: '' and backslash escapes).
 
-    Returns (values, index just after the closing parenthesis).
+    Returns (values, raw, end): the decoded values, their literals exactly as
+    written, and the index just after the closing parenthesis.
     """
-    values, i, n = [], start, len(text)
+    values, raw, i, n = [], [], start, len(text)
     escapes = {'0': '\0', 'b': '\b', 'n': '\n', 'r': '\r', 't': '\t', 'Z': '\x1a'}
     while i < n:
         c = text[i]
         if c == "'":
+            first = i
             i += 1
             buf = []
             while i < n:
@@ -86,8 +88,9 @@ def parse_quoted_list(text, start):
                     buf.append(c)
                     i += 1
             values.append(''.join(buf))
+            raw.append(text[first:i])
         elif c == ')':
-            return values, i + 1
+            return values, raw, i + 1
         else:
             i += 1
     raise ValueError('unterminated value list')
@@ -246,7 +249,7 @@ class MysqlAdapter(Adapter):
     def enum_state(self, table, column, **_ignored):
         line = self.show_create_line(table, column)
         head = '%s enum(' % quote_ident(column)
-        values, _end = parse_quoted_list(line, len(head))
+        values, _raw, _end = parse_quoted_list(line, len(head))
         return dict(column='%s.%s' % (quote_ident(table), quote_ident(column)), values=values, definition=line)
 
     def plan_enum_add(self, table, column, values, before=None, after=None, **_ignored):
@@ -280,8 +283,10 @@ class MysqlAdapter(Adapter):
         if len(final) > MAX_ENUM_VALUES:
             self.fail('An ENUM has at most %d values; this would make %d.' % (MAX_ENUM_VALUES, len(final)))
         head = '%s enum(' % quote_ident(column)
-        _old, end = parse_quoted_list(line, len(head))
-        new_line = head + ','.join(self.literal(v) for v in final) + ')' + line[end:]
+        # Existing values keep their literal exactly as SHOW CREATE TABLE wrote it.
+        old_values, old_raw, end = parse_quoted_list(line, len(head))
+        written = dict(zip(old_values, old_raw))
+        new_line = head + ','.join(written.get(v) or self.literal(v) for v in final) + ')' + line[end:]
         base = 'ALTER TABLE %s MODIFY COLUMN %s' % (quote_ident(table), new_line)
         # Appending within the same storage size (1 byte up to 255 values) only changes metadata.
         instant = pos == len(current) and (len(final) <= 255 or len(current) > 255)
