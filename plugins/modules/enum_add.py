@@ -11,12 +11,12 @@ short_description: Add values to an enum type (PostgreSQL) or an ENUM column (My
 version_added: 0.1.0
 description:
   - Makes sure an enum accepts the given values, adding the missing ones and leaving present ones alone.
-    This is the fix for C(invalid input value for enum "CredentialType": "PERSONAL_ACCESS_TOKEN") (SQLSTATE 22P02)
+    This is the fix for SQLSTATE 22P02 (C(invalid input value for enum "CredentialType")) on every insert
     when a deploy skipped the migration that adds the value.
-  - B(PostgreSQL): C(ALTER TYPE ... ADD VALUE IF NOT EXISTS), one statement per value, each in its own transaction
+  - On B(PostgreSQL), C(ALTER TYPE ... ADD VALUE IF NOT EXISTS), one statement per value, each in its own transaction
     (outside a transaction block, as PostgreSQL before 12 requires), so a new value is never used in the
     transaction that added it. O(before) / O(after) place the new values; values are added in the order given.
-  - B(MySQL/MariaDB): an ENUM belongs to a column, so O(table) and O(column) are required. The column is
+  - On B(MySQL/MariaDB) an ENUM belongs to a column, so O(table) and O(column) are required. The column is
     redefined with C(ALTER TABLE ... MODIFY COLUMN) from its own C(SHOW CREATE TABLE) definition with only the
     value list changed, so nullability, default, character set, collation, comment and position are kept.
     Appending at the end runs with C(ALGORITHM=INSTANT); a change the server can only do by copying the table
