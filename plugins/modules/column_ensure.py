@@ -99,7 +99,7 @@ attributes:
 seealso:
   - module: dbops.maintenance.enum_add
 author:
-  - dbops.maintenance contributors
+  - dbops.maintenance engineers (@dbops)
 '''
 
 EXAMPLES = r'''

@@ -86,7 +86,7 @@ notes:
 seealso:
   - module: dbops.maintenance.column_ensure
 author:
-  - dbops.maintenance contributors
+  - dbops.maintenance engineers (@dbops)
 '''
 
 EXAMPLES = r'''

@@ -234,7 +234,9 @@ def check_password_never_in_output(ansible, db):
       dbops.maintenance.column_ensure: "{{ conn | combine({'database': 'nope_db', 'table': 't', 'column': 'c', 'type': 'int'}) }}"
       ignore_errors: true
     - name: Password as a value elsewhere (fails, and must be masked)
-      dbops.maintenance.enum_add: "{{ conn | combine({'table': 't', 'column': 'id', 'values': [conn.login_password]}) if conn.engine == 'mysql' else conn | combine({'name': conn.login_password, 'values': ['x']}) }}"
+      dbops.maintenance.enum_add: >-
+        {{ conn | combine({'table': 't', 'column': 'id', 'values': [conn.login_password]}) if conn.engine == 'mysql'
+           else conn | combine({'name': conn.login_password, 'values': ['x']}) }}
       ignore_errors: true
 """
     r = ansible.playbook(play, extra_vars={"conn": db.params}, verbosity=4, diff=True)

@@ -89,8 +89,8 @@ class ScriptedAdapter(base.Adapter):
         self.outcomes = list(outcomes)
         self.executed = []
 
-    def execute(self, sql):
-        self.executed.append(sql)
+    def execute(self, statement):
+        self.executed.append(statement)
         outcome = self.outcomes.pop(0)
         if outcome:
             raise outcome

@@ -145,7 +145,7 @@ class Adapter:
         raise NotImplementedError
 
     # --- statements ------------------------------------------------------------
-    def execute(self, sql):
+    def execute(self, statement):
         """Run one changing statement; raise LockTimeout / Unsupported as appropriate."""
         raise NotImplementedError
 

@@ -36,7 +36,7 @@ ER_ALTER_OPERATION_NOT_SUPPORTED = (1845, 1846)
 FLAVOURS = {
     'mariadb': dict(
         # SET SESSION max_statement_time takes seconds (float).
-        statement_timeout=('max_statement_time', lambda s: float(s)),
+        statement_timeout=('max_statement_time', float),
         # information_schema.COLUMNS.COLUMN_DEFAULT is an SQL expression ('a', current_timestamp(), NULL).
         column_default_is_sql=True,
         dump_tool='mariadb-dump',
