@@ -1,0 +1,285 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL/MariaDB dump/restore tooling: mariadb-dump or mysqldump, and the mariadb/mysql client.
+
+Credentials reach the tools through a 0600 option file in a private 0700
+directory, given as --defaults-file (the first argument, as the tools require)
+and removed when the module ends. The option file first includes the
+config_file (~/.my.cnf) when it exists, so its settings apply unless the
+module's own options override them. Nothing secret is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
+    COMPRESSION_EXT, ModuleView, Pipeline, PrivateDir, Stage, compressor_argv, find_tool, tool_version,
+)
+
+DUMP_OPTIONS = ['--single-transaction', '--quick', '--routines', '--triggers', '--events', '--hex-blob',
+                '--default-character-set=utf8mb4', '--no-tablespaces', '--skip-dump-date']
+
+
+def quote_ident(name):
+    return '`%s`' % name.replace('`', '``')
+
+
+def option_value(text):
+    return '"%s"' % str(text).replace('\\', '\\\\').replace('"', '\\"')
+
+
+class MysqlTooling:
+    engine = 'mysql'
+
+    def __init__(self, module, adapter):
+        self.module = module
+        self.db = adapter
+        self.params = module.params
+        self.tool_path = module.params.get('tool_path')
+        self.secret_dir = None
+        self._defaults = None
+
+    def cleanup(self):
+        if self.secret_dir is not None:
+            self.secret_dir.cleanup()
+            self.secret_dir = None
+            self._defaults = None
+
+    def defaults_file(self):
+        if self._defaults:
+            return self._defaults
+        p = self.params
+        lines = []
+        config = os.path.expanduser(p.get('config_file') or '')
+        if config and os.path.isfile(config):
+            lines.append('!include %s' % config)
+        lines.append('[client]')
+        if p.get('login_user') is not None:
+            lines.append('user=%s' % option_value(p['login_user']))
+        if p.get('login_password') is not None:
+            lines.append('password=%s' % option_value(p['login_password']))
+        if p.get('login_unix_socket'):
+            lines.append('socket=%s' % option_value(p['login_unix_socket']))
+        elif p.get('login_host'):
+            lines.append('host=%s' % option_value(p['login_host']))
+            lines.append('protocol=tcp')
+        if p.get('login_port'):
+            lines.append('port=%d' % p['login_port'])
+        for opt, key in (('ca_cert', 'ssl-ca'), ('client_cert', 'ssl-cert'), ('client_key', 'ssl-key')):
+            if p.get(opt):
+                lines.append('%s=%s' % (key, option_value(p[opt])))
+        if p.get('ssl_mode') in ('verify-ca', 'verify-full'):
+            lines.append('ssl-verify-server-cert')
+        self.secret_dir = PrivateDir()
+        self._defaults = self.secret_dir.write('client.cnf', '\n'.join(lines) + '\n')
+        return self._defaults
+
+    def env(self):
+        return {k: v for k, v in os.environ.items() if not k.startswith(('MYSQL_PWD', 'MYSQL_HOST'))}
+
+    def flavour(self):
+        return self.db.server_info()['flavour']
+
+    def tool(self, kind):
+        """kind: dump | client."""
+        names = {('mariadb', 'dump'): ['mariadb-dump', 'mysqldump'], ('mariadb', 'client'): ['mariadb', 'mysql'],
+                 ('mysql', 'dump'): ['mysqldump', 'mariadb-dump'], ('mysql', 'client'): ['mysql', 'mariadb']}
+        for name in names[(self.flavour(), kind)]:
+            path = find_tool(name, self.tool_path)
+            if path:
+                return path
+        raise DbopsError('%s was not found%s or on PATH. Install the %s client package (Debian: mariadb-client or '
+                         'default-mysql-client) or set tool_path.' % (
+                             ' or '.join(names[(self.flavour(), kind)]),
+                             ' in tool_path %s' % self.tool_path if self.tool_path else '', self.flavour()))
+
+    # --- naming ---------------------------------------------------------------------------
+    @staticmethod
+    def layout(_fmt):
+        return 'file'
+
+    @staticmethod
+    def extension(_fmt, compression):
+        return '.sql' + COMPRESSION_EXT[compression]
+
+    def default_format(self):
+        return 'plain'
+
+    # --- source facts ------------------------------------------------------------------------
+    def all_tables(self, db=None, database=None):
+        db = db or self.db
+        rows = db.fetchall(
+            "SELECT TABLE_NAME, TABLE_ROWS, ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", [database or self.params['database']])
+        return [dict(name=r[0], table=r[0], rows_estimate=int(r[1]) if r[1] is not None else None, engine=r[2])
+                for r in rows]
+
+    def select_tables(self, tables, exclude):
+        everything = self.all_tables()
+        names = [t['name'] for t in everything]
+        by_name = {t['name']: t for t in everything}
+        for n in list(tables or []) + list(exclude or []):
+            if n not in by_name:
+                raise DbopsError('Table %r does not exist in database %s.%s' % (
+                    n, self.params['database'], did_you_mean(n, names)))
+        chosen = [by_name[n] for n in tables] if tables else list(everything)
+        ex = set(exclude or [])
+        chosen = [t for t in chosen if t['name'] not in ex]
+        return dict(tables=chosen, include=[t for t in chosen] if tables else [],
+                    exclude=[by_name[n] for n in exclude or []])
+
+    def database_facts(self):
+        row = self.db.fetchone('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM '
+                               'information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', [self.params['database']])
+        return dict(charset=row[0], collation=row[1]) if row else {}
+
+    def warnings_for(self, selection):
+        odd = sorted(t['name'] for t in selection['tables'] if (t.get('engine') or 'InnoDB') not in ('InnoDB',))
+        if odd:
+            return ['Tables %s do not use InnoDB: --single-transaction cannot give them a consistent snapshot '
+                    'while the application writes to them.' % ', '.join(odd[:20])]
+        return []
+
+    # --- dump --------------------------------------------------------------------------------
+    def dump_argv(self, database, schema_only=False, selection=None):
+        dump = self.tool('dump')
+        argv = [dump, '--defaults-file=%s' % self.defaults_file()] + DUMP_OPTIONS
+        if schema_only:
+            argv.append('--no-data')
+        for t in (selection or {}).get('exclude', []):
+            argv.append('--ignore-table=%s.%s' % (database, t['name']))
+        argv.append(database)
+        for t in (selection or {}).get('include', []):
+            argv.append(t['name'])
+        return argv
+
+    def dump_plan(self, opts, _out_path, selection, snapshot=None):
+        argv = self.dump_argv(self.params['database'], opts.get('schema_only'), selection)
+        tools = dict(dump=dict(path=argv[0], version=tool_version(argv[0])))
+        stages = [Stage(os.path.basename(argv[0]), argv, self.env())]
+        if opts['compression'] != 'none':
+            cargv = compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
+            stages.append(Stage(opts['compression'], cargv))
+            tools[opts['compression']] = dict(path=cargv[0], version=tool_version(cargv[0]))
+        return dict(stages=stages, writes_dir=False, tools=tools)
+
+    def export_snapshot(self):
+        """A consistent-snapshot transaction opened just before the dump starts (for verify=restore counts)."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql import MysqlAdapter
+        snap = MysqlAdapter(ModuleView(self.module))
+        snap.connect()
+        snap.fetchall('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY')
+        return snap, None
+
+    def exact_counts(self, db, tables, database=None):
+        out = {}
+        for t in tables:
+            out[t['name']] = db.fetchone('SELECT COUNT(*) FROM %s.%s' % (
+                quote_ident(database or db.params['database']), quote_ident(t['name'])))[0]
+        return out
+
+    # --- reading a dump -------------------------------------------------------------------------
+    def decompress_stages(self, manifest):
+        if manifest.get('compression', 'none') != 'none':
+            return [Stage('%s -d' % manifest['compression'],
+                          compressor_argv(manifest['compression'], self.tool_path, decompress=True))]
+        return []
+
+    def verify_list(self, path, manifest):
+        """Parse check: the dump reads to the end, ends with '-- Dump completed', and creates every table."""
+        tail = bytearray()
+        creates = set()
+        pending = bytearray()
+
+        def consume(chunk):
+            pending.extend(chunk)
+            cut = pending.rfind(b'\n')
+            if cut >= 0:
+                for m in re.finditer(rb'^CREATE TABLE `((?:[^`]|``)+)`', bytes(pending[:cut]), re.M):
+                    creates.add(m.group(1).replace(b'``', b'`').decode('utf-8', 'replace'))
+                del pending[:cut + 1]
+            tail.extend(chunk)
+            del tail[:max(0, len(tail) - 4096)]
+
+        stages = self.decompress_stages(manifest) or [Stage('cat', ['cat'])]
+        p = Pipeline(stages, stdin_path=path)
+        p.run_to_file(None, os.path.dirname(path), consumer=consume)
+        if not p.ok:
+            raise p.failure('Reading the dump %s' % path)
+        if b'-- Dump completed' not in bytes(tail):
+            raise DbopsError('The dump %s is truncated: it does not end with the "-- Dump completed" line that the '
+                             'dump tool writes after the last table.' % path)
+        missing = sorted(set(t['name'] for t in manifest['tables']) - creates)
+        if missing:
+            raise DbopsError('The dump %s has no CREATE TABLE for %s, which the manifest lists.'
+                             % (path, ', '.join(missing[:20])))
+        return dict(method='parsed to the end (%s)' % manifest.get('compression', 'none'),
+                    create_table_statements=len(creates))
+
+    # --- databases on the server -------------------------------------------------------------------
+    def admin(self, database=None):
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql import MysqlAdapter
+        a = MysqlAdapter(ModuleView(self.module, database=None))
+        a.connect()
+        a.params = dict(a.params, database=database or '')
+        return a
+
+    def open_db(self, database):
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql import MysqlAdapter
+        a = MysqlAdapter(ModuleView(self.module, database=database))
+        a.connect()
+        return a
+
+    def database_exists(self, admin, name):
+        return bool(admin.fetchall('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', [name]))
+
+    def database_objects(self, db):
+        name = db.params['database']
+        return db.fetchone(
+            'SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s) + '
+            '(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s) + '
+            '(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)', [name, name, name])[0]
+
+    def sessions(self, admin, name):
+        return admin.fetchall('SELECT ID, USER, COMMAND, STATE FROM information_schema.PROCESSLIST '
+                              'WHERE DB = %s AND ID <> CONNECTION_ID()', [name])
+
+    def create_database(self, admin, name, manifest=None):
+        q = 'CREATE DATABASE %s' % quote_ident(name)
+        facts = (manifest or {}).get('database_facts') or {}
+        if facts.get('charset'):
+            q += ' CHARACTER SET %s' % facts['charset']
+        if facts.get('collation'):
+            q += ' COLLATE %s' % facts['collation']
+        admin.fetchall(q)
+        admin.queries.append(q)
+
+    def drop_database(self, admin, name, force=False):
+        q = 'DROP DATABASE IF EXISTS %s' % quote_ident(name)
+        admin.fetchall(q)
+        admin.queries.append(q)
+
+    def server_lock(self, admin, name):
+        admin.params = dict(admin.params, database=name)
+        admin.acquire_maintenance_lock(self.params.get('wait_for_lock') or 0)
+
+    # --- restore ----------------------------------------------------------------------------------------
+    def client_argv(self, target):
+        client = self.tool('client')
+        return [client, '--defaults-file=%s' % self.defaults_file(), '--batch', '--binary-mode',
+                '--default-character-set=utf8mb4', '--database=%s' % target]
+
+    def restore_stages(self, path, manifest, target, jobs=1, no_owner=False, from_stdin=False):
+        stages = self.decompress_stages(manifest) + [Stage(os.path.basename(self.tool('client')),
+                                                           self.client_argv(target), self.env())]
+        return stages, (None if from_stdin else path)
+
+    def clone_stages(self, source, target, schema_only, no_owner=False):
+        dump = self.dump_argv(source, schema_only)
+        return ([Stage(os.path.basename(dump[0]), dump, self.env()),
+                 Stage(os.path.basename(self.tool('client')), self.client_argv(target), self.env())],
+                dict(dump=tool_version(dump[0])))

@@ -1,0 +1,662 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine-independent flow of db_backup, db_restore and db_clone.
+
+backup: plan (name, tools, reuse, retention) -> dump to a temporary name through
+the pipeline -> every exit code 0 and size > 0 -> fsync -> verify (checksum,
+list, restore into a scratch database) -> rename into place -> fsync dir ->
+manifest (temp + rename) -> retention. Anything failing on the way removes the
+temporary file; nothing at the final name, no manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+
+VERIFY_LEVELS = ['none', 'checksum', 'list', 'restore']
+FORMATS = {'postgresql': ['custom', 'directory', 'plain'], 'mysql': ['plain'], 'sqlite': ['sqlite']}
+COLLECTION = 'dbops.maintenance'
+
+
+def tooling_for(module, adapter):
+    engine = module.params['engine']
+    if engine == 'postgresql':
+        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling
+        return PgTooling(module, adapter)
+    if engine == 'mysql':
+        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.mysql import MysqlTooling
+        return MysqlTooling(module, adapter)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import SqliteTooling
+    return SqliteTooling(module, adapter)
+
+
+def cleanup_tooling(tools):
+    if hasattr(tools, 'cleanup'):
+        tools.cleanup()
+
+
+def scratch_name(prefix, what):
+    return '%s%s_%s' % (prefix, what, secrets.token_hex(4))
+
+
+def compare_counts(want, got):
+    """Differences between two {table: rows} maps as a list of strings."""
+    problems = []
+    for name in sorted(set(want) | set(got)):
+        if name not in got:
+            problems.append('%s missing after restore' % name)
+        elif name not in want:
+            problems.append('%s not in the source' % name)
+        elif want[name] != got[name]:
+            problems.append('%s has %s rows, the source had %s' % (name, got[name], want[name]))
+    return problems
+
+
+# ==========================================================================
+# db_backup
+# ==========================================================================
+
+class Backup:
+    def __init__(self, module, adapter):
+        self.module = module
+        self.p = module.params
+        self.db = adapter
+        self.engine = self.p['engine']
+        self.tools = tooling_for(module, adapter)
+        self.result = dict(changed=False)
+
+    # --- validation ------------------------------------------------------------------
+    def options(self):
+        p = self.p
+        fmt = p['format'] or self.tools.default_format()
+        if fmt not in FORMATS[self.engine]:
+            raise DbopsError('format %s is not available for %s; use %s.' % (fmt, self.engine,
+                                                                               ' or '.join(FORMATS[self.engine])))
+        compression = p['compression']
+        if p['jobs'] is not None and p['jobs'] > 1 and fmt != 'directory':
+            raise DbopsError('jobs > 1 needs format directory (pg_dump dumps tables in parallel only into a '
+                             'directory); with format %s use jobs 1.' % fmt)
+        if p['jobs'] is not None and p['jobs'] < 1:
+            raise DbopsError('jobs must be 1 or more.')
+        level = p.get('compression_level')
+        if level is not None and not 1 <= level <= 19:
+            raise DbopsError('compression_level must be between 1 and 19 (gzip/lz4 take 1-9).')
+        for opt in ('keep_last',):
+            if p[opt] is not None and p[opt] < 1:
+                raise DbopsError('keep_last must be 1 or more (the backup just taken is always kept).')
+        keep_days = p['keep_days']
+        if keep_days is not None and keep_days <= 0:
+            raise DbopsError('keep_days must be more than 0.')
+        return dict(format=fmt, compression=compression, compression_level=level, jobs=p['jobs'] or 1,
+                    schema_only=p['schema_only'], verify=p['verify'], keep_days=keep_days,
+                    reuse_within=c.parse_duration(p['reuse_within'], 'reuse_within'))
+
+    def source_identity(self):
+        if self.engine == 'sqlite':
+            return os.path.abspath(os.path.expanduser(self.p['database']))
+        return self.p['database']
+
+    def label(self):
+        if self.p['label']:
+            return c.safe_label(self.p['label'])
+        if self.engine == 'sqlite':
+            return c.safe_label(os.path.splitext(os.path.basename(self.p['database']))[0])
+        return c.safe_label(self.p['database'])
+
+    # --- reuse ---------------------------------------------------------------------------
+    def find_reusable(self, group, opts, selection, now):
+        if not opts['reuse_within']:
+            return None
+        wanted_tables = sorted(t['name'] for t in selection['tables'])
+        for mpath, m in reversed(group):
+            age = (now - c.parse_iso(m['finished_at'])).total_seconds()
+            if age > opts['reuse_within']:
+                break
+            if (m.get('engine') != self.engine or m.get('database') != self.source_identity()
+                    or m.get('format') != opts['format'] or m.get('compression') != opts['compression']
+                    or bool(m.get('schema_only')) != bool(opts['schema_only'])
+                    or sorted(t['name'] for t in m.get('tables', [])) != wanted_tables
+                    or (m.get('verification') or {}).get('level', 'none') == 'none'
+                    or VERIFY_LEVELS.index(m['verification']['level']) < VERIFY_LEVELS.index(opts['verify'])):
+                continue
+            path = c.backup_file_of(mpath, m)
+            try:
+                c.check_backup_integrity(path, m)
+            except DbopsError as e:
+                self.module.warn('Not reusing %s: %s' % (path, e))
+                continue
+            return mpath, m, age
+        return None
+
+    # --- the run ---------------------------------------------------------------------------
+    def run(self):
+        p, module = self.p, self.module
+        opts = self.options()
+        dest = os.path.abspath(os.path.expanduser(p['dest']))
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise DbopsError('dest %s exists and is not a directory. dest is the directory that holds the backups.'
+                             % dest)
+        if not os.path.exists(dest) and not module.check_mode:
+            try:
+                os.makedirs(dest, mode=0o700)
+            except OSError as e:
+                raise DbopsError('Cannot create dest %s: %s' % (dest, c.disk_error_message(e, os.path.dirname(dest))))
+        if not module.check_mode and not os.access(dest, os.W_OK):
+            raise DbopsError('Cannot write into dest %s (permission denied for the module user). Choose a dest it can '
+                             'write to.' % dest)
+        selection = self.tools.select_tables(p['tables'], p['exclude_tables'])
+        label = self.label()
+        now = c.utcnow()
+        group = [(mp, m) for mp, m in c.list_backups(dest) if m.get('label') == label]
+        self.result.update(server=self.db.server_info(), label=label, dest=dest)
+
+        reuse = self.find_reusable(group, opts, selection, now)
+        if reuse:
+            mpath, m, age = reuse
+            pruned = self.retention(dest, group, opts, now, protect={mpath})
+            self.result.update(changed=bool(pruned), reused=True, path=c.backup_file_of(mpath, m),
+                               manifest_path=mpath, manifest=m, size=m['size'], sha256=m['sha256'],
+                               duration=0.0, throughput=0, verified=m['verification']['level'], pruned=pruned,
+                               msg='Reused the backup taken %.0f seconds ago (reuse_within=%s).'
+                                   % (age, p['reuse_within']))
+            return self.result
+
+        ext = self.tools.extension(opts['format'], opts['compression'])
+        name = '%s-%s%s' % (label, c.timestamp_name(now), ext)
+        n = 1
+        while os.path.exists(os.path.join(dest, name)) or os.path.exists(os.path.join(dest, name + c.MANIFEST_SUFFIX)):
+            name = '%s-%s-%d%s' % (label, c.timestamp_name(now), n, ext)
+            n += 1
+        final = os.path.join(dest, name)
+        if module.check_mode:
+            future = group + [(final + c.MANIFEST_SUFFIX, dict(finished_at=c.iso(now), file=name))]
+            would = c.plan_retention(future, p['keep_last'], opts['keep_days'], now,
+                                     protect={final + c.MANIFEST_SUFFIX})
+            self.result.update(changed=True, reused=False, path=final, manifest_path=final + c.MANIFEST_SUFFIX,
+                               pruned=[os.path.join(dest, m['file']) for _mp, m in would],
+                               tables=[t['name'] for t in selection['tables']], verified='none',
+                               msg='Would back up %s to %s (check mode: nothing written).'
+                                   % (self.source_identity(), final))
+            if self.engine == 'postgresql':
+                d, major, line = self.tools.bin_dir()
+                self.result['tools'] = dict(pg_dump=dict(path=os.path.join(d, 'pg_dump'), version=line))
+            return self.result
+
+        c.cleanup_stale_tmp(dest)
+        manifest = self.take(dest, final, opts, selection, now, label)
+        pruned = self.retention(dest, group + [(final + c.MANIFEST_SUFFIX, manifest)], opts, c.utcnow(),
+                                protect={final + c.MANIFEST_SUFFIX})
+        self.result.update(
+            changed=True, reused=False, path=final, manifest_path=final + c.MANIFEST_SUFFIX, manifest=manifest,
+            size=manifest['size'], sha256=manifest['sha256'], duration=manifest['duration'],
+            throughput=manifest['throughput'], verified=manifest['verification']['level'], pruned=pruned,
+            msg='Backed up %s: %s in %.1fs (%s/s), verified: %s.' % (
+                self.source_identity(), c.human_size(manifest['size']), manifest['duration'],
+                c.human_size(manifest['throughput']), manifest['verification']['level']))
+        return self.result
+
+    def retention(self, dest, group, opts, now, protect):
+        doomed = c.plan_retention(group, self.p['keep_last'], opts['keep_days'], now, protect=protect)
+        if not doomed or self.module.check_mode:
+            return [os.path.join(dest, m['file']) for _mp, m in doomed]
+        return c.apply_retention(dest, doomed)
+
+    def take(self, dest, final, opts, selection, now, label):
+        tmp = c.tmp_name(dest, os.path.basename(final))
+        layout = self.tools.layout(opts['format'])
+        progress = c.Progress(tmp + '.progress.json', size_of=lambda: c.current_size(tmp))
+        snap = None
+        started = time.monotonic()
+        try:
+            want_counts = None
+            if self.engine == 'sqlite':
+                sha, size, tools, want_counts = self.take_sqlite(tmp, opts, progress)
+                files = None
+            else:
+                snapshot = None
+                if opts['verify'] == 'restore':
+                    snap, snapshot = self.tools.export_snapshot()
+                plan = self.tools.dump_plan(opts, tmp, selection, snapshot=snapshot)
+                tools = plan['tools']
+                pipe = c.Pipeline(plan['stages'], redact=self.db.redact, progress=progress)
+                if plan['writes_dir']:
+                    pipe.run()
+                else:
+                    fd = self.open_tmp(tmp, dest)
+                    try:
+                        pipe.run_to_file(fd, dest)
+                        os.fsync(fd)
+                    except OSError as e:
+                        raise DbopsError(c.disk_error_message(e, dest, pipe.bytes))
+                    finally:
+                        os.close(fd)
+                if not pipe.ok:
+                    err = pipe.failure('The dump of %s' % self.source_identity())
+                    if any('No space left' in st.stderr for st in pipe.stages):
+                        err = DbopsError('%s %s' % (err, c.disk_error_message(OSError(28, 'ENOSPC'), dest)),
+                                         **err.details)
+                    raise err
+                if plan['writes_dir']:
+                    c.fsync_tree(tmp)
+                    sha, files, size = c.sha256_tree(tmp)
+                else:
+                    sha, files, size = pipe.sha256.hexdigest(), None, pipe.bytes
+                if size == 0:
+                    raise DbopsError('The dump of %s is empty (0 bytes) although every process exited 0; '
+                                     'nothing was kept.' % self.source_identity(), processes=pipe.report())
+                if snap is not None:
+                    want_counts = self.tools.exact_counts(snap, selection['tables'])
+                    snap.close()
+                    snap = None
+            finished = c.utcnow()
+            duration = time.monotonic() - started
+            manifest = self.manifest(final, opts, selection, now, finished, duration, sha, size, files, tools,
+                                     label, layout)
+            manifest['verification'] = self.verify(tmp, manifest, opts['verify'], want_counts)
+            if want_counts is not None:
+                manifest['row_counts'] = want_counts
+            os.rename(tmp, final)
+            c.fsync_dir(dest)
+        except BaseException:
+            if snap is not None:
+                snap.close()
+            c.remove_path(tmp)
+            progress.remove()
+            raise
+        progress.remove()
+        manifest['progress'] = progress.samples
+        try:
+            c.write_json_atomic(final + c.MANIFEST_SUFFIX, manifest)
+        except BaseException:
+            c.remove_path(final)  # no backup without its manifest
+            raise
+        return manifest
+
+    @staticmethod
+    def open_tmp(tmp, dest):
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise DbopsError(c.disk_error_message(e, dest))
+
+    def take_sqlite(self, tmp, opts, progress):
+        raw = tmp + '.raw'
+        try:
+            self.tools.backup_to(raw, schema_only=opts['schema_only'])
+            from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import integrity
+            _checks, _names, counts = integrity(raw)
+            stages, tools = self.tools.compress_stages(opts)
+            pipe = c.Pipeline(stages, stdin_path=raw, progress=progress)
+            fd = self.open_tmp(tmp, os.path.dirname(tmp))
+            try:
+                pipe.run_to_file(fd, os.path.dirname(tmp))
+                os.fsync(fd)
+            except OSError as e:
+                raise DbopsError(c.disk_error_message(e, os.path.dirname(tmp), pipe.bytes))
+            finally:
+                os.close(fd)
+            if not pipe.ok:
+                raise pipe.failure('Compressing the SQLite backup')
+            tools = dict(tools, sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
+            return pipe.sha256.hexdigest(), pipe.bytes, tools, counts
+        except OSError as e:
+            raise DbopsError(c.disk_error_message(e, os.path.dirname(tmp)))
+        finally:
+            c.remove_path(raw)
+
+    def manifest(self, final, opts, selection, started, finished, duration, sha, size, files, tools, label, layout):
+        m = dict(kind=c.MANIFEST_KIND, manifest_version=c.MANIFEST_VERSION, created_by='%s.db_backup' % COLLECTION,
+                 file=os.path.basename(final), layout=layout, label=label, engine=self.engine,
+                 server=self.db.server_info(), database=self.source_identity(), format=opts['format'],
+                 compression=opts['compression'], compression_level=opts['compression_level'], jobs=opts['jobs'],
+                 schema_only=bool(opts['schema_only']), size=size, sha256=sha,
+                 started_at=c.iso(started), finished_at=c.iso(finished), duration=round(duration, 3),
+                 throughput=int(size / duration) if duration > 0 else 0, tools=tools,
+                 tables=[dict(name=t['name'], rows_estimate=t.get('rows_estimate')) for t in selection['tables']],
+                 tables_selected=[t['name'] for t in selection['include']],
+                 tables_excluded=[t['name'] for t in selection['exclude']],
+                 database_facts=self.tools.database_facts())
+        if self.engine == 'sqlite':
+            m['tables'] = [dict(name=t['name'], rows_estimate=None) for t in selection['tables']]
+        if files is not None:
+            m['files'] = files
+        if m['server'].get('version_full'):
+            m['server'] = dict(m['server'])
+        return m
+
+    # --- verification ----------------------------------------------------------------------
+    def verify(self, path, manifest, level, want_counts):
+        done = dict(level='none', checks=[])
+        if level == 'none':
+            return done
+        digest = c.check_backup_integrity(path, manifest)
+        done['checks'].append(dict(check='checksum', sha256=digest, result='re-read from disk, matches'))
+        done['level'] = 'checksum'
+        if level == 'checksum':
+            return done
+        if self.engine == 'sqlite':
+            return self.verify_sqlite(path, manifest, level, want_counts, done)
+        done['checks'].append(dict(check='list', result=self.tools.verify_list(path, manifest)))
+        done['level'] = 'list'
+        if level == 'list':
+            return done
+        done['checks'].append(dict(check='restore', result=self.verify_restore(path, manifest, want_counts)))
+        done['level'] = 'restore'
+        return done
+
+    def verify_sqlite(self, path, manifest, level, want_counts, done):
+        scratch = os.path.join(os.path.dirname(path), '%s%d-%s' % (c.TMP_PREFIX, os.getpid(),
+                                                                      scratch_name(self.p.get('scratch_prefix')
+                                                                                   or 'dbops_scratch_', 'verify')))
+        try:
+            self.tools.expand(path, manifest, scratch)
+            got = self.tools.verify_expanded(scratch, manifest, want_counts if level == 'restore' else None)
+        finally:
+            c.remove_path(scratch)
+        done['checks'].append(dict(check='list', result='PRAGMA integrity_check ok'))
+        done['level'] = 'list'
+        if level == 'restore':
+            done['checks'].append(dict(check='restore', result=dict(tables=len(got), row_counts=got)))
+            done['level'] = 'restore'
+        return done
+
+    def verify_restore(self, path, manifest, want_counts):
+        prefix = self.p.get('scratch_prefix') or 'dbops_scratch_'
+        name = scratch_name(prefix, 'verify')
+        admin = self.tools.admin()
+        created = False
+        try:
+            self.tools.create_database(admin, name, manifest)
+            created = True
+            stages, stdin = self.tools.restore_stages(path, manifest, name, jobs=manifest.get('jobs') or 1)
+            pipe = c.Pipeline(stages, redact=self.db.redact, stdin_path=stdin)
+            pipe.run()
+            if not pipe.ok:
+                raise pipe.failure('verify=restore: restoring the backup into the scratch database %s' % name)
+            scratch = self.tools.open_db(name)
+            try:
+                got_tables = self.tools.all_tables(scratch) if self.engine == 'postgresql' else \
+                    self.tools.all_tables(scratch, database=name)
+                got = self.tools.exact_counts(scratch, got_tables)
+            finally:
+                scratch.close()
+            problems = compare_counts(want_counts or {}, got)
+            if problems:
+                raise DbopsError('verify=restore: the restored copy differs from the source snapshot: %s%s. The '
+                                 'backup was not kept.' % ('; '.join(problems[:20]),
+                                                           ' (MySQL: the counts come from a snapshot taken just '
+                                                           'before the dump; writes in between show up here)'
+                                                           if self.engine == 'mysql' else ''))
+            return dict(scratch_database=name, tables=len(got), rows=sum(got.values()), row_counts=got)
+        finally:
+            if created:
+                try:
+                    self.tools.drop_database(admin, name, force=True)
+                except Exception as e:  # pylint: disable=broad-except
+                    self.module.warn('Could not drop the scratch database %s: %s' % (name, e))
+            admin.close()
+
+
+# ==========================================================================
+# db_restore
+# ==========================================================================
+
+def resolve_backup(path):
+    path = os.path.abspath(os.path.expanduser(path.rstrip('/')))
+    if path.endswith(c.MANIFEST_SUFFIX):
+        mpath = path
+    else:
+        mpath = c.manifest_path_for(path)
+    if not os.path.exists(mpath):
+        raise DbopsError('No manifest %s for the backup %s. db_restore only restores backups taken by db_backup, '
+                         'whose manifest records the sha256 it checks before restoring.' % (mpath, path))
+    m = c.read_manifest(mpath)
+    return mpath, m, c.backup_file_of(mpath, m)
+
+
+class Restore:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.engine = self.p['engine']
+
+    def check_manifest(self, m, backup):
+        if m.get('engine') != self.engine:
+            raise DbopsError('The backup %s is a %s backup; it cannot be restored with engine %s.'
+                             % (backup, m.get('engine'), self.engine))
+        if self.p.get('format') and self.p['format'] != m.get('format'):
+            raise DbopsError('The backup %s is in format %s, not %s as the task says.'
+                             % (backup, m.get('format'), self.p['format']))
+        if self.engine in FORMATS and m.get('format') not in FORMATS[self.engine]:
+            raise DbopsError('The backup %s has format %s, which %s cannot restore.' % (backup, m.get('format'),
+                                                                                       self.engine))
+
+    def run(self):
+        p = self.p
+        started = time.monotonic()
+        mpath, m, backup = resolve_backup(p['backup'])
+        self.check_manifest(m, backup)
+        c.check_backup_integrity(backup, m)
+        target = p['database'] or m['database']
+        result = dict(changed=False, backup=backup, manifest_path=mpath, database=target, source_database=m['database'],
+                      sha256=m['sha256'], backup_finished_at=m['finished_at'])
+        if self.engine == 'sqlite':
+            return self.run_sqlite(m, backup, target, result, started)
+        tools = tooling_for(self.module, None)
+        admin = tools.admin()
+        try:
+            tools.db = admin  # server facts (version) and connection settings come from the admin session
+            if not self.module.check_mode:
+                tools.server_lock(admin, target)
+            exists = tools.database_exists(admin, target)
+            replaced = False
+            if exists:
+                tdb = tools.open_db(target)
+                try:
+                    objects = tools.database_objects(tdb)
+                    if objects and not p['replace']:
+                        raise DbopsError('Database %s exists and is not empty (%d objects). Set replace: true to drop '
+                                         'and recreate it from the backup (after a backup of it), or restore into '
+                                         'another database (target). Nothing was changed.' % (target, objects))
+                    if objects and not self.module.check_mode:
+                        tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
+                        others = tools.sessions(admin, target)
+                        if others:
+                            raise DbopsError('Database %s has %d other session(s) (%s); replace drops the database, '
+                                             'which needs them gone. Stop the application first. Nothing was changed.'
+                                             % (target, len(others), '; '.join(str(tuple(o)) for o in others[:5])))
+                    replaced = bool(objects)
+                finally:
+                    tdb.close()
+            result['replaced'] = replaced
+            if self.module.check_mode:
+                result.update(changed=True, msg='Would restore %s into %s%s (check mode).'
+                              % (backup, target, ', dropping it first' if replaced else ''))
+                return result
+            if replaced:
+                tools.drop_database(admin, target)
+            if not exists or replaced:
+                tools.create_database(admin, target, m)
+            stages, stdin = tools.restore_stages(backup, m, target, jobs=p['jobs'] or 1, no_owner=p['no_owner'])
+            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin)
+            pipe.run()
+            if not pipe.ok:
+                err = pipe.failure('Restoring %s into %s' % (backup, target))
+                note = ''
+                if self.engine == 'mysql' or m['format'] == 'directory':
+                    tools.drop_database(admin, target)
+                    tools.create_database(admin, target, m)
+                    note = ' The partly restored database %s was emptied (dropped and recreated).' % target
+                else:
+                    note = ' The restore ran in one transaction, so nothing of it was kept.'
+                raise DbopsError('%s%s' % (err, note), **err.details)
+            tdb = tools.open_db(target)
+            try:
+                tables = tools.all_tables(tdb) if self.engine == 'postgresql' else tools.all_tables(tdb, database=target)
+                counts = tools.exact_counts(tdb, tables)
+            finally:
+                tdb.close()
+            result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], row_counts=counts,
+                          duration=round(time.monotonic() - started, 3), queries=admin.queries)
+            if m.get('row_counts'):
+                problems = compare_counts(m['row_counts'], counts)
+                result['matches_backup_counts'] = not problems
+                if problems:
+                    self.module.warn('Row counts differ from the counts recorded at backup time: %s'
+                                     % '; '.join(problems[:10]))
+            result['msg'] = 'Restored %s into %s: %d tables, %d rows in %.1fs.' % (
+                os.path.basename(backup), target, len(counts), sum(counts.values()), result['duration'])
+            return result
+        finally:
+            cleanup_tooling(tools)
+            admin.close()
+
+    def run_sqlite(self, m, backup, target, result, started):
+        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import (
+            SqliteTooling, integrity)
+        import sqlite3
+        target = os.path.abspath(os.path.expanduser(target))
+        result['database'] = target
+        tools = SqliteTooling(self.module, None)
+        replaced = False
+        if os.path.exists(target):
+            _checks, names, _counts = integrity(target)
+            if names and not self.p['replace']:
+                raise DbopsError('SQLite database %s exists and is not empty (%d tables). Set replace: true to replace '
+                                 'it with the backup, or give another target. Nothing was changed.'
+                                 % (target, len(names)))
+            replaced = bool(names)
+        result['replaced'] = replaced
+        if self.module.check_mode:
+            result.update(changed=True, msg='Would restore %s into %s (check mode).' % (backup, target))
+            return result
+        directory = os.path.dirname(target)
+        tmp = c.tmp_name(directory, os.path.basename(target))
+        try:
+            tools.expand(backup, m, tmp)
+            counts = tools.verify_expanded(tmp, m)
+            if os.path.exists(target):
+                conn = sqlite3.connect(target, isolation_level=None)
+                try:
+                    conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+                finally:
+                    conn.close()
+            os.rename(tmp, target)
+            for suffix in ('-wal', '-shm', '-journal'):
+                c.remove_path(target + suffix)
+            c.fsync_dir(directory)
+        except BaseException:
+            c.remove_path(tmp)
+            raise
+        result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], row_counts=counts,
+                      duration=round(time.monotonic() - started, 3),
+                      msg='Restored %s into %s: %d tables.' % (os.path.basename(backup), target, len(counts)))
+        return result
+
+
+# ==========================================================================
+# db_clone
+# ==========================================================================
+
+class Clone:
+    def __init__(self, module, adapter):
+        self.module = module
+        self.p = module.params
+        self.engine = self.p['engine']
+        self.db = adapter
+        self.tools = tooling_for(module, adapter)
+
+    def run(self):
+        p = self.p
+        prefix = p['scratch_prefix']
+        name = p['name']
+        if not prefix:
+            raise DbopsError('scratch_prefix cannot be empty: it is what stops db_clone from dropping a real database.')
+        if self.engine == 'sqlite':
+            return self.run_sqlite(name, prefix)
+        if not name.startswith(prefix):
+            raise DbopsError('%s does not start with the scratch prefix %r. db_clone only creates and drops databases '
+                             'whose name says they are scratch copies; name it %s%s.' % (name, prefix, prefix, name))
+        if name == p['database']:
+            raise DbopsError('name must differ from database (the source).')
+        admin = self.tools.admin()
+        result = dict(changed=False, name=name, source=p['database'], state=p['state'])
+        try:
+            exists = self.tools.database_exists(admin, name)
+            if p['state'] == 'absent':
+                if exists and not self.module.check_mode:
+                    self.tools.server_lock(admin, name)
+                    self.tools.drop_database(admin, name, force=True)
+                result.update(changed=exists, queries=admin.queries)
+                return result
+            if exists:
+                result['msg'] = 'The scratch copy %s exists already; drop it with state=absent to make a fresh one.' % name
+                return result
+            if self.module.check_mode:
+                result.update(changed=True, msg='Would copy %s to %s (check mode).' % (p['database'], name))
+                return result
+            self.tools.server_lock(admin, name)
+            started = time.monotonic()
+            self.tools.create_database(admin, name, dict(database_facts=self.tools.database_facts()))
+            try:
+                stages, tools = self.tools.clone_stages(p['database'], name, p['schema_only'], no_owner=p['no_owner'])
+                pipe = c.Pipeline(stages, redact=self.db.redact)
+                pipe.run()
+                if not pipe.ok:
+                    raise pipe.failure('Copying %s to %s' % (p['database'], name))
+            except BaseException:
+                self.tools.drop_database(admin, name, force=True)
+                raise
+            tdb = self.tools.open_db(name)
+            try:
+                tables = self.tools.all_tables(tdb) if self.engine == 'postgresql' else \
+                    self.tools.all_tables(tdb, database=name)
+                counts = self.tools.exact_counts(tdb, tables)
+            finally:
+                tdb.close()
+            result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], tools=tools,
+                          duration=round(time.monotonic() - started, 3), queries=admin.queries,
+                          msg='Copied %s to %s: %d tables.' % (p['database'], name, len(counts)))
+            return result
+        finally:
+            cleanup_tooling(self.tools)
+            admin.close()
+
+    def run_sqlite(self, name, prefix):
+        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import integrity
+        target = os.path.abspath(os.path.expanduser(name))
+        if not os.path.basename(target).startswith(prefix):
+            raise DbopsError('%s does not start with the scratch prefix %r. db_clone only creates and drops files '
+                             'whose name says they are scratch copies.' % (os.path.basename(target), prefix))
+        if target == os.path.abspath(self.db.path):
+            raise DbopsError('name must differ from database (the source).')
+        result = dict(changed=False, name=target, source=self.db.path, state=self.p['state'])
+        exists = os.path.exists(target)
+        if self.p['state'] == 'absent':
+            if exists and not self.module.check_mode:
+                for suffix in ('', '-wal', '-shm', '-journal'):
+                    c.remove_path(target + suffix)
+            result['changed'] = exists
+            return result
+        if exists:
+            result['msg'] = 'The scratch copy %s exists already.' % target
+            return result
+        if self.module.check_mode:
+            result.update(changed=True)
+            return result
+        tmp = c.tmp_name(os.path.dirname(target), os.path.basename(target))
+        try:
+            self.tools.backup_to(tmp, schema_only=self.p['schema_only'])
+            os.rename(tmp, target)
+        except BaseException:
+            c.remove_path(tmp)
+            raise
+        _checks, _names, counts = integrity(target)
+        result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()])
+        return result

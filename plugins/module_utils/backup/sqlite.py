@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SQLite backup tooling: the online backup API (sqlite3.Connection.backup).
+
+The backup copies every page in one step under a read transaction, so the copy
+is one consistent state of the database even while the application writes (in
+WAL mode the writers are not even blocked). The copy is then streamed through
+the compressor and the hashing writer like the dumps of the other engines.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
+    COMPRESSION_EXT, Pipeline, Stage, compressor_argv, remove_path, tool_version,
+)
+
+
+def quote_ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def open_ro(path):
+    return sqlite3.connect('file:%s?mode=ro' % path.replace('?', '%3f').replace('#', '%23'), uri=True,
+                           isolation_level=None)
+
+
+def tables_of(conn):
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1")]
+
+
+def counts_of(conn, names):
+    return {n: conn.execute('SELECT count(*) FROM %s' % quote_ident(n)).fetchone()[0] for n in names}
+
+
+def integrity(path):
+    conn = open_ro(path)
+    try:
+        rows = [r[0] for r in conn.execute('PRAGMA integrity_check').fetchall()]
+        names = tables_of(conn)
+        return rows, names, counts_of(conn, names)
+    except sqlite3.DatabaseError as e:
+        return ['%s' % e], [], {}
+    finally:
+        conn.close()
+
+
+class SqliteTooling:
+    engine = 'sqlite'
+
+    def __init__(self, module, adapter):
+        self.module = module
+        self.db = adapter
+        self.params = module.params
+        self.tool_path = module.params.get('tool_path')
+
+    @staticmethod
+    def layout(_fmt):
+        return 'file'
+
+    @staticmethod
+    def extension(_fmt, compression):
+        return '.sqlite3' + COMPRESSION_EXT[compression]
+
+    def default_format(self):
+        return 'sqlite'
+
+    def all_tables(self, db=None):
+        conn = (db or self.db).conn
+        names = tables_of(conn)
+        return [dict(name=n, table=n, rows_estimate=None) for n in names]
+
+    def select_tables(self, tables, exclude):
+        if tables or exclude:
+            raise DbopsError('tables/exclude_tables are not supported for SQLite: the backup API copies the whole '
+                             'database file.')
+        return dict(tables=self.all_tables(), include=[], exclude=[])
+
+    def database_facts(self):
+        return dict(page_size=self.db.conn.execute('PRAGMA page_size').fetchone()[0],
+                    journal_mode=self.db.conn.execute('PRAGMA journal_mode').fetchone()[0])
+
+    def backup_to(self, path, schema_only=False):
+        """Copy the database to `path` with the backup API (one step = one consistent snapshot)."""
+        target = sqlite3.connect(path, isolation_level=None)
+        try:
+            if schema_only:
+                for (stmt,) in self.db.conn.execute(
+                        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                        "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid"):
+                    target.execute(stmt)
+            else:
+                self.db.conn.backup(target, pages=-1)
+        except sqlite3.Error as e:
+            raise DbopsError('The SQLite backup API failed for %s: %s' % (self.db.path, e))
+        finally:
+            target.close()
+
+    def dump_plan(self, opts, out_path, selection, snapshot=None):
+        raise NotImplementedError  # SQLite does not run a dump tool
+
+    def compress_stages(self, opts):
+        if opts['compression'] == 'none':
+            return [Stage('cat', ['cat'])], {}
+        cargv = compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
+        return [Stage(opts['compression'], cargv)], {opts['compression']: dict(path=cargv[0],
+                                                                               version=tool_version(cargv[0]))}
+
+    def decompress_stages(self, manifest):
+        if manifest.get('compression', 'none') != 'none':
+            return [Stage('%s -d' % manifest['compression'],
+                          compressor_argv(manifest['compression'], self.tool_path, decompress=True))]
+        return [Stage('cat', ['cat'])]
+
+    def expand(self, path, manifest, out_path):
+        """Decompress a backup into out_path (a plain SQLite file)."""
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            p = Pipeline(self.decompress_stages(manifest), stdin_path=path)
+            p.run_to_file(fd, os.path.dirname(out_path))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not p.ok:
+            remove_path(out_path)
+            raise p.failure('Decompressing %s' % path)
+
+    def verify_expanded(self, expanded, manifest, counts=None):
+        checks, names, got = integrity(expanded)
+        if checks != ['ok']:
+            raise DbopsError('PRAGMA integrity_check of the backup failed: %s' % '; '.join(checks[:10]))
+        want = sorted(t['name'] for t in manifest['tables'])
+        if sorted(names) != want:
+            raise DbopsError('The backup holds tables %s, the manifest lists %s.' % (sorted(names), want))
+        if counts is not None:
+            diff = {n: (counts.get(n), got.get(n)) for n in want if counts.get(n) != got.get(n)}
+            if diff:
+                raise DbopsError('Row counts differ after restoring the backup: %s' % diff)
+        return got
+
+    @staticmethod
+    def check_target_name(name, prefix):
+        base = os.path.basename(name)
+        if not base.startswith(prefix):
+            raise DbopsError('The file name %s does not start with the scratch prefix %r' % (base, prefix))
+
+    @staticmethod
+    def similar_tables(name, names):
+        return did_you_mean(name, names)

@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: db_backup
+short_description: Back up a PostgreSQL, MySQL/MariaDB or SQLite database, atomically, with a verified manifest
+version_added: 0.2.0
+description:
+  - Takes a backup that is proven restorable, and only reports success when it is.
+  - B(PostgreSQL) uses C(pg_dump) (formats C(custom), C(directory), C(plain)). The client tools are chosen by server
+    version, as C(pg_dump) must be at least the server's major version; the smallest suitable major found in
+    O(tool_path), C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin), the C(pgserver) wheel and E(PATH) is used,
+    and recorded in the manifest.
+  - B(MySQL/MariaDB) uses C(mariadb-dump) (MariaDB) or C(mysqldump) (MySQL) with C(--single-transaction),
+    routines, triggers, events and C(--hex-blob); the output is compressed by the C(gzip), C(zstd) or C(lz4) tool.
+  - B(SQLite) uses the online backup API, which copies one consistent state of the database while the
+    application keeps writing.
+  - The dump streams into a temporary name in O(dest); the sha256 is computed while it streams. The backup
+    counts only if every process of the pipeline (dump tool, compressor) exited 0 and it is not empty; it is
+    then verified (O(verify)), fsynced and renamed into place, and a JSON manifest is written beside it
+    (temporary name + rename). A failed, killed or partial dump leaves no file at the final name and no manifest;
+    the exit code and stderr of every process are returned.
+  - Backups are named C(<label>-<UTC timestamp><ext>) with the manifest C(<same>.manifest.json).
+  - Passwords reach the tools only through the environment (PostgreSQL E(PGPASSWORD)) or a 0600 option
+    file in a private directory that is removed afterwards (MySQL), never through a command line, and never
+    appear in the manifest or the result.
+options:
+  dest:
+    description:
+      - Directory for the backups. Created with mode 0700 when missing.
+    type: path
+    required: true
+  label:
+    description:
+      - Name prefix of the backup files and the group that O(keep_last), O(keep_days) and O(reuse_within) work on.
+        Defaults to the database name (for SQLite, the file name without extension).
+    type: str
+  format:
+    description:
+      - PostgreSQL C(custom) (default; one file, C(pg_restore)), C(directory) (one file per table, allows O(jobs)),
+        or C(plain) (SQL). MySQL/MariaDB only has C(plain); SQLite only C(sqlite) (a database file).
+        Defaults to the only or best one for the engine.
+    type: str
+    choices: [custom, directory, plain, sqlite]
+  compression:
+    description:
+      - C(gzip), C(lz4), C(zstd) or C(none).
+      - PostgreSQL C(custom)/C(directory) compress inside C(pg_dump). C(lz4) and C(zstd) need a C(pg_dump) 16 or
+        later built with them; otherwise the module fails and says what to use. C(plain) and the other engines are
+        compressed by the C(gzip)/C(lz4)/C(zstd) tool in the pipeline.
+    type: str
+    choices: [none, gzip, lz4, zstd]
+    default: gzip
+  compression_level:
+    description:
+      - Compression level (gzip and lz4 1-9, zstd 1-19). Default is the tool's.
+    type: int
+  jobs:
+    description:
+      - PostgreSQL C(directory) format only. Tables dumped in parallel (C(pg_dump --jobs)).
+    type: int
+    default: 1
+  schema_only:
+    description:
+      - Dump the schema without the data.
+    type: bool
+    default: false
+  tables:
+    description:
+      - Back up only these tables (exact names; PostgreSQL C(schema.table) or a name that is in only one schema).
+        Not for SQLite.
+    type: list
+    elements: str
+  exclude_tables:
+    description:
+      - Leave these tables out (same naming as O(tables)).
+    type: list
+    elements: str
+  verify:
+    description:
+      - C(checksum) re-reads the file and compares it with the sha256 computed while streaming.
+      - C(list) also reads the archive through (PostgreSQL C(pg_restore --list), or a plain dump read to its
+        completion line; MySQL a parse of the whole dump for its completion line and every CREATE TABLE;
+        SQLite C(PRAGMA integrity_check)).
+      - C(restore) also restores the backup into a scratch database (named O(scratch_prefix)C(verify_<random>)) on
+        the same server, compares the table list and the exact row counts with the source, and drops it.
+        On PostgreSQL the source counts are taken in the very snapshot C(pg_dump) uses (C(--snapshot)); on MySQL in
+        a consistent snapshot opened just before the dump.
+      - Each level includes the ones before it. A backup that fails verification is not kept.
+    type: str
+    choices: [none, checksum, list, restore]
+    default: list
+  scratch_prefix:
+    description:
+      - Prefix of the scratch database used by O(verify=restore).
+    type: str
+    default: dbops_scratch_
+  keep_last:
+    description:
+      - Retention. Keep the newest N backups of this O(label) in O(dest), remove older ones (oldest first).
+      - Only files with this collection's manifest are ever considered; the new backup is always kept.
+      - With O(keep_days) too, a backup is kept when either rule keeps it.
+    type: int
+  keep_days:
+    description:
+      - Retention. Remove backups of this O(label) older than this many days (fractions allowed).
+    type: float
+  reuse_within:
+    description:
+      - When a backup of this O(label) with the same settings, verified at least at the level of O(verify),
+        finished less than this long ago and still matches its sha256, return it instead of taking a new one
+        (C(changed=false)). Seconds, or a number with a unit C(s), C(m), C(h), C(d), C(w) (C(12h)).
+      - This keeps a playbook that starts with "back up first" idempotent.
+    type: str
+  tool_path:
+    description:
+      - Directory searched first for the dump tools and compressors (non-default client binaries).
+        For PostgreSQL, the bin directory whose C(pg_dump), C(pg_restore) and C(psql) are used.
+    type: path
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: Says which file it would write, which tools it would use and which backups retention would
+      remove; writes nothing.
+  diff_mode:
+    support: none
+notes:
+  - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>-<name>.progress.json) (size, seconds, throughput;
+    updated every few seconds), for example when the task runs with C(async) and is polled; RV(progress) returns
+    the samples and RV(size)/RV(throughput) the final figures.
+  - The directory format's sha256 is that of the list of its files' sha256 sums (C(pg_dump) writes the files
+    itself; they are hashed once it has finished). The SQLite backup is hashed while it streams through the
+    compressor.
+  - For MySQL the option file given to the tools includes O(config_file) when it exists; tables that are not InnoDB
+    get no consistent snapshot (a warning names them).
+seealso:
+  - module: dbops.maintenance.db_restore
+  - module: dbops.maintenance.db_clone
+author:
+  - dbops.maintenance engineers (@dbops)
+'''
+
+EXAMPLES = r'''
+- name: Back up first (reuses a verified backup of the last 12 hours, so the play stays idempotent)
+  dbops.maintenance.db_backup:
+    engine: postgresql
+    login_host: db1.example.com
+    login_user: backup
+    login_password: "{{ vault_backup_password }}"
+    database: tdp
+    dest: /var/backups/dbops
+    reuse_within: 12h
+    keep_last: 7
+  register: backup
+
+- name: Parallel directory dump, restore-verified
+  dbops.maintenance.db_backup:
+    engine: postgresql
+    database: app
+    dest: /var/backups/dbops
+    format: directory
+    jobs: 2
+    verify: restore
+
+- name: MariaDB, zstd, without the audit table
+  dbops.maintenance.db_backup:
+    engine: mysql
+    database: shop
+    dest: /var/backups/dbops
+    compression: zstd
+    exclude_tables: [audit_log]
+    keep_days: 14
+
+- name: SQLite file while the application writes
+  dbops.maintenance.db_backup:
+    engine: sqlite
+    database: /srv/app/app.db
+    dest: /var/backups/dbops
+'''
+
+RETURN = r'''
+path:
+  description: The backup (a file; a directory for the PostgreSQL directory format).
+  returned: success
+  type: str
+  sample: /var/backups/dbops/tdp-20250101T020000Z.dump
+manifest_path:
+  description: The manifest beside the backup.
+  returned: success
+  type: str
+manifest:
+  description: The manifest (engine, server, database, format, compression, size, sha256, start and end time,
+    tools with versions, tables with row estimates, verification done).
+  returned: success and not check mode
+  type: dict
+size:
+  description: Size in bytes.
+  returned: success and not check mode
+  type: int
+sha256:
+  description: sha256 of the backup, computed while it was written.
+  returned: success and not check mode
+  type: str
+duration:
+  description: Seconds the backup took (dump and verification).
+  returned: success and not check mode
+  type: float
+throughput:
+  description: Bytes written per second.
+  returned: success and not check mode
+  type: int
+verified:
+  description: The verification level reached (none, checksum, list, restore).
+  returned: success
+  type: str
+pruned:
+  description: Backups removed (in check mode, that would be removed) by retention.
+  returned: success
+  type: list
+  elements: str
+reused:
+  description: Whether an existing backup was returned (O(reuse_within)).
+  returned: success
+  type: bool
+progress:
+  description: Samples of size and throughput taken while the dump ran (in RV(manifest)).
+  returned: in the manifest
+  type: list
+processes:
+  description: On failure, each process of the pipeline with its exit status and the end of its stderr.
+  returned: failure of a dump or restore process
+  type: list
+  elements: dict
+server:
+  description: Engine, flavour and version of the server.
+  returned: success
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
+    Interrupted, install_signal_handlers,
+)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup, cleanup_tooling
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+
+
+def main():
+    argument_spec = dbops_argument_spec(
+        changes=False,
+        dest=dict(type='path', required=True),
+        label=dict(type='str'),
+        format=dict(type='str', choices=['custom', 'directory', 'plain', 'sqlite']),
+        compression=dict(type='str', default='gzip', choices=['none', 'gzip', 'lz4', 'zstd']),
+        compression_level=dict(type='int'),
+        jobs=dict(type='int', default=1),
+        schema_only=dict(type='bool', default=False),
+        tables=dict(type='list', elements='str'),
+        exclude_tables=dict(type='list', elements='str'),
+        verify=dict(type='str', default='list', choices=['none', 'checksum', 'list', 'restore']),
+        scratch_prefix=dict(type='str', default='dbops_scratch_'),
+        keep_last=dict(type='int', no_log=False),
+        keep_days=dict(type='float', no_log=False),
+        reuse_within=dict(type='str'),
+        tool_path=dict(type='path'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    install_signal_handlers()
+    with open_database(module, maintenance_lock=False) as db:
+        job = Backup(module, db)
+        try:
+            result = job.run()
+        except Interrupted as e:
+            raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
+        finally:
+            cleanup_tooling(job.tools)
+        module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

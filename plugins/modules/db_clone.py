@@ -1,0 +1,124 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: db_clone
+short_description: Make (or drop) a scratch copy of a database on the same server
+version_added: 0.2.0
+description:
+  - Creates O(name), a copy of O(database) on the same server, for rehearsing a change.
+  - B(PostgreSQL) streams C(pg_dump --format=custom) into C(pg_restore --single-transaction --exit-on-error)
+    (C(CREATE DATABASE ... TEMPLATE) would need the source to have no other sessions). B(MySQL/MariaDB) streams
+    the dump tool into the client. B(SQLite) copies the file with the online backup API; O(name) is then the path
+    of the new file.
+  - Only names that start with O(scratch_prefix) are created or dropped, so O(state=absent) can never drop a real
+    database. A failed copy is dropped again.
+  - An existing copy is left alone (C(changed=false)); drop it with O(state=absent) for a fresh one.
+options:
+  name:
+    description:
+      - The scratch copy. Must start with O(scratch_prefix). For SQLite, a file path whose file name starts with it.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) creates the copy when it does not exist; C(absent) drops it (PostgreSQL 13+ ends its sessions).
+    type: str
+    choices: [present, absent]
+    default: present
+  schema_only:
+    description:
+      - Copy the schema without the data.
+    type: bool
+    default: false
+  scratch_prefix:
+    description:
+      - The prefix that marks scratch copies.
+    type: str
+    default: dbops_scratch_
+  no_owner:
+    description:
+      - PostgreSQL. Do not copy ownership and privileges.
+    type: bool
+    default: false
+  tool_path:
+    description:
+      - Directory searched first for the client tools.
+    type: path
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+seealso:
+  - module: dbops.maintenance.db_backup
+author:
+  - dbops.maintenance engineers (@dbops)
+'''
+
+EXAMPLES = r'''
+- name: Rehearse the migration on a copy
+  dbops.maintenance.db_clone:
+    engine: postgresql
+    database: tdp
+    name: dbops_scratch_tdp
+
+- name: Drop the copy afterwards
+  dbops.maintenance.db_clone:
+    engine: postgresql
+    database: tdp
+    name: dbops_scratch_tdp
+    state: absent
+'''
+
+RETURN = r'''
+name:
+  description: The scratch copy.
+  returned: always
+  type: str
+tables:
+  description: Tables of the new copy with their exact row counts.
+  returned: when a copy was made
+  type: list
+  elements: dict
+duration:
+  description: Seconds the copy took.
+  returned: when a copy was made
+  type: float
+processes:
+  description: On failure, each process with its exit status and the end of its stderr.
+  returned: failure of a copy process
+  type: list
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import install_signal_handlers
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Clone
+
+
+def main():
+    argument_spec = dbops_argument_spec(
+        changes=False,
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        schema_only=dict(type='bool', default=False),
+        scratch_prefix=dict(type='str', default='dbops_scratch_'),
+        no_owner=dict(type='bool', default=False),
+        tool_path=dict(type='path'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    install_signal_handlers()
+    with open_database(module, maintenance_lock=False) as db:
+        module.exit_json(**Clone(module, db).run())
+
+
+if __name__ == '__main__':
+    main()
