@@ -1,0 +1,322 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL/MariaDB and SQLite front-end: sqlglot's tokenizer and parser for the dialect.
+
+The source is tokenized once; statements are the token runs between
+semicolon tokens, and each is parsed alone, so one bad statement becomes a
+parse-error finding and the others are still checked. Comments are read from
+the gaps between tokens (the tokenizer guarantees a gap holds only
+whitespace and comments). A statement sqlglot only accepts as an opaque
+"command" (syntax it does not model) is reported as unparsed-statement,
+unless it is one of the few harmless commands the rules have no interest in.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import (
+    Event, Statement, attach_ignores, line_of, line_starts,
+)
+
+try:
+    from sqlglot import exp
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.errors import SqlglotError
+    from sqlglot.tokens import TokenType
+    HAS_SQLGLOT = True
+    SQLGLOT_IMPORT_ERROR = None
+    # sqlglot logs a warning for every statement it parses as an opaque command.
+    logging.getLogger('sqlglot').setLevel(logging.ERROR)
+except ImportError as e:  # pragma: no cover - depends on the managed host
+    HAS_SQLGLOT = False
+    SQLGLOT_IMPORT_ERROR = e
+
+# Opaque commands that change no schema and no data the rules look at.
+HARMLESS_COMMANDS = {'LOCK', 'UNLOCK', 'LOCK TABLES', 'UNLOCK TABLES', 'SHOW', 'FLUSH', 'ANALYZE', 'OPTIMIZE',
+                     'CHECK', 'EXPLAIN', 'DESCRIBE', 'DESC', 'GRANT', 'REVOKE', 'CALL', 'SAVEPOINT', 'RELEASE',
+                     'VACUUM', 'REINDEX', 'PRAGMA', 'SET', 'USE', 'DELIMITER', 'HANDLER', 'DO', 'XA', 'BEGIN',
+                     'END', 'START', 'COMMIT', 'ROLLBACK'}
+STATEMENT_TYPES = None
+
+_DIALECTS = {}
+
+
+def _dialect(name):
+    if name not in _DIALECTS:
+        _DIALECTS[name] = Dialect.get_or_raise(name)
+    return _DIALECTS[name]
+
+
+def _statement_types():
+    global STATEMENT_TYPES  # pylint: disable=global-statement
+    if STATEMENT_TYPES is None:
+        names = ('Create', 'Drop', 'Alter', 'Insert', 'Update', 'Delete', 'Query', 'TruncateTable', 'Set',
+                 'Command', 'Use', 'Transaction', 'Commit', 'Rollback', 'Pragma', 'Merge', 'Analyze', 'Grant',
+                 'Revoke', 'Comment', 'Describe', 'Show', 'Cache', 'Uncache', 'Refresh', 'LoadData', 'Copy',
+                 'Execute', 'Kill', 'Block', 'Values', 'Subquery')
+        STATEMENT_TYPES = tuple(getattr(exp, n) for n in names if hasattr(exp, n))
+    return STATEMENT_TYPES
+
+
+def _ident(node):
+    if node is None:
+        return None
+    if isinstance(node, exp.Identifier):
+        return node.this
+    if isinstance(node, exp.Table):
+        return '.'.join(p for p in (node.args.get('db') and node.args['db'].this, node.name) if p)
+    if isinstance(node, exp.Column):
+        return node.name
+    return node.name if hasattr(node, 'name') else str(node)
+
+
+def _table_of_create(node):
+    target = node.this
+    if isinstance(target, exp.Schema):
+        target = target.this
+    return _ident(target)
+
+
+def _enum_values(datatype):
+    if datatype is None or datatype.this not in (exp.DataType.Type.ENUM, getattr(exp.DataType.Type, 'ENUM8', None),
+                                                 getattr(exp.DataType.Type, 'ENUM16', None)):
+        return None
+    values = []
+    for e in datatype.expressions or ():
+        if isinstance(e, exp.Literal):
+            values.append(e.this)
+        elif isinstance(e, exp.DataTypeParam) and isinstance(e.this, exp.Literal):
+            values.append(e.this.this)
+    return values
+
+
+def _column_def_facts(coldef):
+    kinds = [type(c.args.get('kind')).__name__ for c in coldef.constraints or ()]
+    kind = coldef.args.get('kind')
+    not_null = 'NotNullColumnConstraint' in kinds or 'PrimaryKeyColumnConstraint' in kinds
+    has_default = any(k in kinds for k in ('DefaultColumnConstraint', 'AutoIncrementColumnConstraint',
+                                           'GeneratedAsIdentityColumnConstraint', 'ComputedColumnConstraint'))
+    return dict(column=coldef.name, not_null=not_null, has_default=has_default,
+                type=kind.sql(dialect='mysql') if kind is not None else '', enum=_enum_values(kind))
+
+
+def _safe_algorithm(alter):
+    """MySQL ALGORITHM=INSTANT, or INPLACE with LOCK=NONE: the server refuses instead of copying."""
+    algorithm = lock = None
+    for opt in alter.args.get('options') or ():
+        name = type(opt).__name__
+        value = opt.this.name.upper() if getattr(opt, 'this', None) is not None else ''
+        if name == 'AlgorithmProperty':
+            algorithm = value
+        elif name == 'LockProperty':
+            lock = value
+    return algorithm == 'INSTANT' or (algorithm == 'INPLACE' and lock == 'NONE')
+
+
+def statement_events(node, tokens, engine):
+    """The Events of one statement parsed by sqlglot. tokens: the statement's tokens."""
+    ev = []
+    if isinstance(node, exp.Transaction):
+        ev.append(Event('begin'))
+    elif isinstance(node, (exp.Commit, exp.Rollback)):
+        ev.append(Event('commit'))
+    elif isinstance(node, exp.Create):
+        kind = (node.args.get('kind') or '').upper()
+        if kind == 'TABLE':
+            table = _table_of_create(node)
+            ev.append(Event('create_table', table=table))
+            schema = node.this
+            if isinstance(schema, exp.Schema):
+                for col in schema.expressions or ():
+                    if isinstance(col, exp.ColumnDef):
+                        facts = _column_def_facts(col)
+                        if facts['enum'] is not None:
+                            ev.append(Event('enum_column', table=table, column=facts['column'],
+                                            values=facts['enum'], how='create'))
+        elif kind == 'INDEX':
+            index = node.this
+            ev.append(Event('create_index', table=_ident(index.args.get('table')) if index is not None else None,
+                            concurrently=False, index=_ident(index.this) if index is not None else None))
+    elif isinstance(node, exp.Drop):
+        kind = (node.args.get('kind') or '').upper()
+        tables = node.args.get('tables') or ([node.this] if node.this is not None else [])
+        if kind == 'TABLE':
+            for t in tables:
+                ev.append(Event('drop_table', table=_ident(t)))
+        elif kind in ('SCHEMA', 'DATABASE'):
+            for t in tables:
+                name = t.args.get('db').this if isinstance(t, exp.Table) and t.args.get('db') else _ident(t)
+                ev.append(Event('drop_schema', schema=name, database=kind == 'DATABASE'))
+        elif kind == 'INDEX':
+            ev.append(Event('drop_index', concurrently=False))
+    elif isinstance(node, exp.TruncateTable):
+        ev.append(Event('truncate', tables=[_ident(t) for t in node.expressions or ()]))
+    elif isinstance(node, exp.Delete):
+        if node.args.get('where') is None:
+            ev.append(Event('delete_all', table=_ident(node.this)))
+    elif isinstance(node, exp.Update):
+        if node.args.get('where') is None:
+            ev.append(Event('update_all', table=_ident(node.this)))
+    elif isinstance(node, exp.Insert):
+        target = node.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        sources = [_ident(t) for t in node.expression.find_all(exp.Table)] if node.expression is not None else []
+        ev.append(Event('insert', table=_ident(target), sources=sources))
+    elif isinstance(node, exp.Alter) and (node.args.get('kind') or '').upper() == 'TABLE':
+        _alter_events(node, ev)
+    elif isinstance(node, exp.Command):
+        _command_events(node, tokens, ev, engine)
+    return ev
+
+
+def _alter_events(node, ev):
+    table = _ident(node.this)
+    safe_algorithm = _safe_algorithm(node)
+    actions = node.args.get('actions') or []
+    if actions:
+        ev.append(Event('exclusive_lock', table=table))
+    for action in actions:
+        if isinstance(action, exp.ColumnDef):
+            facts = _column_def_facts(action)
+            ev.append(Event('add_column', table=table, column=facts['column'], not_null=facts['not_null'],
+                            has_default=facts['has_default'], type=facts['type']))
+            if facts['enum'] is not None:
+                ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add'))
+        elif isinstance(action, exp.Drop) and (action.args.get('kind') or '').upper() == 'COLUMN':
+            for col in action.args.get('tables') or [action.this]:
+                ev.append(Event('drop_column', table=table, column=_ident(col)))
+        elif isinstance(action, exp.ModifyColumn):
+            coldef = action.this
+            facts = _column_def_facts(coldef)
+            old = _ident(action.args.get('rename_from'))
+            if old and old.lower() != facts['column'].lower():
+                ev.append(Event('rename_column', table=table, column=old, new=facts['column']))
+            if facts['enum'] is not None:
+                ev.append(Event('enum_column', table=table, column=old or facts['column'], values=facts['enum'],
+                                how='modify', new=facts['column'], safe_algorithm=safe_algorithm))
+            else:
+                ev.append(Event('alter_column_type', table=table, column=old or facts['column'], type=facts['type'],
+                                using=False, safe_algorithm=safe_algorithm))
+        elif isinstance(action, exp.AlterColumn) and action.args.get('dtype') is not None:
+            ev.append(Event('alter_column_type', table=table, column=_ident(action.this),
+                            type=action.args['dtype'].sql(dialect='mysql'), using=action.args.get('using') is not None,
+                            safe_algorithm=safe_algorithm))
+        elif isinstance(action, exp.AlterRename):
+            ev.append(Event('rename_table', table=table, new=_ident(action.this)))
+        elif isinstance(action, exp.RenameColumn):
+            ev.append(Event('rename_column', table=table, column=_ident(action.this), new=_ident(action.args.get('to'))))
+        elif isinstance(action, exp.AddConstraint):
+            for con in action.expressions or ():
+                inner = con.expressions if isinstance(con, exp.Constraint) else [con]
+                for part in inner:
+                    if isinstance(part, exp.ForeignKey):
+                        ev.append(Event('add_constraint', table=table, what='FOREIGN KEY', not_valid=False,
+                                        constraint=_ident(con.this) if isinstance(con, exp.Constraint) else None))
+                    elif isinstance(part, exp.CheckColumnConstraint):
+                        ev.append(Event('add_constraint', table=table, what='CHECK', not_valid=False,
+                                        constraint=_ident(con.this) if isinstance(con, exp.Constraint) else None))
+
+
+def _command_events(node, tokens, ev, engine):
+    """Opaque commands: RENAME TABLE a TO b [, c TO d] from its tokens; other DDL is unparsed."""
+    head = str(node.this or '').upper()
+    if len(tokens) == 2 and tokens[1].token_type == TokenType.STRING:
+        # The tokenizer keeps the rest of an opaque command as one string: tokenize that too.
+        try:
+            tokens = tokens[:1] + _dialect('mysql' if engine == 'mysql' else 'sqlite').tokenize(tokens[1].text)
+        except SqlglotError:
+            pass
+    words = [t.text for t in tokens]
+    upper = [w.upper() for w in words]
+    if upper[:2] == ['RENAME', 'TABLE']:
+        i = 2
+        while i + 2 < len(words) + 1:
+            try:
+                to = upper.index('TO', i)
+            except ValueError:
+                break
+            old = '.'.join(w for w in words[i:to] if w != '.')
+            end = upper.index(',', to) if ',' in upper[to:] else len(words)
+            new = '.'.join(w for w in words[to + 1:end] if w != '.')
+            ev.append(Event('rename_table', table=old, new=new))
+            i = end + 1
+        return
+    if head.split(' ')[0] in HARMLESS_COMMANDS or head in HARMLESS_COMMANDS:
+        return
+    ev.append(Event('unparsed', command=head))
+
+
+def _split(tokens):
+    """Token runs between semicolons."""
+    chunks, cur = [], []
+    for tok in tokens:
+        if tok.token_type == TokenType.SEMICOLON:
+            if cur:
+                chunks.append(cur)
+            cur = []
+        else:
+            cur.append(tok)
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def _gap_comments(text, tokens):
+    """(offset, body) of every comment: they sit in the gaps between tokens."""
+    out = []
+    prev_end = 0
+    for tok in tokens + [None]:
+        gap_end = tok.start if tok is not None else len(text)
+        gap = text[prev_end:gap_end]
+        i = 0
+        while i < len(gap):
+            if gap.startswith('--', i) or gap[i] == '#':
+                j = gap.find('\n', i)
+                j = len(gap) if j < 0 else j
+                out.append((prev_end + i, gap[i + (1 if gap[i] == '#' else 2):j]))
+                i = j
+            elif gap.startswith('/*', i):
+                j = gap.find('*/', i + 2)
+                j = len(gap) if j < 0 else j
+                out.append((prev_end + i, gap[i + 2:j]))
+                i = j + 2
+            else:
+                i += 1
+        if tok is not None:
+            prev_end = tok.end + 1
+    return out
+
+
+def parse(text, engine, line_offset=0):
+    """Statements of a MySQL or SQLite source."""
+    dialect = _dialect('mysql' if engine == 'mysql' else 'sqlite')
+    starts = line_starts(text)
+    try:
+        tokens = dialect.tokenize(text)
+    except SqlglotError as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return [Statement(text.strip(), 1 + line_offset, error='the tokenizer cannot read this text: %s' % msg)]
+    placed = []
+    parser = dialect.parser()
+    for chunk in _split(tokens):
+        start, end = chunk[0].start, chunk[-1].end + 1
+        line = line_of(starts, start) + line_offset
+        stmt_text = text[start:end]
+        try:
+            parsed = parser.parse(chunk, text)
+            node = parsed[0] if parsed else None
+            if node is None or not isinstance(node, _statement_types()) or isinstance(node, exp.Block):
+                raise SqlglotError('this is not a statement the %s dialect knows' % engine)
+            stmt = Statement(stmt_text, line, statement_events(node, chunk, engine))
+        except SqlglotError as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            stmt = Statement(stmt_text, line, error=msg)
+        placed.append((stmt, start, end))
+    if 'dbops:ignore' in text:
+        attach_ignores(placed, _gap_comments(text, tokens), starts)
+        for stmt in (p[0] for p in placed):
+            stmt.ignores = [(r, why, ln + line_offset) for r, why, ln in stmt.ignores]
+    return [p[0] for p in placed]

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""lint(): sources -> parser front-end -> rules -> findings, and the summary text."""
+
+from __future__ import annotations
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as rules_mod
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import Statement
+
+FRONT_ENDS = {}
+MAX_STATEMENT_CHARS = 400
+CODE_RULE = rules_mod.Rule(
+    'code-migration', 'info', rules_mod.ALL, (), 'migration written in code',
+    'The migration is code, not SQL: only the SQL strings it passes to execute/RunSQL are linted.',
+    'Generate its SQL and lint that file too.', None)
+
+
+def missing_parser(engine):
+    """(library name, import error) when the parser for engine is not installed, else None."""
+    if engine == 'postgresql':
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
+        return None if front_pg.HAS_PGLAST else ('pglast', front_pg.PGLAST_IMPORT_ERROR)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
+    return None if front_sqlglot.HAS_SQLGLOT else ('sqlglot', front_sqlglot.SQLGLOT_IMPORT_ERROR)
+
+
+def parse(text, engine, line_offset=0):
+    if engine == 'postgresql':
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
+        return front_pg.parse(text, line_offset)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
+    return front_sqlglot.parse(text, engine, line_offset)
+
+
+def _finding(source, stmt, rule, message, severity=None):
+    text = ' '.join(stmt.text.split()) if stmt is not None else ''
+    if len(text) > MAX_STATEMENT_CHARS:
+        text = text[:MAX_STATEMENT_CHARS - 3] + '...'
+    out = dict(rule=rule.id, severity=severity or rule.severity, title=rule.title, file=source.name,
+               line=stmt.line if stmt is not None else source.line_offset + 1, statement=text, message=message,
+               why=rule.why, alternative=rule.alternative, ignored=False)
+    if source.migration is not None:
+        out['migration'] = source.migration
+    return out
+
+
+def _apply_ignores(finding, stmt):
+    for rule_id, reason, line in stmt.ignores:
+        if rule_id not in (finding['rule'], 'all'):
+            continue
+        if not reason:
+            finding['message'] += (' (The dbops:ignore comment on line %d names this rule but gives no reason, so '
+                                   'it does not count: write the reason after the rule id.)' % line)
+            continue
+        finding['ignored'] = True
+        finding['ignore_reason'] = reason
+        finding['ignore_line'] = line
+        return
+
+
+def lint(sources, engine, select=None, ignore=None, pg_version=None):
+    """Lint the sources in order. Returns dict(findings, files, statements)."""
+    rules = rules_mod.rules_for(engine, select, ignore)
+    ctx = rules_mod.Context(engine, pg_version=pg_version)
+    findings = []
+    files = set()
+    count = 0
+    for source in sources:
+        files.add(source.name)
+        if source.note is not None:
+            if (not select or CODE_RULE.id in select) and not (ignore and CODE_RULE.id in ignore):
+                note = source.note
+                findings.append(_finding(source, None, CODE_RULE, (
+                    'This is a %s migration; %s. Generate its SQL (%s) and lint that.' % (
+                        note['language'],
+                        ('%d SQL string(s) it executes were linted' % note['statements']) if note['statements']
+                        else 'migration_lint reads SQL only, so nothing in it was checked',
+                        note['how'] or 'see the tool\'s documentation'))))
+            continue
+        statements = parse(source.text, engine, source.line_offset)
+        count += len(statements)
+        wrapped = source.wrapped
+        if wrapped == 'multi':
+            wrapped = len(statements) > 1
+        ctx.reset(wrapped=bool(wrapped))
+        for stmt, rule, message in rules_mod.check_source(statements, ctx, rules):
+            finding = _finding(source, stmt, rule, message)
+            _apply_ignores(finding, stmt)
+            findings.append(finding)
+    return dict(findings=findings, files=len(files), statements=count)
+
+
+def failing(findings, fail_on):
+    if fail_on == 'never':
+        return []
+    level = rules_mod.SEVERITIES.index(fail_on)
+    return [f for f in findings if not f['ignored'] and rules_mod.SEVERITIES.index(f['severity']) >= level]
+
+
+def counts(findings):
+    out = dict(error=0, warning=0, info=0, ignored=0)
+    for f in findings:
+        if f['ignored']:
+            out['ignored'] += 1
+        else:
+            out[f['severity']] += 1
+    return out
+
+
+def summary(result, fail_on, max_lines=50):
+    findings = result['findings']
+    c = counts(findings)
+    head = '%d error(s), %d warning(s), %d info, %d ignored in %d statement(s) of %d file(s)' % (
+        c['error'], c['warning'], c['info'], c['ignored'], result['statements'], result['files'])
+    bad = failing(findings, fail_on)
+    if bad:
+        head = 'migration_lint failed (fail_on=%s): %s' % (fail_on, head)
+    else:
+        head = 'migration_lint: %s' % head
+    lines = [head]
+    shown = [f for f in findings if not f['ignored']]
+    shown.sort(key=lambda f: -rules_mod.SEVERITIES.index(f['severity']))
+    for f in shown[:max_lines]:
+        lines.append('%s:%s [%s] %s: %s Instead: %s' % (f['file'], f['line'], f['severity'], f['rule'], f['message'],
+                                                      f['alternative']))
+    if len(shown) > max_lines:
+        lines.append('... and %d more (see findings)' % (len(shown) - max_lines))
+    for f in findings:
+        if f['ignored']:
+            lines.append('%s:%s [ignored] %s: %s' % (f['file'], f['line'], f['rule'], f['ignore_reason']))
+    return '\n'.join(lines)
+
+
+__all__ = ['lint', 'summary', 'failing', 'counts', 'parse', 'missing_parser', 'Statement']

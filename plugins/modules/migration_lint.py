@@ -1,0 +1,310 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: migration_lint
+short_description: Find dangerous statements in database migrations before they run
+version_added: 0.2.0
+description:
+  - Reads migrations (a migrations directory of any tool migration_status knows, SQL files, globs, or an SQL
+    string), parses every statement with a real SQL parser, and reports the statements that lose data, lock a
+    busy table, fail on a populated table or break the running application, each with why it is dangerous and
+    the safe alternative.
+  - Read-only. Without O(only_pending) it does not connect to any database.
+  - B(PostgreSQL) is parsed with C(pglast), which is libpg_query, the parser of the PostgreSQL server itself, so
+    what it accepts is exactly what PostgreSQL accepts. B(MySQL/MariaDB) and B(SQLite) are parsed with C(sqlglot)
+    in its C(mysql) / C(sqlite) dialect. A statement the parser cannot read is reported (rule C(parse-error)),
+    never skipped; a statement C(sqlglot) only accepts as an opaque command is reported as C(unparsed-statement).
+  - 'Rules (id, default severity, engines): C(parse-error) (error, all); C(unparsed-statement) (warning, MySQL,
+    SQLite); C(drop-table), C(drop-column) (error, all); C(drop-schema) (error, PostgreSQL, MySQL); C(truncate) (error, PostgreSQL, MySQL);
+    C(delete-without-where), C(update-without-where) (error, all); C(add-column-not-null-no-default) (error, all);
+    C(column-type-rewrite) (warning, PostgreSQL, MySQL); C(index-not-concurrently) (warning, PostgreSQL);
+    C(concurrently-in-transaction) (error, PostgreSQL); C(enum-value-in-transaction) (error, PostgreSQL);
+    C(enum-change) (warning, PostgreSQL, MySQL); C(rename-table), C(rename-column) (warning, all);
+    C(constraint-not-valid) (warning, PostgreSQL); C(missing-lock-timeout) (warning, PostgreSQL);
+    C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby).'
+  - Statements on a table created earlier in the same file are not reported (the table is new and empty), nor
+    the C(DROP TABLE) and C(RENAME) of the SQLite table rebuild that Prisma and Django write
+    (create C(new_t), copy, drop C(t), rename C(new_t) to C(t)).
+  - To accept one finding deliberately, put a comment C(-- dbops:ignore RULE reason) (or C(/* ... */), or C(#) on
+    MySQL) on the line before the statement, inside it, or at the end of its last line. Several rules can be
+    given separated by commas, or C(all). The reason is required and is returned with the finding; a comment
+    without a reason does not count.
+  - Migrations written in Python (alembic C(op.execute), Django C(migrations.RunSQL)) have the SQL strings they
+    execute linted; the operations they make with the tool's API are not SQL and are not checked (rule
+    C(code-migration) says so, with the command that prints their SQL).
+options:
+  path:
+    description:
+      - What to lint, on the host the module runs on. Each entry is a migrations directory, an SQL file, or a
+        glob (C(migrations/**/*.sql)).
+      - A directory is read as the migrations of O(tool) (or of the tool whose layout it has); a directory of no
+        known tool is read as all its C(*.sql) files, in natural order of their paths.
+      - Only the C(up) part of tools that keep C(up) and C(down) together is linted (dbmate, goose), and only the
+        C(.up.sql) files of golang-migrate and sqlx.
+    type: list
+    elements: path
+  sql:
+    description:
+      - SQL text to lint, instead of or in addition to O(path).
+    type: str
+  tool:
+    description:
+      - The migration tool of the directories in O(path). Default is to recognise it from the directory's layout.
+    type: str
+    choices: [prisma, alembic, flyway, django, golang-migrate, sqlx, knex, rails, dbmate, goose]
+  engine:
+    description:
+      - The SQL dialect of the migrations (and, with O(only_pending), the engine of the database).
+  database:
+    description:
+      - Only with O(only_pending), the database to read the migration history from (for SQLite, the file path).
+    required: false
+  only_pending:
+    description:
+      - Lint only the migrations of O(path) that the database has not applied yet, as migration_status sees them.
+        Needs O(tool) (or a recognisable directory) and the connection options.
+    type: bool
+    default: false
+  history_table:
+    description:
+      - With O(only_pending), the name of the tool's history table when it is not the tool's default.
+    type: str
+  rules:
+    description:
+      - Run only these rules (ids as listed above). Default is all rules that apply to O(engine).
+    type: list
+    elements: str
+  ignore:
+    description:
+      - Do not run these rules.
+    type: list
+    elements: str
+  fail_on:
+    description:
+      - The task fails when a finding of this severity or higher is not ignored; the message is the summary.
+        C(never) only reports.
+    type: str
+    choices: [error, warning, info, never]
+    default: error
+  pg_version:
+    description:
+      - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
+        inside a transaction fails before 12). With O(only_pending) the server's own version is used. Unknown
+        means the rule C(enum-value-in-transaction) reports the risk.
+    type: int
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode runs it the same way.
+  diff_mode:
+    support: none
+requirements:
+  - pglast >= 6 for O(engine=postgresql), sqlglot >= 25 for O(engine=mysql) and O(engine=sqlite), on the host the
+    module runs on (pip install pglast sqlglot).
+notes:
+  - Linting needs no database; run it on the controller with C(delegate_to) C(localhost) in CI, or on the managed
+    host with O(only_pending) just before the migration runs, to stop a rollout.
+seealso:
+  - module: dbops.maintenance.db_verify
+author:
+  - dbops.maintenance engineers (@dbops)
+'''
+
+EXAMPLES = r'''
+- name: Lint a Prisma migrations directory in CI (on the controller)
+  dbops.maintenance.migration_lint:
+    engine: postgresql
+    path: prisma/migrations
+  delegate_to: localhost
+
+- name: Lint only what the database has not applied yet, and stop the rollout on errors
+  dbops.maintenance.migration_lint:
+    engine: mysql
+    path: /srv/app/db/migrations
+    tool: golang-migrate
+    only_pending: true
+    login_host: "{{ inventory_hostname }}"
+    login_user: ops
+    login_password: "{{ vault_ops_password }}"
+    database: shop
+
+- name: Lint an SQL string, report warnings too, never fail
+  dbops.maintenance.migration_lint:
+    engine: sqlite
+    sql: "ALTER TABLE users ADD COLUMN email TEXT NOT NULL;"
+    fail_on: never
+  register: lint
+
+- name: Accept one finding deliberately (in the migration file)
+  ansible.builtin.debug:
+    msg: "-- dbops:ignore drop-table table replaced by accounts in release 41, backed up in OPS-1234"
+'''
+
+RETURN = r'''
+findings:
+  description: Every finding, in the order of the files and statements (ignored ones too, marked).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    rule:
+      description: Rule id.
+      type: str
+      sample: drop-table
+    severity:
+      description: error, warning or info.
+      type: str
+    title:
+      description: Short name of the rule.
+      type: str
+    file:
+      description: The file (or C(<sql>)).
+      type: str
+    line:
+      description: Line of the file where the statement starts.
+      type: int
+    migration:
+      description: The tool's id of the migration, when linting a tool's directory.
+      type: str
+    statement:
+      description: The statement, on one line, shortened to 400 characters.
+      type: str
+    message:
+      description: What is wrong with this statement.
+      type: str
+    why:
+      description: Why statements of this kind are dangerous.
+      type: str
+    alternative:
+      description: The safe way to make the change.
+      type: str
+    ignored:
+      description: Whether a C(dbops:ignore) comment accepted the finding.
+      type: bool
+    ignore_reason:
+      description: The reason given in that comment.
+      type: str
+  sample:
+    - rule: drop-table
+      severity: error
+      file: prisma/migrations/20240101_drop/migration.sql
+      line: 3
+      statement: DROP TABLE "Session"
+      message: DROP TABLE "Session" deletes the table and every row in it.
+      ignored: false
+summary:
+  description: The findings as readable lines (C(file:line [severity] rule - message Instead - alternative)).
+  returned: always
+  type: str
+counts:
+  description: Findings per severity (not ignored), and the number ignored.
+  returned: always
+  type: dict
+  sample: {error: 1, warning: 2, info: 0, ignored: 1}
+files:
+  description: Number of files (sources) linted.
+  returned: always
+  type: int
+statements:
+  description: Number of statements parsed.
+  returned: always
+  type: int
+pending:
+  description: With O(only_pending), the ids of the migrations that were linted.
+  returned: when only_pending
+  type: list
+  elements: str
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import connection_argument_spec
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+
+TOOLS = ['prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose']
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec['database']['required'] = False
+    spec.update(
+        path=dict(type='list', elements='path'),
+        sql=dict(type='str'),
+        tool=dict(type='str', choices=TOOLS),
+        only_pending=dict(type='bool', default=False),
+        history_table=dict(type='str'),
+        rules=dict(type='list', elements='str'),
+        ignore=dict(type='list', elements='str'),
+        fail_on=dict(type='str', default='error', choices=['error', 'warning', 'info', 'never']),
+        pg_version=dict(type='int'),
+    )
+    return spec
+
+
+def validate(module):
+    p = module.params
+    known = [r.id for r in lint_rules.RULES] + [runner.CODE_RULE.id]
+    for opt in ('rules', 'ignore'):
+        for rule in p[opt] or []:
+            if rule not in known:
+                module.fail_json(msg='%s lists %r, which is not a rule.%s Rules: %s.' % (
+                    opt, rule, did_you_mean(rule, known), ', '.join(known)))
+    for rule in p['rules'] or []:
+        r = lint_rules.RULES_BY_ID.get(rule)
+        if r is not None and p['engine'] not in r.engines:
+            module.warn('Rule %s does not apply to %s (only to %s).' % (rule, p['engine'], ', '.join(r.engines)))
+    if p['only_pending']:
+        if not p['path']:
+            module.fail_json(msg='only_pending needs path: the migrations directory whose pending migrations to lint.')
+        if not p['database']:
+            module.fail_json(msg='only_pending reads the migration history: give database and the connection options.')
+    if p['pg_version'] is not None and p['engine'] != 'postgresql':
+        module.warn('pg_version only matters for engine=postgresql.')
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[('path', 'sql')])
+    validate(module)
+    p = module.params
+    missing = runner.missing_parser(p['engine'])
+    if missing:
+        module.fail_json(msg=missing_required_lib('%s (pip install %s), to parse %s SQL' % (
+            missing[0], missing[0], p['engine'])), exception=str(missing[1]))
+    result = dict(changed=False)
+    try:
+        pending = None
+        pg_version = p['pg_version']
+        if p['only_pending']:
+            from ansible_collections.dbops.maintenance.plugins.module_utils.lint import pending as pending_mod
+            pending, server_version = pending_mod.pending_migrations(module, p['path'], p['tool'])
+            result['pending'] = list(pending)
+            if pg_version is None and server_version:
+                pg_version = server_version
+        srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending)
+        out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version)
+    except DbopsError as e:
+        module.fail_json(msg=str(e), **e.details)
+    except Exception as e:  # a parser bug must not hide the rest of the result
+        module.fail_json(msg='Unexpected error while linting: %s: %s' % (type(e).__name__, e),
+                         exception=traceback.format_exc())
+    result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
+                  counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
+    if runner.failing(out['findings'], p['fail_on']):
+        module.fail_json(msg=result['summary'], **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
