@@ -42,10 +42,10 @@ options:
     description:
       - What to lint, on the host the module runs on. Each entry is a migrations directory, an SQL file, or a
         glob (C(migrations/**/*.sql)).
-      - A directory is read as the migrations of O(tool) (or of the tool whose layout it has); a directory of no
-        known tool is read as all its C(*.sql) files, in natural order of their paths.
-      - Only the C(up) part of tools that keep C(up) and C(down) together is linted (dbmate, goose), and only the
-        C(.up.sql) files of golang-migrate and sqlx.
+      - With O(tool), a directory is read as that tool's migrations, listed and ordered by migration_status' own
+        description of the tool; only what runs on the way up is linted (the C(migrate:up) part of dbmate files,
+        the C(+goose Up) part of goose files, the C(.up.sql) files of golang-migrate and sqlx).
+      - Without O(tool), a directory is read as all its C(*.sql) files (recursively), in natural order of their paths.
     type: list
     elements: path
   sql:
@@ -54,7 +54,9 @@ options:
     type: str
   tool:
     description:
-      - The migration tool of the directories in O(path). Default is to recognise it from the directory's layout.
+      - The migration tool of the directories in O(path). It also tells which migrations run inside a transaction
+        (for the rules C(concurrently-in-transaction) and C(enum-value-in-transaction)), including the tools'
+        opt-outs (dbmate C(transaction:false), goose C(NO TRANSACTION), sqlx C(-- no-transaction), Django C(atomic = False)).
     type: str
     choices: [prisma, alembic, flyway, django, golang-migrate, sqlx, knex, rails, dbmate, goose]
   engine:
@@ -67,7 +69,7 @@ options:
   only_pending:
     description:
       - Lint only the migrations of O(path) that the database has not applied yet, as migration_status sees them.
-        Needs O(tool) (or a recognisable directory) and the connection options.
+        Needs O(tool), one directory in O(path), and the connection options.
     type: bool
     default: false
   history_table:
@@ -265,6 +267,8 @@ def validate(module):
         if r is not None and p['engine'] not in r.engines:
             module.warn('Rule %s does not apply to %s (only to %s).' % (rule, p['engine'], ', '.join(r.engines)))
     if p['only_pending']:
+        if not p['tool']:
+            module.fail_json(msg='only_pending needs tool: the migration tool whose history tells what is pending.')
         if not p['path']:
             module.fail_json(msg='only_pending needs path: the migrations directory whose pending migrations to lint.')
         if not p['database']:

@@ -408,3 +408,39 @@ class MysqlAdapter(Adapter):
 
     def read_column(self, spec):
         return self.show_columns(spec['table']).get(spec['column'])
+
+    # --- verification (db_verify) ---
+    # Read-only helpers of db_verify.
+    def verify_tables(self):
+        return [(None, t) for t in sorted(self.table_names())]
+
+    def verify_columns(self, schema, table):
+        return self.show_columns(table)
+
+    def verify_normalise_type(self, type_sql):
+        """The server's spelling of a type: probe_column's session-private temporary table, dropped at once."""
+        return self.probe_column(dict(column='c', type=type_sql, nullable=True, default=None, comment=None))['type']
+
+    def verify_count(self, schema, table):
+        return self.fetchone('SELECT COUNT(*) FROM %s' % quote_ident(table))[0]
+
+    def verify_query(self, text):
+        """First row of the operator's query, inside START TRANSACTION READ ONLY, then rolled back.
+
+        The session's transactions are READ ONLY too: a DDL statement would otherwise commit the
+        transaction implicitly and run outside it (MySQL DDL is not transactional).
+        """
+        with self.conn.cursor() as cur:
+            cur.execute('SET SESSION TRANSACTION READ ONLY')
+            try:
+                cur.execute('START TRANSACTION READ ONLY')
+                try:
+                    cur.execute(text)
+                    return cur.fetchone() if cur.description else None
+                finally:
+                    cur.execute('ROLLBACK')
+            except pymysql.MySQLError as e:
+                raise DbopsError('The query failed: %s. It runs in a READ ONLY transaction, as one statement: it '
+                                 'cannot change data.' % (e.args[1] if len(e.args) > 1 else e))
+            finally:
+                cur.execute('SET SESSION TRANSACTION READ WRITE')

@@ -406,6 +406,50 @@ class PostgresAdapter(Adapter):
             return None
         return {c['name']: c for c in self.columns(oid)}.get(spec['column'])
 
+    # --- verification (db_verify) ---
+    # Read-only helpers of db_verify. Nothing here writes: type normalisation and the operator's
+    # queries run in a READ ONLY transaction that is rolled back (so they also work on a hot standby).
+    def verify_tables(self):
+        """[(schema, table)] of every table outside the system schemas."""
+        return [(r[0], r[1]) for r in self.fetchall(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname !~ '^pg_' "
+            "AND n.nspname <> 'information_schema' ORDER BY 1, 2")]
+
+    def verify_columns(self, schema, table):
+        oid = self.find_table(schema, table)
+        return {c['name']: c for c in self.columns(oid)} if oid else {}
+
+    def verify_normalise_type(self, type_sql):
+        """The server's own spelling of a type (format_type), read from the result description of
+        SELECT NULL::<type> in a rolled-back READ ONLY transaction: no temporary table, nothing written."""
+        query = sql.SQL('SELECT NULL::') + sql.SQL(type_sql)
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute('SET TRANSACTION READ ONLY')
+                # prepare=True: the extended protocol runs exactly one statement, whatever the string holds.
+                cur = self.conn.execute(query, prepare=True)
+                oid, mod = cur.pgresult.ftype(0), cur.pgresult.fmod(0)
+                return self.fetchone('SELECT format_type(%s::oid, %s)', [oid, mod])[0]
+        except psycopg.Error as e:
+            raise DbopsError('PostgreSQL does not accept the type %r: %s' % (
+                type_sql, (str(e).strip().splitlines() or [''])[0]))
+
+    def verify_count(self, schema, table):
+        return self.count_rows(schema, table)
+
+    def verify_query(self, text):
+        """First row of the operator's query, run in a READ ONLY transaction that is rolled back."""
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute('SET TRANSACTION READ ONLY')
+                cur = self.conn.execute(sql.SQL(text), prepare=True)
+                return cur.fetchone() if cur.description else None
+        except psycopg.Error as e:
+            raise DbopsError('The query failed: %s%s. It runs in a READ ONLY transaction, as one statement: it '
+                             'cannot change data.' % ((str(e).strip().splitlines() or [''])[0],
+                                                      ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+
 
 class _BlockerWatcher:
     """Notes which sessions block our statement while it waits for a lock (pg_blocking_pids).

@@ -164,3 +164,32 @@ class SqliteAdapter(Adapter):
 
     def read_column(self, spec):
         return self.columns(spec['table']).get(spec['column'])
+
+    # --- verification (db_verify) ---
+    # Read-only helpers of db_verify.
+    def verify_tables(self):
+        return [(None, t) for t in self.table_names()]
+
+    def verify_columns(self, schema, table):
+        return self.columns(table)
+
+    def verify_normalise_type(self, type_sql):
+        return normalise_type(type_sql)
+
+    def verify_count(self, schema, table):
+        return self.fetchall('SELECT count(*) FROM %s' % quote_ident(table))[0][0]
+
+    def verify_query(self, text):
+        """First row of the operator's query with PRAGMA query_only on (SQLite refuses any write)."""
+        self.conn.execute('PRAGMA query_only = ON')
+        try:
+            cur = self.conn.execute(text)
+            try:
+                return cur.fetchone() if cur.description else None
+            finally:
+                cur.close()
+        except sqlite3.Error as e:
+            raise DbopsError('The query failed: %s. It runs with PRAGMA query_only, as one statement: it cannot '
+                             'change data.' % e)
+        finally:
+            self.conn.execute('PRAGMA query_only = OFF')

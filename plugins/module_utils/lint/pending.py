@@ -6,8 +6,7 @@
 Everything about a tool (where its migrations are, its history table, what a
 row means, what is pending) is decided by the tool descriptions in
 plugins/module_utils/migrations; this file only calls their public
-interface: get_tool(), Tool.scan / table / columns / read_columns /
-order_by / check_columns / status, and the adapters' mig_columns / mig_select.
+interface: migrations.service.History (what migration_status reports).
 """
 
 from __future__ import annotations
@@ -16,51 +15,27 @@ import os
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
+try:  # migration_status' reading of the history (a static import, so that Ansible ships it with the module)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import service as mig_service
+except ImportError:  # pragma: no cover - an installation without it
+    mig_service = None
+
 STATES = ('failed', 'unknown', 'modified', 'pending')
 
 
-def _api():
-    try:
-        from ansible_collections.dbops.maintenance.plugins.module_utils import migrations
-    except ImportError:
+def read_status(db, tool_name, path, params):
+    """migration_status' own view of one database (migrations.service.History(...).status()):
+    dict(applied, failed, pending, unknown, modified, table_exists, history_table, summary, ...)."""
+    if mig_service is None:
         raise DbopsError('Reading the migration history needs the migration tool descriptions of migration_status '
                          '(plugins/module_utils/migrations), which this installation of the collection does not have.')
-    return migrations
-
-
-def read_status(db, tool_name, path, params):
-    """migration_status' view of one database: dict(applied, failed, pending, unknown, modified, table_exists)."""
-    api = _api()
-    if tool_name not in api.TOOLS:
-        raise DbopsError('Unknown migration tool %s (known: %s).' % (tool_name, ', '.join(api.TOOLS)))
-    try:
-        tool = api.get_tool(tool_name)
-    except ImportError:
-        raise DbopsError('The %s tool description of migration_status is not available in this installation of the '
-                         'collection yet.' % tool_name)
-    local = tool.scan(path, params) if path else None
-    table = params.get('history_table') or tool.table
-    present = db.mig_columns(table)
-    if present is None:
-        rows, exists = [], False
-    else:
-        tool.check_columns(present, table)
-        rows = db.mig_select(table, tool.read_columns(present), [c for c in tool.order_by if c in present])
-        exists = True
-    status = tool.status(local, rows, params)
-    status['table_exists'] = exists
-    status['history_table'] = table
-    return status
+    return mig_service.History(db, dict(params, tool=tool_name, migrations_path=path)).status()
 
 
 def _tool_of(path, tool):
-    if tool:
-        return tool
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sources
-    found = sources.detect_tool(path)
-    if not found:
+    if not tool:
         raise DbopsError('only_pending needs to know the migration tool of %s: set tool.' % path)
-    return found
+    return tool
 
 
 def pending_migrations(module, paths, tool):
@@ -85,8 +60,7 @@ def pending_migrations(module, paths, tool):
 def verify_checks(db, spec):
     """db_verify's migrations check: one result per state that must be empty (failed, unknown, modified, pending)."""
     from ansible_collections.dbops.maintenance.plugins.module_utils.verify import check
-    params = dict(db.params, tool=spec['tool'], history_table=spec.get('history_table'),
-                  migrations_path=spec.get('path'))
+    params = dict(db.params, history_table=spec.get('history_table'))
     status = read_status(db, spec['tool'], spec.get('path'), params)
     out = []
     for state in STATES:

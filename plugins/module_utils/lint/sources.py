@@ -19,6 +19,11 @@ import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
+try:  # migration_status' tool descriptions (a static import, so that Ansible ships them with the module)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import registry as mig_registry
+except ImportError:  # pragma: no cover - an installation without them
+    mig_registry = None
+
 
 class Source:
     """One thing to lint.
@@ -120,37 +125,14 @@ HOW_TO_GET_SQL = {
 }
 
 
-def migrations_api():
-    """The migration_status tool descriptions (plugins/module_utils/migrations), or None if absent."""
-    try:
-        from ansible_collections.dbops.maintenance.plugins.module_utils import migrations
-    except ImportError:
-        return None
-    return migrations
-
-
-def detect_tool(path):
-    """The tool whose layout the directory has, using each tool's own listing; None if none fits."""
-    api = migrations_api()
-    if api is None:
-        return None
-    detect = getattr(api, 'detect_tool', None)
-    if detect is not None:
-        return detect(path)
-    return None
-
-
 def scan_tool(tool, path, params):
-    """The tool's migrations on disk, in its order (migrations.<tool>.TOOL.scan)."""
-    api = migrations_api()
-    if api is None or tool not in getattr(api, 'TOOLS', {}):
+    """The tool's migrations on disk, in its order: migration_status' own listing (Tool.scan)."""
+    if mig_registry is None:
         raise DbopsError('Reading %s migration directories needs the migration tool descriptions of '
                          'migration_status, which this installation of the collection does not have.' % tool)
-    try:
-        return api.get_tool(tool).scan(path, params)
-    except ImportError:
-        raise DbopsError('The %s tool description of migration_status is not available in this installation of '
-                         'the collection.' % tool)
+    if tool not in mig_registry.TOOLS:
+        raise DbopsError('Unknown migration tool %s (known: %s).' % (tool, ', '.join(mig_registry.TOOLS)))
+    return mig_registry.get_tool(tool).scan(path, params)
 
 
 def _py_strings(text, name):
@@ -185,21 +167,59 @@ def _py_strings(text, name):
     return found, atomic
 
 
-def local_sources(tool, local, params):
+def _directive_lines(text):
+    """(line number, text) of the lines that are whole '--' comments: where dbmate, goose and sqlx
+    put their directives (they read them line by line too)."""
+    for n, line in enumerate(text.split('\n')):
+        stripped = line.strip()
+        if stripped.startswith('--'):
+            yield n, stripped[2:].strip()
+
+
+def up_part(tool, text):
+    """(up SQL, lines before it, runs in a transaction) of one migration file.
+
+    migration_status lists the files but does not read their SQL; linting needs the part that runs on
+    the way up, and whether the tool wraps it in a transaction. Directives, as the tools document them:
+    dbmate '-- migrate:up [transaction:false]' / '-- migrate:down'; goose '-- +goose Up' / '-- +goose Down'
+    and '-- +goose NO TRANSACTION'; sqlx '-- no-transaction' on the first line.
+    """
+    lines = text.split('\n')
+    if tool in ('dbmate', 'goose'):
+        up_mark, down_mark = ('migrate:up', 'migrate:down') if tool == 'dbmate' else ('+goose up', '+goose down')
+        start, end, transaction = None, len(lines), True
+        for n, directive in _directive_lines(text):
+            low = directive.lower()
+            if low.startswith(up_mark) and start is None:
+                start = n + 1
+                if tool == 'dbmate' and 'transaction:false' in low.replace(' ', ''):
+                    transaction = False
+            elif low.startswith(down_mark) and start is not None:
+                end = n
+                break
+            elif tool == 'goose' and low == '+goose no transaction':
+                transaction = False
+        if start is None:
+            return '', 0, transaction
+        return '\n'.join(lines[start:end]), start, transaction
+    if tool == 'sqlx':
+        first = lines[0].strip() if lines else ''
+        return text, 0, first != '-- no-transaction'
+    return text, 0, True
+
+
+def local_sources(tool, local, directory):
     """Sources of one migration listed by the tool (a migrations.base.Local)."""
-    path = local.path
+    path = local.path or os.path.join(directory, local.name)
     mid = local.id
     wrapped = TOOL_TRANSACTIONS.get(tool, False)
-    meta = getattr(local, 'meta', {}) or {}
-    if meta.get('up_sql') is not None:     # the tool description already cut out the up part
-        return [Source(path, meta['up_sql'], meta.get('up_line', 1) - 1,
-                       False if meta.get('no_transaction') else wrapped, mid)]
-    if path is None or os.path.isdir(path):
+    if os.path.isdir(path):
         return []
     ext = os.path.splitext(path)[1].lower()
     text = read_text(path)
     if ext == '.sql':
-        return [Source(path, text, 0, wrapped, mid)]
+        sql, offset, transaction = up_part(tool, text)
+        return [Source(path, sql, offset, wrapped if transaction else False, mid)]
     if ext == '.py':
         strings, atomic = _py_strings(text, path)
         out = [Source(path, sql, line - 1, wrapped and atomic, mid) for line, sql in strings]
@@ -221,14 +241,11 @@ def collect(paths=None, sql=None, tool=None, params=None, pending=None):
         out.append(Source('<sql>', sql))
     for entry in paths or []:
         expanded = os.path.expanduser(entry)
-        use_tool = tool
-        if use_tool is None and os.path.isdir(expanded):
-            use_tool = detect_tool(expanded)
-        if use_tool and os.path.isdir(expanded):
-            for local in scan_tool(use_tool, expanded, params or {}):
+        if tool and os.path.isdir(expanded):
+            for local in scan_tool(tool, expanded, params or {}):
                 if pending is not None and local.id not in pending:
                     continue
-                out.extend(local_sources(use_tool, local, params))
+                out.extend(local_sources(tool, local, expanded))
         else:
             if pending is not None:
                 raise DbopsError('only_pending needs path to be a migrations directory of a tool (set tool); '

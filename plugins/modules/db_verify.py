@@ -1,0 +1,323 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: db_verify
+short_description: Prove a database is what a deploy or fix should have left, with declarative checks
+version_added: 0.2.0
+description:
+  - Runs declarative checks after a deploy, a migration or a fix, and reports each as passed or failed with the
+    value it found. All checks run; then the task fails listing every failed check, not only the first.
+  - Read-only. It never takes the maintenance lock and never writes. The operator's O(queries) run in a read-only
+    transaction (PostgreSQL C(SET TRANSACTION READ ONLY), MySQL/MariaDB C(START TRANSACTION READ ONLY)) that is
+    rolled back, or with SQLite's C(PRAGMA query_only), and as exactly one statement, so a check can never change
+    data.
+  - 'Check kinds: O(tables_min), O(tables), O(columns), O(enum_values), O(migrations), O(queries), and row counts
+    against a baseline (O(capture), O(baseline)).'
+  - An empty database (no tables), and a zero-byte SQLite file, fail O(tables_min) with C(empty database - no
+    tables) said plainly (a release that skipped its migrations). A SQLite file that does not exist is an error:
+    the module never creates one.
+options:
+  tables_min:
+    description:
+      - The database must have at least this many tables (PostgreSQL, all schemas except the system ones).
+    type: int
+  tables:
+    description:
+      - Tables that must exist. On PostgreSQL C(schema.table), or C(table) in O(schema).
+    type: list
+    elements: str
+  columns:
+    description:
+      - Columns that must exist, optionally with a type and nullability.
+      - The expected O(columns[].type) is compared after the server's own normalisation, so C(int) matches
+        C(integer) and C(varchar(191)) matches C(character varying(191)) on PostgreSQL, and C(int) matches
+        C(int(11)) on MariaDB. PostgreSQL reads the normalised type from the result description of
+        C(SELECT NULL::type) in a rolled-back read-only transaction (nothing is created, it works on a hot standby);
+        MySQL/MariaDB define the type on a session-private temporary table that is dropped at once (as
+        column_ensure does; it needs the CREATE TEMPORARY TABLES privilege, and only when the text differs);
+        SQLite compares the declared types as written (case and spaces aside).
+    type: list
+    elements: dict
+    suboptions:
+      table:
+        description: The table (PostgreSQL C(schema.table) allowed).
+        type: str
+        required: true
+      column:
+        description: The column.
+        type: str
+        required: true
+      schema:
+        description: PostgreSQL schema of the table.
+        type: str
+      type:
+        description: Expected type.
+        type: str
+      nullable:
+        description: Expected nullability.
+        type: bool
+  enum_values:
+    description:
+      - Values an enum must accept (others may exist too). PostgreSQL, an enum type (O(enum_values[].name));
+        MySQL/MariaDB, an ENUM column (O(enum_values[].table), O(enum_values[].column)).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: PostgreSQL enum type, as in the catalog (case-sensitive).
+        type: str
+      schema:
+        description: PostgreSQL schema of the type.
+        type: str
+      table:
+        description: MySQL table of the ENUM column.
+        type: str
+      column:
+        description: MySQL ENUM column.
+        type: str
+      values:
+        description: Values that must be present.
+        type: list
+        elements: str
+        required: true
+  migrations:
+    description:
+      - The migration history must be clean, as migration_status sees it - no pending, failed, unknown (applied
+        but not on disk) or modified (checksum changed) migration.
+    type: dict
+    suboptions:
+      tool:
+        description: The migration tool.
+        type: str
+        required: true
+        choices: [prisma, alembic, flyway, django, golang-migrate, sqlx, knex, rails, dbmate, goose]
+      path:
+        description: The migrations directory on the host the module runs on. Without it, only failed migrations
+          are found (nothing is known about pending ones).
+        type: path
+      history_table:
+        description: The tool's history table, when not the tool's default.
+        type: str
+  queries:
+    description:
+      - Application-specific checks, each an SQL query whose first column of the first row must be truthy
+        (not NULL, 0, false or an empty string). A query that returns no row, fails, or tries to write fails the check.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the check in the report.
+        type: str
+      sql:
+        description: The query (one statement).
+        type: str
+        required: true
+  capture:
+    description:
+      - Count the rows of every table (or of O(row_count_tables)) and return them as RV(baseline), to pass as
+        O(baseline) to a later run (for example before and after a deploy).
+    type: bool
+    default: false
+  baseline:
+    description:
+      - A RV(baseline) returned by an earlier run with O(capture=true). Every table in it must still exist, and must
+        not have lost more rows than O(tolerance) allows. New tables and more rows are fine.
+    type: dict
+  tolerance:
+    description:
+      - Percentage of a table's baseline rows it may lose before the row count check fails. C(0) means no row may
+        be lost.
+    type: float
+    default: 0
+  row_count_tables:
+    description:
+      - Count only these tables (default all). Counting is exact (C(count(*))), which reads whole tables; limit it on
+        big databases.
+    type: list
+    elements: str
+  schema:
+    description:
+      - PostgreSQL schema of unqualified table names and enum types. Defaults to the first schema of the search path.
+    type: str
+  statement_timeout:
+    description:
+      - Seconds any single query of the checks may run (PostgreSQL C(statement_timeout), MariaDB C(max_statement_time),
+        MySQL C(max_execution_time)). Unset means no limit.
+    type: float
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode runs every check the same way.
+  diff_mode:
+    support: none
+notes:
+  - Give at least one check option, or O(capture).
+seealso:
+  - module: dbops.maintenance.migration_lint
+author:
+  - dbops.maintenance engineers (@dbops)
+'''
+
+EXAMPLES = r'''
+- name: Capture row counts before the deploy
+  dbops.maintenance.db_verify:
+    engine: postgresql
+    database: app
+    capture: true
+  register: before
+
+- name: After the deploy - prove the result
+  dbops.maintenance.db_verify:
+    engine: postgresql
+    database: app
+    tables_min: 10
+    tables: [users, public.orders]
+    columns:
+      - {table: users, column: email, type: "varchar(255)", nullable: false}
+    enum_values:
+      - {name: CredentialType, values: [PERSONAL_ACCESS_TOKEN]}
+    migrations:
+      tool: prisma
+      path: /srv/app/prisma/migrations
+    queries:
+      - name: an admin exists
+        sql: "SELECT count(*) > 0 FROM users WHERE role = 'admin'"
+    baseline: "{{ before.baseline }}"
+    tolerance: 1
+
+- name: The empty-SQLite case - a release that skipped migrations fails here, not with a 500 later
+  dbops.maintenance.db_verify:
+    engine: sqlite
+    database: /var/lib/app/app.db
+    tables_min: 1
+'''
+
+RETURN = r'''
+checks:
+  description: Every check, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: What was checked (C(table users), C(column users.email), C(row_count public.orders), ...).
+      type: str
+    kind:
+      description: The option it comes from.
+      type: str
+    ok:
+      description: Whether it passed.
+      type: bool
+    expected:
+      description: What was expected.
+      type: raw
+    actual:
+      description: What was found.
+      type: raw
+    message:
+      description: The finding in words.
+      type: str
+  sample:
+    - {name: tables_min, kind: tables_min, ok: false, expected: 1, actual: 0, message: "empty database: no tables"}
+summary:
+  description: One line per failed check, after a count.
+  returned: always
+  type: str
+  sample: "db_verify: 1 of 3 check(s) failed"
+failed_checks:
+  description: Number of failed checks.
+  returned: always
+  type: int
+baseline:
+  description: With O(capture=true), the row counts to pass as O(baseline) later.
+  returned: when capture
+  type: dict
+  sample: {engine: postgresql, database: app, captured_at: "2026-11-24T03:00:00+00:00", tables: {public.users: 1042}}
+server:
+  description: Engine, flavour and version of the server.
+  returned: success
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbops.maintenance.plugins.module_utils import verify
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+
+TOOLS = ['prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose']
+CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture')
+
+
+def argument_spec():
+    return dbops_argument_spec(
+        changes=False,
+        tables_min=dict(type='int'),
+        tables=dict(type='list', elements='str'),
+        columns=dict(type='list', elements='dict', options=dict(
+            table=dict(type='str', required=True), column=dict(type='str', required=True),
+            schema=dict(type='str'), type=dict(type='str'), nullable=dict(type='bool'))),
+        enum_values=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str'), schema=dict(type='str'), table=dict(type='str'), column=dict(type='str'),
+            values=dict(type='list', elements='str', required=True))),
+        migrations=dict(type='dict', options=dict(
+            tool=dict(type='str', required=True, choices=TOOLS), path=dict(type='path'),
+            history_table=dict(type='str'))),
+        queries=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str'), sql=dict(type='str', required=True))),
+        capture=dict(type='bool', default=False),
+        baseline=dict(type='dict'),
+        tolerance=dict(type='float', default=0),
+        row_count_tables=dict(type='list', elements='str'),
+        schema=dict(type='str'),
+        statement_timeout=dict(type='float'),
+    )
+
+
+def validate(module):
+    p = module.params
+    if not any(p[o] for o in CHECK_OPTIONS) and p['tables_min'] is None:
+        module.fail_json(msg='Nothing to verify: give at least one of %s.' % ', '.join(CHECK_OPTIONS))
+    if p['tolerance'] < 0 or p['tolerance'] > 100:
+        module.fail_json(msg='tolerance is a percentage of rows a table may lose: 0 to 100 (it is %s).' % p['tolerance'])
+    for spec in p['enum_values'] or []:
+        if p['engine'] == 'postgresql' and not spec['name']:
+            module.fail_json(msg='enum_values: on PostgreSQL give the enum type as name (values %s).' % spec['values'])
+        if p['engine'] == 'mysql' and not (spec['table'] and spec['column']):
+            module.fail_json(msg='enum_values: on MySQL/MariaDB an ENUM belongs to a column: give table and column.')
+        if p['engine'] == 'sqlite':
+            module.fail_json(msg='enum_values: SQLite has no enum types; check a CHECK constraint with queries '
+                                 'instead.')
+    if p['schema'] and p['engine'] != 'postgresql':
+        module.fail_json(msg='schema is for PostgreSQL; on MySQL the database is the schema.')
+
+
+def migrations_status(db, spec):
+    """Check results of the migrations check, from migration_status' reading of the history."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import pending
+    return pending.verify_checks(db, spec)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    validate(module)
+    p = module.params
+    with open_database(module, maintenance_lock=False) as db:
+        checks, baseline = verify.run_checks(db, p, migrations_status=migrations_status)
+        result = dict(changed=False, checks=checks, summary=verify.summary(checks),
+                      failed_checks=len([c for c in checks if not c['ok']]), server=db.server_info())
+        if baseline is not None:
+            result['baseline'] = baseline
+    if result['failed_checks']:
+        module.fail_json(msg=result['summary'], **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
