@@ -244,9 +244,10 @@ class MysqlTooling:
             '(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s) + '
             '(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)', [name, name, name])[0]
 
-    def sessions(self, admin, name):
+    def sessions(self, admin, name, own=None):
+        own_id = own.conn.thread_id() if own is not None else 0
         return admin.fetchall('SELECT ID, USER, COMMAND, STATE FROM information_schema.PROCESSLIST '
-                              'WHERE DB = %s AND ID <> CONNECTION_ID()', [name])
+                              'WHERE DB = %s AND ID <> CONNECTION_ID() AND ID <> %s', [name, own_id])
 
     def create_database(self, admin, name, manifest=None):
         q = 'CREATE DATABASE %s' % quote_ident(name)

@@ -332,10 +332,11 @@ class PgTooling:
             "     + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE %s "
             "        AND t.typtype IN ('e','d'))" % (SYSTEM_SCHEMAS, SYSTEM_SCHEMAS, SYSTEM_SCHEMAS))[0]
 
-    def sessions(self, admin, name):
+    def sessions(self, admin, name, own=None):
+        own_pid = own.conn.info.backend_pid if own is not None else 0
         return admin.fetchall(
             'SELECT pid, usename, application_name, state FROM pg_stat_activity WHERE datname = %s '
-            'AND pid <> pg_backend_pid()', [name])
+            'AND pid <> pg_backend_pid() AND pid <> %s', [name, own_pid])
 
     def create_database(self, admin, name, manifest=None):
         admin.conn.execute(sql.SQL('CREATE DATABASE {} TEMPLATE template0').format(sql.Identifier(name))

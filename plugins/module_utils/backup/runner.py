@@ -465,8 +465,9 @@ class Restore:
                                          'and recreate it from the backup (after a backup of it), or restore into '
                                          'another database (target). Nothing was changed.' % (target, objects))
                     if objects and not self.module.check_mode:
-                        tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
-                        others = tools.sessions(admin, target)
+                        if self.engine == 'postgresql':  # MySQL: server_lock is the maintenance lock
+                            tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
+                        others = tools.sessions(admin, target, own=tdb)
                         if others:
                             raise DbopsError('Database %s has %d other session(s) (%s); replace drops the database, '
                                              'which needs them gone. Stop the application first. Nothing was changed.'

@@ -1,0 +1,523 @@
+"""db_backup / db_restore / db_clone through ansible-playbook against the real servers of the harness."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+BACKUP = "dbops.maintenance.db_backup"
+RESTORE = "dbops.maintenance.db_restore"
+CLONE = "dbops.maintenance.db_clone"
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def _one_db(servers, names):
+    from conftest import DB  # pylint: disable=import-outside-toplevel
+    for name in names:
+        if name in servers:
+            server = servers[name]
+            db = DB(server, server.create_database())
+            return db
+    pytest.skip("none of %s started" % ", ".join(names))
+    return None
+
+
+@pytest.fixture
+def one_pg_db(servers):
+    """A fresh database on one PostgreSQL server (16, else 15): for tests where the version does not matter."""
+    db = _one_db(servers, ["pg16", "pg15"])
+    yield db
+    db.server.drop_database(db.name)
+
+
+@pytest.fixture
+def engine_db(request, servers, tmp_path):
+    """A fresh database of the engine named by the test's `engine` parameter."""
+    engine = request.node.callspec.params["engine"]
+    if engine == "sqlite":
+        yield request.getfixturevalue("sqlite_db")
+        return
+    db = _one_db(servers, ["pg16", "pg15"] if engine == "postgresql" else ["mariadb"])
+    yield db
+    db.server.drop_database(db.name)
+
+def seed(db, rows=200):
+    """Two tables (one mixed-case) with text, unicode, binary, decimal, time and JSON values."""
+    if db.engine == "postgresql":
+        db.execute('CREATE TABLE "Orders" (id int PRIMARY KEY, note text, raw bytea, amount numeric(12,2), '
+                   'at timestamptz, doc jsonb)')
+        db.execute('INSERT INTO "Orders" SELECT g, \'ünï ✓ \' || g, decode(md5(g::text), \'hex\'), g * 1.25, '
+                   'timestamptz \'2024-01-01 00:00:00+00\' + g * interval \'1 minute\', '
+                   'jsonb_build_object(\'k\', g) FROM generate_series(1, %d) g' % rows)
+        db.execute("CREATE TABLE items (id int PRIMARY KEY, order_id int REFERENCES \"Orders\"(id), qty int)")
+        db.execute("INSERT INTO items SELECT g, g, mod(g, 7) FROM generate_series(1, %d) g" % rows)
+        return ["Orders", "items"]
+    if db.engine == "mysql":
+        db.execute("CREATE TABLE `Orders` (id int PRIMARY KEY, note varchar(100) CHARACTER SET utf8mb4, raw blob, "
+                   "amount decimal(12,2), at datetime, doc json)")
+        db.execute("INSERT INTO `Orders` SELECT seq, CONCAT('ünï ✓ ', seq), UNHEX(MD5(seq)), seq * 1.25, "
+                   "'2024-01-01' + INTERVAL seq MINUTE, JSON_OBJECT('k', seq) FROM seq_1_to_%d" % rows)
+        db.execute("CREATE TABLE items (id int PRIMARY KEY, order_id int, qty int)")
+        db.execute("INSERT INTO items SELECT seq, seq, MOD(seq, 7) FROM seq_1_to_%d" % rows)
+        return ["Orders", "items"]
+    db.execute('CREATE TABLE "Orders" (id INTEGER PRIMARY KEY, note TEXT, raw BLOB, amount REAL)')
+    conn = db.connect()
+    conn.executemany('INSERT INTO "Orders" VALUES (?, ?, ?, ?)',
+                     [(i, "ünï ✓ %d" % i, hashlib.md5(str(i).encode()).digest(), i * 1.25) for i in range(1, rows + 1)])
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, order_id INTEGER, qty INTEGER)")
+    conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, i, i % 7) for i in range(1, rows + 1)])
+    conn.close()
+    return ["Orders", "items"]
+
+
+def quote(engine, name):
+    return "`%s`" % name if engine == "mysql" else '"%s"' % name
+
+
+def fingerprint(db, tables, database=None):
+    """{table: (row count, sha256 of every row in id order)}."""
+    out = {}
+    for t in tables:
+        q = "SELECT * FROM %s ORDER BY id" % quote(db.engine, t)
+        rows = db.server.query(database, q) if database else db.query(q)
+        h = hashlib.sha256()
+        for r in rows:
+            h.update(repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)).encode())
+        out[t] = (len(rows), h.hexdigest())
+    return out
+
+
+def files_in(d):
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def assert_nothing_left(dest):
+    left = files_in(dest)
+    assert left == [], "the failed backup left files behind: %s" % left
+
+
+def password_of(db):
+    return db.params.get("login_password")
+
+
+# --------------------------------------------------------------------------
+# round trips
+# --------------------------------------------------------------------------
+
+def test_round_trip_with_verify_restore(ansible, db, tmp_path):
+    tables = seed(db)
+    before = fingerprint(db, tables)
+    dest = tmp_path / "bk"
+    r = ansible.run(BACKUP, dict(db.params, dest=str(dest), verify="restore", keep_last=3),
+                    expect_failure=False)
+    assert r.changed and r["verified"] == "restore"
+    m = r["manifest"]
+    assert os.path.exists(r["path"]) and os.path.exists(r["manifest_path"])
+    assert m["sha256"] == hashlib.sha256(open(r["path"], "rb").read()).hexdigest()
+    assert m["size"] == os.path.getsize(r["path"]) == r["size"]
+    assert sorted(t["name"].split(".")[-1] for t in m["tables"]) == sorted(tables)
+    assert m["row_counts"] and all(v == 200 for v in m["row_counts"].values())
+    assert m["server"]["version"] and m["tools"]
+    if db.engine == "postgresql":
+        assert r["path"].endswith(".dump")
+        major = int(db.server.version.split(".")[0])
+        assert "(PostgreSQL) %d" % major in m["tools"]["pg_dump"]["version"]
+    else:
+        assert r["path"].endswith(".sql.gz")
+    assert password_of(db) not in json.dumps(m) and password_of(db) not in json.dumps(dict(r))
+    # no scratch database left behind by verify=restore
+    if db.engine == "postgresql":
+        left = db.query("SELECT datname FROM pg_database WHERE datname LIKE 'dbops_scratch_%'")
+    else:
+        left = db.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'dbops_scratch_%'")
+    assert left == []
+
+    target = db.name + "_r"
+    try:
+        rr = ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["manifest_path"]),
+                         expect_failure=False)
+        assert rr.changed and rr["row_counts"]
+        assert fingerprint(db, tables, database=target) == before
+        # the target now has tables: a second restore refuses without replace
+        again = ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["path"]))
+        assert again.failed and "not empty" in again["msg"] and "replace" in again["msg"]
+        db.server.execute(target, "DELETE FROM items WHERE id > 10")
+        rep = ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["path"], replace=True),
+                          expect_failure=False)
+        assert rep["replaced"] is True
+        assert fingerprint(db, tables, database=target) == before
+    finally:
+        db.server.drop_database(target)
+
+
+@pytest.mark.parametrize("fmt,compression", [("plain", "zstd"), ("directory", "gzip")])
+def test_pg_formats_round_trip(ansible, one_pg_db, tmp_path, fmt, compression):
+    pg_db = one_pg_db
+    tables = seed(pg_db, rows=50)
+    before = fingerprint(pg_db, tables)
+    args = dict(pg_db.params, dest=str(tmp_path), format=fmt, compression=compression, verify="restore")
+    if fmt == "directory":
+        args["jobs"] = 2
+    r = ansible.run(BACKUP, args, expect_failure=False)
+    assert r["path"].endswith(".sql.zst" if fmt == "plain" else ".dir")
+    if fmt == "directory":
+        assert os.path.isdir(r["path"]) and r["manifest"]["files"]
+    target = pg_db.name + "_r"
+    try:
+        ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"], jobs=2),
+                    expect_failure=False)
+        assert fingerprint(pg_db, tables, database=target) == before
+    finally:
+        pg_db.server.drop_database(target)
+
+
+def test_sqlite_round_trip(ansible, sqlite_db, tmp_path):
+    tables = seed(sqlite_db)
+    before = fingerprint(sqlite_db, tables)
+    r = ansible.run(BACKUP, dict(sqlite_db.params, dest=str(tmp_path / "bk"), compression="zstd",
+                                 verify="restore"), expect_failure=False)
+    assert r["path"].endswith(".sqlite3.zst") and r["verified"] == "restore"
+    target = tmp_path / "restored.sqlite3"
+    rr = ansible.run(RESTORE, dict(engine="sqlite", database=str(target), backup=r["path"]), expect_failure=False)
+    assert rr["row_counts"] == {"Orders": 200, "items": 200}
+    copy = type(sqlite_db)(target)
+    assert fingerprint(copy, tables) == before
+
+
+# --------------------------------------------------------------------------
+# consistency under concurrent writes
+# --------------------------------------------------------------------------
+
+class Transfers(threading.Thread):
+    """Moves money between accounts in transactions: the total never changes in a consistent snapshot."""
+
+    def __init__(self, db):
+        super().__init__(daemon=True)
+        self.db = db
+        self.stop = threading.Event()
+        self.done = 0
+
+    def run(self):
+        conn = self.db.connect(autocommit=False) if self.db.engine != "sqlite" else None
+        if conn is None:
+            import sqlite3  # pylint: disable=import-outside-toplevel
+            conn = sqlite3.connect(self.db.name, timeout=30)
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            a, b = i % 50 + 1, (i * 7) % 50 + 1
+            cur = conn.cursor()
+            ph = "?" if self.db.engine == "sqlite" else "%s"
+            cur.execute("UPDATE accounts SET balance = balance - 3 WHERE id = %s" % ph, (a,))
+            cur.execute("INSERT INTO ledger (account, delta) VALUES (%s, 3)" % ph, (b,))
+            cur.execute("UPDATE accounts SET balance = balance + 3 WHERE id = %s" % ph, (b,))
+            conn.commit()
+            self.done += 1
+        conn.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+def test_backup_is_consistent_while_another_process_writes(ansible, engine, engine_db, tmp_path):
+    db = engine_db
+    serial = {"postgresql": "serial", "mysql": "int AUTO_INCREMENT", "sqlite": "INTEGER"}[engine]
+    db.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)")
+    db.execute("CREATE TABLE ledger (id %s PRIMARY KEY, account int, delta int)" % serial)
+    if engine == "sqlite":
+        db.execute("PRAGMA journal_mode=WAL")
+    values = ", ".join("(%d, 1000)" % i for i in range(1, 51))
+    db.execute("INSERT INTO accounts VALUES %s" % values)
+    writer = Transfers(db)
+    writer.start()
+    time.sleep(0.3)
+    try:
+        r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), verify="list"), expect_failure=False)
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    assert writer.done > 10, "the writer did not run during the backup"
+    if engine == "sqlite":
+        target = str(tmp_path / "copy.sqlite3")
+        ansible.run(RESTORE, dict(engine="sqlite", database=target, backup=r["path"]), expect_failure=False)
+        copy = type(db)(target)
+        total, ledger = copy.query("SELECT sum(balance) FROM accounts")[0][0], copy.query("SELECT count(*) FROM ledger")[0][0]
+    else:
+        target = db.name + "_r"
+        ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["path"]), expect_failure=False)
+        try:
+            total = db.server.query(target, "SELECT sum(balance) FROM accounts")[0][0]
+            ledger = db.server.query(target, "SELECT count(*) FROM ledger")[0][0]
+        finally:
+            db.server.drop_database(target)
+    assert int(total) == 50 * 1000, "the backup is not one consistent snapshot"
+    assert ledger >= 1
+
+
+# --------------------------------------------------------------------------
+# failures leave nothing behind
+# --------------------------------------------------------------------------
+
+def make_tool_dir(tmp_path, real_dir, scripts, links=()):
+    d = tmp_path / "tools"
+    d.mkdir()
+    for name in links:
+        os.symlink(os.path.join(real_dir, name), d / name)
+    for name, text in scripts.items():
+        (d / name).write_text("#!/bin/bash\n" + text)
+        os.chmod(d / name, 0o755)
+    return str(d)
+
+
+def test_pg_dump_killed_midway_leaves_no_file_and_no_manifest(ansible, pg_db, tmp_path):
+    pg_db.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g")
+    real = pg_db.server.info["bin_dir"]
+    tools = make_tool_dir(tmp_path, real, {
+        # writes part of the real dump, then dies by SIGKILL
+        "pg_dump": 'if [ "$1" = --version ]; then exec %s/pg_dump --version; fi\n'
+                   '%s/pg_dump "$@" | head -c 20000\nkill -KILL $$\n' % (real, real),
+    }, links=["pg_restore", "psql"])
+    dest = tmp_path / "bk"
+    r = ansible.run(BACKUP, dict(pg_db.params, dest=str(dest), tool_path=tools, format="plain", compression="none"))
+    assert r.failed
+    assert "pg_dump killed by signal SIGKILL" in r["msg"]
+    assert [p["status"] for p in r["processes"]] == ["killed by signal SIGKILL"]
+    assert_nothing_left(dest)
+
+
+def test_failing_compressor_fails_the_task(ansible, mysql_db, tmp_path):
+    seed(mysql_db, rows=20)
+    tools = make_tool_dir(tmp_path, "/usr/bin", {
+        "gzip": 'if [ "$1" = --version ]; then echo "gzip 1.12"; exit 0; fi\n'
+                'head -c 100 >/dev/null; echo "gzip: simulated write error" >&2; exit 3\n',
+    })
+    dest = tmp_path / "bk"
+    r = ansible.run(BACKUP, dict(mysql_db.params, dest=str(dest), tool_path=tools))
+    assert r.failed
+    assert "gzip exit code 3" in r["msg"] and "simulated write error" in r["msg"]
+    statuses = {p["name"]: p for p in r["processes"]}
+    assert statuses["gzip"]["rc"] == 3
+    assert_nothing_left(dest)
+
+
+def test_corrupted_backup_is_refused(ansible, one_pg_db, tmp_path):
+    pg_db = one_pg_db
+    seed(pg_db, rows=20)
+    r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path)), expect_failure=False)
+    with open(r["path"], "r+b") as f:
+        f.seek(r["size"] // 2)
+        byte = f.read(1)
+        f.seek(r["size"] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    target = pg_db.name + "_r"
+    rr = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"]))
+    assert rr.failed and "does not match its manifest" in rr["msg"]
+    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
+    wrong = ansible.run(RESTORE, dict(engine="mysql", login_host="127.0.0.1", backup=r["path"]))
+    assert wrong.failed and "postgresql backup" in wrong["msg"]
+
+
+def test_pg_compression_the_tool_lacks_gives_a_clear_error(ansible, one_pg_db, tmp_path):
+    pg_db = one_pg_db
+    r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path / "bk"), compression="zstd"))
+    assert r.failed and "zstd" in r["msg"] and "format plain" in r["msg"]
+    assert_nothing_left(tmp_path / "bk")
+
+
+# --------------------------------------------------------------------------
+# retention and reuse
+# --------------------------------------------------------------------------
+
+def test_retention_removes_only_own_backups_oldest_first(ansible, sqlite_db, tmp_path):
+    seed(sqlite_db, rows=5)
+    dest = tmp_path / "bk"
+    dest.mkdir()
+    foreign = ["notes.txt", "mydb-20200101T000000Z.sqlite3.gz", "other-20200101T000000Z.sqlite3.gz"]
+    for f in foreign:
+        (dest / f).write_text("not ours")
+    # a manifest of another tool with a similar name is not ours either
+    (dest / "mydb-20200101T000000Z.sqlite3.gz.manifest.json").write_text(json.dumps({"kind": "other"}))
+    paths = []
+    for _ in range(3):
+        r = ansible.run(BACKUP, dict(sqlite_db.params, dest=str(dest), label="mydb", keep_last=2),
+                        expect_failure=False)
+        paths.append(r["path"])
+        time.sleep(1.05)  # distinct timestamps
+    assert r["pruned"] == [paths[0]]
+    present = set(files_in(dest))
+    for p in paths[:1]:
+        assert os.path.basename(p) not in present and os.path.basename(p) + ".manifest.json" not in present
+    for p in paths[1:]:
+        assert os.path.basename(p) in present
+    for f in foreign:
+        assert f in present
+
+
+def test_reuse_within_makes_the_second_run_unchanged(ansible, one_pg_db, tmp_path):
+    pg_db = one_pg_db
+    seed(pg_db, rows=10)
+    args = dict(pg_db.params, dest=str(tmp_path), reuse_within="1h")
+    first = ansible.run(BACKUP, args, expect_failure=False)
+    second = ansible.run(BACKUP, args, expect_failure=False)
+    assert first.changed and not second.changed
+    assert second["reused"] and second["path"] == first["path"]
+    # a stronger verification than the existing one's is not satisfied by it
+    third = ansible.run(BACKUP, dict(args, verify="restore"), expect_failure=False)
+    assert third.changed and third["path"] != first["path"]
+
+
+def test_check_mode_writes_nothing(ansible, mysql_db, tmp_path):
+    seed(mysql_db, rows=5)
+    dest = tmp_path / "bk"
+    r = ansible.run(BACKUP, dict(mysql_db.params, dest=str(dest)), check=True, expect_failure=False)
+    assert r.changed and r["path"].startswith(str(dest))
+    assert not dest.exists()
+
+
+# --------------------------------------------------------------------------
+# secrets
+# --------------------------------------------------------------------------
+
+class PsWatcher(threading.Thread):
+    """Reads every process's command line in a loop (like ps -eo args)."""
+
+    def __init__(self, needle, tool):
+        super().__init__(daemon=True)
+        self.needle, self.tool = needle, tool
+        self.leaks, self.seen = [], 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+            for line in out.splitlines():
+                if self.tool in line and "ps -eo" not in line:
+                    self.seen += 1
+                if self.needle in line:
+                    self.leaks.append(line)
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_password_never_in_ps_manifest_or_verbose_output(ansible, engine, engine_db, tmp_path):
+    db = engine_db
+    seed(db, rows=20)
+    tool = "pg_dump" if engine == "postgresql" else "mariadb-dump"
+    real = db.server.info["bin_dir"] if engine == "postgresql" else "/usr/bin"
+    # the real tool, started after a pause so that ps sees it running with its arguments
+    tools = make_tool_dir(tmp_path, real, {
+        tool: 'if [ "$1" != --version ]; then sleep 1; fi\nexec %s/%s "$@"\n' % (real, tool)},
+        links=["pg_restore", "psql"] if engine == "postgresql" else [])
+    watcher = PsWatcher(password_of(db), tool)
+    watcher.start()
+    secret_dirs_before = set(glob.glob("/tmp/dbops-secret-*"))
+    try:
+        r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), tool_path=tools), verbosity=4,
+                        expect_failure=False)
+    finally:
+        watcher.stop.set()
+        watcher.join(10)
+    assert watcher.seen > 0, "the dump tool was never seen running"
+    assert watcher.leaks == []
+    assert password_of(db) not in r.stdout and password_of(db) not in r.stderr
+    assert password_of(db) not in open(r["manifest_path"]).read()
+    assert set(glob.glob("/tmp/dbops-secret-*")) <= secret_dirs_before, "the 0600 option file was not removed"
+
+
+# --------------------------------------------------------------------------
+# clear errors
+# --------------------------------------------------------------------------
+
+def test_wrong_password_is_a_clear_error(ansible, db, tmp_path):
+    r = ansible.run(BACKUP, dict(db.params, login_password="wrong-password", dest=str(tmp_path / "bk")))
+    assert r.failed and "Cannot connect" in r["msg"]
+    assert "wrong-password" not in r["msg"]
+    assert_nothing_left(tmp_path / "bk")
+
+
+@pytest.fixture
+def mountpoint(tmp_path):
+    mounted = []
+
+    def mount(options):
+        d = tmp_path / ("mnt%d" % len(mounted))
+        d.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here: %s" % proc.stderr.strip())
+        mounted.append(d)
+        return d
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_unwritable_dest_is_a_clear_error(ansible, sqlite_db, mountpoint):
+    seed(sqlite_db, rows=5)
+    ro = mountpoint("size=1m,ro")
+    r = ansible.run(BACKUP, dict(sqlite_db.params, dest=str(ro)))
+    assert r.failed and "Cannot write into" in r["msg"] and str(ro) in r["msg"]
+    r = ansible.run(BACKUP, dict(sqlite_db.params, dest=str(ro / "sub")))
+    assert r.failed and "Cannot create dest" in r["msg"]
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_full_disk_is_a_clear_error_and_leaves_nothing(ansible, engine, engine_db, mountpoint):
+    db = engine_db
+    if engine == "postgresql":
+        db.execute("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS v "
+                   "FROM generate_series(1, 60000) g")
+    else:
+        db.execute("CREATE TABLE big (id int PRIMARY KEY, v varchar(64))")
+        db.execute("INSERT INTO big SELECT seq, CONCAT(MD5(seq), MD5(seq + 1)) FROM seq_1_to_60000")
+    small = mountpoint("size=2m")
+    args = dict(db.params, dest=str(small), compression="none")
+    if engine == "postgresql":
+        args["format"] = "plain"
+    r = ansible.run(BACKUP, args)
+    assert r.failed and "No space left" in r["msg"], r["msg"]
+    assert_nothing_left(small)
+
+
+# --------------------------------------------------------------------------
+# db_clone
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_clone_present_absent_and_prefix_guard(ansible, engine, engine_db):
+    db = engine_db
+    tables = seed(db, rows=30)
+    name = "dbops_scratch_" + db.name
+    srv = db.server
+    try:
+        r = ansible.run(CLONE, dict(db.params, name=name), expect_failure=False)
+        assert r.changed and fingerprint(db, tables, database=name) == fingerprint(db, tables)
+        assert not ansible.run(CLONE, dict(db.params, name=name), expect_failure=False).changed
+        refused = ansible.run(CLONE, dict(db.params, name=db.name + "_copy", state="absent"))
+        assert refused.failed and "scratch prefix" in refused["msg"]
+        gone = ansible.run(CLONE, dict(db.params, name=name, state="absent"), expect_failure=False)
+        assert gone.changed
+        schema = ansible.run(CLONE, dict(db.params, name=name, schema_only=True), expect_failure=False)
+        assert schema.changed and all(t["rows"] == 0 for t in schema["tables"])
+    finally:
+        srv.drop_database(name)
+
+
+def test_clone_sqlite(ansible, sqlite_db, tmp_path):
+    seed(sqlite_db, rows=10)
+    target = tmp_path / "dbops_scratch_copy.sqlite3"
+    r = ansible.run(CLONE, dict(sqlite_db.params, name=str(target)), expect_failure=False)
+    assert r.changed and target.exists()
+    bad = ansible.run(CLONE, dict(sqlite_db.params, name=sqlite_db.name, state="absent"))
+    assert bad.failed and os.path.exists(sqlite_db.name)
+    assert ansible.run(CLONE, dict(sqlite_db.params, name=str(target), state="absent"), expect_failure=False).changed
+    assert not target.exists()
