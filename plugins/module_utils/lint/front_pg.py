@@ -100,6 +100,8 @@ def statement_events(node):
                 ev.append(Event('set_lock_timeout'))
     elif isinstance(node, ast.CreateStmt):
         ev.append(Event('create_table', table=_name(node.relation)))
+    elif isinstance(node, ast.CreateEnumStmt):
+        ev.append(Event('create_type', type=_name(node.typeName)))
     elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
         ev.append(Event('create_table', table=_name(node.into.rel)))
     elif isinstance(node, ast.InsertStmt):

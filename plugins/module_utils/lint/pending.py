@@ -54,7 +54,7 @@ def pending_migrations(module, paths, tool):
     if status.get('failed'):
         module.warn('The history of %s records failed migration(s) %s; they are linted as pending.' % (
             tool, ', '.join(map(str, status['failed']))))
-    return set(status['pending']) | set(status.get('failed') or []), version
+    return [str(i) for i in status.get('failed') or []] + [str(i) for i in status['pending']], version
 
 
 def verify_checks(db, spec):

@@ -159,8 +159,8 @@ def _concurrently_in_txn(e, ctx):
 
 
 def _enum_in_txn(e, ctx):
-    if not ctx.in_transaction():
-        return None
+    if not ctx.in_transaction() or ctx.is_new(e['type']):
+        return None   # PostgreSQL < 12 allows ADD VALUE to a type created in the same transaction
     if ctx.pg_version is not None and ctx.pg_version >= 12:
         return None
     when = ('the target is PostgreSQL %d' % ctx.pg_version) if ctx.pg_version else \
@@ -376,6 +376,8 @@ def check_source(statements, ctx, rules):
                 ctx.explicit_txn = False
             elif e.kind == 'create_table':
                 ctx.created.add(ctx.key(e['table']))
+            elif e.kind == 'create_type':
+                ctx.created.add(ctx.key(e['type']))
             elif e.kind == 'set_lock_timeout':
                 ctx.lock_timeout = True
             elif e.kind == 'enum_column' and 'enum-change' not in [r.id for r in rules]:
