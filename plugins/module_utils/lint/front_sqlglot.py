@@ -92,14 +92,16 @@ def _enum_values(datatype):
     return values
 
 
-def _column_def_facts(coldef):
+def _column_def_facts(coldef, with_type=True):
     kinds = [type(c.args.get('kind')).__name__ for c in coldef.constraints or ()]
     kind = coldef.args.get('kind')
     not_null = 'NotNullColumnConstraint' in kinds or 'PrimaryKeyColumnConstraint' in kinds
     has_default = any(k in kinds for k in ('DefaultColumnConstraint', 'AutoIncrementColumnConstraint',
                                            'GeneratedAsIdentityColumnConstraint', 'ComputedColumnConstraint'))
-    return dict(column=coldef.name, not_null=not_null, has_default=has_default,
-                type=kind.sql(dialect='mysql') if kind is not None else '', enum=_enum_values(kind))
+    # Printing the type costs as much as parsing it: only for the statements that report it.
+    type_text = kind.sql(dialect='mysql') if with_type and kind is not None else ''
+    return dict(column=coldef.name, not_null=not_null, has_default=has_default, type=type_text,
+                enum=_enum_values(kind))
 
 
 def _safe_algorithm(alter):
@@ -131,7 +133,7 @@ def statement_events(node, tokens, engine):
             if isinstance(schema, exp.Schema):
                 for col in schema.expressions or ():
                     if isinstance(col, exp.ColumnDef):
-                        facts = _column_def_facts(col)
+                        facts = _column_def_facts(col, with_type=False)
                         if facts['enum'] is not None:
                             ev.append(Event('enum_column', table=table, column=facts['column'],
                                             values=facts['enum'], how='create'))

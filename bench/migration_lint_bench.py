@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Benchmark of migration_lint: wall time and peak memory over N migration files (default up to 5,000).
+
+Run from the repository root with the project venv (no database needed):
+
+    .venv/bin/python bench/migration_lint_bench.py                 # 1000, 2500, 5000 files x 3 engines
+    .venv/bin/python bench/migration_lint_bench.py --sizes 5000 --engines postgresql
+
+For every (engine, size) it writes a directory of generated migration files (mixed statements: CREATE TABLE,
+ADD COLUMN with and without defaults, CREATE INDEX, UPDATE/DELETE with and without WHERE, enum changes, renames,
+drops, an unparseable statement now and then, dbops:ignore comments), then runs the module itself
+(plugins/modules/migration_lint.py, the code Ansible ships, with its arguments in a file as Ansible passes them) in a
+fresh Python process, and measures the wall time of that process, its CPU time and its peak RSS (getrusage of the child). On a loaded machine
+wall time exceeds CPU time; the load average is recorded with the results.
+The goal: under 10 s for 5,000 files, and time growing linearly with the number of files.
+Prints a table; writes bench/results/migration_lint_<UTC time>.json and .md. Exit 1 if the goal is not met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODULE = ROOT / "plugins" / "modules" / "migration_lint.py"
+GOAL_SECONDS = 10.0
+
+
+def statements(engine, n, rnd):
+    """A few statements of migration n, like real migrations: mostly safe, sometimes not."""
+    t = "t%d" % n
+    out = ["-- migration %d" % n]
+    if engine == "postgresql":
+        out.append("SET lock_timeout = '2s';")
+    out.append("CREATE TABLE %s (id %s PRIMARY KEY, name VARCHAR(100) NOT NULL, state %s, created_at TIMESTAMP);" % (
+        t, "bigserial" if engine == "postgresql" else "INTEGER" if engine == "sqlite" else "BIGINT AUTO_INCREMENT",
+        "VARCHAR(20)" if engine != "mysql" else "ENUM('new', 'done')"))
+    prev = "t%d" % max(0, n - 1)
+    choice = rnd.randrange(12)
+    if choice == 0:
+        out.append("ALTER TABLE %s ADD COLUMN flag INT NOT NULL;" % prev)
+    elif choice == 1:
+        out.append("ALTER TABLE %s ADD COLUMN flag INT NOT NULL DEFAULT 0;" % prev)
+    elif choice == 2:
+        out.append("DELETE FROM %s;" % prev)
+    elif choice == 3:
+        out.append("UPDATE %s SET name = 'x' WHERE id < 100;" % prev)
+    elif choice == 4:
+        out.append("-- dbops:ignore drop-table replaced by %s\nDROP TABLE %s;" % (t, prev))
+    elif choice == 5:
+        out.append("ALTER TABLE %s RENAME COLUMN name TO title;" % prev)
+    elif choice == 6:
+        out.append("CREATE INDEX %s_name ON %s (name);" % (prev, prev))
+    elif choice == 7 and engine == "postgresql":
+        out.append("CREATE INDEX CONCURRENTLY %s_state ON %s (state);" % (prev, prev))
+    elif choice == 7 and engine == "mysql":
+        out.append("ALTER TABLE %s MODIFY COLUMN state ENUM('new', 'done', 'failed');" % prev)
+    elif choice == 8:
+        out.append("ALTER TABLE %s ADD COLUMN note TEXT;" % prev)
+    elif choice == 9 and n % 50 == 9:
+        out.append("CREATE TABLE oops (id int,,);")
+    else:
+        out.append("INSERT INTO %s (name) VALUES ('seed-%d');" % (t, n))
+    out.append("CREATE INDEX %s_created ON %s (created_at);" % (t, t))
+    out.append("UPDATE %s SET state = 'new' WHERE state IS NULL;" % t)
+    return "\n".join(out) + "\n"
+
+
+def generate(directory, engine, count, seed=42):
+    rnd = random.Random(seed)
+    for n in range(count):
+        (directory / ("%06d_migration.sql" % n)).write_text(statements(engine, n, rnd))
+
+
+def run_module(directory, engine, workdir):
+    """Run the module in a fresh process; returns (wall seconds, peak RSS MiB, result)."""
+    args = workdir / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
+        "engine": engine, "path": [str(directory)], "fail_on": "never"}}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "collections"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(MODULE), str(args)], capture_output=True, text=True, env=env,
+                          check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result = json.loads(proc.stdout)
+    if result.get("failed"):
+        raise RuntimeError("module failed: %s" % result.get("msg"))
+    # ru_maxrss of children is the max over all children so far: run sizes in increasing order.
+    return wall, cpu, after.ru_maxrss / 1024.0, result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,2500,5000")
+    ap.add_argument("--engines", default="postgresql,mysql,sqlite")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    opts = ap.parse_args()
+    sizes = sorted(int(s) for s in opts.sizes.split(",") if s)
+    engines = [e for e in opts.engines.split(",") if e]
+    subprocess.run(["bash", str(ROOT / "scripts" / "collection-tree.sh")], check=True, stdout=subprocess.DEVNULL)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="dbops-lint-bench-"))
+    try:
+        for engine in engines:
+            for size in sizes:
+                d = work / ("%s-%d" % (engine, size))
+                d.mkdir()
+                generate(d, engine, size)
+                wall, cpu, peak, result = run_module(d, engine, work)
+                rows.append(dict(engine=engine, files=size, statements=result["statements"],
+                                 findings=len(result["findings"]), wall_s=round(wall, 3), cpu_s=round(cpu, 3),
+                                 ms_per_file=round(1000 * wall / size, 3), peak_rss_mib=round(peak, 1)))
+                print("%-10s %6d files %7d statements %6d findings %7.2f s wall %7.2f s CPU %6.1f MiB" % (
+                    engine, size, result["statements"], len(result["findings"]), wall, cpu, peak), flush=True)
+    finally:
+        if not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    largest = max(sizes)
+    ok = True
+    lines = ["| engine | files | statements | findings | wall time (s) | CPU time (s) | ms / file (wall) | "
+             "peak RSS (MiB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| %(engine)s | %(files)d | %(statements)d | %(findings)d | %(wall_s).2f | %(cpu_s).2f | "
+                     "%(ms_per_file).2f | %(peak_rss_mib).1f |" % r)
+    verdicts = []
+    for engine in engines:
+        mine = [r for r in rows if r["engine"] == engine]
+        big = [r for r in mine if r["files"] == largest][0]
+        fast = big["wall_s"] < GOAL_SECONDS
+        linear = True
+        if len(mine) > 1:
+            small = mine[0]
+            # per-file cost of the largest run within 1.5x of the smallest one (process start-up amortised)
+            linear = big["ms_per_file"] <= 1.5 * small["ms_per_file"]
+        ok = ok and fast and linear
+        verdicts.append("- %s: %d files in %.2f s (goal < %.0f s: %s), per-file cost %s" % (
+            engine, largest, big["wall_s"], GOAL_SECONDS, "met" if fast else "NOT met",
+            "linear (%.2f -> %.2f ms/file)" % (mine[0]["ms_per_file"], big["ms_per_file"]) if linear
+            else "NOT linear (%.2f -> %.2f ms/file)" % (mine[0]["ms_per_file"], big["ms_per_file"])))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    env = dict(python=sys.version.split()[0], cpus=os.cpu_count(), load=os.getloadavg())
+    try:
+        import pglast  # pylint: disable=import-outside-toplevel
+        import sqlglot  # pylint: disable=import-outside-toplevel
+        env.update(pglast=pglast.__version__, sqlglot=sqlglot.__version__)
+    except ImportError:
+        pass
+    md = "# migration_lint benchmark %s\n\n%s\n\n%s\n\nEnvironment: %s\n" % (
+        stamp, "\n".join(lines), "\n".join(verdicts), json.dumps(env))
+    print()
+    print(md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / ("migration_lint_%s.json" % stamp)).write_text(json.dumps(dict(rows=rows, env=env, ok=ok), indent=2))
+    (RESULTS / ("migration_lint_%s.md" % stamp)).write_text(md)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

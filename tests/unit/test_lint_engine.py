@@ -1,0 +1,159 @@
+"""Unit tests of migration_lint's engine (no database, no ansible-playbook): front-ends, line numbers,
+ignore comments, the rule context, sources of the tools' files."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import parse_ignore
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint.rules import RULES, RULES_BY_ID
+
+
+def lint(sql, engine, **kw):
+    return runner.lint([sources.Source("m.sql", sql, **kw)], engine)["findings"]
+
+
+def rules_of(findings, ignored=False):
+    return [(f["line"], f["rule"]) for f in findings if f["ignored"] is ignored]
+
+
+def test_rule_table_is_complete():
+    assert len(RULES) == len(RULES_BY_ID)
+    for rule in RULES:
+        assert rule.severity in ("error", "warning", "info")
+        assert rule.why and rule.alternative and rule.title and rule.kinds
+        assert set(rule.engines) <= {"postgresql", "mysql", "sqlite"}
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+def test_line_numbers_skip_leading_comments_and_blank_lines(engine):
+    sql = "-- header\n\n/* block\n comment */\nDELETE FROM a;\n\n  -- c\n  UPDATE b SET x = 1;\n"
+    assert rules_of(lint(sql, engine)) == [(5, "delete-without-where"), (8, "update-without-where")]
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+def test_parse_error_does_not_hide_later_statements(engine):
+    sql = "DELETE FROM a;\nCREATE TABLE (;\nDELETE FROM b;\n"
+    assert rules_of(lint(sql, engine)) == [(1, "delete-without-where"), (2, "parse-error"),
+                                           (3, "delete-without-where")]
+
+
+def test_unterminated_string_is_one_parse_error():
+    found = lint("DELETE FROM a WHERE x = 'oops;\n", "postgresql")
+    assert [f["rule"] for f in found] == ["parse-error"]
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+def test_ignore_comment_placements(engine):
+    sql = ("-- dbops:ignore delete-without-where before the statement\n"
+           "DELETE FROM a;\n"
+           "DELETE FROM b; -- dbops:ignore delete-without-where trailing\n"
+           "DELETE FROM c;\n"
+           "DELETE FROM d /* dbops:ignore all inside */;\n")
+    found = lint(sql, engine)
+    assert rules_of(found, ignored=True) == [(2, "delete-without-where"), (3, "delete-without-where"),
+                                             (5, "delete-without-where")]
+    assert rules_of(found) == [(4, "delete-without-where")]
+    assert [f["ignore_reason"] for f in found if f["ignored"]] == ["before the statement", "trailing", "inside"]
+
+
+def test_mysql_hash_comment_ignore_and_strings_are_not_comments():
+    sql = "DELETE FROM a; # dbops:ignore delete-without-where hash comment\nSELECT '-- dbops:ignore x y';\n"
+    found = lint(sql, "mysql")
+    assert rules_of(found, ignored=True) == [(1, "delete-without-where")]
+
+
+def test_parse_ignore():
+    assert parse_ignore(" dbops:ignore a,b the reason ") == (["a", "b"], "the reason")
+    assert parse_ignore("dbops:ignore a") == (["a"], "")
+    assert parse_ignore("just a comment") is None
+
+
+def test_created_in_same_file_is_not_reported():
+    sql = ("CREATE TABLE n (id int);\nALTER TABLE n ADD COLUMN x int NOT NULL;\nCREATE INDEX i ON n (id);\n"
+           "ALTER TABLE n ADD CONSTRAINT c CHECK (id > 0);\nDROP TABLE n;\n")
+    assert lint(sql, "postgresql") == []
+
+
+def test_missing_lock_timeout_once_per_file_and_set_config_counts():
+    sql = "ALTER TABLE a ADD COLUMN x int;\nALTER TABLE b ADD COLUMN y int;\n"
+    assert rules_of(lint(sql, "postgresql")) == [(1, "missing-lock-timeout")]
+    sql = "SELECT set_config('lock_timeout', '2s', false);\n" + sql
+    assert lint(sql, "postgresql") == []
+
+
+def test_transactions_explicit_wrapped_and_multi():
+    idx = "CREATE INDEX CONCURRENTLY i ON t (a);"
+    assert rules_of(lint(idx, "postgresql")) == []
+    assert rules_of(lint(idx, "postgresql", wrapped=True)) == [(1, "concurrently-in-transaction")]
+    # 'multi': one statement runs alone, two run as one implicit transaction
+    assert rules_of(runner.lint([sources.Source("m", idx, wrapped="multi")], "postgresql")["findings"]) == []
+    two = "SET lock_timeout = '1s';\n" + idx
+    assert rules_of(runner.lint([sources.Source("m", two, wrapped="multi")], "postgresql")["findings"]) == [
+        (2, "concurrently-in-transaction")]
+
+
+def test_enum_value_in_transaction_depends_on_version():
+    sql = "BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;\n"
+    assert rules_of(lint(sql, "postgresql")) == [(2, "enum-value-in-transaction")]
+    assert runner.lint([sources.Source("m", sql)], "postgresql", pg_version=11)["findings"][0]["severity"] == "error"
+    assert runner.lint([sources.Source("m", sql)], "postgresql", pg_version=12)["findings"] == []
+
+
+def test_mysql_enum_model_across_files():
+    srcs = [sources.Source("1.sql", "CREATE TABLE o (s ENUM('a', 'b'));"),
+            sources.Source("2.sql", "ALTER TABLE o MODIFY COLUMN s ENUM('a', 'b', 'c');"),
+            sources.Source("3.sql", "ALTER TABLE o MODIFY COLUMN s ENUM('a', 'c');")]
+    found = runner.lint(srcs, "mysql")["findings"]
+    assert [(f["file"], f["rule"]) for f in found] == [("3.sql", "enum-change")]
+    assert "removes 'b'" in found[0]["message"]
+
+
+def test_sqlite_rebuild_pattern_is_not_data_loss_but_a_plain_drop_is():
+    rebuild = ('CREATE TABLE "new_U" (id INTEGER);\nINSERT INTO "new_U" (id) SELECT id FROM "U";\n'
+               'DROP TABLE "U";\nALTER TABLE "new_U" RENAME TO "U";\n')
+    assert lint(rebuild, "sqlite") == []
+    assert rules_of(lint('DROP TABLE "U";\n', "sqlite")) == [(1, "drop-table")]
+
+
+def test_rules_and_ignore_selection():
+    sql = "DELETE FROM a;\nTRUNCATE b;\n"
+    only = runner.lint([sources.Source("m", sql)], "postgresql", select=["truncate"])["findings"]
+    assert [f["rule"] for f in only] == ["truncate"]
+    rest = runner.lint([sources.Source("m", sql)], "postgresql", ignore=["truncate", "missing-lock-timeout"])
+    assert [f["rule"] for f in rest["findings"]] == ["delete-without-where"]
+
+
+def test_summary_and_failing():
+    result = runner.lint([sources.Source("m.sql", "DELETE FROM a;\nALTER TABLE b RENAME TO c;\n")], "sqlite")
+    assert [f["rule"] for f in runner.failing(result["findings"], "error")] == ["delete-without-where"]
+    assert len(runner.failing(result["findings"], "warning")) == 2
+    assert runner.failing(result["findings"], "never") == []
+    text = runner.summary(result, "error")
+    assert text.splitlines()[0] == ("migration_lint failed (fail_on=error): 1 error(s), 1 warning(s), 0 info, "
+                                    "0 ignored in 2 statement(s) of 1 file(s)")
+    assert "m.sql:1 [error] delete-without-where" in text
+
+
+@pytest.mark.parametrize("tool,text,expected", [
+    ("dbmate", "-- migrate:up\nDROP TABLE a;\n-- migrate:down\nCREATE TABLE a (id int);\n", ("DROP TABLE a;", 1, True)),
+    ("dbmate", "-- migrate:up transaction:false\nSELECT 1;\n-- migrate:down\n", ("SELECT 1;", 1, False)),
+    ("goose", "-- +goose NO TRANSACTION\n-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;\n", ("SELECT 1;", 2, False)),
+    ("goose", "-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n-- +goose StatementEnd\n",
+     ("-- +goose StatementBegin\nSELECT 1;\n-- +goose StatementEnd\n", 1, True)),
+    ("sqlx", "-- no-transaction\nSELECT 1;\n", ("-- no-transaction\nSELECT 1;\n", 0, False)),
+    ("flyway", "SELECT 1;\n", ("SELECT 1;\n", 0, True)),
+])
+def test_up_part(tool, text, expected):
+    sql, offset, transaction = sources.up_part(tool, text)
+    assert (sql.strip(), offset, transaction) == (expected[0].strip(), expected[1], expected[2])
+
+
+def test_python_migration_strings(tmp_path):
+    path = tmp_path / "0002_x.py"
+    path.write_text("from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+                    "    atomic = False\n    operations = [\n        migrations.RunSQL(\n"
+                    "            sql=['DELETE FROM a', \"UPDATE b SET c = 1\"],\n        ),\n    ]\n")
+    strings, atomic = sources._py_strings(path.read_text(), str(path))  # pylint: disable=protected-access
+    assert strings == [(8, "DELETE FROM a"), (8, "UPDATE b SET c = 1")] and atomic is False
