@@ -130,6 +130,7 @@ attributes:
       remove; writes nothing.
   diff_mode:
     support: none
+    description: No diff; the result describes what was written.
 notes:
   - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>-<name>.progress.json) (size, seconds, throughput;
     updated every few seconds), for example when the task runs with C(async) and is polled; RV(progress) returns

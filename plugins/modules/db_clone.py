@@ -54,8 +54,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    description: Says whether it would create or drop the copy; changes nothing.
   diff_mode:
     support: none
+    description: No diff; the result describes what was written.
 seealso:
   - module: dbops.maintenance.db_backup
 author:

@@ -31,6 +31,7 @@ options:
     description:
       - The database to restore into. Defaults to the one the backup came from. For SQLite, the target file.
     type: str
+    required: false
     aliases: [db, target]
   format:
     description:
@@ -66,6 +67,7 @@ attributes:
     description: Checks the sha256, the engine, the format and the target, and says what it would do.
   diff_mode:
     support: none
+    description: No diff; the result describes what was written.
 seealso:
   - module: dbops.maintenance.db_backup
   - module: dbops.maintenance.db_clone

@@ -51,6 +51,7 @@ def engine_db(request, servers, tmp_path):
     yield db
     db.server.drop_database(db.name)
 
+
 def seed(db, rows=200):
     """Two tables (one mixed-case) with text, unicode, binary, decimal, time and JSON values."""
     if db.engine == "postgresql":
@@ -346,7 +347,7 @@ def test_retention_removes_only_own_backups_oldest_first(ansible, sqlite_db, tmp
     # a manifest of another tool with a similar name is not ours either
     (dest / "mydb-20200101T000000Z.sqlite3.gz.manifest.json").write_text(json.dumps({"kind": "other"}))
     paths = []
-    for _ in range(3):
+    for _round in range(3):
         r = ansible.run(BACKUP, dict(sqlite_db.params, dest=str(dest), label="mydb", keep_last=2),
                         expect_failure=False)
         paths.append(r["path"])

@@ -638,8 +638,8 @@ class Progress:
             try:
                 tmp = self.path + '.new'
                 with open(tmp, 'w') as f:
-                    json.dump(dict(sample, human='%s in %.0fs, %s/s' % (human_size(nbytes), elapsed,
-                                                                       human_size(sample['throughput']))), f)
+                    human = '%s in %.0fs, %s/s' % (human_size(nbytes), elapsed, human_size(sample['throughput']))
+                    json.dump(dict(sample, human=human), f)
                 os.rename(tmp, self.path)
             except OSError:
                 pass

@@ -129,7 +129,7 @@ class MysqlTooling:
         chosen = [by_name[n] for n in tables] if tables else list(everything)
         ex = set(exclude or [])
         chosen = [t for t in chosen if t['name'] not in ex]
-        return dict(tables=chosen, include=[t for t in chosen] if tables else [],
+        return dict(tables=chosen, include=list(chosen) if tables else [],
                     exclude=[by_name[n] for n in exclude or []])
 
     def database_facts(self):

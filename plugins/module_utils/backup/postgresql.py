@@ -172,7 +172,7 @@ class PgTooling:
         excluded = [resolve(n) for n in exclude or []]
         ex_names = set(t['name'] for t in excluded)
         chosen = [t for t in chosen if t['name'] not in ex_names]
-        return dict(tables=chosen, include=[t for t in chosen] if tables else [], exclude=excluded)
+        return dict(tables=chosen, include=list(chosen) if tables else [], exclude=excluded)
 
     @staticmethod
     def pattern(t):
@@ -393,7 +393,7 @@ class PgTooling:
         if schema_only:
             dump.append('--schema-only')
         manifest = dict(format='custom', tools=dict(pg_dump=dict(version=line)))
-        restore, _ = self.restore_stages(None, manifest, target, no_owner=no_owner, from_stdin=True)
+        restore, _stdin = self.restore_stages(None, manifest, target, no_owner=no_owner, from_stdin=True)
         return [Stage('pg_dump', dump, self.env(source))] + restore, dict(pg_dump=line, bin_dir=d)
 
 

@@ -76,8 +76,8 @@ class Backup:
         p = self.p
         fmt = p['format'] or self.tools.default_format()
         if fmt not in FORMATS[self.engine]:
-            raise DbopsError('format %s is not available for %s; use %s.' % (fmt, self.engine,
-                                                                               ' or '.join(FORMATS[self.engine])))
+            raise DbopsError('format %s is not available for %s; use %s.'
+                             % (fmt, self.engine, ' or '.join(FORMATS[self.engine])))
         compression = p['compression']
         if p['jobs'] is not None and p['jobs'] > 1 and fmt != 'directory':
             raise DbopsError('jobs > 1 needs format directory (pg_dump dumps tables in parallel only into a '
@@ -351,9 +351,9 @@ class Backup:
         return done
 
     def verify_sqlite(self, path, manifest, level, want_counts, done):
-        scratch = os.path.join(os.path.dirname(path), '%s%d-%s' % (c.TMP_PREFIX, os.getpid(),
-                                                                      scratch_name(self.p.get('scratch_prefix')
-                                                                                   or 'dbops_scratch_', 'verify')))
+        prefix = self.p.get('scratch_prefix') or 'dbops_scratch_'
+        scratch = os.path.join(os.path.dirname(path),
+                               '%s%d-%s' % (c.TMP_PREFIX, os.getpid(), scratch_name(prefix, 'verify')))
         try:
             self.tools.expand(path, manifest, scratch)
             got = self.tools.verify_expanded(scratch, manifest, want_counts if level == 'restore' else None)
@@ -434,8 +434,8 @@ class Restore:
             raise DbopsError('The backup %s is in format %s, not %s as the task says.'
                              % (backup, m.get('format'), self.p['format']))
         if self.engine in FORMATS and m.get('format') not in FORMATS[self.engine]:
-            raise DbopsError('The backup %s has format %s, which %s cannot restore.' % (backup, m.get('format'),
-                                                                                       self.engine))
+            raise DbopsError('The backup %s has format %s, which %s cannot restore.'
+                             % (backup, m.get('format'), self.engine))
 
     def run(self):
         p = self.p
