@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Benchmark db_backup against the bare dump tools, side by side, in one run.
+
+    .venv/bin/python bench/backup_bench.py --state-dir /tmp/bk-state --pg-mb 1024 --mysql-mb 512
+
+Needs running servers (tests/harness/servers.py start --state-dir DIR). Seeds a PostgreSQL
+database of --pg-mb and a MariaDB database of --mysql-mb (once; reused on the next run), then
+times, for each case, the bare command (pg_dump / mariadb-dump | compressor > file) and the module
+(run directly with its args file, no ansible-playbook start-up) with verify=none (overhead =
+streaming sha256, manifest, fsync, atomic rename), and the module's peak RSS (VmHWM of the module
+process, polled). Prints a table and writes bench/results/backup_bench_<ts>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+
+def load_servers(state_dir):
+    info = json.load(open(os.path.join(state_dir, "servers.json")))
+    from conftest import Server  # pylint: disable=import-outside-toplevel
+    return {k: Server(k, v) for k, v in info.items()}
+
+
+def db_size_mb(server, name):
+    if server.engine == "postgresql":
+        return server.query(name, "SELECT pg_database_size(current_database())")[0][0] / 2 ** 20
+    return float(server.query(name, "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM "
+                                    "information_schema.TABLES WHERE TABLE_SCHEMA = %s", [name])[0][0]) / 2 ** 20
+
+
+def seed(server, name, mb):
+    exists = server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s" if server.engine == "postgresql"
+                          else "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [name])
+    if exists and db_size_mb(server, name) >= mb * 0.95:
+        return db_size_mb(server, name)
+    server.create_database(name)
+    if server.engine == "postgresql":
+        server.execute(name, "CREATE TABLE events (id bigint, kind int, payload text, at timestamptz)")
+        for t in range(4):
+            server.execute(name, f"CREATE TABLE t{t} (id bigint PRIMARY KEY, v text)")
+        while db_size_mb(server, name) < mb:
+            for t in range(4):
+                server.execute(name, f"INSERT INTO t{t} SELECT g, md5(g::text) || repeat(md5(random()::text), 3) "
+                                     f"FROM generate_series((SELECT COALESCE(max(id), 0) + 1 FROM t{t}), "
+                                     f"(SELECT COALESCE(max(id), 0) + 400000 FROM t{t})) g")
+    else:
+        for t in range(4):
+            server.execute(name, f"CREATE TABLE t{t} (id bigint PRIMARY KEY, v text)")
+        while db_size_mb(server, name) < mb:
+            for t in range(4):
+                n = server.query(name, f"SELECT COALESCE(MAX(id), 0) FROM t{t}")[0][0]
+                server.execute(name, f"INSERT INTO t{t} SELECT seq + {n}, CONCAT(MD5(seq), REPEAT(MD5(RAND()), 3)) "
+                                     f"FROM seq_1_to_200000")
+    return db_size_mb(server, name)
+
+
+def timed(cmd, env=None, shell=False):
+    t = time.monotonic()
+    subprocess.run(cmd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+def run_module(module, args):
+    """Run the module file directly (AnsibleModule reads its args from the file); returns (seconds, peak KiB, result)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "collections"))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
+    os.chmod(f.name, 0o600)
+    t = time.monotonic()
+    p = subprocess.Popen([sys.executable, str(ROOT / "plugins" / "modules" / f"{module}.py"), f.name], env=env,
+                         stdout=subprocess.PIPE)
+    peak = [0]
+
+    def poll():
+        while p.poll() is None:
+            try:
+                for line in open(f"/proc/{p.pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.05)
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    out, _ = p.communicate()
+    elapsed = time.monotonic() - t
+    th.join()
+    os.unlink(f.name)
+    res = json.loads(out)
+    if res.get("failed"):
+        raise SystemExit(f"{module} failed: {res.get('msg')}")
+    return elapsed, peak[0], res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--state-dir", default=os.environ.get("DBOPS_SERVERS_STATE"), required=False)
+    ap.add_argument("--pg", default="pg16")
+    ap.add_argument("--pg-mb", type=int, default=1024)
+    ap.add_argument("--mysql-mb", type=int, default=512)
+    ap.add_argument("--dest", default="/var/tmp/dbops-backup-bench")
+    a = ap.parse_args()
+    srv = load_servers(a.state_dir)
+    pg, maria = srv[a.pg], srv["mariadb"]
+    sizes = {"pg": seed(pg, "bench_backup", a.pg_mb), "mysql": seed(maria, "bench_backup", a.mysql_mb)}
+    dest = Path(a.dest)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    pgenv = dict(os.environ, PGPASSWORD=pg.info["login_password"], PGHOST=pg.info["login_host"],
+                 PGPORT=str(pg.info["login_port"]), PGUSER=pg.info["login_user"], PGDATABASE="bench_backup")
+    pg_dump = os.path.join(pg.info["bin_dir"], "pg_dump")
+    cnf = dest / "client.cnf"
+    cnf.write_text(f"[client]\nuser={maria.info['login_user']}\npassword={maria.info['login_password']}\n"
+                   f"host={maria.info['login_host']}\nport={maria.info['login_port']}\nprotocol=tcp\n")
+    os.chmod(cnf, 0o600)
+    mdump = ("mariadb-dump --defaults-file=%s --single-transaction --quick --routines --triggers --events "
+             "--hex-blob --default-character-set=utf8mb4 --no-tablespaces --skip-dump-date bench_backup" % cnf)
+    cases = [
+        ("pg custom gzip", f"{pg_dump} --no-password --format=custom -Z 6 -f {dest}/bare.dump",
+         dict(pg.params("bench_backup"), format="custom", compression="gzip", compression_level=6)),
+        ("pg directory gzip jobs=1", f"{pg_dump} --no-password --format=directory -Z 6 -f {dest}/bare1.dir",
+         dict(pg.params("bench_backup"), format="directory", compression="gzip", compression_level=6, jobs=1)),
+        ("pg directory gzip jobs=2", f"{pg_dump} --no-password --format=directory -Z 6 --jobs=2 -f {dest}/bare2.dir",
+         dict(pg.params("bench_backup"), format="directory", compression="gzip", compression_level=6, jobs=2)),
+        ("pg plain zstd", f"{pg_dump} --no-password --format=plain | zstd -q -c -T0 > {dest}/bare.sql.zst",
+         dict(pg.params("bench_backup"), format="plain", compression="zstd")),
+        ("mariadb zstd", f"{mdump} | zstd -q -c -T0 > {dest}/bare-m.sql.zst",
+         dict(maria.params("bench_backup"), compression="zstd")),
+        ("mariadb gzip", f"{mdump} | gzip -c > {dest}/bare-m.sql.gz",
+         dict(maria.params("bench_backup"), compression="gzip")),
+    ]
+    rows = []
+    for name, bare, args in cases:
+        bare_s = timed(["bash", "-o", "pipefail", "-c", bare], env=pgenv)
+        mod_s, peak_kib, res = run_module("db_backup", dict(args, dest=str(dest / "mod"), verify="none",
+                                                             label=name.replace(" ", "_").replace("=", "")))
+        rows.append(dict(case=name, bare_seconds=round(bare_s, 2), module_seconds=round(mod_s, 2),
+                         overhead_pct=round((mod_s / bare_s - 1) * 100, 1), size_mib=round(res["size"] / 2 ** 20, 1),
+                         module_peak_rss_mib=round(peak_kib / 1024, 1)))
+        print(rows[-1], flush=True)
+        for p in list(dest.iterdir()):
+            if p.name.startswith("bare"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        shutil.rmtree(dest / "mod", ignore_errors=True)
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    load = os.getloadavg()
+    md = [f"# db_backup benchmark {ts}", "",
+          f"PostgreSQL {pg.version} database {sizes['pg']:.0f} MiB, MariaDB {maria.version} {sizes['mysql']:.0f} MiB; "
+          f"{os.cpu_count()} CPUs; load average at the end {load[0]:.1f}", "",
+          "| case | bare s | db_backup s | overhead | backup MiB | module peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['case']} | {r['bare_seconds']} | {r['module_seconds']} | {r['overhead_pct']}% | "
+                  f"{r['size_mib']} | {r['module_peak_rss_mib']} |")
+    text = "\n".join(md) + "\n"
+    print(text)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"backup_bench_{ts}.md").write_text(text)
+    (out / f"backup_bench_{ts}.json").write_text(json.dumps(dict(sizes_mib=sizes, rows=rows, load=load), indent=2))
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
