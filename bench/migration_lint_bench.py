@@ -104,7 +104,7 @@ def run_module(directory, engine, workdir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("--sizes", default="1000,2500,5000")
     ap.add_argument("--engines", default="postgresql,mysql,sqlite")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")

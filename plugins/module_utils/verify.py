@@ -83,7 +83,7 @@ class Verifier:
 
     def table_exists(self, name):
         schema, table = self.split(name)
-        present = [(s, t) for s, t in self.tables()]
+        present = list(self.tables())
         ok = (schema, table) in present
         if ok:
             msg = 'exists'
@@ -112,8 +112,8 @@ class Verifier:
             problems.append('type is %s, expected %s (%s as the server spells it)' % (
                 col['type'], spec['type'], self.db.verify_normalise_type(spec['type'])))
         if spec.get('nullable') is not None and spec['nullable'] != col['nullable']:
-            problems.append('is %s, expected %s' % ('nullable' if col['nullable'] else 'NOT NULL',
-                                                   'nullable' if spec['nullable'] else 'NOT NULL'))
+            problems.append('is %s, expected %s' % (
+                'nullable' if col['nullable'] else 'NOT NULL', 'nullable' if spec['nullable'] else 'NOT NULL'))
         return check(name, 'columns', not problems, expected, actual, '; '.join(problems) or 'as expected')
 
     def same_type(self, expected, actual):

@@ -19,8 +19,8 @@ description:
   - 'Check kinds: O(tables_min), O(tables), O(columns), O(enum_values), O(migrations), O(queries), and row counts
     against a baseline (O(capture), O(baseline)).'
   - An empty database (no tables), and a zero-byte SQLite file, fail O(tables_min) with C(empty database - no
-    tables) said plainly (a release that skipped its migrations). A SQLite file that does not exist is an error:
-    the module never creates one.
+    tables) said plainly (a release that skipped its migrations). A SQLite file that does not exist is an error,
+    and the module never creates one.
 options:
   tables_min:
     description:
@@ -97,8 +97,9 @@ options:
         required: true
         choices: [prisma, alembic, flyway, django, golang-migrate, sqlx, knex, rails, dbmate, goose]
       path:
-        description: The migrations directory on the host the module runs on. Without it, only failed migrations
-          are found (nothing is known about pending ones).
+        description:
+          - The migrations directory on the host the module runs on. Without it, only failed migrations
+            are found (nothing is known about pending ones).
         type: path
       history_table:
         description: The tool's history table, when not the tool's default.
@@ -157,6 +158,7 @@ attributes:
     description: The module only reads; check mode runs every check the same way.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to show a difference of.
 notes:
   - Give at least one check option, or O(capture).
 seealso:

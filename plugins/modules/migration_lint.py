@@ -107,6 +107,7 @@ attributes:
     description: The module only reads; check mode runs it the same way.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to show a difference of.
 requirements:
   - pglast >= 6 for O(engine=postgresql), sqlglot >= 25 for O(engine=mysql) and O(engine=sqlite), on the host the
     module runs on (pip install pglast sqlglot).

@@ -95,7 +95,7 @@ def statement_events(node):
     elif isinstance(node, ast.SelectStmt):
         for target in node.targetList or ():
             val = getattr(target, 'val', None)
-            if isinstance(val, ast.FuncCall) and _name(val.funcname).split('.')[-1] == 'set_config' and \
+            if isinstance(val, ast.FuncCall) and _name(val.funcname).rsplit('.', 1)[-1] == 'set_config' and \
                     val.args and _const_text(val.args[0]) == 'lock_timeout':
                 ev.append(Event('set_lock_timeout'))
     elif isinstance(node, ast.CreateStmt):
@@ -119,8 +119,8 @@ def statement_events(node):
                 ev.append(Event('exclusive_lock', table=_name(obj)))
         elif rtype == int(O.OBJECT_SCHEMA):
             for obj in node.objects or ():
-                ev.append(Event('drop_schema', schema=getattr(obj, 'sval', _name(obj) if isinstance(obj, tuple)
-                                                                  else str(obj))))
+                name = getattr(obj, 'sval', None) or (_name(obj) if isinstance(obj, tuple) else str(obj))
+                ev.append(Event('drop_schema', schema=name))
         elif rtype == int(O.OBJECT_INDEX):
             ev.append(Event('drop_index', concurrently=bool(node.concurrent)))
     elif isinstance(node, ast.DropdbStmt):

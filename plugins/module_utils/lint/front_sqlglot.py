@@ -246,7 +246,7 @@ def _command_events(node, tokens, ev, engine):
             ev.append(Event('rename_table', table=old, new=new))
             i = end + 1
         return
-    if head.split(' ')[0] in HARMLESS_COMMANDS or head in HARMLESS_COMMANDS:
+    if head.split(' ', 1)[0] in HARMLESS_COMMANDS or head in HARMLESS_COMMANDS:
         return
     ev.append(Event('unparsed', command=head))
 

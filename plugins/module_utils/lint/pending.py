@@ -69,8 +69,8 @@ def verify_checks(db, spec):
         items = [str(i) for i in status.get(state) or []]
         message = 'none'
         if items:
-            message = '%d %s migration(s): %s%s' % (len(items), state, ', '.join(items[:5]),
-                                                   ', ...' if len(items) > 5 else '')
+            shown = ', '.join(items[:5]) + (', ...' if len(items) > 5 else '')
+            message = '%d %s migration(s): %s' % (len(items), state, shown)
             if state == 'pending' and not status['table_exists']:
                 message += ' (history table %s does not exist: no migration was ever applied)' % status['history_table']
         out.append(check('migrations %s %s' % (spec['tool'], state), 'migrations', not items, [], items, message))

@@ -119,8 +119,8 @@ def _add_not_null(e, ctx):
                  '0000-00-00)',
         'sqlite': 'is refused by SQLite ("Cannot add a NOT NULL column with default value NULL")',
     }[ctx.engine]
-    return 'ADD COLUMN %s %s NOT NULL without a default on %s %s.' % (q(e['column']), e['type'], q(e['table']),
-                                                                     effect)
+    return 'ADD COLUMN %s %s NOT NULL without a default on %s %s.' % (
+        q(e['column']), e['type'], q(e['table']), effect)
 
 
 REWRITE_FREE_PG_TYPES = ('text', 'varchar', 'character varying', 'pg_catalog.varchar', 'pg_catalog.text')

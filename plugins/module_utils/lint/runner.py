@@ -122,8 +122,8 @@ def summary(result, fail_on, max_lines=50):
     shown = [f for f in findings if not f['ignored']]
     shown.sort(key=lambda f: -rules_mod.SEVERITIES.index(f['severity']))
     for f in shown[:max_lines]:
-        lines.append('%s:%s [%s] %s: %s Instead: %s' % (f['file'], f['line'], f['severity'], f['rule'], f['message'],
-                                                      f['alternative']))
+        lines.append('%s:%s [%s] %s: %s Instead: %s' % (
+            f['file'], f['line'], f['severity'], f['rule'], f['message'], f['alternative']))
     if len(shown) > max_lines:
         lines.append('... and %d more (see findings)' % (len(shown) - max_lines))
     for f in findings:

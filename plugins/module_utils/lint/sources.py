@@ -223,11 +223,11 @@ def local_sources(tool, local, directory):
     if ext == '.py':
         strings, atomic = _py_strings(text, path)
         out = [Source(path, sql, line - 1, wrapped and atomic, mid) for line, sql in strings]
-        out.append(Source(path, '', 0, False, mid, note=dict(language='Python', statements=len(strings),
-                                                              how=HOW_TO_GET_SQL.get(tool, ''))))
+        note = dict(language='Python', statements=len(strings), how=HOW_TO_GET_SQL.get(tool, ''))
+        out.append(Source(path, '', 0, False, mid, note=note))
         return out
-    return [Source(path, '', 0, False, mid, note=dict(language=CODE_LANGUAGES.get(ext, ext or 'code'),
-                                                     statements=0, how=HOW_TO_GET_SQL.get(tool, '')))]
+    note = dict(language=CODE_LANGUAGES.get(ext, ext or 'code'), statements=0, how=HOW_TO_GET_SQL.get(tool, ''))
+    return [Source(path, '', 0, False, mid, note=note)]
 
 
 def collect(paths=None, sql=None, tool=None, params=None, pending=None):
