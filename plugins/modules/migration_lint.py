@@ -110,7 +110,8 @@ attributes:
     description: Nothing is changed, so there is nothing to show a difference of.
 requirements:
   - pglast >= 6 for O(engine=postgresql), sqlglot >= 25 for O(engine=mysql) and O(engine=sqlite), on the host the
-    module runs on (pip install pglast sqlglot).
+    module runs on (pip install pglast sqlglot). C(sqlglot[c]) (its compiled extension) makes MySQL/SQLite
+    parsing about three times faster.
 notes:
   - Linting needs no database; run it on the controller with C(delegate_to) C(localhost) in CI, or on the managed
     host with O(only_pending) just before the migration runs, to stop a rollout.
