@@ -23,7 +23,8 @@ description:
     SQLite); C(drop-table), C(drop-column) (error, all); C(drop-schema) (error, PostgreSQL, MySQL); C(truncate) (error, PostgreSQL, MySQL);
     C(delete-without-where), C(update-without-where) (error, all); C(add-column-not-null-no-default) (error, all);
     C(column-type-rewrite) (warning, PostgreSQL, MySQL); C(index-not-concurrently) (warning, PostgreSQL);
-    C(concurrently-in-transaction) (error, PostgreSQL); C(enum-value-in-transaction) (error, PostgreSQL);
+    C(concurrently-in-transaction) (error, PostgreSQL); C(enum-value-in-transaction) (error, PostgreSQL, a warning
+    while the server version is unknown);
     C(enum-change) (warning, PostgreSQL, MySQL); C(rename-table), C(rename-column) (warning, all);
     C(constraint-not-valid) (warning, PostgreSQL); C(missing-lock-timeout) (warning, PostgreSQL);
     C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby).'

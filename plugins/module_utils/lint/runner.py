@@ -85,7 +85,10 @@ def lint(sources, engine, select=None, ignore=None, pg_version=None):
             wrapped = len(statements) > 1
         ctx.reset(wrapped=bool(wrapped))
         for stmt, rule, message in rules_mod.check_source(statements, ctx, rules):
-            finding = _finding(source, stmt, rule, message)
+            severity = None
+            if isinstance(message, tuple):
+                message, severity = message
+            finding = _finding(source, stmt, rule, message, severity)
             _apply_ignores(finding, stmt)
             findings.append(finding)
     return dict(findings=findings, files=len(files), statements=count)
