@@ -67,6 +67,24 @@ def similar(name, candidates, n=5):
     return [f for f in found if f != name][:n]
 
 
+def requested_default(spec):
+    """(managed, expression) of column_ensure's default: None = not managed, 'NULL' = no default."""
+    expr = spec.get('default')
+    if expr is None:
+        return False, None
+    if expr.strip().upper() == 'NULL':
+        return True, None
+    return True, expr
+
+
+def requested_comment(spec):
+    """(managed, comment) of column_ensure's comment: None = not managed, '' = no comment."""
+    comment = spec.get('comment')
+    if comment is None:
+        return False, None
+    return True, comment or None
+
+
 def did_you_mean(name, candidates):
     s = similar(name, candidates)
     if not s:
@@ -88,6 +106,7 @@ class Adapter:
         self.check_mode = module.check_mode
         self.queries = []      # statements that ran (or, in check mode, would run)
         self.attempts = []     # lock-timeout retries, for the result
+        self.alternatives = []  # check mode: statements that run instead if the server refuses one
         self.conn = None
         self._secrets = [v for v in (self.params.get('login_password'),) if v]
 
@@ -171,6 +190,10 @@ class Adapter:
     def run_step(self, step, allow):
         if self.check_mode:
             self.queries.append(step.sql)
+            alt = step.alternative
+            while alt is not None:
+                self.alternatives.append(dict(statement=alt.sql, instead_of=step.sql, requires=alt.requires))
+                step, alt = alt, alt.alternative
             return
         try:
             self.run_with_lock_retries(step.sql)
@@ -212,3 +235,56 @@ class Adapter:
     # --- helpers for plans -------------------------------------------------------
     def fail(self, msg, **details):
         raise DbopsError(msg, **details)
+
+    # --- migration history (migration_status / migration_resolve) ---
+    def mig_apply(self, statements):
+        """Run the statements of one history change in ONE transaction (check mode: only record them).
+
+        A lock timeout rolls the whole transaction back and retries it (lock_retries,
+        growing pause); the engine hooks are mig_run_transaction(statements).
+        """
+        if not statements:
+            return
+        if self.check_mode:
+            self.queries.extend(statements)
+            return
+        retries = self.params.get('lock_retries') or 0
+        for attempt in range(retries + 1):
+            try:
+                self.mig_run_transaction(statements)
+                self.queries.extend(statements)
+                return
+            except LockTimeout as e:
+                self.attempts.append(dict(statement='; '.join(statements), attempt=attempt + 1,
+                                          error=self.redact(e), blockers=[]))
+                if attempt == retries:
+                    raise DbopsError(
+                        'Could not get the lock on the history table within lock_timeout=%ss, tried %d time(s). '
+                        'The transaction was rolled back: nothing was changed. Run again when the migration run or '
+                        'session holding the table has finished, or raise lock_retries/lock_timeout.'
+                        % (self.params.get('lock_timeout'), retries + 1), attempts=self.attempts)
+                delay = min(self.retry_max_delay, self.retry_base_delay * (2 ** attempt))
+                time.sleep(delay * random.uniform(0.8, 1.2))
+
+    def mig_run_transaction(self, statements):
+        raise NotImplementedError
+
+    def mig_columns(self, table):
+        """Column names (lower case, in order) of the history table, or None when it does not exist."""
+        raise NotImplementedError
+
+    def mig_select(self, table, columns, order_by=()):
+        """All rows of the history table as dicts of the given columns."""
+        q = 'SELECT %s FROM %s' % (', '.join(self.mig_ident(c) for c in columns), self.mig_ident(table))
+        if order_by:
+            q += ' ORDER BY ' + ', '.join(self.mig_ident(c) for c in order_by)
+        return [dict(zip(columns, r)) for r in self.mig_fetch(q)]
+
+    def mig_fetch(self, query):
+        raise NotImplementedError
+
+    def mig_ident(self, name):
+        raise NotImplementedError
+
+    def mig_literal(self, value):
+        raise NotImplementedError

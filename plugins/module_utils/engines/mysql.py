@@ -18,7 +18,7 @@ import uuid
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean,
+    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, requested_comment, requested_default,
 )
 
 try:
@@ -310,15 +310,33 @@ class MysqlAdapter(Adapter):
             cur.execute('SHOW FULL COLUMNS FROM %s' % quote_ident(table))
             rows = cur.fetchall()
         return {r[0]: dict(name=r[0], type=r[1], nullable=r[3] == 'YES', default=r[5], comment=r[8] or None,
-                           extra=r[6] or None) for r in rows}
+                           collation=r[2], extra=r[6] or None) for r in rows}
 
-    def probe_column(self, spec):
-        """Let the server normalise the requested definition on a temporary table that is dropped at once."""
+    def table_charset(self, table):
+        """(character set, collation) of the table's default, for a probe that reads types the same way."""
+        row = self.fetchone(
+            'SELECT c.CHARACTER_SET_NAME, t.TABLE_COLLATION FROM information_schema.TABLES t '
+            'JOIN information_schema.COLLATIONS c ON c.COLLATION_NAME = t.TABLE_COLLATION '
+            'WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s', [table])
+        return row if row else (None, None)
+
+    def probe_column(self, spec, table=None):
+        """Let the server normalise the requested definition on a temporary table that is dropped at once.
+
+        With `table`, the probe gets that table's default character set and
+        collation, so a string type reads exactly as it would in that table.
+        """
         probe = 'dbops_probe_%s' % uuid.uuid4().hex[:12]
-        definition = self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment'))
+        definition = self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment'),
+                                     collation=spec.get('collation'))
+        options = ''
+        if table:
+            charset, collation = self.table_charset(table)
+            if charset:
+                options = ' DEFAULT CHARSET=%s COLLATE=%s' % (charset, collation)
         try:
-            self.execute('CREATE TEMPORARY TABLE %s (%s %s)' % (quote_ident(probe), quote_ident(spec['column']),
-                                                                definition))
+            self.execute('CREATE TEMPORARY TABLE %s (%s %s)%s' % (
+                quote_ident(probe), quote_ident(spec['column']), definition, options))
         except DbopsError as e:
             raise DbopsError('The server does not accept this column definition (%s): %s' % (definition, e))
         try:
@@ -326,12 +344,20 @@ class MysqlAdapter(Adapter):
         finally:
             self.execute('DROP TEMPORARY TABLE IF EXISTS %s' % quote_ident(probe))
 
-    def definition(self, type_sql, nullable, default, comment, extra=None):
-        text = '%s %s' % (type_sql, 'NULL' if nullable else 'NOT NULL')
+    def definition(self, type_sql, nullable, default, comment, extra=None, collation=None):
+        """A column definition for ADD/MODIFY COLUMN. extra: the column's current Extra, whose
+        AUTO_INCREMENT and ON UPDATE survive a MODIFY."""
+        text = type_sql
+        if collation:
+            text += ' COLLATE %s' % collation
+        text += ' NULL' if nullable else ' NOT NULL'
         if default is not None:
             text += ' DEFAULT %s' % default
-        if extra and 'on update' in extra.lower():
-            text += ' ' + extra[extra.lower().index('on update'):]
+        lowered = (extra or '').lower()
+        if 'auto_increment' in lowered:
+            text += ' AUTO_INCREMENT'
+        if 'on update' in lowered:
+            text += ' ' + extra[lowered.index('on update'):]
         if comment:
             text += ' COMMENT %s' % self.literal(comment)
         return text
@@ -352,9 +378,11 @@ class MysqlAdapter(Adapter):
             base = 'ALTER TABLE %s DROP COLUMN %s' % (qt, quote_ident(column))
             return dict(res, after=None, steps=[self.algorithm_steps(base, 'drop the column')])
 
+        managed_default, default_expr = requested_default(spec)
+        managed_comment, comment = requested_comment(spec)
         if current is None:
-            want = self.probe_column(spec)
-            if not spec['nullable'] and spec.get('default') is None:
+            want = self.probe_column(dict(spec, default=default_expr, comment=comment), table)
+            if not spec['nullable'] and default_expr is None:
                 rows_n = self.fetchone('SELECT COUNT(*) FROM %s' % qt)[0]
                 if rows_n:
                     self.fail('Cannot add %s as NOT NULL without a default: %s has %d row(s); MySQL/MariaDB would '
@@ -362,19 +390,27 @@ class MysqlAdapter(Adapter):
                               '(default: ...), or add it nullable, backfill, then set nullable: false. '
                               'Nothing was changed.' % (target, qt, rows_n), row_count=rows_n)
             base = 'ALTER TABLE %s ADD COLUMN %s %s' % (
-                qt, quote_ident(column),
-                self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment')))
+                qt, quote_ident(column), self.definition(spec['type'], spec['nullable'], default_expr, comment))
             return dict(res, after=want, steps=[self.algorithm_steps(base, 'add the column')])
 
-        # What the column would be: unmanaged attributes (default, comment) keep their current values.
-        probe_spec = dict(spec)
-        if spec.get('default') is None and current['default'] is not None:
-            probe_spec['default'] = self.default_as_sql(table, column)
-        if spec.get('comment') is None:
-            probe_spec['comment'] = current['comment']
-        want = self.probe_column(probe_spec)
+        extra = (current['extra'] or '').lower()
+        if 'generated' in extra or 'virtual' in extra or 'persistent' in extra:
+            self.fail('%s is a generated column (%s); column_ensure does not change generated columns.'
+                      % (target, current['extra']))
+        # What the column would be: unmanaged attributes (default, comment, collation) keep their current values.
+        want_spec = dict(spec, default=default_expr if managed_default else
+                         (self.default_as_sql(table, column) if current['default'] is not None else None),
+                         comment=comment if managed_comment else current['comment'])
+        want = self.probe_column(want_spec, table)
+        table_collation = self.table_charset(table)[1]
+        if want['collation'] and current['collation'] and want['collation'] == table_collation:
+            # The type names no collation of its own: the column keeps the one it has
+            # (said explicitly in the MODIFY only where it is not the table's default).
+            want['collation'] = current['collation']
+            if current['collation'] != table_collation:
+                want_spec['collation'] = current['collation']
         want['extra'] = current['extra']
-        differences = [k for k in ('type', 'nullable', 'default', 'comment') if current[k] != want[k]]
+        differences = [k for k in ('type', 'nullable', 'default', 'comment', 'collation') if current[k] != want[k]]
         if not differences:
             return dict(res, steps=[], after=current)
         if not spec.get('alter'):
@@ -386,7 +422,8 @@ class MysqlAdapter(Adapter):
                           '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
                           % (target, nulls, column, column), null_count=nulls)
         base = 'ALTER TABLE %s MODIFY COLUMN %s %s' % (qt, quote_ident(column), self.definition(
-            spec['type'], spec['nullable'], probe_spec.get('default'), probe_spec.get('comment'), current['extra']))
+            spec['type'], spec['nullable'], want_spec['default'], want_spec['comment'], current['extra'],
+            collation=want_spec.get('collation')))
         return dict(res, after=want, differences=differences,
                     steps=[self.algorithm_steps(base, 'alter the column: %s' % ', '.join(differences))])
 
@@ -408,6 +445,54 @@ class MysqlAdapter(Adapter):
 
     def read_column(self, spec):
         return self.show_columns(spec['table']).get(spec['column'])
+
+    # --- migration history (migration_status / migration_resolve) ---
+    def mig_ident(self, name):
+        return quote_ident(name)
+
+    def mig_literal(self, value):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return "X'%s'" % bytes(value).hex().upper()
+        if isinstance(value, bool):
+            return 'TRUE' if value else 'FALSE'
+        if value is None:
+            return 'NULL'
+        if isinstance(value, int):
+            return str(value)
+        return self.conn.escape(str(value))
+
+    def mig_columns(self, table):
+        rows = self.fetchall(
+            'SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() '
+            'AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION', [table])
+        if not rows:
+            return None
+        return [r[0].lower() for r in rows]
+
+    def mig_fetch(self, query):
+        return self.fetchall(query)
+
+    def mig_run_transaction(self, statements):
+        done = []
+        try:
+            self.conn.begin()
+            with self.conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+                    done.append(statement)
+            self.conn.commit()
+        except pymysql.MySQLError as e:
+            try:
+                self.conn.rollback()
+            except pymysql.MySQLError:
+                pass
+            code = e.args[0] if e.args else None
+            if code == ER_LOCK_WAIT_TIMEOUT:
+                raise LockTimeout(str(e))
+            raise DbopsError('%s refused %s: %s. The transaction was rolled back%s.' % (
+                'MariaDB' if self.flavour == 'mariadb' else 'MySQL', statement, e.args[1] if len(e.args) > 1 else e,
+                '' if not any(s.upper().startswith('CREATE') for s in done)
+                else ' (a CREATE TABLE before it was committed: MySQL commits DDL at once)'))
 
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify.

@@ -16,7 +16,7 @@ import threading
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, did_you_mean,
+    Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_comment, requested_default,
 )
 
 try:
@@ -261,22 +261,22 @@ class PostgresAdapter(Adapter):
             q = q + sql.SQL(' WHERE {} IS NULL').format(sql.Identifier(where_null))
         return self.fetchone(q)[0]
 
-    def probe_column(self, column, type_sql, default_sql, current_type=None, using=None):
+    def probe_column(self, column, type_sql, default_sql):
         """Ask the server itself how it reads a column definition, in a transaction that is rolled back.
 
-        Returns dict(type, default, fast_default, rewrite): the server's own
-        spelling of the type and default (format_type / pg_get_expr), whether
-        ADD COLUMN with this default is metadata-only (atthasmissing), and
-        whether changing current_type to this type rewrites the table (its
-        relfilenode changes). Nothing is evaluated for any row: the probe table
-        is an empty temporary table, and nothing persists.
+        Returns dict(type, default, fast_default): the server's own spelling of
+        the type and default (format_type / pg_get_expr; a NULL default reads
+        as None), and whether ADD COLUMN with this default is metadata-only
+        (atthasmissing). The probe is an empty temporary table: the default is
+        evaluated for no row, and nothing persists.
         """
         col = sql.Identifier(column)
         probe = sql.Identifier('pg_temp', 'dbops_probe')
         add = sql.SQL('ALTER TABLE {} ADD COLUMN {} ').format(probe, col) + sql.SQL(type_sql)
         if default_sql is not None:
             add = add + sql.SQL(' DEFAULT ') + sql.SQL(default_sql)
-        attr_q = ("SELECT format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.atthasmissing "
+        attr_q = ("SELECT format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), a.atthasmissing, "
+                  "d.adbin IS NOT NULL AND pg_get_expr(d.adbin, d.adrelid) ~ '^NULL(::.*)?$' "
                   "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
                   "WHERE a.attrelid = 'pg_temp.dbops_probe'::regclass AND a.attname = %s")
         out = {}
@@ -285,24 +285,40 @@ class PostgresAdapter(Adapter):
                 self.conn.execute(sql.SQL('CREATE TEMPORARY TABLE {} ()').format(probe))
                 # prepare=True: the extended protocol runs exactly one statement, whatever the strings hold.
                 self.conn.execute(add, prepare=True)
-                out['type'], out['default'], has_missing = self.fetchone(attr_q, [column])
+                out['type'], out['default'], has_missing, is_null = self.fetchone(attr_q, [column])
+                if is_null:  # DEFAULT NULL::varchar(10) is no default at all
+                    out['default'] = None
                 out['fast_default'] = out['default'] is None or bool(has_missing)
-            if current_type is not None:
-                with self.conn.transaction(force_rollback=True):
-                    self.conn.execute(sql.SQL('CREATE TEMPORARY TABLE {} ({} ').format(probe, col)
-                                      + sql.SQL(current_type) + sql.SQL(')'), prepare=True)
-                    node = "SELECT relfilenode FROM pg_class WHERE oid = 'pg_temp.dbops_probe'::regclass"
-                    before = self.fetchone(node)[0]
-                    alter = sql.SQL('ALTER TABLE {} ALTER COLUMN {} TYPE ').format(probe, col) + sql.SQL(type_sql)
-                    if using:
-                        alter = alter + sql.SQL(' USING ') + sql.SQL(using)
-                    self.conn.execute(alter, prepare=True)
-                    out['rewrite'] = self.fetchone(node)[0] != before
         except psycopg.Error as e:
-            raise DbopsError('PostgreSQL does not accept this column definition (type %r%s%s): %s' % (
+            raise DbopsError('PostgreSQL does not accept this column definition (type %r%s): %s' % (
                 type_sql, ', default %r' % default_sql if default_sql is not None else '',
-                ', using %r' % using if using else '', str(e).strip().splitlines()[0]))
+                str(e).strip().splitlines()[0]))
         return out
+
+    def probe_rewrite(self, column, current_type, type_sql, using=None):
+        """Whether changing the column's type rewrites the table: the probe's relfilenode changes.
+
+        Runs on an empty temporary table with the column's current type, in a
+        transaction that is rolled back.
+        """
+        col = sql.Identifier(column)
+        probe = sql.Identifier('pg_temp', 'dbops_probe')
+        node = "SELECT relfilenode FROM pg_class WHERE oid = 'pg_temp.dbops_probe'::regclass"
+        try:
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute(sql.SQL('CREATE TEMPORARY TABLE {} ({} ').format(probe, col)
+                                  + sql.SQL(current_type) + sql.SQL(')'), prepare=True)
+                before = self.fetchone(node)[0]
+                alter = sql.SQL('ALTER TABLE {} ALTER COLUMN {} TYPE ').format(probe, col) + sql.SQL(type_sql)
+                if using:
+                    alter = alter + sql.SQL(' USING ') + sql.SQL(using)
+                self.conn.execute(alter, prepare=True)
+                return self.fetchone(node)[0] != before
+        except psycopg.Error as e:
+            hint = '' if using else ' Give a using expression that converts the values (using: ...).'
+            raise DbopsError('PostgreSQL cannot change the column from %s to %s%s: %s.%s Nothing was changed.' % (
+                current_type, type_sql, ' using %r' % using if using else '',
+                str(e).strip().splitlines()[0], hint))
 
     def plan_column(self, spec):
         """Plan for column_ensure. spec: the module's options. Returns dict(steps, before, after, ...)."""
@@ -329,13 +345,14 @@ class PostgresAdapter(Adapter):
             stmt = sql.SQL('ALTER TABLE {} DROP COLUMN {}').format(qtable, qcol)
             return dict(res, steps=[Step(self.render(stmt), 'drop the column')], after=None)
 
-        want = self.probe_column(column, spec['type'], spec.get('default'),
-                                 current_type=current['type'] if current else None, using=spec.get('using'))
+        managed_default, default_expr = requested_default(spec)
+        managed_comment, comment = requested_comment(spec)
+        want = self.probe_column(column, spec['type'], default_expr)
         desired = dict(name=column, type=want['type'], nullable=spec['nullable'],
-                       default=want['default'] if spec.get('default') is not None else
-                       (current['default'] if current else None),
-                       comment=spec['comment'] if spec.get('comment') is not None else
-                       (current['comment'] if current else None))
+                       default=want['default'] if managed_default else (current['default'] if current else None),
+                       comment=comment if managed_comment else (current['comment'] if current else None))
+        comment_stmt = sql.SQL('COMMENT ON COLUMN {} IS {}').format(
+            sql.Identifier(schema, table, column), sql.Literal(desired['comment']))
         steps = []
         if current is None:
             if not spec['nullable'] and desired['default'] is None:
@@ -348,16 +365,15 @@ class PostgresAdapter(Adapter):
                 self.fail('The default %r is volatile: adding %s with it rewrites every row of %s under an '
                           'ACCESS EXCLUSIVE lock. Set allow_rewrite: true to accept that, or add the column without '
                           'a default and backfill in batches. Nothing was changed.'
-                          % (spec['default'], res['target'], target))
+                          % (default_expr, res['target'], target))
             stmt = sql.SQL('ALTER TABLE {} ADD COLUMN {} ').format(qtable, qcol) + sql.SQL(spec['type'])
             if not spec['nullable']:
                 stmt = stmt + sql.SQL(' NOT NULL')
-            if spec.get('default') is not None:
-                stmt = stmt + sql.SQL(' DEFAULT ') + sql.SQL(spec['default'])
+            if desired['default'] is not None:
+                stmt = stmt + sql.SQL(' DEFAULT ') + sql.SQL(default_expr)
             steps.append(Step(self.render(stmt), 'add the column'))
-            if spec.get('comment') is not None:
-                steps.append(Step(self.render(sql.SQL('COMMENT ON COLUMN {} IS {}').format(
-                    sql.Identifier(schema, table, column), sql.Literal(spec['comment']))), 'set the comment'))
+            if desired['comment'] is not None:
+                steps.append(Step(self.render(comment_stmt), 'set the comment'))
             return dict(res, steps=steps, after=desired)
 
         differences = [k for k in ('type', 'nullable', 'default', 'comment') if current[k] != desired[k]]
@@ -367,7 +383,8 @@ class PostgresAdapter(Adapter):
             return dict(res, steps=[], after=desired, differences=differences, refused=True)
         parts = []
         if 'type' in differences:
-            if want.get('rewrite') and not spec.get('allow_rewrite'):
+            if self.probe_rewrite(column, current['type'], spec['type'], spec.get('using')) \
+                    and not spec.get('allow_rewrite'):
                 self.fail('Changing %s from %s to %s rewrites the whole table %s under an ACCESS EXCLUSIVE lock. '
                           'Set allow_rewrite: true to accept that (in a maintenance window). Nothing was changed.'
                           % (res['target'], current['type'], want['type'], target))
@@ -379,7 +396,7 @@ class PostgresAdapter(Adapter):
             if desired['default'] is None:
                 parts.append(sql.SQL('ALTER COLUMN {} DROP DEFAULT').format(qcol))
             else:
-                parts.append(sql.SQL('ALTER COLUMN {} SET DEFAULT ').format(qcol) + sql.SQL(spec['default']))
+                parts.append(sql.SQL('ALTER COLUMN {} SET DEFAULT ').format(qcol) + sql.SQL(default_expr))
         if 'nullable' in differences:
             if desired['nullable']:
                 parts.append(sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(qcol))
@@ -395,8 +412,7 @@ class PostgresAdapter(Adapter):
             steps.append(Step(self.render(stmt), 'alter the column: %s' % ', '.join(
                 d for d in differences if d != 'comment')))
         if 'comment' in differences:
-            steps.append(Step(self.render(sql.SQL('COMMENT ON COLUMN {} IS {}').format(
-                sql.Identifier(schema, table, column), sql.Literal(desired['comment']))), 'set the comment'))
+            steps.append(Step(self.render(comment_stmt), 'set the comment'))
         return dict(res, steps=steps, after=desired, differences=differences)
 
     def read_column(self, spec):
@@ -405,6 +421,55 @@ class PostgresAdapter(Adapter):
         if oid is None:
             return None
         return {c['name']: c for c in self.columns(oid)}.get(spec['column'])
+
+    # --- migration history (migration_status / migration_resolve) ---
+    def mig_split(self, table):
+        if '.' in table:
+            schema, name = table.split('.', 1)
+            return schema, name
+        return None, table
+
+    def mig_ident(self, name):
+        """A table may be given as schema.table; a column never has a dot."""
+        schema, table = self.mig_split(name)
+        return self.render(sql.Identifier(schema, table) if schema else sql.Identifier(table))
+
+    def mig_literal(self, value):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return "'\\x%s'::bytea" % bytes(value).hex()
+        if isinstance(value, bool):
+            return 'true' if value else 'false'
+        if value is None:
+            return 'NULL'
+        if isinstance(value, int):
+            return str(value)
+        return self.render(sql.Literal(str(value)))
+
+    def mig_columns(self, table):
+        schema, name = self.mig_split(table)
+        rows = self.fetchall(
+            'SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid '
+            'JOIN pg_namespace n ON n.oid = c.relnamespace '
+            "WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema()) AND c.relkind IN ('r', 'p') "
+            'AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum', [name, schema])
+        if not rows:
+            return None
+        return [r[0].lower() for r in rows]
+
+    def mig_fetch(self, query):
+        rows = self.fetchall(query)
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+
+    def mig_run_transaction(self, statements):
+        try:
+            with self.conn.transaction():
+                for statement in statements:
+                    self.conn.execute(statement)
+        except pg_errors.LockNotAvailable as e:
+            raise LockTimeout(str(e).strip())
+        except psycopg.Error as e:
+            raise DbopsError('PostgreSQL refused %s: %s%s. The transaction was rolled back: nothing was changed.' % (
+                '; '.join(statements), str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
 
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify. Nothing here writes: type normalisation and the operator's

@@ -165,6 +165,51 @@ class SqliteAdapter(Adapter):
     def read_column(self, spec):
         return self.columns(spec['table']).get(spec['column'])
 
+    # --- migration history (migration_status / migration_resolve) ---
+    def mig_ident(self, name):
+        return quote_ident(name)
+
+    def mig_literal(self, value):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return "X'%s'" % bytes(value).hex().upper()
+        if isinstance(value, bool):
+            return '1' if value else '0'
+        if value is None:
+            return 'NULL'
+        if isinstance(value, int):
+            return str(value)
+        text = str(value)
+        if '\x00' in text:
+            raise DbopsError('A value for the history table contains a NUL character; SQLite text cannot hold it.')
+        return "'%s'" % text.replace("'", "''")
+
+    def mig_columns(self, table):
+        if not self.fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)):
+            return None
+        return [r[0].lower() for r in self.fetchall('SELECT name FROM pragma_table_info(?)', (table,))]
+
+    def mig_fetch(self, query):
+        return self.fetchall(query)
+
+    def mig_run_transaction(self, statements):
+        try:
+            self.conn.execute('BEGIN IMMEDIATE')
+        except sqlite3.OperationalError as e:
+            if 'locked' in str(e) or 'busy' in str(e):
+                raise LockTimeout(str(e))
+            raise DbopsError('SQLite could not start a transaction: %s' % e)
+        statement = None
+        try:
+            for statement in statements:
+                self.conn.execute(statement)
+            self.conn.execute('COMMIT')
+        except sqlite3.DatabaseError as e:
+            self.conn.execute('ROLLBACK')
+            if 'locked' in str(e) or 'busy' in str(e):
+                raise LockTimeout(str(e))
+            raise DbopsError('SQLite refused %s: %s. The transaction was rolled back: nothing was changed.'
+                             % (statement, e))
+
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify.
     def verify_tables(self):

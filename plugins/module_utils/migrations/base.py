@@ -1,0 +1,368 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one interface every migration tool implements, and the code they share.
+
+A tool (one file beside this one) says:
+
+* ``table``: its history table; ``columns``: the columns that table must have
+  (to refuse a table of another tool); ``ddl``: per engine, the statements the
+  tool itself runs to create the table (``{table}`` is the quoted name);
+* ``scan(path, params)``: the migrations on disk, in the tool's order (Local);
+* ``records(rows, params)``: what each history row means (Record: applied or
+  failed, checksum); tools whose history is not one row per migration
+  (alembic, golang-migrate) override ``status`` instead;
+* ``plan(ctx)``: the operations (Insert / Delete / Update / Raw) that bring one
+  migration to the wanted state, or [] when it is already in it.
+
+Operations render to SQL with the engine adapter's quoting (mig_ident,
+mig_literal) and can be simulated on the rows read, which gives check mode
+its exact statements and its diff.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, similar
+
+
+class Expr:
+    """An SQL expression written as is (now(), CURRENT_TIMESTAMP(3), ...)."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def _same(a, b):
+    if isinstance(a, bool):
+        a = int(a)
+    if isinstance(b, bool):
+        b = int(b)
+    if isinstance(a, (bytes, bytearray, memoryview)):
+        a = bytes(a).hex()
+    if isinstance(b, (bytes, bytearray, memoryview)):
+        b = bytes(b).hex()
+    return a is not None and b is not None and str(a) == str(b)
+
+
+class Op:
+    """One statement of a plan."""
+
+    def render(self, sql):
+        raise NotImplementedError
+
+    def simulate(self, rows):
+        return rows
+
+
+class Raw(Op):
+    def __init__(self, text):
+        self.text = text
+
+    def render(self, sql):
+        return self.text.format(table=sql.table)
+
+
+class Insert(Op):
+    def __init__(self, values):
+        self.values = list(values.items()) if isinstance(values, dict) else list(values)
+
+    def render(self, sql):
+        return 'INSERT INTO %s (%s) VALUES (%s)' % (
+            sql.table, ', '.join(sql.ident(c) for c, _v in self.values), ', '.join(sql.value(v) for _c, v in self.values))
+
+    def simulate(self, rows):
+        new = {c: (v.text if isinstance(v, Expr) else v) for c, v in self.values}
+        return rows + [new]
+
+
+def _where(sql, where):
+    return ' AND '.join('%s = %s' % (sql.ident(c), sql.value(v)) for c, v in where.items())
+
+
+def _matches(row, where):
+    return all(_same(row.get(c), v) for c, v in where.items())
+
+
+class Delete(Op):
+    def __init__(self, where=None):
+        self.where = where or {}
+
+    def render(self, sql):
+        q = 'DELETE FROM %s' % sql.table
+        return q + (' WHERE ' + _where(sql, self.where) if self.where else '')
+
+    def simulate(self, rows):
+        return [r for r in rows if not _matches(r, self.where)]
+
+
+class Update(Op):
+    def __init__(self, values, where):
+        self.values = list(values.items())
+        self.where = where
+
+    def render(self, sql):
+        return 'UPDATE %s SET %s WHERE %s' % (
+            sql.table, ', '.join('%s = %s' % (sql.ident(c), sql.value(v)) for c, v in self.values),
+            _where(sql, self.where))
+
+    def simulate(self, rows):
+        out = []
+        for r in rows:
+            if _matches(r, self.where):
+                r = dict(r, **{c: (v.text if isinstance(v, Expr) else v) for c, v in self.values})
+            out.append(r)
+        return out
+
+
+class Sql:
+    """Quoting for one history table on one engine (the adapter's own quoting)."""
+
+    def __init__(self, db, table):
+        self.db = db
+        self.engine = db.engine
+        self.table_name = table
+        self.table = db.mig_ident(table)
+
+    def ident(self, name):
+        return self.db.mig_ident(name)
+
+    def value(self, v):
+        return v.text if isinstance(v, Expr) else self.db.mig_literal(v)
+
+
+class Local:
+    """One migration on disk. id: what the history table stores; name: the file/dir name."""
+
+    def __init__(self, id, name, path=None, checksum=None, **meta):  # pylint: disable=redefined-builtin
+        self.id = id
+        self.name = name
+        self.path = path
+        self.checksum = checksum
+        self.meta = meta
+
+    def __repr__(self):
+        return 'Local(%r)' % self.id
+
+
+class Record:
+    """What the history table says about one migration."""
+
+    def __init__(self, id, state, checksum=None):  # pylint: disable=redefined-builtin
+        self.id = id
+        self.state = state      # 'applied' or 'failed'
+        self.checksum = checksum
+
+
+class Context:
+    """Everything plan() needs: the wanted state and what is known now."""
+
+    def __init__(self, tool, sql, migration, state, local, rows, params, table_exists):
+        self.tool = tool
+        self.sql = sql
+        self.engine = sql.engine
+        self.migration = migration
+        self.state = state
+        self.local = local
+        self.rows = rows
+        self.params = params
+        self.table_exists = table_exists
+        self.local_by_id = {m.id: m for m in local} if local is not None else None
+
+    def find_local(self):
+        """The Local the operator named (by id or by file name), or None."""
+        if self.local is None:
+            return None
+        return self.tool.find_local(self.local, self.migration)
+
+
+def unique(seq):
+    seen = set()
+    out = []
+    for x in seq:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def list_dir(path, what):
+    """The entries of a migrations directory, or a DbopsError that says what to check."""
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        raise DbopsError('migrations_path %s is not a directory on the host the module runs on. Give the directory '
+                         'that holds the %s (copy it to the host first, e.g. with ansible.builtin.copy).' % (path, what))
+    return path, sorted(os.listdir(path))
+
+
+def read_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+class Tool:
+    name = None
+    table = None
+    columns = ()            # columns the tool's table must have
+    order_by = ()           # how to read the history
+    ddl = {}                # engine -> list of statements, {table} = quoted table name
+    has_checksum = False
+    needs_files = False     # state=applied needs migrations_path (checksums, graph)
+    what = 'migration files'
+    single_row = False      # the table describes the whole history (diff shows it whole)
+
+    def create_ops(self, sql):
+        """The statements the tool itself runs to create its history table on this engine."""
+        return [Raw(s) for s in self.ddl[sql.engine]]
+
+    # --- disk -------------------------------------------------------------------
+    def scan(self, path, params):
+        raise NotImplementedError
+
+    def normalise(self, migration):
+        return migration
+
+    def find_local(self, local, migration):
+        want = self.normalise(migration)
+        for m in local:
+            if m.id == want or m.name == migration or os.path.splitext(m.name)[0] == migration:
+                return m
+        return None
+
+    def checksum_matches(self, local, stored):
+        return stored == local.checksum
+
+    # --- history ------------------------------------------------------------------
+    def read_columns(self, present):
+        return [c for c in self.columns if c in present]
+
+    def check_columns(self, present, table):
+        missing = [c for c in self.columns if c not in present]
+        if missing:
+            from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS, get_tool
+            fits = [t for t in TOOLS if t != self.name and all(c in present for c in get_tool(t).columns)]
+            raise DbopsError(
+                'Table %s has the columns %s, not those of a %s history table (missing: %s). Was the right tool '
+                'chosen?%s Nothing was read or changed.' % (
+                    table, ', '.join(present), self.name, ', '.join(missing),
+                    (' Its columns fit: %s (set tool accordingly).' % ', '.join(fits)) if fits else
+                    ' Set history_table if the tool uses another table name.'))
+
+    def records(self, rows, params):
+        raise NotImplementedError
+
+    def row_id(self, row):
+        raise NotImplementedError
+
+    def rows_of(self, rows, migration_id):
+        if self.single_row:
+            return rows
+        return [r for r in rows if _same(self.row_id(r), migration_id)]
+
+    def sort_key(self, mid):
+        return mid
+
+    def status(self, local, rows, params):
+        recs = self.records(rows, params)
+        applied = unique(r.id for r in recs if r.state == 'applied')
+        aset = set(applied)
+        failed = unique(r.id for r in recs if r.state == 'failed' and r.id not in aset)
+        fset = set(failed)
+        out = dict(applied=applied, failed=failed, pending=[], unknown=[], modified=[])
+        if local is not None:
+            by_id = {m.id: m for m in local}
+            out['pending'] = [m.id for m in local if m.id not in aset and m.id not in fset]
+            out['unknown'] = [i for i in applied + failed if i not in by_id]
+            if self.has_checksum:
+                out['modified'] = unique(
+                    r.id for r in recs if r.state == 'applied' and r.id in by_id and r.checksum is not None
+                    and not self.checksum_matches(by_id[r.id], r.checksum))
+            order = {m.id: n for n, m in enumerate(local)}
+            known = [i for i in applied if i in order]
+            if known:
+                out['current'] = [max(known, key=order.get)]
+            else:
+                out['current'] = [max(applied, key=self.sort_key)] if applied else []
+        else:
+            out['current'] = [max(applied, key=self.sort_key)] if applied else []
+        return out
+
+    # --- resolve ------------------------------------------------------------------
+    def plan(self, ctx):
+        """Default semantics for one-row-per-migration tools without a failed state."""
+        rec = self.state_of(ctx)
+        if ctx.state == 'applied':
+            if rec == 'applied':
+                self.check_same_checksum(ctx)
+                return []
+            return self.plan_applied(ctx)
+        if rec is None:
+            return []
+        return [Delete(self.where(ctx))]
+
+    def where(self, ctx):
+        raise NotImplementedError
+
+    def state_of(self, ctx):
+        """'applied', 'failed' or None for the migration of ctx."""
+        states = [r.state for r in self.records(ctx.rows, ctx.params) if _same(r.id, ctx.migration)]
+        if 'applied' in states:
+            return 'applied'
+        return 'failed' if states else None
+
+    def check_same_checksum(self, ctx):
+        if not self.has_checksum:
+            return
+        m = ctx.find_local()
+        if m is None:
+            return
+        for r in self.records(ctx.rows, ctx.params):
+            if _same(r.id, ctx.migration) and r.state == 'applied' and r.checksum is not None \
+                    and not self.checksum_matches(m, r.checksum):
+                raise DbopsError(
+                    'Migration %s is already recorded as applied, with checksum %s, but %s on disk has checksum %s: '
+                    'the file was changed after it was applied. Nothing was changed. Restore the file as it was '
+                    'applied, or write the change as a new migration; to re-record it with the new checksum, first '
+                    'remove its history row with state=absent (and make sure the schema matches the new file).'
+                    % (ctx.migration, self.show_checksum(r.checksum), m.name, self.show_checksum(m.checksum)))
+
+    def show_checksum(self, value):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value).hex()
+        return str(value)
+
+    def plan_applied(self, ctx):
+        raise NotImplementedError
+
+    # --- helpers --------------------------------------------------------------------
+    def require_local(self, ctx, why='it'):
+        """The Local of ctx.migration; refuse when the tool needs the file and it is missing."""
+        if ctx.local is None:
+            raise DbopsError('migrations_path is required to mark a %s migration applied: %s. Give the directory of '
+                             'the %s. Nothing was changed.' % (self.name, why, self.what))
+        m = ctx.find_local()
+        if m is None:
+            names = [x.name for x in ctx.local] + [x.id for x in ctx.local]
+            hint = similar(str(ctx.migration), names)
+            raise DbopsError(
+                'Migration %s is not in migrations_path (%d %s there)%s. %s will not record a migration it cannot '
+                'find; check the name, or deploy the migration files first. Nothing was changed.' % (
+                    ctx.migration, len(ctx.local), self.what, (': similar names: %s' % ', '.join(hint)) if hint else '',
+                    self.name))
+        return m
+
+
+def verdict(status, migrations_path_given):
+    """clean and the one-line summary of a status dict."""
+    parts = []
+    for key in ('failed', 'unknown', 'modified', 'pending'):
+        items = status.get(key) or []
+        if items:
+            shown = ', '.join(str(i) for i in items[:3]) + (', ...' if len(items) > 3 else '')
+            parts.append('%d %s (%s)' % (len(items), key, shown))
+    clean = not parts
+    return clean, parts

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Flyway: flyway_schema_history, one row per versioned (or repeatable) migration run.
+
+Versioned migrations are V<version>__<description>.sql; the version's dots or
+underscores separate numbers ("1_1" is stored as "1.1", and 1.1 equals
+1.1.0). A row with success = false is a failed migration (MySQL and MariaDB
+cannot roll DDL back); flyway repair removes such rows. SCHEMA, BASELINE and
+DELETE marker rows are not migrations; versions at or below a baseline are not
+pending. Repeatable migrations (R__*.sql, version NULL) are not reported.
+Checksum: checksums.flyway_crc32 (CRC32 per line, signed 32 bit).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
+    Delete, Expr, Insert, Local, Record, Tool, list_dir, read_bytes,
+)
+
+FILE = re.compile(r'^V([0-9][0-9._]*?)__(.+)\.sql$')
+USER = {
+    'postgresql': Expr('current_user'),
+    'mysql': Expr("SUBSTRING_INDEX(USER(), '@', 1)"),
+    'sqlite': '',
+}
+MARKERS = ('SCHEMA', 'BASELINE', 'DELETE')
+
+
+def version_key(text):
+    parts = [int(p) for p in re.split(r'[._]', str(text)) if p != '']
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def display(text):
+    return '.'.join(str(p) for p in version_key(text))
+
+
+class Flyway(Tool):
+    name = 'flyway'
+    table = 'flyway_schema_history'
+    columns = ('installed_rank', 'version', 'description', 'type', 'script', 'checksum', 'installed_by',
+               'installed_on', 'execution_time', 'success')
+    order_by = ('installed_rank',)
+    has_checksum = True
+    needs_files = True
+    what = 'SQL migrations (V<version>__<description>.sql)'
+    ddl = {
+        'postgresql': [
+            'CREATE TABLE {table} (\n'
+            '    "installed_rank" INT NOT NULL,\n'
+            '    "version" VARCHAR(50),\n'
+            '    "description" VARCHAR(200) NOT NULL,\n'
+            '    "type" VARCHAR(20) NOT NULL,\n'
+            '    "script" VARCHAR(1000) NOT NULL,\n'
+            '    "checksum" INTEGER,\n'
+            '    "installed_by" VARCHAR(100) NOT NULL,\n'
+            '    "installed_on" TIMESTAMP NOT NULL DEFAULT now(),\n'
+            '    "execution_time" INTEGER NOT NULL,\n'
+            '    "success" BOOLEAN NOT NULL\n'
+            ')',
+            'ALTER TABLE {table} ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank")',
+            'CREATE INDEX "flyway_schema_history_s_idx" ON {table} ("success")'],
+        'mysql': [
+            'CREATE TABLE {table} (\n'
+            '    `installed_rank` INT NOT NULL,\n'
+            '    `version` VARCHAR(50),\n'
+            '    `description` VARCHAR(200) NOT NULL,\n'
+            '    `type` VARCHAR(20) NOT NULL,\n'
+            '    `script` VARCHAR(1000) NOT NULL,\n'
+            '    `checksum` INT,\n'
+            '    `installed_by` VARCHAR(100) NOT NULL,\n'
+            '    `installed_on` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n'
+            '    `execution_time` INT NOT NULL,\n'
+            '    `success` BOOL NOT NULL,\n'
+            '    CONSTRAINT `flyway_schema_history_pk` PRIMARY KEY (`installed_rank`)\n'
+            ') ENGINE=InnoDB',
+            'CREATE INDEX `flyway_schema_history_s_idx` ON {table} (`success`)'],
+        'sqlite': [
+            'CREATE TABLE {table} (\n'
+            '    "installed_rank" INT NOT NULL PRIMARY KEY,\n'
+            '    "version" VARCHAR(50),\n'
+            '    "description" VARCHAR(200) NOT NULL,\n'
+            '    "type" VARCHAR(20) NOT NULL,\n'
+            '    "script" VARCHAR(1000) NOT NULL,\n'
+            '    "checksum" INT,\n'
+            '    "installed_by" VARCHAR(100) NOT NULL,\n'
+            '    "installed_on" TEXT NOT NULL DEFAULT (strftime(\'%Y-%m-%d %H:%M:%f\',\'now\')),\n'
+            '    "execution_time" INT NOT NULL,\n'
+            '    "success" BOOLEAN NOT NULL\n'
+            ')',
+            'CREATE INDEX "flyway_schema_history_s_idx" ON {table} ("success")'],
+    }
+
+    def scan(self, path, params):
+        path, entries = list_dir(path, self.what)
+        out = []
+        for name in entries:
+            m = FILE.match(name)
+            if not m:
+                continue
+            full = os.path.join(path, name)
+            out.append(Local(display(m.group(1)), name, full, checksums.flyway_crc32(read_bytes(full)),
+                             description=m.group(2).replace('_', ' ')))
+        out.sort(key=lambda x: version_key(x.id))
+        return out
+
+    def normalise(self, migration):
+        try:
+            return display(migration)
+        except ValueError:
+            return migration
+
+    def sort_key(self, mid):
+        return version_key(mid)
+
+    def row_id(self, row):
+        return display(row['version']) if row['version'] is not None else None
+
+    def records(self, rows, params):
+        out = []
+        for r in rows:
+            if r['version'] is None or (r['type'] or '').upper() in MARKERS:
+                continue
+            out.append(Record(display(r['version']), 'applied' if r['success'] else 'failed', r['checksum']))
+        return out
+
+    def status(self, local, rows, params):
+        out = super().status(local, rows, params)
+        baselines = [version_key(r['version']) for r in rows
+                     if (r['type'] or '').upper() == 'BASELINE' and r['version'] is not None]
+        if baselines:
+            base = max(baselines)
+            out['pending'] = [v for v in out['pending'] if version_key(v) > base]
+        return out
+
+    def rows_of(self, rows, migration_id):
+        return [r for r in rows if r['version'] is not None and display(r['version']) == migration_id
+                and (r['type'] or '').upper() not in MARKERS]
+
+    def plan(self, ctx):
+        mine = self.rows_of(ctx.rows, ctx.migration)
+        ok = [r for r in mine if r['success']]
+        bad = [r for r in mine if not r['success']]
+        delete_bad = [Delete({'installed_rank': r['installed_rank']}) for r in bad]
+        if ctx.state == 'absent':
+            return [Delete({'installed_rank': r['installed_rank']}) for r in mine]
+        if ctx.state == 'rolled_back':
+            if ok and not bad:
+                raise DbopsError(
+                    'Migration %s is recorded as applied successfully (installed_rank %s); Flyway has no rolled-back '
+                    'state for it (repair only removes failed rows). Nothing was changed. To forget it, use '
+                    'state=absent (its schema changes stay in the database).'
+                    % (ctx.migration, ok[-1]['installed_rank']))
+            return delete_bad
+        if ok:
+            self.check_same_checksum(ctx)
+            return delete_bad
+        m = self.require_local(ctx, 'Flyway stores the checksum of the script')
+        rank = max([r['installed_rank'] for r in ctx.rows] or [0]) + 1
+        return delete_bad + [Insert([
+            ('installed_rank', rank), ('version', m.id), ('description', m.meta['description']), ('type', 'SQL'),
+            ('script', m.name), ('checksum', m.checksum), ('installed_by', USER[ctx.engine]),
+            ('execution_time', 0), ('success', True)])]
+
+
+TOOL = Flyway()

@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""golang-migrate: schema_migrations holds ONE row (version, dirty).
+
+Every migration up to version is applied; dirty = true means the migration
+at version started and did not finish (failed). SetVersion empties the table
+and inserts the new row, in one transaction; migrate force V is
+SetVersion(V, false). Files: <version>_<title>.up.<ext> / .down.<ext>.
+Marking V applied forces V; rolling V back forces the version before it on disk
+(or empties the table when V is the first), which is the documented fix for a
+dirty database: force the last version that completed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
+    Delete, Insert, Local, Tool, list_dir,
+)
+
+FILE = re.compile(r'^([0-9]+)_(.*)\.(up|down)\.(.*)$')
+
+
+class GolangMigrate(Tool):
+    name = 'golang-migrate'
+    table = 'schema_migrations'
+    columns = ('version', 'dirty')
+    order_by = ('version',)
+    single_row = True
+    what = 'migrations (<version>_<title>.up.sql)'
+    ddl = {
+        'postgresql': ['CREATE TABLE IF NOT EXISTS {table} (version bigint not null primary key, dirty boolean not null)'],
+        'mysql': ['CREATE TABLE IF NOT EXISTS {table} (version bigint not null primary key, dirty boolean not null)'],
+        'sqlite': ['CREATE TABLE {table} (version uint64,dirty bool)',
+                   'CREATE UNIQUE INDEX version_unique ON {table} (version)'],
+    }
+
+    def scan(self, path, params):
+        path, entries = list_dir(path, self.what)
+        seen = {}
+        for name in entries:
+            m = FILE.match(name)
+            if m and m.group(3) == 'up':
+                seen[int(m.group(1))] = name
+        return [Local(str(v), seen[v]) for v in sorted(seen)]
+
+    def normalise(self, migration):
+        try:
+            return str(int(str(migration)))
+        except ValueError:
+            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
+                             'underscore). Nothing was read or changed.' % (migration, self.name))
+
+    def sort_key(self, mid):
+        return int(mid)
+
+    def row_id(self, row):
+        return str(row['version'])
+
+    def status(self, local, rows, params):
+        out = dict(applied=[], pending=[], failed=[], unknown=[], modified=[], current=[])
+        if not rows:
+            out['pending'] = [m.id for m in local or []]
+            return out
+        version, dirty = int(rows[0]['version']), bool(rows[0]['dirty'])
+        out['current'] = [str(version)]
+        if dirty:
+            out['failed'] = [str(version)]
+        if local is None:
+            if not dirty:
+                out['applied'] = [str(version)]
+            return out
+        ids = [int(m.id) for m in local]
+        out['applied'] = [str(v) for v in ids if v < version or (v == version and not dirty)]
+        out['pending'] = [str(v) for v in ids if v > version]
+        if version not in ids:
+            out['unknown'] = [str(version)]
+        return out
+
+    def force(self, version):
+        ops = [Delete()]
+        if version is not None:
+            ops.append(Insert([('version', int(version)), ('dirty', False)]))
+        return ops
+
+    def plan(self, ctx):
+        v = int(ctx.migration)
+        row = ctx.rows[0] if ctx.rows else None
+        cur = int(row['version']) if row else None
+        dirty = bool(row['dirty']) if row else False
+        if ctx.state == 'applied':
+            if cur is not None and not dirty and v <= cur:
+                return []
+            if ctx.local is not None:
+                self.require_local(ctx)
+            return self.force(v)
+        # rolled_back / absent: v must no longer count as applied
+        if cur is None or v > cur:
+            return []
+        if v < cur:
+            raise DbopsError(
+                'Version %s is below the recorded version %s%s: golang-migrate records only the latest version, so '
+                'un-applying %s would un-apply every version after it too. Nothing was changed. Give the recorded '
+                'version %s, or mark the version you want applied (state=applied forces it).'
+                % (v, cur, ' (dirty)' if dirty else '', v, cur))
+        if ctx.local is None:
+            raise DbopsError('migrations_path is required to roll back golang-migrate version %s: the version before '
+                             'it on disk becomes the recorded version (migrate force <previous>). Nothing was changed.'
+                             % v)
+        before = [int(m.id) for m in ctx.local if int(m.id) < v]
+        return self.force(max(before) if before else None)
+
+
+TOOL = GolangMigrate()

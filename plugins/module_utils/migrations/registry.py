@@ -1,0 +1,31 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The tools, by the name the modules' tool option takes.
+
+Static imports: Ansible ships to the managed host only the module_utils that
+a module imports statically.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import (
+    alembic, dbmate, django, flyway, golang_migrate, goose, knex, prisma, rails, sqlx,
+)
+
+TOOLS = {
+    'prisma': prisma.TOOL,
+    'alembic': alembic.TOOL,
+    'flyway': flyway.TOOL,
+    'django': django.TOOL,
+    'golang-migrate': golang_migrate.TOOL,
+    'sqlx': sqlx.TOOL,
+    'knex': knex.TOOL,
+    'rails': rails.TOOL,
+    'dbmate': dbmate.TOOL,
+    'goose': goose.TOOL,
+}
+
+
+def get_tool(name):
+    return TOOLS[name]

@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""sqlx: _sqlx_migrations (version, description, installed_on, success, checksum, execution_time).
+
+Files <version>_<description>.sql (or .up.sql / .down.sql); description is the
+name with underscores as spaces; checksum = the 48 bytes of SHA-384 of the
+file. sqlx refuses to run while a row has success = false ("migration N is
+partially applied; fix and remove row from _sqlx_migrations table"), so
+rolling back a failed migration removes that row; marking it applied replaces
+it with a successful row. sqlx inserts its rows with execution_time -1
+before it measures the time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
+    Delete, Insert, Local, Record, Tool, list_dir, read_bytes,
+)
+
+FILE = re.compile(r'^([0-9]+)_(.*?)(\.up|\.down)?\.sql$')
+
+
+class Sqlx(Tool):
+    name = 'sqlx'
+    table = '_sqlx_migrations'
+    columns = ('version', 'description', 'installed_on', 'success', 'checksum', 'execution_time')
+    order_by = ('version',)
+    has_checksum = True
+    needs_files = True
+    what = 'migrations (<version>_<description>.sql)'
+    ddl = {
+        'postgresql': ['CREATE TABLE IF NOT EXISTS {table} (\n'
+                       '    version BIGINT PRIMARY KEY,\n'
+                       '    description TEXT NOT NULL,\n'
+                       '    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),\n'
+                       '    success BOOLEAN NOT NULL,\n'
+                       '    checksum BYTEA NOT NULL,\n'
+                       '    execution_time BIGINT NOT NULL\n'
+                       ')'],
+        'mysql': ['CREATE TABLE IF NOT EXISTS {table} (\n'
+                  '    version BIGINT PRIMARY KEY,\n'
+                  '    description TEXT NOT NULL,\n'
+                  '    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n'
+                  '    success BOOLEAN NOT NULL,\n'
+                  '    checksum BLOB NOT NULL,\n'
+                  '    execution_time BIGINT NOT NULL\n'
+                  ')'],
+        'sqlite': ['CREATE TABLE IF NOT EXISTS {table} (\n'
+                   '    version BIGINT PRIMARY KEY,\n'
+                   '    description TEXT NOT NULL,\n'
+                   '    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n'
+                   '    success BOOLEAN NOT NULL,\n'
+                   '    checksum BLOB NOT NULL,\n'
+                   '    execution_time BIGINT NOT NULL\n'
+                   ')'],
+    }
+
+    def scan(self, path, params):
+        path, entries = list_dir(path, self.what)
+        out = {}
+        for name in entries:
+            m = FILE.match(name)
+            if not m or m.group(3) == '.down':
+                continue
+            full = os.path.join(path, name)
+            v = int(m.group(1))
+            out[v] = Local(str(v), name, full, checksums.sha384(read_bytes(full)),
+                           description=m.group(2).replace('_', ' '))
+        return [out[v] for v in sorted(out)]
+
+    def normalise(self, migration):
+        try:
+            return str(int(str(migration)))
+        except ValueError:
+            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
+                             'underscore). Nothing was read or changed.' % (migration, self.name))
+
+    def sort_key(self, mid):
+        return int(mid)
+
+    def checksum_matches(self, local, stored):
+        return bytes(stored) == local.checksum
+
+    def row_id(self, row):
+        return str(row['version'])
+
+    def records(self, rows, params):
+        return [Record(str(r['version']), 'applied' if r['success'] else 'failed', r['checksum']) for r in rows]
+
+    def where(self, ctx):
+        return {'version': int(ctx.migration)}
+
+    def plan(self, ctx):
+        rec = self.state_of(ctx)
+        if ctx.state == 'absent':
+            return [Delete(self.where(ctx))] if rec else []
+        if ctx.state == 'rolled_back':
+            if rec == 'applied':
+                raise DbopsError(
+                    'Migration %s is recorded as applied successfully; sqlx has no rolled-back state (sqlx migrate '
+                    'revert runs the down script and deletes the row). Nothing was changed. To forget it, use '
+                    'state=absent (its schema changes stay in the database).' % ctx.migration)
+            return [Delete(self.where(ctx))] if rec == 'failed' else []
+        if rec == 'applied':
+            self.check_same_checksum(ctx)
+            return []
+        m = self.require_local(ctx, 'sqlx stores the SHA-384 checksum of the file')
+        ops = [Delete(self.where(ctx))] if rec == 'failed' else []
+        ops.append(Insert([('version', int(m.id)), ('description', m.meta['description']), ('success', True),
+                           ('checksum', m.checksum), ('execution_time', -1)]))
+        return ops
+
+
+TOOL = Sqlx()
