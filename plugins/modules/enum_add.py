@@ -161,6 +161,18 @@ queries:
   elements: str
   sample:
     - ALTER TYPE "public"."CredentialType" ADD VALUE IF NOT EXISTS 'PERSONAL_ACCESS_TOKEN'
+alternatives:
+  description:
+    - Check mode, MySQL/MariaDB. Only the server knows whether it can make a change INSTANT, INPLACE or only
+      by copying the table; RV(queries) lists the first choice, and this lists the statements a real run uses
+      instead, in order, if the server refuses the one before (C(requires) names the option that must be true).
+  returned: in check mode, when there are fallbacks
+  type: list
+  elements: dict
+  sample:
+    - statement: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INPLACE, LOCK=NONE
+      instead_of: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INSTANT
+      requires: null
 attempts:
   description: Lock timeouts met on the way, with the sessions that held the lock.
   returned: when a statement had to be retried
@@ -236,6 +248,8 @@ def main():
         result['values'] = plan['after']['values']
         if db.attempts:
             result['attempts'] = db.attempts
+        if db.alternatives:
+            result['alternatives'] = db.alternatives
         if module._diff:
             result['diff'] = dict(before=plan['before'] or {}, after=plan['after'])
         module.exit_json(**result)
