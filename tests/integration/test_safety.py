@@ -43,17 +43,42 @@ class Traffic(threading.Thread):
         return max(self.latencies)
 
 
-def hold_lock_in_background(db, statements, seconds):
-    """Open a transaction that runs `statements`, keep it open `seconds`, then commit."""
+def hold_lock_in_background(db, statements, seconds, after_waiter=False):
+    """Open a transaction that runs `statements`, keep it open, then commit.
+
+    after_waiter=False: commit `seconds` after now. True: commit `seconds` after
+    another session is first seen waiting for a lock (so a slow ansible-playbook
+    start cannot make the test pass without the DDL ever waiting).
+    Returns (connection, thread); join the thread before closing the connection.
+    """
     conn = db.connect(autocommit=False)
     cur = conn.cursor()
     for s in statements:
         cur.execute(s)
         if cur.description:
             cur.fetchall()
-    timer = threading.Timer(seconds, conn.commit)
-    timer.start()
-    return conn, timer
+    if db.engine == "postgresql":
+        waiting_sql = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")
+    else:
+        waiting_sql = ("SELECT count(*) FROM information_schema.PROCESSLIST "
+                       "WHERE STATE LIKE 'Waiting for table metadata lock%%'")
+    cancel = threading.Event()
+
+    def release():
+        if after_waiter:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not cancel.is_set():
+                if db.query(waiting_sql)[0][0]:
+                    break
+                time.sleep(0.05)
+        if not cancel.wait(seconds):
+            conn.commit()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.cancel = cancel.set
+    thread.start()
+    return conn, thread
 
 
 def pg_pid(conn):
@@ -73,7 +98,8 @@ def test_pg_lock_timeout_retries_and_does_not_stall_traffic(ansible, pg_orders):
     traffic.start()
     time.sleep(0.3)
     # A long transaction that read the table: ALTER TABLE must wait for it.
-    blocker, timer = hold_lock_in_background(db, ["SELECT count(*) FROM orders /* report job */"], 4)
+    blocker, timer = hold_lock_in_background(db, ["SELECT count(*) FROM orders /* report job */"], 3.5,
+                                             after_waiter=True)
     try:
         t0 = time.monotonic()
         r = ansible.run(COLUMN, dict(db.params, table="orders", column="note", type="text",
@@ -85,7 +111,7 @@ def test_pg_lock_timeout_retries_and_does_not_stall_traffic(ansible, pg_orders):
         stall = traffic.finish()
     assert r["changed"] is True, r
     assert took >= 3.5, "the DDL cannot have run before the blocker committed"
-    assert len(r["attempts"]) >= 1
+    assert len(r["attempts"]) >= 2
     assert all(a["blockers"] for a in r["attempts"]), r["attempts"]
     assert "report job" in r["attempts"][-1]["blockers"][0]["query"]
     # Traffic queued behind the waiting ALTER at most for one lock_timeout (1 s), never for the 4 s.
@@ -134,7 +160,7 @@ def test_mariadb_lock_wait_timeout_then_retry_succeeds(ansible, mysql_db):
     db.execute("CREATE TABLE orders (id int PRIMARY KEY, total int)")
     db.execute("INSERT INTO orders VALUES (1, 1)")
     # An open transaction that read the table holds a metadata lock.
-    blocker, timer = hold_lock_in_background(db, ["BEGIN", "SELECT * FROM orders"], 3)
+    blocker, timer = hold_lock_in_background(db, ["BEGIN", "SELECT * FROM orders"], 2.5, after_waiter=True)
     try:
         r = ansible.run(COLUMN, dict(db.params, table="orders", column="note", type="varchar(20)",
                                      lock_timeout=1, lock_retries=6))
