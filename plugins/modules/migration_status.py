@@ -39,6 +39,7 @@ attributes:
     description: Reads only, in every mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 notes:
   - Flyway repeatable migrations (C(R__*.sql)) are not reported; versions at or below a BASELINE row are not pending.
   - Django squashed migrations are listed under their own names.

@@ -106,6 +106,11 @@ def write_failed(db, tool, mid, table):
     return True
 
 
+def norm(queries):
+    """Statements with Prisma's random UUIDs masked."""
+    return [re.sub(r"'[0-9a-f-]{36}'", "'<uuid>'", s) for s in queries]
+
+
 def ok(res, name):
     r = res[name]
     assert not r["failed"], "%s failed: %s" % (name, json.dumps(r, indent=1, default=str)[:3000])
@@ -171,7 +176,6 @@ def test_lifecycle(ansible, target, tool, tmp_path):  # pylint: disable=redefine
     assert ok(res, "status_after_check")["table_exists"] is False, "check mode created the table"
     r = ok(res, "apply")
     assert r["changed"] and r["state_after"] == "applied"
-    norm = lambda qs: [re.sub(r"'[0-9a-f-]{36}'", "'<uuid>'", s) for s in qs]  # noqa: E731
     assert norm(r["queries"]) == norm(res["check"]["queries"])
     assert r["diff"]["after"]["rows"], r
     r = ok(res, "apply_again")

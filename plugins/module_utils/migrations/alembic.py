@@ -159,7 +159,7 @@ class Alembic(Tool):
                 'Revision %s is applied but is not a head: %s descend(s) from it. Rolling it back would also roll '
                 'those back. Nothing was changed. Roll back the head(s) first, or mark the wanted revision applied.'
                 % (rev, ', '.join(later)))
-        downs = [d for d in by_id[rev].downs]
+        downs = list(by_id[rev].downs)
         others = [h for h in known_heads if h != rev]
         still = ancestors(by_id, others)
         new = [d for d in downs if d not in still]
