@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of migration_lint: wall time and peak memory over N migration files (default up to 5,000).
 
 Run from the repository root with the project venv (no database needed):

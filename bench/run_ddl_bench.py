@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """DDL benchmark of dbops.maintenance on PostgreSQL, under live read/write traffic.
 
 Run by hand (not a test), from the repository root:
@@ -821,6 +820,7 @@ class Bench:
                 # (module start-up, CPU contention) is larger than any difference that matters here.
                 fine = smax < 50 and w0 is not None and w1 is not None and w1 <= max(w0 * 1.25, w0 + 0.1)
                 met = met and fine
+
                 def f(x, unit, digits):
                     return "n/a" if x is None else f"{x:.{digits}f} {unit}"
 

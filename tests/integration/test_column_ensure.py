@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 MODULE = "dbops.maintenance.column_ensure"
 
@@ -237,8 +236,8 @@ def test_missing_column_is_added_exactly_once_sqlite(sqlite_db, ansible):
     first = ensure(ansible, db, **args)
     assert first["changed"] is True
     assert first["queries"] == expected_queries
-    assert columns(db, "t")["status"] == dict(type="varchar(191)", nullable=False, default="'pending'",
-                                               comment=None)
+    assert columns(db, "t")["status"] == dict(
+        type="varchar(191)", nullable=False, default="'pending'", comment=None)
     assert """"status" varchar(191) NOT NULL DEFAULT 'pending'""" in \
         db.query("SELECT sql FROM sqlite_master WHERE name = 't'")[0][0]
     assert db.query("SELECT count(*) FROM t WHERE status = 'pending'") == [(3,)]
