@@ -201,8 +201,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                 with os.fdopen(fd, "w") as f:
                     json.dump({"ANSIBLE_MODULE_ARGS": module_args(engine, srv, db, d)}, f)
                 time_module(args_file, env)  # warm-up (page cache, server buffers)
-                mod = [time_module(args_file, env)[0] for _ in range(a.reps)]
-                sel = [time_select(engine, srv, db)[0] for _ in range(a.reps)]
+                mod = [time_module(args_file, env)[0] for _rep in range(a.reps)]
+                sel = [time_select(engine, srv, db)[0] for _rep in range(a.reps)]
                 row = dict(engine=engine, size=n, module_s=statistics.median(mod), module_all=mod,
                            select_s=statistics.median(sel), select_all=sel)
                 row["ratio"] = row["module_s"] / row["select_s"]
@@ -242,8 +242,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     print(text)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("migration_status_%s.json" % stamp)).write_text(json.dumps(dict(results=results, verdicts=verdicts),
-                                                                        indent=2))
+    doc = json.dumps(dict(results=results, verdicts=verdicts), indent=2)
+    (out / ("migration_status_%s.json" % stamp)).write_text(doc)
     (out / ("migration_status_%s.md" % stamp)).write_text(text)
     return 0 if all(r["module_s"] < 2 for r in results if r["size"] <= 10000) else 1
 

@@ -40,10 +40,11 @@ def urls(db):
     if db.engine == "sqlite":
         return "sqlite:///%s" % db.name, "sqlite:%s" % db.name, None
     i = db.server.info
-    return ("postgresql+psycopg://%s:%s@%s:%s/%s" % (i["login_user"], i["login_password"], i["login_host"],
-                                                     i["login_port"], db.name),
-            "postgres://%s:%s@%s:%s/%s?sslmode=disable" % (i["login_user"], i["login_password"], i["login_host"],
-                                                          i["login_port"], db.name),
+    sqlalchemy = "postgresql+psycopg://%s:%s@%s:%s/%s" % (
+        i["login_user"], i["login_password"], i["login_host"], i["login_port"], db.name)
+    dbmate = "postgres://%s:%s@%s:%s/%s?sslmode=disable" % (
+        i["login_user"], i["login_password"], i["login_host"], i["login_port"], db.name)
+    return (sqlalchemy, dbmate,
             dict(host=i["login_host"], port=i["login_port"], user=i["login_user"], password=i["login_password"],
                  database=db.name))
 
@@ -91,8 +92,8 @@ def test_alembic_agrees(ansible, cdb, tmp_path):
     env = {"DBOPS_URL": url}
     base = dict(db.params, tool="alembic", migrations_path=str(proj / "versions"))
 
-    res = run_tasks(ansible, [dict(name="stamp2", module=RESOLVE, args=dict(base, revision="002_users",
-                                                                           create_table=True))])
+    stamp2 = dict(base, revision="002_users", create_table=True)
+    res = run_tasks(ansible, [dict(name="stamp2", module=RESOLVE, args=stamp2)])
     assert res["stamp2"]["changed"], res
     assert "002_users" in sh(alembic + ["current"], env=env).stdout
     assert sh(alembic + ["current", "--check-heads"], env=env, ok=None).returncode != 0
@@ -174,8 +175,11 @@ def test_django_table_as_django_creates_it(ansible, sqlite_db, tmp_path):
         migrations_path=str(proj / "shop" / "migrations")))])
     assert res["mk"]["changed"]
     import sqlite3  # pylint: disable=import-outside-toplevel
-    cols = lambda p: sqlite3.connect(p).execute(  # noqa: E731
-        "SELECT name, type, \"notnull\", pk FROM pragma_table_info('django_migrations')").fetchall()
+
+    def cols(p):
+        return sqlite3.connect(p).execute(
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info('django_migrations')").fetchall()
+
     assert cols(sqlite_db.name) == cols(other)
 
 
