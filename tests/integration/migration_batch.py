@@ -45,3 +45,25 @@ def run_tasks(ansible, tasks):
     if missing:
         raise AssertionError("tasks did not run: %s\n%s" % (missing, stdout[-3000:]))
     return out
+
+
+class ServerDB:
+    """A database on a harness Server (like conftest's DB), for fixtures that choose the server themselves."""
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+
+    @property
+    def engine(self):
+        return self.server.engine
+
+    @property
+    def params(self):
+        return self.server.params(self.name)
+
+    def query(self, sql, params=None):
+        return self.server.query(self.name, sql, params)
+
+    def execute(self, sql, params=None):
+        return self.server.execute(self.name, sql, params)

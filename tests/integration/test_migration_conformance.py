@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from migration_batch import run_tasks
+from migration_batch import ServerDB, run_tasks
 
 STATUS = "dbops.maintenance.migration_status"
 RESOLVE = "dbops.maintenance.migration_resolve"
@@ -59,8 +59,7 @@ def cdb(request):
     server = servers["pg16"]
     name = server.create_database()
     request.addfinalizer(lambda: server.drop_database(name))
-    from conftest import DB  # pylint: disable=import-outside-toplevel
-    return DB(server, name)
+    return ServerDB(server, name)
 
 
 # ----------------------------------------------------------------------------------------- alembic

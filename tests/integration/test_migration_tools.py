@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from migration_batch import run_tasks
+from migration_batch import ServerDB, run_tasks
 
 STATUS = "dbops.maintenance.migration_status"
 RESOLVE = "dbops.maintenance.migration_resolve"
@@ -66,9 +66,8 @@ def target(request):
         pytest.skip("%s not started" % name)
     server = servers[name]
     dbname = server.create_database()
-    from conftest import DB  # pylint: disable=import-outside-toplevel
     request.addfinalizer(lambda: server.drop_database(dbname))
-    return DB(server, dbname)
+    return ServerDB(server, dbname)
 
 
 def copy_dir(tool, tmp_path):
