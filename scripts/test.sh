@@ -202,6 +202,8 @@ stage_integration() {
     echo "servers did not start: the integration tests cannot run" >&2
     return 1
   fi
+  # The real alembic, Django, knex and dbmate, for the migration conformance tests (fast when installed).
+  DBOPS_PYTHON="$py" bash "$here/scripts/install-conformance-tools.sh"
   run_pytest "$work/junit-integration.xml" -n 2 tests/integration
 }
 
