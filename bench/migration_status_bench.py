@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: migration_status on a history of N migrations (directory and table), per engine.
 
 For each engine (PostgreSQL 15, MariaDB 10.11, SQLite) and each size (default 1000, 5000, 10000):
