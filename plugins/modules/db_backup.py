@@ -132,7 +132,7 @@ attributes:
     support: none
     description: No diff; the result describes what was written.
 notes:
-  - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>-<name>.progress.json) (size, seconds, throughput;
+  - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>.<host>-<name>.progress.json) (size, seconds, throughput;
     updated every few seconds), for example when the task runs with C(async) and is polled; RV(progress) returns
     the samples and RV(size)/RV(throughput) the final figures.
   - The directory format's sha256 is that of the list of its files' sha256 sums (C(pg_dump) writes the files
@@ -274,6 +274,10 @@ def main():
         tool_path=dict(type='path'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # AnsibleModule.exit_json() adds stat() facts of a result's `path` (or `dest`) and overwrites `size` with
+    # st_size: 4096 for a directory-format backup, the dest directory's in check mode. The result's size is
+    # the backup's total bytes, so the module reports its own keys only.
+    module.add_path_info = lambda kwargs: kwargs
     install_signal_handlers()
     with open_database(module, maintenance_lock=False) as db:
         job = Backup(module, db)

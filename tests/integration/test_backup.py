@@ -173,6 +173,12 @@ def test_pg_formats_round_trip(ansible, one_pg_db, tmp_path, fmt, compression):
     assert r["path"].endswith(".sql.zst" if fmt == "plain" else ".dir")
     if fmt == "directory":
         assert os.path.isdir(r["path"]) and r["manifest"]["files"]
+        # size is the total of the directory's files (AnsibleModule once replaced it with the directory's st_size)
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(r["path"]) for f in fs)
+        assert r["size"] == r["manifest"]["size"] == total > 0
+        assert "state" not in r and "mode" not in r
+    else:
+        assert r["size"] == r["manifest"]["size"] == os.path.getsize(r["path"])
     target = pg_db.name + "_r"
     try:
         ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"], jobs=2),
@@ -313,12 +319,20 @@ def test_corrupted_backup_is_refused(ansible, one_pg_db, tmp_path):
     pg_db = one_pg_db
     seed(pg_db, rows=20)
     r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path)), expect_failure=False)
+    target = pg_db.name + "_r"
+    # a restore that fails stops there and does not leave behind the database it created
+    real = pg_db.server.info["bin_dir"]
+    tools = make_tool_dir(tmp_path, real, {
+        "pg_restore": 'if [ "$1" = --version ]; then exec %s/pg_restore --version; fi\n'
+                      'echo "pg_restore: error: simulated failure" >&2; exit 1\n' % real}, links=["pg_dump", "psql"])
+    failed = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"], tool_path=tools))
+    assert failed.failed and "simulated failure" in failed["msg"] and "dropped again" in failed["msg"]
+    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
     with open(r["path"], "r+b") as f:
         f.seek(r["size"] // 2)
         byte = f.read(1)
         f.seek(r["size"] // 2)
         f.write(bytes([byte[0] ^ 0xFF]))
-    target = pg_db.name + "_r"
     rr = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"]))
     assert rr.failed and "does not match its manifest" in rr["msg"]
     assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
@@ -387,8 +401,25 @@ def test_check_mode_writes_nothing(ansible, mysql_db, tmp_path):
 # secrets
 # --------------------------------------------------------------------------
 
+def command_lines():
+    """Every process's full command line, as ps -ww -eo args shows it (read from /proc: no width limit, and
+    fast enough on a loaded machine not to miss a short-lived process)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if raw:
+            out.append(raw.replace(b"\0", b" ").decode("utf-8", "replace").strip())
+    return out
+
+
 class PsWatcher(threading.Thread):
-    """Reads every process's command line in a loop (like ps -eo args)."""
+    """Reads every process's command line in a loop (like ps -ww -eo args)."""
 
     def __init__(self, needle, tool):
         super().__init__(daemon=True)
@@ -398,9 +429,8 @@ class PsWatcher(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
-            for line in out.splitlines():
-                if self.tool in line and "ps -eo" not in line:
+            for line in command_lines():
+                if "/" + self.tool + " " in line + " ":
                     self.seen += 1
                 if self.needle in line:
                     self.leaks.append(line)
@@ -415,7 +445,7 @@ def test_password_never_in_ps_manifest_or_verbose_output(ansible, engine, engine
     real = db.server.info["bin_dir"] if engine == "postgresql" else "/usr/bin"
     # the real tool, started after a pause so that ps sees it running with its arguments
     tools = make_tool_dir(tmp_path, real, {
-        tool: 'if [ "$1" != --version ]; then sleep 1; fi\nexec %s/%s "$@"\n' % (real, tool)},
+        tool: 'if [ "$1" != --version ]; then sleep 2; fi\nexec %s/%s "$@"\n' % (real, tool)},
         links=["pg_restore", "psql"] if engine == "postgresql" else [])
     watcher = PsWatcher(password_of(db), tool)
     watcher.start()

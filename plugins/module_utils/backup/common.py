@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -441,20 +442,31 @@ def fsync_tree(path):
         fsync_dir(root)
 
 
+def host_tag():
+    """8 hex digits naming this host in temporary names: a dest shared by several hosts (NFS) must not have
+    one host remove another's running backup because that host's pid is not alive here."""
+    return hashlib.sha256(socket.gethostname().encode('utf-8', 'replace')).hexdigest()[:8]
+
+
 def tmp_name(directory, final_name):
-    return os.path.join(directory, '%s%d-%s' % (TMP_PREFIX, os.getpid(), final_name))
+    return os.path.join(directory, '%s%d.%s-%s' % (TMP_PREFIX, os.getpid(), host_tag(), final_name))
 
 
 def cleanup_stale_tmp(directory):
-    """Remove temporary files of earlier runs whose process is gone (a killed module). Returns their names."""
+    """Remove temporary files of earlier runs on this host whose process is gone (a killed module).
+
+    Returns their names. Names without a host tag (written by older versions) count as this host's."""
     removed = []
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
+    here = host_tag()
     for name in names:
-        m = re.match(r'^%s(\d+)-' % re.escape(TMP_PREFIX), name)
-        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+        m = re.match(r'^%s(\d+)(?:\.([0-9a-f]{8}))?-' % re.escape(TMP_PREFIX), name)
+        if not m or m.group(2) not in (None, here):
+            continue
+        if int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             remove_path(os.path.join(directory, name))
             removed.append(name)
     return removed
@@ -475,6 +487,9 @@ def write_json_atomic(path, data):
     except OSError as e:
         remove_path(tmp)
         raise DbopsError('Cannot write the manifest %s: %s' % (path, disk_error_message(e, directory)))
+    except BaseException:
+        remove_path(tmp)  # e.g. an object json cannot encode, or a signal: no half-written temporary file
+        raise
 
 
 # --------------------------------------------------------------------------

@@ -352,8 +352,7 @@ class Backup:
 
     def verify_sqlite(self, path, manifest, level, want_counts, done):
         prefix = self.p.get('scratch_prefix') or 'dbops_scratch_'
-        scratch = os.path.join(os.path.dirname(path),
-                               '%s%d-%s' % (c.TMP_PREFIX, os.getpid(), scratch_name(prefix, 'verify')))
+        scratch = c.tmp_name(os.path.dirname(path), scratch_name(prefix, 'verify'))
         try:
             self.tools.expand(path, manifest, scratch)
             got = self.tools.verify_expanded(scratch, manifest, want_counts if level == 'restore' else None)
@@ -490,7 +489,10 @@ class Restore:
             if not pipe.ok:
                 err = pipe.failure('Restoring %s into %s' % (backup, target))
                 note = ''
-                if self.engine == 'mysql' or m['format'] == 'directory':
+                if not exists:
+                    tools.drop_database(admin, target)
+                    note = ' The database %s, created for this restore, was dropped again.' % target
+                elif self.engine == 'mysql' or m['format'] == 'directory':
                     tools.drop_database(admin, target)
                     tools.create_database(admin, target, m)
                     note = ' The partly restored database %s was emptied (dropped and recreated).' % target

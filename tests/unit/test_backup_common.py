@@ -1,0 +1,365 @@
+"""backup/common.py without servers: durations, retention planning, manifests on disk, and the Pipeline
+run with real small processes (printf, cat, false, sh)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+
+NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+# --------------------------------------------------------------------------
+# durations
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90), (90, 90), ("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600),
+    ("1.5h", 5400), (" 7 D ", 604800), ("0", 0), (0.5, 0.5),
+])
+def test_parse_duration_formats(text, seconds):
+    assert c.parse_duration(text, "reuse_within") == seconds
+
+
+def test_parse_duration_none_is_none():
+    assert c.parse_duration(None, "reuse_within") is None
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5m", "5 minutes", "1e3", "7dd", "h", "1h30m", "5y", "True"])
+def test_parse_duration_rejects_bad_input_with_the_option_and_the_formats(text):
+    with pytest.raises(DbopsError) as e:
+        c.parse_duration(text, "reuse_within")
+    msg = str(e.value)
+    assert "reuse_within=%r" % text in msg
+    assert "is not a duration" in msg and "12h" in msg and "7d" in msg
+
+
+def test_parse_duration_names_the_option_it_was_given():
+    with pytest.raises(DbopsError, match=r"^keep_days='x' is not a duration"):
+        c.parse_duration("x", "keep_days")
+
+
+# --------------------------------------------------------------------------
+# retention
+# --------------------------------------------------------------------------
+
+def iso_ago(**delta):
+    return c.iso(NOW - datetime.timedelta(**delta))
+
+
+def group(*ages_in_days):
+    """(manifest path, manifest) pairs, oldest first, finished the given number of days before NOW."""
+    out = []
+    for i, days in enumerate(sorted(ages_in_days, reverse=True)):
+        out.append(("/bk/b%d.manifest.json" % i, dict(file="b%d" % i, finished_at=iso_ago(days=days))))
+    return out
+
+
+def names(plan):
+    return [m["file"] for _mp, m in plan]
+
+
+def test_retention_without_keep_options_deletes_nothing():
+    assert c.plan_retention(group(30, 20, 10, 0), None, None, NOW) == []
+
+
+def test_retention_keep_last_deletes_the_oldest_first():
+    # b0 is the oldest (30 days), b4 the newest
+    assert names(c.plan_retention(group(30, 20, 10, 5, 0), 2, None, NOW)) == ["b0", "b1", "b2"]
+
+
+def test_retention_keep_last_larger_than_the_group_deletes_nothing():
+    assert c.plan_retention(group(3, 2, 1), 5, None, NOW) == []
+
+
+def test_retention_keep_days_alone():
+    assert names(c.plan_retention(group(30, 20, 10, 5, 0), None, 7, NOW)) == ["b0", "b1", "b2"]
+
+
+def test_retention_keep_days_is_a_strict_age_limit():
+    backups = [("/bk/a.manifest.json", dict(file="a", finished_at=iso_ago(days=7))),
+               ("/bk/b.manifest.json", dict(file="b", finished_at=iso_ago(days=7, seconds=-1)))]
+    # exactly 7 days old is not younger than 7 days; one second younger is kept
+    assert names(c.plan_retention(backups, None, 7, NOW)) == ["a"]
+
+
+def test_retention_keep_last_and_keep_days_combined_keep_what_either_keeps():
+    backups = group(30, 20, 6, 5, 4, 3)
+    # keep_days=7 keeps the four young ones; keep_last=5 additionally keeps the 20-day-old one
+    assert names(c.plan_retention(backups, 5, 7, NOW)) == ["b0"]
+    # keep_last=1 keeps only the newest, keep_days=7 still keeps the young ones
+    assert names(c.plan_retention(backups, 1, 7, NOW)) == ["b0", "b1"]
+    # keep_days=1: only keep_last decides
+    assert names(c.plan_retention(backups, 2, 1, NOW)) == ["b0", "b1", "b2", "b3"]
+
+
+def test_retention_fractional_keep_days():
+    assert names(c.plan_retention(group(1, 0.25, 0.1), None, 0.5, NOW)) == ["b0"]
+
+
+def test_retention_never_deletes_a_protected_backup():
+    backups = group(30, 20, 10)
+    plan = c.plan_retention(backups, 1, None, NOW, protect={"/bk/b0.manifest.json"})
+    assert names(plan) == ["b1"]
+
+
+def write_backup(directory, name, finished_at, label="mydb", kind=c.MANIFEST_KIND, content=b"data"):
+    (directory / name).write_bytes(content)
+    m = dict(kind=kind, file=name, label=label, finished_at=finished_at,
+             sha256=hashlib.sha256(content).hexdigest(), size=len(content))
+    (directory / (name + c.MANIFEST_SUFFIX)).write_text(json.dumps(m))
+    return m
+
+
+def test_list_backups_returns_only_this_collections_manifests_oldest_first(tmp_path):
+    write_backup(tmp_path, "mydb-2.sql.gz", iso_ago(days=1))
+    write_backup(tmp_path, "mydb-1.sql.gz", iso_ago(days=3))
+    write_backup(tmp_path, "other-1.sql.gz", iso_ago(days=2), label="other")
+    # not ours: another tool's manifest, a broken manifest, no manifest, a manifest naming another file,
+    # a manifest whose file is in another directory, a manifest without a valid finished_at, a temp file
+    write_backup(tmp_path, "foreign.sql.gz", iso_ago(days=9), kind="someone.else/backup")
+    (tmp_path / "broken.sql.gz").write_text("x")
+    (tmp_path / ("broken.sql.gz" + c.MANIFEST_SUFFIX)).write_text("{not json")
+    (tmp_path / "lonely.sql.gz").write_text("x")
+    (tmp_path / ("renamed.sql.gz" + c.MANIFEST_SUFFIX)).write_text(json.dumps(
+        dict(kind=c.MANIFEST_KIND, file="mydb-1.sql.gz", label="mydb", finished_at=iso_ago(days=9))))
+    (tmp_path / ("escape" + c.MANIFEST_SUFFIX)).write_text(json.dumps(
+        dict(kind=c.MANIFEST_KIND, file="../escape", label="mydb", finished_at=iso_ago(days=9))))
+    (tmp_path / ("notime.sql" + c.MANIFEST_SUFFIX)).write_text(json.dumps(
+        dict(kind=c.MANIFEST_KIND, file="notime.sql", label="mydb", finished_at="yesterday")))
+    (tmp_path / (".dbops-tmp-1-x.sql" + c.MANIFEST_SUFFIX)).write_text(json.dumps(
+        dict(kind=c.MANIFEST_KIND, file=".dbops-tmp-1-x.sql", label="mydb", finished_at=iso_ago(days=9))))
+    found = c.list_backups(str(tmp_path))
+    assert [m["file"] for _mp, m in found] == ["mydb-1.sql.gz", "other-1.sql.gz", "mydb-2.sql.gz"]
+
+
+def test_retention_end_to_end_removes_only_own_backups_of_the_label(tmp_path):
+    for days in (5, 4, 3, 2, 1):
+        write_backup(tmp_path, "mydb-%d.sql.gz" % days, iso_ago(days=days))
+    write_backup(tmp_path, "other-9.sql.gz", iso_ago(days=9), label="other")
+    (tmp_path / "mydb-0.sql.gz").write_text("a file of the same name pattern without a manifest")
+    grp = [(mp, m) for mp, m in c.list_backups(str(tmp_path)) if m["label"] == "mydb"]
+    removed = c.apply_retention(str(tmp_path), c.plan_retention(grp, 2, None, NOW))
+    assert [os.path.basename(p) for p in removed] == ["mydb-5.sql.gz", "mydb-4.sql.gz", "mydb-3.sql.gz"]
+    assert sorted(os.listdir(tmp_path)) == sorted([
+        "mydb-0.sql.gz", "mydb-1.sql.gz", "mydb-1.sql.gz.manifest.json", "mydb-2.sql.gz",
+        "mydb-2.sql.gz.manifest.json", "other-9.sql.gz", "other-9.sql.gz.manifest.json"])
+
+
+def test_apply_retention_removes_directory_backups(tmp_path):
+    d = tmp_path / "mydb-1.dir"
+    d.mkdir()
+    (d / "toc.dat").write_text("x")
+    (tmp_path / ("mydb-1.dir" + c.MANIFEST_SUFFIX)).write_text("{}")
+    c.apply_retention(str(tmp_path), [(str(tmp_path / ("mydb-1.dir" + c.MANIFEST_SUFFIX)), dict(file="mydb-1.dir"))])
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------
+# the pipeline, with real processes
+# --------------------------------------------------------------------------
+
+def run_to_tmp(tmp_path, stages, **kw):
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        pipe = c.Pipeline(stages, **kw)
+        ok = pipe.run_to_file(fd, str(tmp_path))
+    finally:
+        os.close(fd)
+    return pipe, ok, out
+
+
+def test_pipeline_sha256_while_streaming_equals_hashlib_of_the_file(tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 * c.CHUNK + 12345))  # more than one chunk, not a multiple of it
+    pipe, ok, out = run_to_tmp(tmp_path, [c.Stage("cat", ["cat", str(src)]), c.Stage("gzip", ["gzip", "-c", "-1"])])
+    assert ok and pipe.ok
+    data = out.read_bytes()
+    assert pipe.sha256.hexdigest() == hashlib.sha256(data).hexdigest() == c.sha256_file(str(out))
+    assert pipe.bytes == len(data) == os.path.getsize(out)
+    assert [p["rc"] for p in pipe.report()] == [0, 0]
+
+
+def test_pipeline_of_printf_and_cat(tmp_path):
+    pipe, ok, out = run_to_tmp(tmp_path, [c.Stage("printf", ["printf", "a%sb\\n", "-x-"]), c.Stage("cat", ["cat"]),
+                                          c.Stage("cat2", ["cat"])])
+    assert ok and out.read_bytes() == b"a-x-b\n"
+    assert pipe.sha256.hexdigest() == hashlib.sha256(b"a-x-b\n").hexdigest()
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_pipeline_any_failing_stage_fails_the_whole(tmp_path, position):
+    stages = [c.Stage("printf", ["printf", "hello"]), c.Stage("cat", ["cat"]), c.Stage("cat2", ["cat"])]
+    # `false` exits 1 at once; a stage after it sees EOF, a stage before it may see EPIPE/SIGPIPE
+    stages[position] = c.Stage("false", ["sh", "-c", "cat >/dev/null; exit 1"] if position else ["false"])
+    pipe, ok, _out = run_to_tmp(tmp_path, stages)
+    assert ok is False and pipe.ok is False
+    rcs = {p["name"]: p["rc"] for p in pipe.report()}
+    assert rcs["false"] == 1
+    assert "false exit code 1" in str(pipe.failure("The dump"))
+
+
+def test_pipeline_last_stage_zero_does_not_hide_a_failed_first_stage(tmp_path):
+    # the classic `dump | gzip` trap: gzip exits 0 on a truncated input
+    pipe, ok, out = run_to_tmp(tmp_path, [c.Stage("dump", ["sh", "-c", "printf partial; exit 2"]),
+                                          c.Stage("gzip", ["gzip", "-c"])])
+    assert not ok and [p["rc"] for p in pipe.report()] == [2, 0]
+    assert out.stat().st_size > 0  # output was produced: only the exit codes tell
+
+
+def test_pipeline_killed_stage_is_reported_by_signal(tmp_path):
+    pipe, ok, _out = run_to_tmp(tmp_path, [c.Stage("pg_dump", ["sh", "-c", "printf some; kill -9 $$"]),
+                                           c.Stage("cat", ["cat"])])
+    assert not ok
+    assert pipe.report()[0]["status"] == "killed by signal SIGKILL"
+    err = pipe.failure("The dump of x")
+    assert isinstance(err, c.PipelineFailed) and "pg_dump killed by signal SIGKILL" in str(err)
+    assert err.details["processes"][0]["rc"] == -9
+
+
+def test_pipeline_keeps_the_end_of_stderr_and_redacts_it(tmp_path):
+    script = "i=0; while [ $i -lt 2000 ]; do echo noise $i >&2; i=$((i+1)); done; echo 'password s3cret bad' >&2; exit 4"
+    pipe, ok, _out = run_to_tmp(tmp_path, [c.Stage("tool", ["sh", "-c", script])],
+                                redact=lambda s: s.replace("s3cret", "********"))
+    assert not ok
+    st = pipe.report()[0]
+    # the last STDERR_KEEP bytes, redacted afterwards (******** is 2 longer than s3cret)
+    assert len(st["stderr"]) <= c.STDERR_KEEP + 2 and st["stderr"].endswith("password ******** bad")
+    assert "s3cret" not in str(pipe.failure("x"))
+
+
+def test_pipeline_cannot_start_a_missing_tool(tmp_path):
+    with pytest.raises(DbopsError, match="Cannot start /nonexistent/tool"):
+        run_to_tmp(tmp_path, [c.Stage("cat", ["cat"]), c.Stage("tool", ["/nonexistent/tool"])])
+
+
+def test_pipeline_stdin_path_and_consumer(tmp_path):
+    src = tmp_path / "in"
+    src.write_bytes(b"line1\nline2\n")
+    got = bytearray()
+    pipe = c.Pipeline([c.Stage("cat", ["cat"])], stdin_path=str(src))
+    assert pipe.run_to_file(None, str(tmp_path), consumer=got.extend)
+    assert bytes(got) == b"line1\nline2\n" and pipe.bytes == 12
+
+
+def test_pipeline_run_without_capture_checks_every_exit_code():
+    assert c.Pipeline([c.Stage("printf", ["printf", "x"]), c.Stage("cat", ["sh", "-c", "cat >/dev/null"])]).run()
+    p = c.Pipeline([c.Stage("false", ["false"]), c.Stage("cat", ["sh", "-c", "cat >/dev/null"])])
+    assert p.run() is False and [s["rc"] for s in p.report()] == [1, 0]
+
+
+def test_pipeline_write_error_kills_every_stage_and_raises(tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(b"x" * (2 * c.CHUNK))
+    fd = os.open(str(tmp_path / "ro"), os.O_RDONLY | os.O_CREAT, 0o600)  # a descriptor that cannot be written
+    try:
+        pipe = c.Pipeline([c.Stage("cat", ["cat", str(src)]), c.Stage("cat2", ["cat"])])
+        with pytest.raises(DbopsError, match="Writing into"):
+            pipe.run_to_file(fd, str(tmp_path))
+    finally:
+        os.close(fd)
+    assert all(st.proc.poll() is not None for st in pipe.stages)
+
+
+# --------------------------------------------------------------------------
+# atomic files
+# --------------------------------------------------------------------------
+
+def test_write_json_atomic_writes_complete_json_0600_and_no_temp(tmp_path):
+    path = tmp_path / "b.sql.gz.manifest.json"
+    c.write_json_atomic(str(path), dict(kind=c.MANIFEST_KIND, b=2, a=1, when=NOW))
+    data = json.loads(path.read_text())
+    assert data["a"] == 1 and data["kind"] == c.MANIFEST_KIND and data["when"].startswith("2026-11-24")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_write_json_atomic_replaces_the_old_file_or_leaves_it_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "m.json"
+    c.write_json_atomic(str(path), {"v": 1})
+    c.write_json_atomic(str(path), {"v": 2})
+    assert json.loads(path.read_text()) == {"v": 2}
+
+    def broken_rename(_src, _dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(c.os, "rename", broken_rename)
+    with pytest.raises(DbopsError, match="Cannot write the manifest .*No space left"):
+        c.write_json_atomic(str(path), {"v": 3})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"v": 2}
+    assert os.listdir(tmp_path) == ["m.json"], "the temporary file was not removed"
+
+
+def test_write_json_atomic_removes_its_temp_file_on_any_error(tmp_path):
+    class Unencodable:
+        def __str__(self):
+            raise RuntimeError("cannot encode")
+    with pytest.raises(RuntimeError):
+        c.write_json_atomic(str(tmp_path / "m.json"), {"x": Unencodable()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_json_atomic_into_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(DbopsError, match="Cannot write the manifest"):
+        c.write_json_atomic(str(tmp_path / "missing" / "m.json"), {})
+
+
+def test_read_manifest_refuses_other_json(tmp_path):
+    p = tmp_path / "x.manifest.json"
+    p.write_text(json.dumps({"kind": "other"}))
+    with pytest.raises(DbopsError, match="not a dbops.maintenance backup manifest"):
+        c.read_manifest(str(p))
+
+
+def test_tmp_names_are_in_the_destination_and_stale_ones_are_cleaned(tmp_path):
+    tmp = c.tmp_name(str(tmp_path), "b.sql.gz")
+    assert os.path.dirname(tmp) == str(tmp_path) and os.path.basename(tmp).startswith(c.TMP_PREFIX)
+    # a temp file of a process that is gone, one of a live process (ours), and a foreign file
+    dead = tmp_path / ("%s%d-old.sql.gz" % (c.TMP_PREFIX, 2 ** 22 + 12345))
+    dead.write_text("x")
+    open(tmp, "w").close()
+    (tmp_path / "keep.txt").write_text("x")
+    # another host's temporary file in a shared dest: its pid means nothing here, it is left alone
+    other_tag = "0" * 8 if c.host_tag() != "0" * 8 else "1" * 8
+    other_host = tmp_path / ("%s%d.%s-b.sql.gz" % (c.TMP_PREFIX, 2 ** 22 + 12345, other_tag))
+    other_host.write_text("x")
+    dead_here = tmp_path / ("%s%d.%s-b.sql.gz" % (c.TMP_PREFIX, 2 ** 22 + 12346, c.host_tag()))
+    dead_here.write_text("x")
+    assert sorted(c.cleanup_stale_tmp(str(tmp_path))) == sorted([dead.name, dead_here.name])
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(tmp), "keep.txt", other_host.name])
+
+
+def test_sha256_tree_and_integrity_check(tmp_path):
+    d = tmp_path / "b.dir"
+    (d / "sub").mkdir(parents=True)
+    (d / "toc.dat").write_bytes(b"t" * 10)
+    (d / "sub" / "1.dat.gz").write_bytes(b"z" * 25)
+    digest, files, size = c.sha256_tree(str(d))
+    assert size == 35 == c.current_size(str(d))
+    assert set(files) == {"toc.dat", os.path.join("sub", "1.dat.gz")}
+    m = dict(layout="directory", sha256=digest, files=files)
+    assert c.check_backup_integrity(str(d), m) == digest
+    (d / "toc.dat").write_bytes(b"T" * 10)
+    with pytest.raises(DbopsError, match=r"does not match its manifest.*toc\.dat"):
+        c.check_backup_integrity(str(d), m)
+
+
+def test_check_backup_integrity_of_a_file(tmp_path):
+    f = tmp_path / "b.sql"
+    f.write_bytes(b"abc")
+    m = dict(sha256=hashlib.sha256(b"abc").hexdigest(), size=3)
+    c.check_backup_integrity(str(f), m)
+    f.write_bytes(b"abd")
+    with pytest.raises(DbopsError, match="does not match its manifest"):
+        c.check_backup_integrity(str(f), m)
+    with pytest.raises(DbopsError, match="does not exist"):
+        c.check_backup_integrity(str(tmp_path / "missing"), m)
