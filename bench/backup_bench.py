@@ -97,7 +97,7 @@ def run_module(module, args):
             time.sleep(0.05)
     th = threading.Thread(target=poll, daemon=True)
     th.start()
-    out, _ = p.communicate()
+    out = p.communicate()[0]
     elapsed = time.monotonic() - t
     th.join()
     os.unlink(f.name)
@@ -110,12 +110,14 @@ def run_module(module, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--state-dir", default=os.environ.get("DBOPS_SERVERS_STATE"), required=False)
-    ap.add_argument("--pg", default="pg16")
+    ap.add_argument("--pg", default="pg15")
     ap.add_argument("--pg-mb", type=int, default=1024)
     ap.add_argument("--mysql-mb", type=int, default=512)
     ap.add_argument("--dest", default="/var/tmp/dbops-backup-bench")
+    ap.add_argument("--reps", type=int, default=2, help="runs of each command (ABBA order); best-of is reported")
     a = ap.parse_args()
     srv = load_servers(a.state_dir)
+    load_start = os.getloadavg()
     pg, maria = srv[a.pg], srv["mariadb"]
     sizes = {"pg": seed(pg, "bench_backup", a.pg_mb), "mysql": seed(maria, "bench_backup", a.mysql_mb)}
     dest = Path(a.dest)
@@ -146,32 +148,67 @@ def main():
     ]
     rows = []
     for name, bare, args in cases:
-        bare_s = timed(["bash", "-o", "pipefail", "-c", bare], env=pgenv)
-        mod_s, peak_kib, res = run_module("db_backup", dict(args, dest=str(dest / "mod"), verify="none",
-                                                             label=name.replace(" ", "_").replace("=", "")))
-        rows.append(dict(case=name, bare_seconds=round(bare_s, 2), module_seconds=round(mod_s, 2),
-                         overhead_pct=round((mod_s / bare_s - 1) * 100, 1), size_mib=round(res["size"] / 2 ** 20, 1),
-                         module_peak_rss_mib=round(peak_kib / 1024, 1)))
+        load_before = os.getloadavg()[0]
+        bare_runs, mod_runs, peaks = [], [], []
+        label = name.replace(" ", "_").replace("=", "")
+
+        def clean():
+            for p in list(dest.iterdir()):
+                if p.name.startswith("bare"):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(dest / "mod", ignore_errors=True)
+
+        def one_bare():
+            bare_runs.append(timed(["bash", "-o", "pipefail", "-c", bare], env=pgenv))
+            clean()
+
+        def one_module():
+            mod_args = dict(args, dest=str(dest / "mod"), verify="none", label=label)
+            mod_s, peak_kib, res = run_module("db_backup", mod_args)
+            mod_runs.append(mod_s)
+            peaks.append(peak_kib)
+            clean()
+            return res
+
+        res = None
+        for rep in range(a.reps):  # ABBA: bare, module, module, bare, ... so that neither always runs first
+            if rep % 2 == 0:
+                one_bare()
+                res = one_module()
+            else:
+                res = one_module()
+                one_bare()
+        best_bare, best_mod = min(bare_runs), min(mod_runs)
+        rows.append(dict(case=name, bare_seconds=[round(x, 2) for x in bare_runs],
+                         module_seconds=[round(x, 2) for x in mod_runs],
+                         bare_best=round(best_bare, 2), module_best=round(best_mod, 2),
+                         overhead_pct=round((best_mod / best_bare - 1) * 100, 1),
+                         overhead_pct_mean=round((sum(mod_runs) / sum(bare_runs) - 1) * 100, 1),
+                         size_mib=round(res["size"] / 2 ** 20, 1),
+                         module_peak_rss_mib=round(max(peaks) / 1024, 1), load1_before=round(load_before, 2),
+                         load1_after=round(os.getloadavg()[0], 2)))
         print(rows[-1], flush=True)
-        for p in list(dest.iterdir()):
-            if p.name.startswith("bare"):
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        shutil.rmtree(dest / "mod", ignore_errors=True)
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     load = os.getloadavg()
     md = [f"# db_backup benchmark {ts}", "",
           f"PostgreSQL {pg.version} database {sizes['pg']:.0f} MiB, MariaDB {maria.version} {sizes['mysql']:.0f} MiB; "
-          f"{os.cpu_count()} CPUs; load average at the end {load[0]:.1f}", "",
-          "| case | bare s | db_backup s | overhead | backup MiB | module peak RSS MiB |", "|---|---|---|---|---|---|"]
+          f"{os.cpu_count()} CPUs; load average (1/5/15 min) at the start {load_start[0]:.1f}/{load_start[1]:.1f}/"
+          f"{load_start[2]:.1f}, at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}",
+          "", f"{a.reps} runs of each, in ABBA order; best-of and mean overhead; verify=none", "",
+          "| case | bare s (runs) | db_backup s (runs) | overhead best-of | overhead mean | backup MiB "
+          "| module peak RSS MiB | load1 before/after |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append(f"| {r['case']} | {r['bare_seconds']} | {r['module_seconds']} | {r['overhead_pct']}% | "
-                  f"{r['size_mib']} | {r['module_peak_rss_mib']} |")
+        md.append(f"| {r['case']} | {' / '.join(map(str, r['bare_seconds']))} | "
+                  f"{' / '.join(map(str, r['module_seconds']))} | {r['overhead_pct']}% | {r['overhead_pct_mean']}% | "
+                  f"{r['size_mib']} | {r['module_peak_rss_mib']} | {r['load1_before']} / {r['load1_after']} |")
     text = "\n".join(md) + "\n"
     print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"backup_bench_{ts}.md").write_text(text)
-    (out / f"backup_bench_{ts}.json").write_text(json.dumps(dict(sizes_mib=sizes, rows=rows, load=load), indent=2))
+    summary = dict(sizes_mib=sizes, rows=rows, load=load, load_start=load_start, cpus=os.cpu_count(), reps=a.reps)
+    (out / f"backup_bench_{ts}.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
 
 
