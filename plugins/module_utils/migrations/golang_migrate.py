@@ -32,10 +32,13 @@ class GolangMigrate(Tool):
     single_row = True
     what = 'migrations (<version>_<title>.up.sql)'
     ddl = {
+        # golang-migrate/migrate database/postgres/postgres.go (ensureVersionTable)
         'postgresql': ['CREATE TABLE IF NOT EXISTS {table} (version bigint not null primary key, dirty boolean not null)'],
+        # golang-migrate/migrate database/mysql/mysql.go (ensureVersionTable)
         'mysql': ['CREATE TABLE IF NOT EXISTS {table} (version bigint not null primary key, dirty boolean not null)'],
-        'sqlite': ['CREATE TABLE {table} (version uint64,dirty bool)',
-                   'CREATE UNIQUE INDEX version_unique ON {table} (version)'],
+        # golang-migrate/migrate database/sqlite3/sqlite3.go (ensureVersionTable)
+        'sqlite': ['CREATE TABLE IF NOT EXISTS {table} (version uint64,dirty bool)',
+                   'CREATE UNIQUE INDEX IF NOT EXISTS version_unique ON {table} (version)'],
     }
 
     def scan(self, path, params):

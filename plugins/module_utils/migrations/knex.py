@@ -32,14 +32,17 @@ class Knex(Tool):
     order_by = ('id',)
     what = 'migration files (.js, .ts, ...)'
     ddl = {
+        # knex/knex lib/migrations/migrate/table-creator.js (types: lib/dialects/postgres/schema/pg-columncompiler.js)
         'postgresql': ['create table {table} ("id" serial primary key, "name" varchar(255), "batch" integer, '
                        '"migration_time" timestamptz)',
                        'create table {lock} ("index" serial primary key, "is_locked" integer)',
                        'insert into {lock} ("is_locked") values (0)'],
+        # knex/knex lib/migrations/migrate/table-creator.js (types: lib/dialects/mysql/schema/mysql-columncompiler.js)
         'mysql': ['create table {table} (`id` int unsigned not null auto_increment primary key, `name` varchar(255), '
-                  '`batch` int, `migration_time` timestamp NULL)',
+                  '`batch` int, `migration_time` timestamp)',
                   'create table {lock} (`index` int unsigned not null auto_increment primary key, `is_locked` int)',
                   'insert into {lock} (`is_locked`) values (0)'],
+        # knex/knex lib/migrations/migrate/table-creator.js (types: dialects/sqlite3/schema/sqlite-columncompiler.js)
         'sqlite': ['create table {table} (`id` integer not null primary key autoincrement, `name` varchar(255), '
                    '`batch` integer, `migration_time` datetime)',
                    'create table {lock} (`index` integer not null primary key autoincrement, `is_locked` integer)',

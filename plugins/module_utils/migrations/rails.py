@@ -24,8 +24,11 @@ class Rails(Tool):
     order_by = ('version',)
     what = 'migrations (db/migrate/<version>_<name>.rb)'
     ddl = {
+        # rails/rails activerecord/lib/active_record/schema_migration.rb (create_table)
         'postgresql': ['CREATE TABLE {table} ("version" character varying NOT NULL PRIMARY KEY)'],
+        # rails/rails activerecord/lib/active_record/schema_migration.rb (create_table)
         'mysql': ['CREATE TABLE {table} (`version` varchar(255) NOT NULL PRIMARY KEY)'],
+        # rails/rails activerecord/lib/active_record/schema_migration.rb (create_table)
         'sqlite': ['CREATE TABLE {table} ("version" varchar NOT NULL PRIMARY KEY)'],
     }
 

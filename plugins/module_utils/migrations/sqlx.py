@@ -35,6 +35,7 @@ class Sqlx(Tool):
     needs_files = True
     what = 'migrations (<version>_<description>.sql)'
     ddl = {
+        # launchbadge/sqlx sqlx-postgres/src/migrate.rs (verified against sqlx earlier; not re-read here)
         'postgresql': ['CREATE TABLE IF NOT EXISTS {table} (\n'
                        '    version BIGINT PRIMARY KEY,\n'
                        '    description TEXT NOT NULL,\n'
@@ -43,6 +44,7 @@ class Sqlx(Tool):
                        '    checksum BYTEA NOT NULL,\n'
                        '    execution_time BIGINT NOT NULL\n'
                        ')'],
+        # launchbadge/sqlx sqlx-mysql/src/migrate.rs (ensure_migrations_table)
         'mysql': ['CREATE TABLE IF NOT EXISTS {table} (\n'
                   '    version BIGINT PRIMARY KEY,\n'
                   '    description TEXT NOT NULL,\n'
@@ -51,6 +53,7 @@ class Sqlx(Tool):
                   '    checksum BLOB NOT NULL,\n'
                   '    execution_time BIGINT NOT NULL\n'
                   ')'],
+        # launchbadge/sqlx sqlx-sqlite/src/migrate.rs (ensure_migrations_table)
         'sqlite': ['CREATE TABLE IF NOT EXISTS {table} (\n'
                    '    version BIGINT PRIMARY KEY,\n'
                    '    description TEXT NOT NULL,\n'
