@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark db_backup against the bare dump tools, side by side, in one run.
 
     .venv/bin/python bench/backup_bench.py --state-dir /tmp/bk-state --pg-mb 1024 --mysql-mb 512
