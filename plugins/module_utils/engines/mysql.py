@@ -320,20 +320,18 @@ class MysqlAdapter(Adapter):
             'WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s', [table])
         return row if row else (None, None)
 
-    def probe_column(self, spec, table=None):
+    def probe_column(self, spec, charset=None):
         """Let the server normalise the requested definition on a temporary table that is dropped at once.
 
-        With `table`, the probe gets that table's default character set and
-        collation, so a string type reads exactly as it would in that table.
+        charset: a table's (character set, collation) from table_charset(); the
+        probe then reads a string type exactly as that table would.
         """
         probe = 'dbops_probe_%s' % uuid.uuid4().hex[:12]
         definition = self.definition(spec['type'], spec['nullable'], spec.get('default'), spec.get('comment'),
                                      collation=spec.get('collation'))
         options = ''
-        if table:
-            charset, collation = self.table_charset(table)
-            if charset:
-                options = ' DEFAULT CHARSET=%s COLLATE=%s' % (charset, collation)
+        if charset and charset[0]:
+            options = ' DEFAULT CHARSET=%s COLLATE=%s' % charset
         try:
             self.execute('CREATE TEMPORARY TABLE %s (%s %s)%s' % (
                 quote_ident(probe), quote_ident(spec['column']), definition, options))
@@ -380,8 +378,9 @@ class MysqlAdapter(Adapter):
 
         managed_default, default_expr = requested_default(spec)
         managed_comment, comment = requested_comment(spec)
+        charset = self.table_charset(table)
         if current is None:
-            want = self.probe_column(dict(spec, default=default_expr, comment=comment), table)
+            want = self.probe_column(dict(spec, default=default_expr, comment=comment), charset)
             if not spec['nullable'] and default_expr is None:
                 rows_n = self.fetchone('SELECT COUNT(*) FROM %s' % qt)[0]
                 if rows_n:
@@ -401,8 +400,8 @@ class MysqlAdapter(Adapter):
         want_spec = dict(spec, default=default_expr if managed_default else
                          (self.default_as_sql(table, column) if current['default'] is not None else None),
                          comment=comment if managed_comment else current['comment'])
-        want = self.probe_column(want_spec, table)
-        table_collation = self.table_charset(table)[1]
+        want = self.probe_column(want_spec, charset)
+        table_collation = charset[1]
         if want['collation'] and current['collation'] and want['collation'] == table_collation:
             # The type names no collation of its own: the column keeps the one it has
             # (said explicitly in the MODIFY only where it is not the table's default).

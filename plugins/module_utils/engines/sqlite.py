@@ -15,7 +15,7 @@ import os
 import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, did_you_mean,
+    Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_default,
 )
 
 
@@ -132,11 +132,10 @@ class SqliteAdapter(Adapter):
                 self.fail('SQLite %s cannot drop columns (3.35 or later can).' % sqlite3.sqlite_version)
             stmt = 'ALTER TABLE %s DROP COLUMN %s' % (quote_ident(table), quote_ident(column))
             return dict(res, after=None, steps=[Step(stmt, 'drop the column')])
+        managed_default, default_expr = requested_default(spec)
         desired = dict(name=column, type=spec['type'], nullable=spec['nullable'],
-                       default=spec['default'] if spec.get('default') is not None else
-                       (current['default'] if current else None), comment=None)
-        if desired['default'] is not None and desired['default'].strip().upper() == 'NULL':
-            desired['default'] = None
+                       default=default_expr if managed_default else (current['default'] if current else None),
+                       comment=None)
         if current is not None:
             differences = []
             if normalise_type(current['type']) != normalise_type(desired['type']):
