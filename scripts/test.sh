@@ -13,7 +13,8 @@
 #   ansible-lint   --offline over roles/ and playbooks/
 #   unit           pytest tests/unit
 #   integration    pytest tests/integration -n 2 against the servers above
-#   molecule       molecule test, one scenario at a time
+#   molecule       molecule test, one scenario at a time (each starts its own fleet of servers on
+#                  127.0.0.x addresses and a local sshd; see molecule/README.md)
 #
 # Environment: DBOPS_TEST_STAGES="unit integration" runs only those stages (bootstrap, tree
 # and servers always run when needed); DBOPS_PYTEST_ARGS adds pytest options to both pytest runs.
@@ -208,10 +209,16 @@ stage_integration() {
 }
 
 stage_molecule() {
-  local scenarios=() f rc=0
+  # Each scenario: molecule test = dependency (collection tree), destroy, syntax, create (the
+  # shared molecule/resources/create.yml: servers on 127.0.0.x, SQLite files, sshd), prepare,
+  # converge, idempotence, verify (testinfra), destroy; see molecule/README.md.
+  # molecule/resources holds the shared playbooks, not a scenario.
+  local scenarios=() f s rc=0 t0
   shopt -s nullglob
   for f in molecule/*/molecule.yml extensions/molecule/*/molecule.yml; do
-    scenarios+=("$(basename "$(dirname "$f")")")
+    s=$(basename "$(dirname "$f")")
+    [ "$s" = resources ] && continue
+    scenarios+=("$s")
   done
   shopt -u nullglob
   if [ ${#scenarios[@]} = 0 ]; then
@@ -220,7 +227,15 @@ stage_molecule() {
   fi
   for s in "${scenarios[@]}"; do
     echo "--- molecule scenario $s"
-    PATH="$venv/bin:$PATH" "$venv/bin/molecule" test -s "$s" || rc=1
+    t0=$(date +%s)
+    # The base config explicitly (molecule only finds it by itself from a git work tree).
+    if PATH="$venv/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$here/build/collections" NO_COLOR=1 \
+        "$venv/bin/molecule" --base-config "$here/.config/molecule/config.yml" test -s "$s"; then
+      echo "--- molecule scenario $s: PASS ($(( $(date +%s) - t0 ))s)"
+    else
+      echo "--- molecule scenario $s: FAIL ($(( $(date +%s) - t0 ))s)"
+      rc=1
+    fi
   done
   return "$rc"
 }

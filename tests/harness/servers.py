@@ -12,6 +12,22 @@ Importable (``start``, ``stop``, ``status``, ``load_info``) and a CLI::
     .venv/bin/python tests/harness/servers.py stop   --state-dir DIR
     .venv/bin/python tests/harness/servers.py status --state-dir DIR
 
+Several instances of the same kind, each on its own loopback address (for a
+fleet, e.g. the molecule scenarios), started in parallel::
+
+    servers.py start --state-dir DIR \
+        --instances pg15a=pg15@127.0.0.11,pg16a=pg16@127.0.0.13,maria1=mariadb@127.0.0.21 \
+        [--password-file FILE]
+
+An instance ``NAME=KIND@ADDRESS`` (KIND one of pg15, pg16, mariadb; ADDRESS in
+127.0.0.0/8) listens on ADDRESS at the kind's default port (5432 / 3306) when
+nothing listens there, else on a free port of ADDRESS; servers.json records it
+under NAME with ``kind`` and ``login_host`` = ADDRESS.  ``--password-file``
+(a 0600 file holding one password, used by every server of that start) keeps
+the password out of the state dir: servers.json then records
+``password_file`` and ``load_info`` reads the password from it.  ``stop``
+without ``--only`` stops every recorded server and instance.
+
 ``--state-dir`` defaults to ``$DBOPS_SERVERS_STATE``.  Standard library only,
 so it also runs under a plain ``python3``.  Passwords never appear on a
 command line: initdb reads a 0600 ``--pwfile``, MariaDB creates the account
@@ -43,6 +59,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 SERVER_NAMES = ("pg15", "pg16", "mariadb")
+KINDS = SERVER_NAMES
+DEFAULT_PORTS = {"pg15": 5432, "pg16": 5432, "mariadb": 3306}
+INSTANCES_FILE = "instances.json"
 ADMIN_USER = "dbops_admin"
 RUN_AS_USER = "dbopstest"
 LOCALHOST = "127.0.0.1"
@@ -110,17 +129,53 @@ def _write_json_private(path, data):
     os.replace(tmp, path)
 
 
-def _free_ports(count):
+def _free_ports(count, host=LOCALHOST):
     socks = []
     try:
         while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOCALHOST, 0))
+            s.bind((host, 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def port_is_free(host, port):
+    """True if nothing listens on ``host:port`` (nor on the wildcard address at ``port``)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(1)
+        if s.connect_ex((host, port)) == 0:
+            return False
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)  # a listener on 0.0.0.0:port makes this fail even with SO_REUSEADDR
+        except OSError:
+            return False
+    return True
+
+
+def _port_for(kind, host):
+    """The kind's default port on ``host`` if it is free there, else a free port of ``host``."""
+    port = DEFAULT_PORTS[kind]
+    if port_is_free(host, port):
+        return port
+    return _free_ports(1, host)[0]
+
+
+def _read_password_file(path):
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        raise HarnessError(f"password file {path} must not be readable by group or others "
+                           f"(mode {st.st_mode & 0o777:04o}): chmod 0600 it")
+    with open(path, encoding="utf-8") as f:
+        password = f.read().strip()
+    if not password:
+        raise HarnessError(f"password file {path} is empty")
+    return password
 
 
 def _pid_alive(pid):
@@ -308,8 +363,10 @@ def pg16_bin_dir():
 class PostgresServer:
     engine = "postgresql"
 
-    def __init__(self, name, state_dir):
+    def __init__(self, name, state_dir, kind=None, address=LOCALHOST):
         self.name = name
+        self.kind = kind or name
+        self.address = address
         self.state_dir = state_dir
         self.dir = os.path.join(state_dir, name)
         self.data = os.path.join(self.dir, "data")
@@ -317,7 +374,7 @@ class PostgresServer:
         self.log_file = os.path.join(self.dir, "postgres.log")
 
     def bin_dir(self):
-        return pg15_bin_dir() if self.name == "pg15" else pg16_bin_dir()
+        return pg15_bin_dir() if self.kind == "pg15" else pg16_bin_dir()
 
     # -- client -----------------------------------------------------------
     @staticmethod
@@ -343,7 +400,7 @@ class PostgresServer:
         return res.returncode == 0 and res.stdout.strip() == "1"
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self, port, password, timeout):
+    def start(self, port, password, timeout, password_file=None):
         ids = ensure_run_user()
         bin_dir = self.bin_dir()
         _rmtree(self.dir)
@@ -374,7 +431,7 @@ class PostgresServer:
         with open(os.path.join(self.data, "postgresql.conf"), "a", encoding="utf-8") as f:
             f.write(f"""
 # --- dbops.maintenance test harness ---
-listen_addresses = '{LOCALHOST}'
+listen_addresses = '{self.address}'
 port = {port}
 unix_socket_directories = '{self.sock_dir}'
 max_connections = 200
@@ -391,6 +448,11 @@ log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 lc_messages = 'C'
 """)
+        if self.address != LOCALHOST:
+            # A client of 127.0.0.11 connects from 127.0.0.11 (or 127.0.0.1): initdb's
+            # pg_hba.conf only allows 127.0.0.1/32 over TCP.
+            with open(os.path.join(self.data, "pg_hba.conf"), "a", encoding="utf-8") as f:
+                f.write("host    all    all    127.0.0.0/8    scram-sha-256\n")
         res = subprocess.run(
             _as_run_user([os.path.join(bin_dir, "pg_ctl"), "start", "-D", self.data,
                           "-l", self.log_file, "-w", "-t", str(int(timeout)), "-s"]),
@@ -405,7 +467,7 @@ lc_messages = 'C'
                                f"{log_tail}")
         info = {
             "engine": self.engine,
-            "login_host": LOCALHOST,
+            "login_host": self.address,
             "login_port": port,
             "login_user": ADMIN_USER,
             "login_password": password,
@@ -416,6 +478,10 @@ lc_messages = 'C'
             "log_file": self.log_file,
             "run_as": RUN_AS_USER if _is_root() else pwd.getpwuid(os.geteuid()).pw_name,
         }
+        if self.kind != self.name:
+            info["kind"] = self.kind
+        if password_file:
+            info["password_file"] = password_file
         deadline = time.monotonic() + timeout
         while True:
             res = self._psql(info, "SHOW server_version")
@@ -467,8 +533,10 @@ lc_messages = 'C'
 class MariaDBServer:
     engine = "mysql"
 
-    def __init__(self, name, state_dir):
+    def __init__(self, name, state_dir, kind=None, address=LOCALHOST):
         self.name = name
+        self.kind = kind or name
+        self.address = address
         self.state_dir = state_dir
         self.dir = os.path.join(state_dir, name)
         self.data = os.path.join(self.dir, "data")
@@ -484,17 +552,27 @@ class MariaDBServer:
 
     # -- client -----------------------------------------------------------
     def _client(self, info, sql, timeout=15):
-        if not os.path.exists(self.client_cnf):
-            _write_private(self.client_cnf,
-                           f"[client]\nuser={info['login_user']}\n"
-                           f"password={info['login_password']}\n"
-                           f"host={info['login_host']}\nport={info['login_port']}\n"
-                           "protocol=tcp\nconnect-timeout=5\n")
+        env = _clean_env(("MYSQL", "MARIADB"))
+        if info.get("password_file"):
+            # The password stays in its own file: the client gets it in its environment.
+            env["MYSQL_PWD"] = info["login_password"]
+            cnf = os.path.join(self.dir, "client-nopw.cnf")
+            if not os.path.exists(cnf):
+                _write_private(cnf, f"[client]\nuser={info['login_user']}\n"
+                                    f"host={info['login_host']}\nport={info['login_port']}\n"
+                                    "protocol=tcp\nconnect-timeout=5\n")
+        else:
+            cnf = self.client_cnf
+            if not os.path.exists(cnf):
+                _write_private(cnf,
+                               f"[client]\nuser={info['login_user']}\n"
+                               f"password={info['login_password']}\n"
+                               f"host={info['login_host']}\nport={info['login_port']}\n"
+                               "protocol=tcp\nconnect-timeout=5\n")
         return subprocess.run(
-            [MARIADB_CLIENT, f"--defaults-file={self.client_cnf}", "--batch",
+            [MARIADB_CLIENT, f"--defaults-file={cnf}", "--batch",
              "--skip-column-names", "-e", sql],
-            env=_clean_env(("MYSQL", "MARIADB")), capture_output=True, text=True,
-            timeout=timeout, check=False)
+            env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def alive(self, info):
         try:
@@ -504,7 +582,7 @@ class MariaDBServer:
         return res.returncode == 0 and res.stdout.strip() == "1"
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self, port, password, timeout):
+    def start(self, port, password, timeout, password_file=None):
         _rmtree(self.dir)
         os.makedirs(self.tmp, mode=0o700)
         os.chmod(self.dir, 0o700)
@@ -528,7 +606,7 @@ socket = {self.socket}
 pid-file = {self.pid_file}
 log-error = {self.log_file}
 port = {port}
-bind-address = {LOCALHOST}
+bind-address = {self.address}
 skip-name-resolve
 skip-log-bin
 skip-external-locking
@@ -545,7 +623,7 @@ innodb_flush_method = O_DIRECT_NO_FSYNC
         _write_private(self.init_file, "".join(
             f"CREATE USER IF NOT EXISTS '{ADMIN_USER}'@'{host}' IDENTIFIED BY '{quoted}';\n"
             f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{host}' WITH GRANT OPTION;\n"
-            for host in (LOCALHOST, "localhost")))
+            for host in dict.fromkeys((self.address, LOCALHOST, "localhost"))))
         with open(self.out_file, "ab") as out:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 [MARIADBD, f"--defaults-file={self.cnf}", f"--init-file={self.init_file}"],
@@ -555,7 +633,7 @@ innodb_flush_method = O_DIRECT_NO_FSYNC
             f.write(f"{proc.pid}\n")
         info = {
             "engine": self.engine,
-            "login_host": LOCALHOST,
+            "login_host": self.address,
             "login_port": port,
             "login_user": ADMIN_USER,
             "login_password": password,
@@ -566,6 +644,10 @@ innodb_flush_method = O_DIRECT_NO_FSYNC
             "log_file": self.log_file,
             "run_as": pwd.getpwuid(os.geteuid()).pw_name,
         }
+        if self.kind != self.name:
+            info["kind"] = self.kind
+        if password_file:
+            info["password_file"] = password_file
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
@@ -607,20 +689,43 @@ innodb_flush_method = O_DIRECT_NO_FSYNC
         _rmtree(self.dir)
 
 
-def make_server(name, state_dir):
-    if name in ("pg15", "pg16"):
-        return PostgresServer(name, state_dir)
-    if name == "mariadb":
-        return MariaDBServer(name, state_dir)
-    raise HarnessError(f"unknown server {name!r} (known: {', '.join(SERVER_NAMES)})")
+def make_server(name, state_dir, kind=None, address=LOCALHOST):
+    """The server object of ``name``: a fixed name (pg15, pg16, mariadb on 127.0.0.1) or an
+    instance of ``kind`` on ``address``; instances recorded in the state dir are looked up."""
+    if kind is None and name not in SERVER_NAMES and state_dir and state_dir != "/":
+        recorded = _load_instances(state_dir).get(name)
+        if recorded:
+            kind, address = recorded["kind"], recorded["address"]
+    kind = kind or name
+    if kind in ("pg15", "pg16"):
+        return PostgresServer(name, state_dir, kind, address)
+    if kind == "mariadb":
+        return MariaDBServer(name, state_dir, kind, address)
+    raise HarnessError(f"unknown server {name!r} (known: {', '.join(SERVER_NAMES)}, or an "
+                       "instance NAME=KIND@ADDRESS started with --instances)")
+
+
+def _server_of(name, state_dir, info=None):
+    """make_server for a recorded server (its kind and address from servers.json if known)."""
+    info = info or {}
+    if info.get("kind"):
+        return make_server(name, state_dir, info["kind"], info.get("login_host", LOCALHOST))
+    return make_server(name, state_dir)
 
 
 # --------------------------------------------------------------------------
 # state dir API
 # --------------------------------------------------------------------------
 
-def load_info(state_dir):
-    """The servers.json of ``state_dir`` as a dict (empty if there is none)."""
+def _load_instances(state_dir):
+    try:
+        with open(os.path.join(state_dir, INSTANCES_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _raw_info(state_dir):
     try:
         with open(os.path.join(state_dir, STATE_FILE), encoding="utf-8") as f:
             return json.load(f)
@@ -628,101 +733,212 @@ def load_info(state_dir):
         return {}
 
 
-def _parse_only(only):
+def load_info(state_dir):
+    """The servers.json of ``state_dir`` as a dict (empty if there is none).
+
+    Servers started with a password file get ``login_password`` read from it.
+    """
+    info = _raw_info(state_dir)
+    for entry in info.values():
+        if entry.get("password_file") and "login_password" not in entry:
+            with contextlib.suppress(OSError, HarnessError):
+                entry["login_password"] = _read_password_file(entry["password_file"])
+    return info
+
+
+def _write_info(state_dir, current):
+    """servers.json, without the passwords that live in a password file."""
+    on_disk = {}
+    for name, entry in current.items():
+        entry = dict(entry)
+        if entry.get("password_file"):
+            entry.pop("login_password", None)
+        on_disk[name] = entry
+    _write_json_private(os.path.join(state_dir, STATE_FILE), on_disk)
+
+
+def parse_instances(spec):
+    """``"a=pg15@127.0.0.11,b=mariadb@127.0.0.21"`` (or a dict / list of such strings) ->
+    {name: {"kind", "address"}}."""
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        items = [(n, v["kind"], v["address"]) if isinstance(v, dict) else (n, *v)
+                 for n, v in spec.items()]
+    else:
+        if isinstance(spec, str):
+            spec = [p.strip() for p in spec.split(",") if p.strip()]
+        items = []
+        for part in spec:
+            name, sep, rest = part.partition("=")
+            kind, sep2, address = rest.partition("@")
+            if not (sep and sep2 and name and kind and address):
+                raise HarnessError(f"bad instance {part!r}: expected NAME=KIND@ADDRESS "
+                                   "(e.g. pg15a=pg15@127.0.0.11)")
+            items.append((name.strip(), kind.strip(), address.strip()))
+    out = {}
+    for name, kind, address in items:
+        if kind not in KINDS:
+            raise HarnessError(f"instance {name}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        if name in SERVER_NAMES or not name.replace("_", "").replace("-", "").isalnum():
+            raise HarnessError(f"instance {name!r}: use a name of letters, digits, - and _ "
+                               f"other than {', '.join(SERVER_NAMES)}")
+        try:
+            octets = [int(o) for o in address.split(".")]
+        except ValueError:
+            octets = []
+        if len(octets) != 4 or octets[0] != 127 or not all(0 <= o <= 255 for o in octets):
+            raise HarnessError(f"instance {name}: address {address!r} is not in 127.0.0.0/8")
+        if name in out:
+            raise HarnessError(f"instance {name} given twice")
+        out[name] = {"kind": kind, "address": address}
+    addresses = [(v["kind"] == "mariadb", v["address"]) for v in out.values()]
+    if len(set(addresses)) != len(addresses):
+        raise HarnessError("two instances of the same engine share an address: give each its own")
+    return out
+
+
+def _parse_only(only, state_dir=None):
     if not only:
-        return list(SERVER_NAMES)
+        names = list(SERVER_NAMES)
+        if state_dir:
+            names += [n for n in _load_instances(state_dir) if n not in names]
+        return names
     if isinstance(only, str):
         only = [n.strip() for n in only.split(",") if n.strip()]
+    known = _load_instances(state_dir) if state_dir else {}
     for n in only:
-        make_server(n, "/")  # validates the name
+        if n not in known:
+            make_server(n, "/")  # validates the name
     return list(dict.fromkeys(only))
 
 
-def _start_one(name, state_dir, port, timeout):
-    server = make_server(name, state_dir)
+def _start_one(name, state_dir, port, timeout, kind=None, address=LOCALHOST, password_file=None):
+    server = make_server(name, state_dir, kind, address)
     for attempt in range(1, PORT_RETRIES + 1):
-        password = secrets.token_urlsafe(24)
+        password = _read_password_file(password_file) if password_file else secrets.token_urlsafe(24)
         t0 = time.monotonic()
         try:
-            info = server.start(port, password, timeout)
+            info = server.start(port, password, timeout, password_file=password_file)
         except PortInUse:
             server.stop()
             if attempt == PORT_RETRIES:
                 raise
-            port = _free_ports(1)[0]
+            port = _free_ports(1, address)[0]
             _log(f"{name}: port taken meanwhile, retrying on {port}")
             continue
         except BaseException:
             with contextlib.suppress(Exception):
                 server.stop()
             raise
-        _log(f"{name}: {info['engine']} {info['version']} on {LOCALHOST}:{info['login_port']} "
+        _log(f"{name}: {info['engine']} {info['version']} on {address}:{info['login_port']} "
              f"ready in {time.monotonic() - t0:.1f}s")
         return info
     raise AssertionError("unreachable")
 
 
-def start(state_dir, only=None, timeout=START_TIMEOUT):
+def start(state_dir, only=None, timeout=START_TIMEOUT, instances=None, password_file=None):
     """Start (or reuse, if already running) the servers; returns the servers.json dict.
+
+    ``only``: names among pg15, pg16, mariadb (127.0.0.1, free ports; default all three
+    unless ``instances`` is given).  ``instances``: ``"NAME=KIND@ADDRESS,..."`` (or what
+    ``parse_instances`` accepts), each on its own loopback address.  ``password_file``:
+    a 0600 file with the password every server started here gets (default: a random one
+    each, recorded in servers.json).
 
     Raises HarnessError if any server fails to start; the others stay running
     and recorded, so ``stop`` cleans up everything.
     """
     state_dir = os.path.abspath(state_dir)
-    names = _parse_only(only)
+    wanted = parse_instances(instances)
+    names = _parse_only(only) if (only or not wanted) else []
+    if password_file:
+        password_file = os.path.abspath(password_file)
+        _read_password_file(password_file)  # fail early: missing, empty or readable by others
     os.makedirs(state_dir, exist_ok=True)
     if _is_root():
         # dbopstest must traverse the state dir to reach its data dirs (no listing).
         os.chmod(state_dir, os.stat(state_dir).st_mode & 0o7777 | 0o111)
     with _locked(state_dir):
+        if wanted:
+            recorded = _load_instances(state_dir)
+            for name, spec in wanted.items():
+                old = recorded.get(name)
+                if old and old != spec:
+                    raise HarnessError(f"instance {name} is recorded as {old['kind']}@{old['address']} "
+                                       f"in {state_dir}: stop it first")
+            recorded.update(wanted)
+            _write_json_private(os.path.join(state_dir, INSTANCES_FILE), recorded)
+        placement = {n: (n, LOCALHOST) for n in names}
+        placement.update({n: (v["kind"], v["address"]) for n, v in wanted.items()})
         current = load_info(state_dir)
         to_start = []
-        for name in names:
-            if name in current and make_server(name, state_dir).alive(current[name]):
-                _log(f"{name}: already running on port {current[name]['login_port']}, reusing")
+        for name, (kind, address) in placement.items():
+            if name in current and make_server(name, state_dir, kind, address).alive(current[name]):
+                _log(f"{name}: already running on {address}:{current[name]['login_port']}, reusing")
             else:
                 to_start.append(name)
         if not to_start:
             return current
-        if _is_root() and any(n.startswith("pg") for n in to_start):
+        if _is_root() and any(placement[n][0].startswith("pg") for n in to_start):
             ensure_run_user()
         for name in to_start:  # leftovers of an earlier run
-            make_server(name, state_dir).stop(current.pop(name, None))
-        _write_json_private(os.path.join(state_dir, STATE_FILE), current)
-        ports = _free_ports(len(to_start))
+            make_server(name, state_dir, *placement[name]).stop(current.pop(name, None))
+        _write_info(state_dir, current)
+        fixed = [n for n in to_start if n not in wanted]
+        ports = dict(zip(fixed, _free_ports(len(fixed))))
+        for name in to_start:
+            if name in wanted:
+                ports[name] = _port_for(*placement[name])
         errors = []
         with ThreadPoolExecutor(max_workers=len(to_start)) as pool:
-            futures = {name: pool.submit(_start_one, name, state_dir, port, timeout)
-                       for name, port in zip(to_start, ports)}
+            futures = {name: pool.submit(_start_one, name, state_dir, ports[name], timeout,
+                                         placement[name][0], placement[name][1], password_file)
+                       for name in to_start}
             for name, fut in futures.items():
                 try:
                     current[name] = fut.result()
                 except Exception as e:  # pylint: disable=broad-exception-caught
                     errors.append(f"{name}: {e}")
-        _write_json_private(os.path.join(state_dir, STATE_FILE), current)
+        _write_info(state_dir, current)
         if errors:
             raise HarnessError("failed to start:\n" + "\n\n".join(errors))
         return current
 
 
 def stop(state_dir, only=None):
-    """Stop the servers of ``state_dir`` (even half-started ones) and remove their data dirs."""
+    """Stop the servers of ``state_dir`` (even half-started ones) and remove their data dirs.
+
+    Without ``only``: every server and instance recorded there.
+    """
     state_dir = os.path.abspath(state_dir)
     if not os.path.isdir(state_dir):
         return
-    names = _parse_only(only)
     with _locked(state_dir):
+        names = _parse_only(only, state_dir)
         current = load_info(state_dir)
+        if not only:
+            names += [n for n in current if n not in names]
         todo = [n for n in names if n in current or os.path.lexists(os.path.join(state_dir, n))]
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-            for fut in [pool.submit(make_server(n, state_dir).stop, current.get(n)) for n in todo]:
+            for fut in [pool.submit(_server_of(n, state_dir, current.get(n)).stop, current.get(n))
+                        for n in todo]:
                 fut.result()
         for name in todo:
             current.pop(name, None)
             _log(f"{name}: stopped")
+        instances = _load_instances(state_dir)
+        for name in names:
+            instances.pop(name, None)
+        inst_path = os.path.join(state_dir, INSTANCES_FILE)
+        if instances:
+            _write_json_private(inst_path, instances)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(inst_path)
         path = os.path.join(state_dir, STATE_FILE)
         if current:
-            _write_json_private(path, current)
+            _write_info(state_dir, current)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -737,7 +953,7 @@ def status(state_dir):
     out = {}
     for name, info in load_info(state_dir).items():
         out[name] = {
-            "running": make_server(name, state_dir).alive(info),
+            "running": _server_of(name, state_dir, info).alive(info),
             "engine": info.get("engine"),
             "login_host": info.get("login_host"),
             "login_port": info.get("login_port"),
@@ -756,7 +972,14 @@ def main(argv=None):
     parser.add_argument("--state-dir", default=os.environ.get("DBOPS_SERVERS_STATE"),
                         help="directory for data dirs and servers.json "
                              "(default: $DBOPS_SERVERS_STATE)")
-    parser.add_argument("--only", help="comma-separated subset of " + ",".join(SERVER_NAMES))
+    parser.add_argument("--only", help="comma-separated subset of " + ",".join(SERVER_NAMES)
+                        + " (or of the instances, for stop)")
+    parser.add_argument("--instances", metavar="NAME=KIND@ADDRESS,...",
+                        help="start these instances (KIND: " + ", ".join(KINDS) + "; ADDRESS in "
+                             "127.0.0.0/8), e.g. pg15a=pg15@127.0.0.11,maria1=mariadb@127.0.0.21")
+    parser.add_argument("--password-file",
+                        help="0600 file with the password for the servers started now "
+                             "(not copied into servers.json)")
     parser.add_argument("--timeout", type=float, default=START_TIMEOUT,
                         help="seconds to wait for each server to accept logins")
     args = parser.parse_args(argv)
@@ -765,7 +988,8 @@ def main(argv=None):
     try:
         if args.command == "start":
             t0 = time.monotonic()
-            info = start(args.state_dir, args.only, args.timeout)
+            info = start(args.state_dir, args.only, args.timeout, instances=args.instances,
+                         password_file=args.password_file)
             _log(f"{len(info)} server(s) ready in {time.monotonic() - t0:.1f}s; "
                  f"connection details in {os.path.join(os.path.abspath(args.state_dir), STATE_FILE)}")
         elif args.command == "stop":
