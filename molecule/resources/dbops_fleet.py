@@ -470,6 +470,10 @@ def main(argv=None):
     parser.add_argument("--python", default=sys.executable,
                         help="ansible_python_interpreter of every host (default: this Python)")
     args = parser.parse_args(argv)
+    if not args.ephemeral_dir or not os.path.isabs(args.ephemeral_dir) \
+            or not os.path.isdir(args.ephemeral_dir) or os.path.realpath(args.ephemeral_dir) == "/":
+        parser.error(f"--ephemeral-dir {args.ephemeral_dir!r}: need molecule's existing ephemeral "
+                     "directory (run through molecule: MOLECULE_EPHEMERAL_DIRECTORY)")
     paths = Paths(args.ephemeral_dir)
     try:
         if args.command == "create":
