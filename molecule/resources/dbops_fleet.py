@@ -303,7 +303,13 @@ def stop_sshd(sshd):
         return
     if "sshd" not in cmdline or config not in cmdline:
         return  # not our sshd (pid reused)
+    # Its per-connection children (e.g. serving an ssh ControlMaster of Ansible's) outlive
+    # the listener: end them too, so the clients' control masters go away.
+    children = [c for c in _child_pids(pid) if "sshd" in _cmdline(c)]
     os.kill(pid, signal.SIGTERM)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
     for _attempt in range(100):
         if not Path(f"/proc/{pid}").exists():
             break
@@ -312,6 +318,27 @@ def stop_sshd(sshd):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     log(f"sshd {pid} stopped")
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _child_pids(parent):
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            out.append(int(entry))
+    return out
 
 
 def tail(path, lines=20):
