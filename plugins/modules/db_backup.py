@@ -13,8 +13,9 @@ description:
   - Takes a backup that is proven restorable, and only reports success when it is.
   - B(PostgreSQL) uses C(pg_dump) (formats C(custom), C(directory), C(plain)). The client tools are chosen by server
     version, as C(pg_dump) must be at least the server's major version; the smallest suitable major found in
-    O(tool_path), C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin), the C(pgserver) wheel and E(PATH) is used,
-    and recorded in the manifest.
+    O(tool_path), C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin), the C(pgserver) wheel and E(PATH) is used
+    (between equal majors, the first in that order; Debian's C(pg_wrapper) link in C(/usr/bin) only when nothing
+    else is found), and recorded in the manifest.
   - B(MySQL/MariaDB) uses C(mariadb-dump) (MariaDB) or C(mysqldump) (MySQL) with C(--single-transaction),
     routines, triggers, events and C(--hex-blob); the output is compressed by the C(gzip), C(zstd) or C(lz4) tool.
   - B(SQLite) uses the online backup API, which copies one consistent state of the database while the

@@ -363,3 +363,158 @@ def test_check_backup_integrity_of_a_file(tmp_path):
         c.check_backup_integrity(str(f), m)
     with pytest.raises(DbopsError, match="does not exist"):
         c.check_backup_integrity(str(tmp_path / "missing"), m)
+
+
+# --------------------------------------------------------------------------
+# streaming: the hashing thread, background fdatasync, wide pipes
+# --------------------------------------------------------------------------
+
+def test_stream_hasher_gives_hashlibs_sha256_of_the_chunks_in_order():
+    chunks = [os.urandom(n) for n in (0, 1, 2047, 2048, c.CHUNK, 65536, 3, c.CHUNK + 17)] * 3
+    h = c.StreamHasher(maxsize=2)  # a small queue: the feeder has to wait for the thread
+    for chunk in chunks:
+        h.update(chunk)
+    assert h.finish().hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    h.close()  # idempotent
+
+
+class FailingHash:
+    """A hash object that fails on its third chunk (as a MemoryError or a broken hashlib would)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, _chunk):
+        self.n += 1
+        if self.n == 3:
+            raise MemoryError("simulated hashing failure")
+
+
+def test_stream_hasher_failure_is_raised_and_never_blocks_the_feeder():
+    h = c.StreamHasher(factory=FailingHash, maxsize=1)
+    # after the failure the thread keeps taking chunks, so update() never blocks on a full queue
+    with pytest.raises(DbopsError, match="sha256 .*failed.*simulated hashing failure"):
+        for _ in range(1000):
+            h.update(b"x" * 4096)
+    with pytest.raises(DbopsError, match="simulated hashing failure"):
+        h.finish()
+
+
+def test_pipeline_a_failing_hashing_thread_fails_the_run_and_kills_every_stage(tmp_path, monkeypatch):
+    real = c.StreamHasher
+    monkeypatch.setattr(c, "StreamHasher", lambda: real(factory=FailingHash))
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(4 * c.CHUNK))
+    pipes = []
+    real_start = c.Pipeline._start
+    monkeypatch.setattr(c.Pipeline, "_start", lambda self, capture_last: (pipes.append(self),
+                                                                          real_start(self, capture_last))[1])
+    with pytest.raises(DbopsError, match="simulated hashing failure"):
+        run_to_tmp(tmp_path, [c.Stage("cat", ["cat", str(src)]), c.Stage("cat2", ["cat"])])
+    assert all(st.proc.poll() is not None for st in pipes[0].stages)
+
+
+def test_pipeline_a_failing_hashing_thread_at_the_last_chunk_still_fails(tmp_path, monkeypatch):
+    class FailsAtTheEnd:
+        def __init__(self):
+            self.h = hashlib.sha256()
+
+        def update(self, chunk):
+            self.h.update(chunk)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    class LateFailure(c.StreamHasher):
+        def finish(self):
+            self.error = IOError("failed after the last chunk")
+            return super().finish()
+
+    monkeypatch.setattr(c, "StreamHasher", lambda: LateFailure(factory=FailsAtTheEnd))
+    with pytest.raises(DbopsError, match="failed after the last chunk"):
+        run_to_tmp(tmp_path, [c.Stage("printf", ["printf", "abc"])])
+
+
+def test_pipeline_background_fdatasync_runs_while_streaming_and_the_hash_is_unchanged(tmp_path, monkeypatch):
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(c.os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(5 * c.CHUNK + 99))
+    out = tmp_path / "out"
+    fd = os.open(str(out), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        pipe = c.Pipeline([c.Stage("cat", ["cat", str(src)])])
+        assert pipe.run_to_file(fd, str(tmp_path), sync_every=c.CHUNK)
+    finally:
+        os.close(fd)
+    assert synced and set(synced) == {fd}
+    assert out.read_bytes() == src.read_bytes()
+    assert pipe.sha256.hexdigest() == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_pipeline_a_failed_background_fdatasync_fails_the_run(tmp_path, monkeypatch):
+    import errno  # pylint: disable=import-outside-toplevel
+
+    def eio(_fd):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(c.os, "fdatasync", eio)
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 * c.CHUNK))
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        pipe = c.Pipeline([c.Stage("cat", ["cat", str(src)])])
+        with pytest.raises(DbopsError, match="Input/output error"):
+            pipe.run_to_file(fd, str(tmp_path), sync_every=c.CHUNK)
+    finally:
+        os.close(fd)
+    assert all(st.proc.poll() is not None for st in pipe.stages)
+
+
+@pytest.mark.skipif(c.F_SETPIPE_SZ is None, reason="F_SETPIPE_SZ is Linux only")
+def test_pipes_between_stages_are_widened():
+    import fcntl  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    p = subprocess.Popen(["true"], stdout=subprocess.PIPE)
+    try:
+        c.widen_pipe(p.stdout)
+        assert fcntl.fcntl(p.stdout.fileno(), 1032) >= c.PIPE_SIZE  # F_GETPIPE_SZ
+    finally:
+        p.stdout.close()
+        p.wait()
+
+
+def test_version_probe_runs_in_the_background_and_resolves():
+    tools = dict(cat=dict(path="/bin/sh", version=c.VersionProbe("/bin/sh")), other=dict(version="fixed"))
+    got = c.resolve_versions(tools)
+    assert got["other"] == dict(version="fixed")
+    assert isinstance(got["cat"]["version"], str) and got["cat"]["path"] == "/bin/sh"
+    with pytest.raises(DbopsError, match="Cannot run /nonexistent/tool"):
+        c.resolve_versions(dict(x=dict(version=c.VersionProbe("/nonexistent/tool"))))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_sha256_tree_in_threads_is_the_documented_digest(tmp_path, workers):
+    d = tmp_path / "b.dir"
+    (d / "sub").mkdir(parents=True)
+    contents = {"toc.dat": b"toc", "3001.dat.gz": os.urandom(3 * c.CHUNK + 5), "3002.dat.gz": b"",
+                "sub/blob_1.dat": os.urandom(1000)}
+    for name, data in contents.items():
+        (d / name).write_bytes(data)
+    digest, files, size = c.sha256_tree(str(d), workers=workers)
+    want = {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()}
+    assert files == want and size == sum(len(v) for v in contents.values())
+    text = "".join("%s  %s\n" % (want[k], k) for k in sorted(want))
+    assert digest == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_map_threads_keeps_the_order_and_raises_the_first_error():
+    assert c.map_threads(lambda x: x * 2, range(50), 4) == [x * 2 for x in range(50)]
+    assert c.map_threads(lambda x: x, [], 4) == []
+
+    def boom(x):
+        if x == 7:
+            raise ValueError("item 7")
+        return x
+    with pytest.raises(ValueError, match="item 7"):
+        c.map_threads(boom, range(20), 3)

@@ -305,3 +305,92 @@ def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp
     result = json.loads(capsys.readouterr().out)
     assert result["size"] == 10000, "size was replaced by the directory's st_size"
     assert "state" not in result and "mode" not in result
+
+
+# --------------------------------------------------------------------------
+# streaming mechanisms as the backup sees them
+# --------------------------------------------------------------------------
+
+class FailingHash:
+    def update(self, _chunk):
+        raise MemoryError("simulated hashing failure")
+
+
+def test_a_failed_hashing_thread_fails_the_backup_and_keeps_nothing(tmp_path, monkeypatch):
+    real = c.StreamHasher
+    monkeypatch.setattr(c, "StreamHasher", lambda: real(factory=FailingHash))
+    dest = tmp_path / "bk"
+    with pytest.raises(DbopsError, match="sha256 of the backup failed.*simulated hashing failure"):
+        backup(dest, tools=FakeTools(argv=["head", "-c", "3000000", "/dev/urandom"]), keep_last=1)
+    assert listing(dest) == []
+
+
+def test_a_large_backup_has_hashlibs_sha256_of_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(c, "SYNC_EVERY", c.CHUNK)  # background fdatasync several times on the way
+    _job, r = backup(tmp_path / "bk", tools=FakeTools(argv=["head", "-c", str(5 * c.CHUNK + 3), "/dev/urandom"]))
+    data = open(r["path"], "rb").read()
+    assert len(data) == r["size"] == 5 * c.CHUNK + 3
+    assert r["sha256"] == hashlib.sha256(data).hexdigest() == c.sha256_file(r["path"])
+
+
+def test_tool_versions_probed_during_the_dump_are_plain_strings_in_the_manifest(tmp_path):
+    tool = tmp_path / "faketool"
+    tool.write_text("#!/bin/sh\necho 'faketool 1.2.3'\n")
+    tool.chmod(0o755)
+
+    class Probed(FakeTools):
+        def dump_plan(self, opts, out_path, selection, snapshot=None):
+            plan = super().dump_plan(opts, out_path, selection, snapshot)
+            plan["tools"]["zstd"] = dict(path=str(tool), version=c.VersionProbe(str(tool)))
+            return plan
+    _job, r = backup(tmp_path / "bk", tools=Probed())
+    assert r["manifest"]["tools"]["zstd"] == dict(path=str(tool), version="faketool 1.2.3")
+    assert json.load(open(r["manifest_path"]))["tools"]["zstd"]["version"] == "faketool 1.2.3"
+
+
+class PgAdapterStub:
+    server_version = 150018
+
+    @staticmethod
+    def server_info():
+        return dict(engine="postgresql", version="15.18")
+
+    @staticmethod
+    def conninfo():
+        return dict(host="127.0.0.1", port=5432, user="u", password=SECRET)
+
+
+def fake_pg_bin(directory, version, sleep=0):
+    directory.mkdir(parents=True)
+    for name in ("pg_dump", "pg_restore", "psql"):
+        p = directory / name
+        p.write_text("#!/bin/sh\nsleep %s\necho 'pg_dump (PostgreSQL) %s'\n" % (sleep, version))
+        p.chmod(0o755)
+    return str(directory)
+
+
+def test_pg_client_choice_skips_debians_pg_wrapper_and_keeps_the_search_order(tmp_path, monkeypatch):
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup import postgresql  # pylint: disable=import-outside-toplevel
+    wrapper_target = tmp_path / "share" / "pg_wrapper"
+    wrapper_target.parent.mkdir()
+    wrapper_target.write_text("#!/bin/sh\nsleep 0.6\necho 'pg_dump (PostgreSQL) 15.18'\n")
+    wrapper_target.chmod(0o755)
+    usr_bin = tmp_path / "a_usr_bin"
+    usr_bin.mkdir()
+    os.symlink(str(wrapper_target), str(usr_bin / "pg_dump"))
+    second = fake_pg_bin(tmp_path / "z_second15", "15.18", sleep=0.6)
+    first = fake_pg_bin(tmp_path / "y_first15", "15.18", sleep=0.6)
+    newer = fake_pg_bin(tmp_path / "b_16", "16.2", sleep=0.6)
+    older = fake_pg_bin(tmp_path / "c_14", "14.9", sleep=0.6)
+    monkeypatch.setattr(postgresql, "candidate_bin_dirs", lambda: [str(usr_bin), newer, older, second, first])
+    tools = postgresql.PgTooling(FakeModule(), PgAdapterStub())
+    import time  # pylint: disable=import-outside-toplevel
+    t = time.monotonic()
+    d, major, line = tools.bin_dir()
+    elapsed = time.monotonic() - t
+    # the smallest suitable major; of the two 15s the first in the search order; never the wrapper
+    assert (d, major) == (second, 15) and line == "pg_dump (PostgreSQL) 15.18"
+    assert elapsed < 4 * 0.6, "the --version probes ran one after the other (%.2fs)" % elapsed
+    # the wrapper alone is still used
+    monkeypatch.setattr(postgresql, "candidate_bin_dirs", lambda: [str(usr_bin)])
+    assert postgresql.PgTooling(FakeModule(), PgAdapterStub()).bin_dir()[0] == str(usr_bin)

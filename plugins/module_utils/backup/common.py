@@ -4,8 +4,11 @@
 """What db_backup, db_restore and db_clone share, whatever the engine.
 
 * Pipeline: runs tool | compressor | ... with every exit code and stderr kept;
-  the last process's stdout goes through a hashing writer into a file
-  (sha256 computed while streaming, never by re-reading).
+  the last process's stdout is read by this process and written into a file,
+  and a second thread computes its sha256 from the same chunks (while streaming,
+  never by re-reading). Pipes are widened to 1 MiB (Linux) and the file's dirty
+  pages are flushed in the background while the dump runs, so the final fsync
+  has little left to do.
 * Atomic files: a temporary name in the destination directory, fsync, rename,
   fsync of the directory. A failed or killed run removes its temporary file.
 * Manifests (<backup>.manifest.json) and retention, which only ever looks at
@@ -20,12 +23,15 @@ import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
@@ -36,6 +42,11 @@ MANIFEST_SUFFIX = '.manifest.json'
 TMP_PREFIX = '.dbops-tmp-'
 CHUNK = 1024 * 1024
 STDERR_KEEP = 4000
+HASH_QUEUE = 8                     # chunks (each at most CHUNK) waiting for the hashing thread
+SYNC_EVERY = 32 * 1024 * 1024      # fdatasync in the background after every this many bytes written
+PIPE_SIZE = 1024 * 1024            # pipe capacity asked for (Linux F_SETPIPE_SZ; the default is 64 KiB)
+# fcntl.F_SETPIPE_SZ exists from Python 3.10; its value on Linux is 1031
+F_SETPIPE_SZ = 1031 if sys.platform.startswith('linux') else None
 
 COMPRESSION_EXT = {'none': '', 'gzip': '.gz', 'lz4': '.lz4', 'zstd': '.zst'}
 COMPRESSOR_TOOL = {'gzip': 'gzip', 'lz4': 'lz4', 'zstd': 'zstd'}
@@ -168,6 +179,17 @@ def find_tool(name, tool_path=None, extra_dirs=()):
     return shutil.which(name)
 
 
+def widen_pipe(fileobj):
+    """Ask for a PIPE_SIZE pipe buffer (fewer context switches between the stages); best effort."""
+    if F_SETPIPE_SZ is None or fileobj is None:
+        return
+    try:
+        import fcntl
+        fcntl.fcntl(fileobj.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
 def tool_version(path, env=None):
     try:
         out = subprocess.run([path, '--version'], capture_output=True, text=True, timeout=20, env=env,
@@ -176,6 +198,37 @@ def tool_version(path, env=None):
         raise DbopsError('Cannot run %s: %s' % (path, e))
     text = (out.stdout or out.stderr or '').strip().splitlines()
     return text[0].strip() if text else ''
+
+
+class VersionProbe:
+    """tool_version(path) in a thread: started before the dump, read when the manifest is written, so the probe
+    (a process start, 5 to 90 ms) is not on the dump's critical path. result() raises what tool_version raised."""
+
+    def __init__(self, path, env=None):
+        self.path = path
+        self._value = None
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(env,), name='dbops-version-probe')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, env):
+        try:
+            self._value = tool_version(self.path, env)
+        except BaseException as e:  # pylint: disable=broad-except
+            self._error = e
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def resolve_versions(tools):
+    """A manifest's `tools` dict with every VersionProbe replaced by the version line it found."""
+    return dict((name, dict((k, v.result() if isinstance(v, VersionProbe) else v) for k, v in info.items()))
+                for name, info in tools.items())
 
 
 def require_tool(name, tool_path, why, extra_dirs=()):
@@ -259,6 +312,111 @@ def describe_rc(rc):
     return 'exit code %d' % rc
 
 
+class StreamHasher:
+    """sha256 of a stream, computed in its own thread from chunks handed over through a bounded queue.
+
+    hashlib releases the GIL while it hashes a large buffer, so the hashing overlaps reading the pipe and writing
+    the file. The digest is hashlib's over the chunks in the order given (the chunks are bytes, never changed
+    after they are handed over). At most `maxsize` chunks wait, so memory stays bounded. An error in the thread
+    is raised by the next update() or by finish(); the thread keeps taking chunks until close(), so the feeder
+    never blocks on a dead thread.
+    """
+
+    def __init__(self, factory=hashlib.sha256, maxsize=HASH_QUEUE):
+        self._hash = factory()
+        self._queue = queue.Queue(maxsize)
+        self.error = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name='dbops-sha256')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _work(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self.error is None:
+                try:
+                    self._hash.update(chunk)
+                except BaseException as e:  # pylint: disable=broad-except
+                    self.error = e
+
+    def _fail(self):
+        raise DbopsError('Computing the sha256 of the backup failed (%s: %s); nothing was kept.'
+                         % (type(self.error).__name__, self.error))
+
+    def update(self, chunk):
+        if self.error is not None:
+            self._fail()
+        self._queue.put(chunk)
+
+    def close(self):
+        """Stop the thread after the chunks already queued (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self):
+        """Wait for every chunk; returns the hash object. Raises DbopsError when the thread failed."""
+        self.close()
+        if self.error is not None:
+            self._fail()
+        return self._hash
+
+
+class BackgroundSync:
+    """fdatasync of a file being written, in a thread, after every `every` bytes, so the dirty pages reach the
+    disk while the dump runs and the caller's final fsync has only the last part left to write.
+
+    It never replaces that final fsync. An error of a background fdatasync is raised by close(): Linux reports a
+    write-back error to one fsync caller only, so it must not be lost here.
+    """
+
+    def __init__(self, fd, every=SYNC_EVERY):
+        self.fd = fd
+        self.every = every
+        self.error = None
+        self._next = every
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = None
+
+    def written(self, total):
+        if total < self._next or self.error is not None:
+            return
+        self._next = total + self.every
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name='dbops-fdatasync')
+            self._thread.daemon = True
+            self._thread.start()
+        self._wake.set()
+
+    def _work(self):
+        sync = getattr(os, 'fdatasync', os.fsync)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                sync(self.fd)
+            except OSError as e:
+                self.error = e
+                return
+
+    def close(self):
+        """Wait for a running fdatasync (the descriptor must stay open until then); raise its error."""
+        if self._thread is not None:
+            self._stop = True
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            raise self.error
+
+
 class Pipeline:
     """stage1 | stage2 | ... ; the last stage's stdout is read by this process (or goes to a file/DEVNULL).
 
@@ -285,6 +443,7 @@ class Pipeline:
                 st.proc = subprocess.Popen(
                     st.argv, stdin=prev, stdout=subprocess.PIPE if (not last or capture_last) else subprocess.DEVNULL,
                     stderr=st.stderr_file, env=st.env, close_fds=True)
+                widen_pipe(st.proc.stdout)
                 if prev is not stdin and prev is not None:
                     prev.close()  # only the next stage holds the read end now: SIGPIPE works
                 prev = st.proc.stdout
@@ -335,17 +494,23 @@ class Pipeline:
     def ok(self):
         return all(st.returncode == 0 for st in self.stages)
 
-    def run_to_file(self, fd, directory, consumer=None):
+    def run_to_file(self, fd, directory, consumer=None, sync_every=SYNC_EVERY):
         """Stream the last stage's stdout into fd (or to consumer(chunk) when fd is None), hashing on the way.
 
-        Raises DbopsError on write errors (after killing every stage)."""
+        This thread reads the pipe and writes the file; a StreamHasher thread hashes the same chunks; with fd, a
+        BackgroundSync flushes the file every sync_every bytes (None: never; the caller fsyncs at the end either
+        way). self.sha256 is the finished hash object afterwards.
+        Raises DbopsError on write errors or a failed hashing thread (after killing every stage)."""
         out = self._start(capture_last=True)
+        hasher = StreamHasher()
+        syncer = BackgroundSync(fd, sync_every) if fd is not None and sync_every else None
+        rfd = out.fileno()
         try:
             while True:
-                chunk = out.read1(CHUNK) if hasattr(out, 'read1') else out.read(CHUNK)
+                chunk = os.read(rfd, CHUNK)
                 if not chunk:
                     break
-                self.sha256.update(chunk)
+                hasher.update(chunk)
                 if fd is None:
                     consumer(chunk)
                     self.bytes += len(chunk)
@@ -358,12 +523,26 @@ class Pipeline:
                         raise DbopsError(disk_error_message(e, directory, self.bytes))
                     view = view[n:]
                     self.bytes += n
+                if syncer is not None:
+                    syncer.written(self.bytes)
                 if self.progress:
                     self.progress(self.bytes)
+            self.sha256 = hasher.finish()
+            if syncer is not None:
+                try:
+                    syncer.close()
+                except OSError as e:
+                    raise DbopsError(disk_error_message(e, directory, self.bytes)) from e
         except BaseException:
             out.close()
             self.kill()
             self._collect()
+            hasher.close()
+            if syncer is not None:
+                try:
+                    syncer.close()
+                except OSError:
+                    pass
             raise
         out.close()
         self._collect()
@@ -414,19 +593,58 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def sha256_tree(path):
+def map_threads(fn, items, workers):
+    """[fn(x) for x in items], computed by up to `workers` threads (for work that releases the GIL: hashing,
+    reading files). The first exception is raised after every thread stopped."""
+    items = list(items)
+    workers = max(1, min(workers, len(items)))
+    if workers == 1:
+        return [fn(x) for x in items]
+    results = [None] * len(items)
+    errors = []
+    lock = threading.Lock()
+    todo = iter(range(len(items)))
+
+    def work():
+        while True:
+            with lock:
+                i = next(todo, None)
+                if i is None or errors:
+                    return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:  # pylint: disable=broad-except
+                with lock:
+                    errors.append(e)
+                return
+    threads = [threading.Thread(target=work, name='dbops-worker-%d' % n) for n in range(workers)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def sha256_tree(path, workers=None):
     """sha256 of a directory backup: of the sorted lines '<sha256>  <relative name>' of its files.
 
+    The files are hashed by up to `workers` threads (default: the CPU count, at most 4), largest first.
     Returns (digest, {relative name: sha256}, total size).
     """
-    files = {}
-    size = 0
+    entries = []
     for root, _dirs, names in os.walk(path):
         for name in names:
             full = os.path.join(root, name)
-            rel = os.path.relpath(full, path)
-            files[rel] = sha256_file(full)
-            size += os.path.getsize(full)
+            entries.append((os.path.getsize(full), os.path.relpath(full, path), full))
+    entries.sort(key=lambda e: -e[0])
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    digests = map_threads(sha256_file, [full for _size, _rel, full in entries], workers)
+    files = dict((rel, digest) for (_size, rel, _full), digest in zip(entries, digests))
+    size = sum(e[0] for e in entries)
     text = ''.join('%s  %s\n' % (files[k], k) for k in sorted(files))
     return hashlib.sha256(text.encode('utf-8')).hexdigest(), files, size
 

@@ -17,7 +17,7 @@ import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, ModuleView, Pipeline, PrivateDir, Stage, compressor_argv, find_tool, tool_version,
+    COMPRESSION_EXT, ModuleView, Pipeline, PrivateDir, Stage, VersionProbe, compressor_argv, find_tool, tool_version,
 )
 
 DUMP_OPTIONS = ['--single-transaction', '--quick', '--routines', '--triggers', '--events', '--hex-blob',
@@ -159,12 +159,12 @@ class MysqlTooling:
 
     def dump_plan(self, opts, _out_path, selection, snapshot=None):
         argv = self.dump_argv(self.params['database'], opts.get('schema_only'), selection)
-        tools = dict(dump=dict(path=argv[0], version=tool_version(argv[0])))
+        tools = dict(dump=dict(path=argv[0], version=VersionProbe(argv[0])))
         stages = [Stage(os.path.basename(argv[0]), argv, self.env())]
         if opts['compression'] != 'none':
             cargv = compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
             stages.append(Stage(opts['compression'], cargv))
-            tools[opts['compression']] = dict(path=cargv[0], version=tool_version(cargv[0]))
+            tools[opts['compression']] = dict(path=cargv[0], version=VersionProbe(cargv[0]))
         return dict(stages=stages, writes_dir=False, tools=tools)
 
     def export_snapshot(self):

@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, ModuleView, Pipeline, Stage, compressor_argv, run_tool, tool_version,
+    COMPRESSION_EXT, ModuleView, Pipeline, Stage, VersionProbe, compressor_argv, map_threads, run_tool, tool_version,
 )
 
 try:
@@ -48,6 +48,13 @@ def candidate_bin_dirs():
             seen.add(real)
             out.append(d)
     return out
+
+
+def is_pg_wrapper(pg_dump):
+    """Debian's postgresql-common makes /usr/bin/pg_dump a link to its pg_wrapper script. It is not a pg_dump of
+    its own: it runs the pg_dump of one of the /usr/lib/postgresql/N/bin directories (candidates already), chosen
+    at run time, behind a Perl start-up on every call."""
+    return os.path.basename(os.path.realpath(pg_dump)) == 'pg_wrapper'
 
 
 def parse_major(version_line):
@@ -100,20 +107,24 @@ class PgTooling:
             line = tool_version(path)
             self._bin[need] = (self.tool_path, parse_major(line) or 0, line)
             return self._bin[need]
+        dirs = candidate_bin_dirs()
+        # Debian's pg_wrapper only if there is nothing else; every candidate's --version is asked at once
+        dirs = [d for d in dirs if not is_pg_wrapper(os.path.join(d, 'pg_dump'))] or dirs
+        lines = map_threads(lambda d: tool_version(os.path.join(d, 'pg_dump')), dirs, len(dirs))
         found = []
-        for d in candidate_bin_dirs():
-            line = tool_version(os.path.join(d, 'pg_dump'))
+        for order, (d, line) in enumerate(zip(dirs, lines)):
             major = parse_major(line)
             if major:
-                found.append((major, d, line))
+                found.append((major, order, d, line))
+        # the smallest suitable major; between equal majors, the first in the search order
         suitable = sorted(f for f in found if f[0] >= need)
         if not suitable:
             raise DbopsError(
                 'No pg_dump of PostgreSQL %d or later was found (the server is %s; pg_dump refuses a newer server). '
                 'Found: %s. Install postgresql-client-%d, or set tool_path to its bin directory.'
                 % (need, self.db.server_info()['version'],
-                   ', '.join('%s (%d)' % (d, m) for m, d, _l in found) or 'none', need))
-        major, d, line = suitable[0]
+                   ', '.join('%s (%d)' % (d, m) for m, _o, d, _l in found) or 'none', need))
+        major, _order, d, line = suitable[0]
         self._bin[need] = (d, major, line)
         return self._bin[need]
 
@@ -235,7 +246,7 @@ class PgTooling:
         if fmt == 'plain' and compression != 'none':
             cargv = compressor_argv(compression, self.tool_path, opts.get('compression_level'))
             stages.append(Stage(compression, cargv))
-            tools[compression] = dict(path=cargv[0], version=tool_version(cargv[0]))
+            tools[compression] = dict(path=cargv[0], version=VersionProbe(cargv[0]))
         return dict(stages=stages, writes_dir=False, tools=tools)
 
     def export_snapshot(self):

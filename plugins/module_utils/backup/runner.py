@@ -223,7 +223,6 @@ class Backup:
                 if opts['verify'] == 'restore':
                     snap, snapshot = self.tools.export_snapshot()
                 plan = self.tools.dump_plan(opts, tmp, selection, snapshot=snapshot)
-                tools = plan['tools']
                 pipe = c.Pipeline(plan['stages'], redact=self.db.redact, progress=progress)
                 if plan['writes_dir']:
                     pipe.run()
@@ -242,6 +241,7 @@ class Backup:
                         err = DbopsError('%s %s' % (err, c.disk_error_message(OSError(28, 'ENOSPC'), dest)),
                                          **err.details)
                     raise err
+                tools = c.resolve_versions(plan['tools'])  # version probes ran while the dump did
                 if plan['writes_dir']:
                     c.fsync_tree(tmp)
                     sha, files, size = c.sha256_tree(tmp)
@@ -303,7 +303,8 @@ class Backup:
                 os.close(fd)
             if not pipe.ok:
                 raise pipe.failure('Compressing the SQLite backup')
-            tools = dict(tools, sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
+            tools = dict(c.resolve_versions(tools),
+                         sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
             return pipe.sha256.hexdigest(), pipe.bytes, tools, counts
         except OSError as e:
             raise DbopsError(c.disk_error_message(e, os.path.dirname(tmp)))

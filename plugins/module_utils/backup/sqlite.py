@@ -16,7 +16,7 @@ import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, Pipeline, Stage, compressor_argv, remove_path, tool_version,
+    COMPRESSION_EXT, Pipeline, Stage, VersionProbe, compressor_argv, remove_path,
 )
 
 
@@ -109,7 +109,7 @@ class SqliteTooling:
             return [Stage('cat', ['cat'])], {}
         cargv = compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
         return [Stage(opts['compression'], cargv)], {opts['compression']: dict(path=cargv[0],
-                                                                               version=tool_version(cargv[0]))}
+                                                                               version=VersionProbe(cargv[0]))}
 
     def decompress_stages(self, manifest):
         if manifest.get('compression', 'none') != 'none':
