@@ -51,8 +51,8 @@ options:
     description:
       - C(gzip), C(lz4), C(zstd) or C(none).
       - PostgreSQL C(custom)/C(directory) compress inside C(pg_dump). C(lz4) and C(zstd) need a C(pg_dump) 16 or
-        later built with them; otherwise the module fails and says what to use. C(plain) and the other engines are
-        compressed by the C(gzip)/C(lz4)/C(zstd) tool in the pipeline.
+        later built with them; otherwise the module fails and says what to use (in check mode too). C(plain) and
+        the other engines are compressed by the C(gzip)/C(lz4)/C(zstd) tool in the pipeline.
     type: str
     choices: [none, gzip, lz4, zstd]
     default: gzip
@@ -128,7 +128,8 @@ attributes:
   check_mode:
     support: full
     description: Says which file it would write, which tools it would use and which backups retention would
-      remove; writes nothing.
+      remove; writes nothing. Refuses what the real run would refuse before dumping (a compression the
+      C(pg_dump) lacks, a missing compressor).
   diff_mode:
     support: none
     description: No diff; the result describes what was written.

@@ -347,6 +347,27 @@ def test_pg_compression_the_tool_lacks_gives_a_clear_error(ansible, one_pg_db, t
     assert_nothing_left(tmp_path / "bk")
 
 
+@pytest.mark.parametrize("server_name", ["pg15", "pg16"])
+def test_pg_compression_the_tool_lacks_is_refused_in_check_mode_too(ansible, servers, tmp_path, server_name):
+    if server_name not in servers:
+        pytest.skip("%s not started" % server_name)
+    server = servers[server_name]
+    from conftest import DB  # pylint: disable=import-outside-toplevel
+    pg_db = DB(server, server.create_database())
+    try:
+        args = dict(pg_db.params, dest=str(tmp_path / "bk"), compression="zstd", format="directory")
+        real = ansible.run(BACKUP, args)
+        check = ansible.run(BACKUP, args, check=True)
+        assert real.failed and check.failed
+        assert check["msg"] == real["msg"] and "zstd" in check["msg"] and "format plain" in check["msg"]
+        dest = tmp_path / "bk"
+        assert not dest.exists() or os.listdir(dest) == []
+        ok = ansible.run(BACKUP, dict(args, compression="gzip"), check=True, expect_failure=False)
+        assert ok.changed and (not dest.exists() or os.listdir(dest) == [])
+    finally:
+        server.drop_database(pg_db.name)
+
+
 # --------------------------------------------------------------------------
 # retention and reuse
 # --------------------------------------------------------------------------

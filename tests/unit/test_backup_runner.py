@@ -348,6 +348,21 @@ def test_tool_versions_probed_during_the_dump_are_plain_strings_in_the_manifest(
     assert json.load(open(r["manifest_path"]))["tools"]["zstd"]["version"] == "faketool 1.2.3"
 
 
+# --------------------------------------------------------------------------
+# check mode refuses what the real run refuses
+# --------------------------------------------------------------------------
+
+def test_check_mode_refuses_what_the_dump_would_refuse(tmp_path):
+    class Refusing(FakeTools):
+        def check_options(self, opts):
+            self.calls.append(("check", opts["compression"]))
+            raise DbopsError("pg_dump 15 cannot compress the custom format with zstd")
+    tools = Refusing()
+    with pytest.raises(DbopsError, match="cannot compress the custom format with zstd"):
+        backup(tmp_path / "bk", tools=tools, check_mode=True, compression="zstd")
+    assert tools.calls == [("check", "zstd")] and not (tmp_path / "bk").exists()
+
+
 class PgAdapterStub:
     server_version = 150018
 
@@ -367,6 +382,22 @@ def fake_pg_bin(directory, version, sleep=0):
         p.write_text("#!/bin/sh\nsleep %s\necho 'pg_dump (PostgreSQL) %s'\n" % (sleep, version))
         p.chmod(0o755)
     return str(directory)
+
+
+@pytest.mark.parametrize("fmt", ["custom", "directory"])
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_pg_check_options_refuses_lz4_zstd_before_16_with_the_dump_time_message(tmp_path, fmt, compression):
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling  # pylint: disable=import-outside-toplevel
+    tools = PgTooling(FakeModule(tool_path=fake_pg_bin(tmp_path / "bin", "15.18")), PgAdapterStub())
+    opts = dict(format=fmt, compression=compression, compression_level=None, jobs=1, schema_only=False)
+    with pytest.raises(DbopsError) as at_check:
+        tools.check_options(opts)
+    with pytest.raises(DbopsError) as at_dump:
+        tools.dump_plan(opts, str(tmp_path / "out"), dict(include=[], exclude=[], tables=[]))
+    assert str(at_check.value) == str(at_dump.value)
+    assert "before PostgreSQL 16" in str(at_check.value) and compression in str(at_check.value)
+    tools.check_options(dict(opts, compression="gzip"))  # gzip is fine
+    tools.check_options(dict(opts, format="plain"))       # plain is compressed by the tool
 
 
 def test_pg_client_choice_skips_debians_pg_wrapper_and_keeps_the_search_order(tmp_path, monkeypatch):

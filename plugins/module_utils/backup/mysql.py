@@ -145,6 +145,12 @@ class MysqlTooling:
         return []
 
     # --- dump --------------------------------------------------------------------------------
+    def check_options(self, opts):
+        """Refuse in check mode what dump_plan refuses in a real run (no dump tool, no compressor). Writes nothing."""
+        self.tool('dump')
+        if opts['compression'] != 'none':
+            compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
+
     def dump_argv(self, database, schema_only=False, selection=None):
         dump = self.tool('dump')
         argv = [dump, '--defaults-file=%s' % self.defaults_file()] + DUMP_OPTIONS

@@ -219,6 +219,15 @@ class PgTooling:
         return ['--compress=%s' % spec]
 
     # --- dump -----------------------------------------------------------------------------
+    def check_options(self, opts):
+        """Refuse in check mode what dump_plan refuses in a real run (a compression this pg_dump lacks, a missing
+        compressor), with the same message. Writes nothing."""
+        _d, major, _line = self.bin_dir()
+        self.compress_option(opts['compression'], opts.get('compression_level'), opts['format'], major,
+                             self.tool('pg_dump'))
+        if opts['format'] == 'plain' and opts['compression'] != 'none':
+            compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
+
     def dump_plan(self, opts, out_path, selection, snapshot=None):
         """The pipeline of a dump. Returns dict(stages, writes_dir, tools)."""
         fmt, compression = opts['format'], opts['compression']

@@ -175,6 +175,8 @@ class Backup:
             n += 1
         final = os.path.join(dest, name)
         if module.check_mode:
+            if hasattr(self.tools, 'check_options'):
+                self.tools.check_options(opts)  # what the dump would refuse (e.g. zstd with pg_dump < 16)
             future = group + [(final + c.MANIFEST_SUFFIX, dict(finished_at=c.iso(now), file=name))]
             would = c.plan_retention(future, p['keep_last'], opts['keep_days'], now,
                                      protect={final + c.MANIFEST_SUFFIX})

@@ -111,6 +111,11 @@ class SqliteTooling:
         return [Stage(opts['compression'], cargv)], {opts['compression']: dict(path=cargv[0],
                                                                                version=VersionProbe(cargv[0]))}
 
+    def check_options(self, opts):
+        """Refuse in check mode what a real run refuses (no compressor). Writes nothing."""
+        if opts['compression'] != 'none':
+            compressor_argv(opts['compression'], self.tool_path, opts.get('compression_level'))
+
     def decompress_stages(self, manifest):
         if manifest.get('compression', 'none') != 'none':
             return [Stage('%s -d' % manifest['compression'],
