@@ -1,0 +1,149 @@
+"""The focused playbooks (enum_fix, migration_resolve, backup, rollback, verify) as an operator or AWX runs them:
+flat extra vars only, through ansible-playbook, against real servers. The whole-fleet behaviour (canary, rehearsal,
+check mode over many hosts) is proven by the molecule scenarios; these tests pin each playbook's contract."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+def recap(result, host="localhost"):
+    m = re.search(host + r"\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", result.stdout)
+    assert m, result.stdout[-3000:] + result.stderr[-2000:]
+    return dict(ok=int(m[1]), changed=int(m[2]), failed=int(m[4]))
+
+
+def conn_vars(db, tmp_path):
+    p = db.params
+    out = {"dbops_engine": p["engine"], "dbops_database": p["database"], "dbops_hosts": "localhost",
+           "dbops_backup_dir": str(tmp_path / "backups"), "dbops_report_dir": str(tmp_path / "reports"),
+           "dbops_preflight_min_free_mb": 1}
+    for key in ("login_host", "login_port", "login_user", "login_password"):
+        if p.get(key) is not None:
+            out["dbops_" + key] = p[key]
+    return out
+
+
+def reports(tmp_path):
+    return [json.loads(Path(f).read_text()) for f in sorted(glob.glob(str(tmp_path / "reports" / "*" / "report.json")))]
+
+
+def manifests(tmp_path):
+    return sorted(glob.glob(str(tmp_path / "backups" / "*.manifest.json")))
+
+
+def test_enum_fix_playbook_awx_style_extra_vars(ansible, pg_db, tmp_path):
+    """Seed 1 with flat survey answers: a comma string of values; backup, fix, verify, report; re-run is a no-op."""
+    pg_db.execute('''CREATE TYPE "CredentialType" AS ENUM ('API_KEY', 'COOKIE')''')
+    pg_db.execute('CREATE TABLE "ExternalCredential" (id serial PRIMARY KEY, type "CredentialType")')
+    pg_db.execute('''INSERT INTO "ExternalCredential" (type) VALUES ('COOKIE'), ('API_KEY')''')
+    extra = dict(conn_vars(pg_db, tmp_path), dbops_enum_name="CredentialType",
+                 dbops_enum_values="PERSONAL_ACCESS_TOKEN, OAUTH_APP", dbops_report_run_id="run1")
+    r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=extra)
+    assert r.rc == 0, r.stdout[-4000:]
+    assert pg_db.query('SELECT unnest(enum_range(NULL::"CredentialType"))::text') == [
+        ("API_KEY",), ("COOKIE",), ("PERSONAL_ACCESS_TOKEN",), ("OAUTH_APP",)]
+    pg_db.execute('''INSERT INTO "ExternalCredential" (type) VALUES ('PERSONAL_ACCESS_TOKEN')''')
+    # One fresh backup, its sha256 true to the file, recorded in the report with the statement that ran.
+    [manifest] = manifests(tmp_path)
+    m = json.loads(Path(manifest).read_text())
+    backup_file = Path(manifest).parent / m["file"]
+    assert hashlib.sha256(backup_file.read_bytes()).hexdigest() == m["sha256"]
+    [report] = reports(tmp_path)
+    [host] = report["hosts"]
+    assert host["outcome"] == "changed" and report["summary"]["changed"] == 1
+    assert host["backup"]["path"] == str(backup_file) and host["backup"]["sha256"] == m["sha256"]
+    statements = [q for c in host["changes"] if not c["plan"] for q in c["queries"]]
+    assert statements == ['ALTER TYPE "public"."CredentialType" ADD VALUE IF NOT EXISTS \'PERSONAL_ACCESS_TOKEN\'',
+                          'ALTER TYPE "public"."CredentialType" ADD VALUE IF NOT EXISTS \'OAUTH_APP\''], statements
+    assert host["checks"]["failed"] == 0 and host["checks"]["passed"] >= 2
+    html = (tmp_path / "reports" / "run1" / "report.html").read_text()
+    assert "localhost" in html and m["sha256"][:12] in html
+    # Secrets: the password is in no report and no output.
+    password = pg_db.params["login_password"]
+    assert password not in (tmp_path / "reports" / "run1" / "report.json").read_text() and password not in html
+    assert password not in r.stdout + r.stderr
+    # The re-run: the plan changes nothing, so no backup, no change.
+    extra["dbops_report_run_id"] = "run2"
+    r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=extra)
+    assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
+    assert len(manifests(tmp_path)) == 1
+    assert reports(tmp_path)[1]["hosts"][0]["outcome"] == "unchanged"
+
+
+def test_backup_then_rollback_from_a_named_backup(ansible, sqlite_db, tmp_path):
+    sqlite_db.execute("CREATE TABLE accounts (id integer PRIMARY KEY, balance integer)")
+    sqlite_db.execute("INSERT INTO accounts (balance) VALUES (10), (20), (30)")
+    extra = conn_vars(sqlite_db, tmp_path)
+    r = ansible.playbook(PLAYBOOKS / "backup.yml", extra_vars=extra)
+    assert r.rc == 0 and recap(r)["changed"] >= 1, r.stdout[-4000:]
+    [manifest] = manifests(tmp_path)
+    # The damage the runbook rolls back from.
+    sqlite_db.execute("DELETE FROM accounts WHERE balance > 10")
+    sqlite_db.execute("CREATE TABLE junk (x int)")
+    # Without a named backup: a clear refusal, nothing restored.
+    r = ansible.playbook(PLAYBOOKS / "rollback.yml", extra_vars=extra)
+    assert r.rc != 0 and "Set dbops_rollback_backup" in r.stdout
+    assert sqlite_db.query("SELECT count(*) FROM accounts") == [(1,)]
+    r = ansible.playbook(PLAYBOOKS / "rollback.yml", extra_vars=dict(extra, dbops_rollback_backup=manifest))
+    assert r.rc == 0 and recap(r)["changed"] >= 1, r.stdout[-4000:]
+    assert sqlite_db.query("SELECT balance FROM accounts ORDER BY id") == [(10,), (20,), (30,)]
+    assert sqlite_db.query("SELECT name FROM sqlite_master WHERE name = 'junk'") == []
+
+
+def test_verify_playbook_catches_the_empty_sqlite_file(ansible, tmp_path):
+    """Seed 3: a release skipped its migrations and left a 0-byte SQLite file."""
+    empty = tmp_path / "app.db"
+    empty.write_bytes(b"")
+    extra = {"dbops_engine": "sqlite", "dbops_database": str(empty), "dbops_hosts": "localhost"}
+    r = ansible.playbook(PLAYBOOKS / "verify.yml", extra_vars=extra)
+    assert r.rc != 0 and "empty database: no tables" in r.stdout, r.stdout[-3000:]
+    assert empty.stat().st_size == 0
+
+
+def test_preflight_refuses_when_the_backup_would_not_fit(ansible, sqlite_db, tmp_path):
+    sqlite_db.execute("CREATE TABLE t (x int)")
+    extra = dict(conn_vars(sqlite_db, tmp_path), dbops_preflight_min_free_mb=1 << 40)
+    r = ansible.playbook(PLAYBOOKS / "backup.yml", extra_vars=extra)
+    assert r.rc != 0 and "MiB needed" in r.stdout and "Free some space" in r.stdout, r.stdout[-3000:]
+    assert not (tmp_path / "backups").exists()
+
+
+def test_migration_resolve_playbook_seed_prisma_on_mariadb(ansible, mysql_db, tmp_path):
+    """Seed 2: the column exists, the Prisma migration that adds it failed; ensure the column, mark it applied."""
+    name = "20240315120000_add_shipment_file"
+    mig = tmp_path / "migrations" / name
+    mig.mkdir(parents=True)
+    (mig / "migration.sql").write_text("ALTER TABLE `shipment_records` ADD COLUMN `shipmentFile` VARCHAR(191) NULL;\n")
+    mysql_db.execute("CREATE TABLE shipment_records (id int PRIMARY KEY, shipmentFile varchar(191) NULL)")
+    extra = dict(conn_vars(mysql_db, tmp_path), dbops_migration_tool="prisma",
+                 dbops_migrations_path=str(tmp_path / "migrations"), dbops_migration_name=name,
+                 dbops_columns=[{"table": "shipment_records", "column": "shipmentFile", "type": "varchar(191)"}])
+    # The history as Prisma left it: the migration started, failed (no finished_at), never rolled back.
+    mysql_db.execute(
+        "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY NOT NULL, checksum VARCHAR(64) NOT NULL, "
+        "finished_at DATETIME(3), migration_name VARCHAR(255) NOT NULL, logs TEXT, rolled_back_at DATETIME(3), "
+        "started_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), applied_steps_count INTEGER UNSIGNED NOT NULL DEFAULT 0)")
+    mysql_db.execute(
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, logs, applied_steps_count) VALUES "
+        "('0b0e6b8e-0000-4000-8000-000000000001', 'x', %s, 'Duplicate column name shipmentFile', 0)", (name,))
+    r = ansible.playbook(PLAYBOOKS / "migration_resolve.yml", extra_vars=extra)
+    assert r.rc == 0, r.stdout[-5000:]
+    rows = mysql_db.query("SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NULL FROM _prisma_migrations "
+                          "ORDER BY started_at")
+    assert (name, 1, 1) in rows, rows
+    [report] = reports(tmp_path)
+    host = report["hosts"][0]
+    assert host["outcome"] == "changed" and host["migrations"]["clean"] is True, host
+    assert [c["step"] for c in host["changes"] if not c["plan"]] == ["migration_repair"]
+    r = ansible.playbook(PLAYBOOKS / "migration_resolve.yml", extra_vars=extra)
+    assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]

@@ -1,0 +1,58 @@
+"""The lookup and filter plugins the roles connect and verify with."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleError, AnsibleFilterError
+
+from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks
+from ansible_collections.dbops.maintenance.plugins.lookup.connection import connection_args
+
+
+def test_connection_args_maps_the_flat_variables_and_leaves_out_unset_ones():
+    hostvars = {"dbops_engine": "postgresql", "dbops_database": "app", "dbops_login_host": "10.0.0.5",
+                "dbops_login_port": 5433, "dbops_login_password": "s3cr3t", "dbops_login_user": "",
+                "dbops_ssl_mode": None, "dbops_lock_timeout": 2, "unrelated": 1}
+    args = connection_args(hostvars.get)
+    assert args == {"engine": "postgresql", "database": "app", "login_host": "10.0.0.5", "login_port": 5433,
+                    "login_password": "s3cr3t"}
+    # Safety options are not connection options (db_verify would reject lock_timeout).
+    assert "lock_timeout" not in args
+
+
+def test_connection_args_database_override_for_a_scratch_copy():
+    get = {"dbops_engine": "mysql", "dbops_database": "shop"}.get
+    assert connection_args(get, database="dbops_scratch_shop")["database"] == "dbops_scratch_shop"
+    assert connection_args(get, database=None)["database"] == "shop"
+
+
+@pytest.mark.parametrize("missing", ["dbops_engine", "dbops_database"])
+def test_connection_args_names_the_missing_variable(missing):
+    hostvars = {"dbops_engine": "sqlite", "dbops_database": "/srv/app.db"}
+    del hostvars[missing]
+    with pytest.raises(AnsibleError, match=missing):
+        connection_args(hostvars.get)
+
+
+def test_fix_checks_keeps_only_what_db_verify_knows():
+    enums = [{"name": "CredentialType", "values": ["PERSONAL_ACCESS_TOKEN"], "after": "COOKIE", "create": False},
+             {"table": "shipment_records", "column": "status", "values": ["RETURNED"], "allow_copy": True}]
+    assert fix_checks(enums, "enum_values") == [
+        {"name": "CredentialType", "values": ["PERSONAL_ACCESS_TOKEN"]},
+        {"table": "shipment_records", "column": "status", "values": ["RETURNED"]}]
+    columns = [{"table": "t", "column": "a", "type": "int", "default": "0", "nullable": False, "alter": True},
+               {"table": "t", "column": "gone", "state": "absent", "allow_drop": True},
+               {"table": "t", "column": "b"}]
+    assert fix_checks(columns, "columns") == [{"table": "t", "column": "a", "type": "int", "nullable": False},
+                                              {"table": "t", "column": "b"}]
+    assert fix_checks(None, "columns") == []
+
+
+@pytest.mark.parametrize("declarations, kind, message", [
+    ([], "tables", "kind must be one of"),
+    ("CredentialType", "enum_values", "expected a list"),
+    (["CredentialType"], "enum_values", "item 0 is a str"),
+])
+def test_fix_checks_refuses_bad_input(declarations, kind, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        fix_checks(declarations, kind)
