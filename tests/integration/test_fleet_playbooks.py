@@ -7,11 +7,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
-import pytest
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
