@@ -7,7 +7,10 @@ database of --pg-mb and a MariaDB database of --mysql-mb (once; reused on the ne
 times, for each case, the bare command (pg_dump / mariadb-dump | compressor > file) and the module
 (run directly with its args file, no ansible-playbook start-up) with verify=none (overhead =
 streaming sha256, manifest, fsync, atomic rename), and the module's peak RSS (VmHWM of the module
-process, polled). Prints a table and writes bench/results/backup_bench_<ts>.{json,md}.
+process, polled), the CPU time of each side (the command or the module with every process it waited for; the
+server's own CPU is in neither), and the module's time outside its dump (wall - the manifest's duration: start-up,
+imports, connection and planning before the dump, manifest, rename and exit after it). Prints a table and writes
+bench/results/backup_bench_<ts>.{json,md}.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,19 +73,27 @@ def seed(server, name, mb):
     return db_size_mb(server, name)
 
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(cmd, env=None, shell=False):
-    t = time.monotonic()
+    """(wall seconds, CPU seconds of the command and every process it waited for)."""
+    t, cpu = time.monotonic(), children_cpu()
     subprocess.run(cmd, env=env, shell=shell, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+    return time.monotonic() - t, children_cpu() - cpu
 
 
 def run_module(module, args):
-    """Run the module file directly (AnsibleModule reads its args from the file); returns (seconds, peak KiB, result)."""
+    """Run the module file directly (AnsibleModule reads its args from the file).
+
+    Returns (seconds, peak KiB, result, CPU seconds of the module and its dump processes)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "collections"))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
     os.chmod(f.name, 0o600)
-    t = time.monotonic()
+    t, cpu = time.monotonic(), children_cpu()
     p = subprocess.Popen([sys.executable, str(ROOT / "plugins" / "modules" / f"{module}.py"), f.name], env=env,
                          stdout=subprocess.PIPE)
     peak = [0]
@@ -97,13 +110,13 @@ def run_module(module, args):
     th = threading.Thread(target=poll, daemon=True)
     th.start()
     out = p.communicate()[0]
-    elapsed = time.monotonic() - t
+    elapsed, cpu = time.monotonic() - t, children_cpu() - cpu
     th.join()
     os.unlink(f.name)
     res = json.loads(out)
     if res.get("failed"):
         raise SystemExit(f"{module} failed: {res.get('msg')}")
-    return elapsed, peak[0], res
+    return elapsed, peak[0], res, cpu
 
 
 def main():
@@ -114,6 +127,8 @@ def main():
     ap.add_argument("--mysql-mb", type=int, default=512)
     ap.add_argument("--dest", default="/var/tmp/dbops-backup-bench")
     ap.add_argument("--reps", type=int, default=2, help="runs of each command (ABBA order); best-of is reported")
+    ap.add_argument("--cases", default="", help="comma-separated substrings: run only the cases whose name has one "
+                                                "(e.g. 'plain,jobs=2'); default all")
     a = ap.parse_args()
     srv = load_servers(a.state_dir)
     load_start = os.getloadavg()
@@ -145,10 +160,12 @@ def main():
         ("mariadb gzip", f"{mdump} | gzip -c > {dest}/bare-m.sql.gz",
          dict(maria.params("bench_backup"), compression="gzip")),
     ]
+    if a.cases:
+        cases = [case for case in cases if any(part.strip() in case[0] for part in a.cases.split(","))]
     rows = []
     for name, bare, args in cases:
         load_before = os.getloadavg()[0]
-        bare_runs, mod_runs, peaks = [], [], []
+        bare_runs, mod_runs, peaks, bare_cpu, mod_cpu, outside = [], [], [], [], [], []
         label = name.replace(" ", "_").replace("=", "")
 
         def clean():
@@ -158,13 +175,19 @@ def main():
             shutil.rmtree(dest / "mod", ignore_errors=True)
 
         def one_bare():
-            bare_runs.append(timed(["bash", "-o", "pipefail", "-c", bare], env=pgenv))
+            wall, cpu = timed(["bash", "-o", "pipefail", "-c", bare], env=pgenv)
+            bare_runs.append(wall)
+            bare_cpu.append(cpu)
             clean()
 
         def one_module():
             mod_args = dict(args, dest=str(dest / "mod"), verify="none", label=label)
-            mod_s, peak_kib, res = run_module("db_backup", mod_args)
+            mod_s, peak_kib, res, cpu = run_module("db_backup", mod_args)
             mod_runs.append(mod_s)
+            mod_cpu.append(cpu)
+            # the module's time outside its dump: start-up, imports, connection, planning before it;
+            # manifest, rename, retention and exit after it (the manifest's duration is dump + hashing + fsync)
+            outside.append(mod_s - res["manifest"]["duration"])
             peaks.append(peak_kib)
             clean()
             return res
@@ -183,6 +206,10 @@ def main():
                          bare_best=round(best_bare, 2), module_best=round(best_mod, 2),
                          overhead_pct=round((best_mod / best_bare - 1) * 100, 1),
                          overhead_pct_mean=round((sum(mod_runs) / sum(bare_runs) - 1) * 100, 1),
+                         bare_cpu_seconds=[round(x, 2) for x in bare_cpu],
+                         module_cpu_seconds=[round(x, 2) for x in mod_cpu],
+                         cpu_overhead_pct=round((sum(mod_cpu) / sum(bare_cpu) - 1) * 100, 1),
+                         module_outside_dump_seconds=[round(x, 3) for x in outside],
                          size_mib=round(res["size"] / 2 ** 20, 1),
                          module_peak_rss_mib=round(max(peaks) / 1024, 1), load1_before=round(load_before, 2),
                          load1_after=round(os.getloadavg()[0], 2)))
@@ -194,12 +221,16 @@ def main():
           f"{os.cpu_count()} CPUs; load average (1/5/15 min) at the start {load_start[0]:.1f}/{load_start[1]:.1f}/"
           f"{load_start[2]:.1f}, at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}",
           "", f"{a.reps} runs of each, in ABBA order; best-of and mean overhead; verify=none", "",
-          "| case | bare s (runs) | db_backup s (runs) | overhead best-of | overhead mean | backup MiB "
-          "| module peak RSS MiB | load1 before/after |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| case | bare s (runs) | db_backup s (runs) | overhead best-of | overhead mean | CPU s bare / module "
+          "(mean) | CPU overhead | module outside the dump s (median) | backup MiB | module peak RSS MiB "
+          "| load1 before/after |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        bc, mc = r['bare_cpu_seconds'], r['module_cpu_seconds']
         md.append(f"| {r['case']} | {' / '.join(map(str, r['bare_seconds']))} | "
                   f"{' / '.join(map(str, r['module_seconds']))} | {r['overhead_pct']}% | {r['overhead_pct_mean']}% | "
+                  f"{sum(bc) / len(bc):.2f} / {sum(mc) / len(mc):.2f} | {r['cpu_overhead_pct']}% | "
+                  f"{statistics.median(r['module_outside_dump_seconds']):.3f} | "
                   f"{r['size_mib']} | {r['module_peak_rss_mib']} | {r['load1_before']} / {r['load1_after']} |")
     text = "\n".join(md) + "\n"
     print(text)
