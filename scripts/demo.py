@@ -1,4 +1,4 @@
-"""Driver of scripts/demo.sh: seed incidents on throwaway servers, fix them with a playbook."""
+"""Driver of scripts/demo.sh: seed incidents on throwaway servers, fix them with playbooks/maintenance.yml."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "build" / "demo-reports"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import servers as harness  # noqa: E402  pylint: disable=wrong-import-position
@@ -57,8 +58,10 @@ def seed(pg, my):
 
 def write_inventory(state, pg, my):
     inv = {
-        "all": {
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "dbops_databases": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                     "dbops_backup_dir": str(Path(state) / "backups" / "{{ inventory_hostname }}"),
+                     "dbops_report_dir": str(REPORTS), "dbops_preflight_min_free_mb": 10},
             "hosts": {
                 "tdp_postgres": {
                     "dbops_engine": "postgresql", "dbops_login_host": pg["login_host"],
@@ -86,10 +89,11 @@ def write_inventory(state, pg, my):
 
 def playbook(inventory, *flags):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build" / "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="False")
+               ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="False",
+               ANSIBLE_DISPLAY_SKIPPED_HOSTS="False")
     cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
-           str(ROOT / "playbooks" / "schema_fix.yml"), *flags]
-    print("$ ansible-playbook -i inventory.json playbooks/schema_fix.yml %s" % " ".join(flags), flush=True)
+           str(ROOT / "playbooks" / "maintenance.yml"), *flags]
+    print("$ ansible-playbook -i inventory.json playbooks/maintenance.yml %s" % " ".join(flags), flush=True)
     return subprocess.run(cmd, env=env, check=True)
 
 
@@ -117,13 +121,17 @@ def main():
         pg, my = info["pg15"], info["mariadb"]
         seed(pg, my)
         inventory = write_inventory(state, pg, my)
-        banner("1. Check mode: what would run (nothing changes)")
+        banner("1. Check mode: what would run (nothing changes, no backup)")
         playbook(inventory, "--check", "--diff")
-        banner("2. The fix")
+        banner("2. The fix: plan, backup, fix, verify (canary host first)")
         playbook(inventory, "--diff")
-        banner("3. Again: nothing left to do (changed=0)")
+        banner("3. Again: nothing left to do (changed=0, no new backup)")
         playbook(inventory)
         show(pg, my)
+        backups = sorted(p.name for p in (Path(state) / "backups").glob("*/*.manifest.json"))
+        print("Backups taken (one per host, by run 2 only): %s" % ", ".join(backups))
+        print("Fleet reports (one per run): %s" % ", ".join(
+            str(p) for p in sorted(REPORTS.glob("*/report.html"))[-3:]))
     finally:
         banner("Stopping the servers")
         harness.stop(state)

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 name: connection
 author: dbops.maintenance engineers (@dbops)
 short_description: The dbops_* connection variables of a host as dbops.maintenance module arguments
-version_added: 1.0.0
+version_added: 0.3.0
 description:
   - Reads the flat connection variables a host has (from inventory, group_vars, host_vars, Ansible Vault,
     an AWX credential or survey) and returns them as a dictionary of module arguments, with the variables
