@@ -8,7 +8,11 @@ import glob
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -145,3 +149,22 @@ def test_migration_resolve_playbook_seed_prisma_on_mariadb(ansible, mysql_db, tm
     assert [c["step"] for c in host["changes"] if not c["plan"]] == ["migration_repair"]
     r = ansible.playbook(PLAYBOOKS / "migration_resolve.yml", extra_vars=extra)
     assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
+
+
+def test_preflight_installs_a_missing_driver_only_when_allowed(ansible, pg_db, tmp_path):
+    """A host whose Python lacks psycopg: a clear refusal, or pip installs it (from PyPI) when allowed."""
+    if pg_db.server.name != "pg15":
+        pytest.skip("the driver is the host's, not the server's: one PostgreSQL server is enough")
+    venv = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    inventory = f"localhost ansible_connection=local ansible_python_interpreter={venv}/bin/python\n"
+    play = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+            "    - ansible.builtin.include_role:\n        name: dbops.maintenance.preflight\n")
+    extra = conn_vars(pg_db, tmp_path)
+    r = ansible.playbook(play, extra_vars=extra, inventory=inventory)
+    assert r.rc != 0 and "Failed to import the required Python library" in r.stdout
+    assert "dbops_preflight_install_drivers" in r.stdout, r.stdout[-3000:]
+    r = ansible.playbook(play, extra_vars=dict(extra, dbops_preflight_install_drivers=True), inventory=inventory)
+    assert r.rc == 0, r.stdout[-4000:]
+    assert "postgresql 1" in r.stdout  # "localhost: postgresql 15.x / 16.x, database ..."
+    assert subprocess.run([f"{venv}/bin/python", "-c", "import psycopg"]).returncode == 0
