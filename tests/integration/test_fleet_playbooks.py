@@ -168,3 +168,26 @@ def test_preflight_installs_a_missing_driver_only_when_allowed(ansible, pg_db, t
     assert r.rc == 0, r.stdout[-4000:]
     assert "postgresql 1" in r.stdout  # "localhost: postgresql 15.x / 16.x, database ..."
     assert subprocess.run([f"{venv}/bin/python", "-c", "import psycopg"]).returncode == 0
+
+
+def test_migration_review_refuses_a_drop_table_then_rehearses_a_safe_fix(ansible, sqlite_db, tmp_path):
+    """Seed 5: review pending migrations (DROP TABLE refused), rehearse the fix on a copy; production untouched."""
+    sqlite_db.execute("CREATE TABLE notes (id integer PRIMARY KEY, body text)")
+    sqlite_db.execute("INSERT INTO notes (body) VALUES ('keep me')")
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "000001_drop_notes.up.sql").write_text("DROP TABLE notes;\n")
+    extra = dict(conn_vars(sqlite_db, tmp_path), dbops_migration_tool="golang-migrate",
+                 dbops_migrations_path=str(migrations),
+                 dbops_columns=[{"table": "notes", "column": "title", "type": "text"}])
+    schema = sqlite_db.query("SELECT sql FROM sqlite_master ORDER BY name")
+    r = ansible.playbook(PLAYBOOKS / "migration_review.yml", extra_vars=extra)
+    assert r.rc != 0 and "drop-table" in r.stdout, r.stdout[-3000:]
+    (migrations / "000001_drop_notes.up.sql").unlink()
+    (migrations / "000001_add_title.up.sql").write_text("ALTER TABLE notes ADD COLUMN title text;\n")
+    r = ansible.playbook(PLAYBOOKS / "migration_review.yml", extra_vars=extra)
+    assert r.rc == 0, r.stdout[-4000:]
+    assert re.search(r'changed: \[localhost\] => \(item=notes\.title\)', r.stdout)  # the fix ran on the copy
+    assert sqlite_db.query("SELECT sql FROM sqlite_master ORDER BY name") == schema
+    assert sqlite_db.query("SELECT body FROM notes") == [("keep me",)]
+    assert not list(Path(sqlite_db.name).parent.glob("dbops_scratch_*"))
