@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleError, AnsibleFilterError
 
+from ansible_collections.dbops.maintenance.plugins.filter.change_entry import change_entry
 from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks
 from ansible_collections.dbops.maintenance.plugins.lookup.connection import connection_args
 
@@ -56,3 +57,29 @@ def test_fix_checks_keeps_only_what_db_verify_knows():
 def test_fix_checks_refuses_bad_input(declarations, kind, message):
     with pytest.raises(AnsibleFilterError, match=message):
         fix_checks(declarations, kind)
+
+
+def test_change_entry_keeps_changed_items_and_their_statements_in_order():
+    results = [
+        {"item": {"name": "A"}, "changed": True, "queries": ["ALTER TYPE a ADD VALUE 'x'"]},
+        {"item": {"name": "B"}, "changed": False, "queries": []},
+        {"item": {"table": "t", "column": "c"}, "changed": True, "queries": ["ALTER TABLE t ADD c int", "COMMENT ON c"]},
+        # the item of a loop that failed half-way: refused, changed nothing
+        {"item": {"table": "t", "column": "d"}, "failed": True, "changed": False, "msg": "refused"},
+        {"skipped": True},
+    ]
+    assert change_entry(results, "schema_fix", "app") == [{
+        "step": "schema_fix", "database": "app", "rehearsal": False, "plan": False, "check_mode": False,
+        "items": [{"name": "A"}, {"table": "t", "column": "c"}],
+        "queries": ["ALTER TYPE a ADD VALUE 'x'", "ALTER TABLE t ADD c int", "COMMENT ON c"]}]
+
+
+def test_change_entry_nothing_changed_and_flags():
+    assert change_entry([{"changed": False}], "schema_fix", "app") == []
+    assert change_entry(None, "schema_fix", "app") == []
+    [entry] = change_entry([{"changed": True, "item": "m1"}], "migration_repair", "dbops_scratch_app",
+                           rehearsal=True, plan=True)
+    assert entry["rehearsal"] is True and entry["plan"] is True and entry["check_mode"] is True
+    assert entry["queries"] == [] and entry["items"] == ["m1"]
+    with pytest.raises(AnsibleFilterError, match="registered loop"):
+        change_entry({"results": []}, "schema_fix", "app")
