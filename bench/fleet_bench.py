@@ -285,7 +285,7 @@ def parse_recap(text):
     return out
 
 
-def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining, pids):
+def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining, pids):  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     timing = work / ("timing-%s.json" % label)
     out_file = work / ("out-%s.txt" % label)
@@ -297,6 +297,7 @@ def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining
                ANSIBLE_LOCAL_TEMP=str(work / "ansible-local"), ANSIBLE_HOME=str(work / "ansible-home"))
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks), str(playbook)] + extra_args
     load_before = loadavg()
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     srv_before = servers_cpu(pids)
     own = {"cpu": 0.0}
     with open(out_file, "wb") as out:
@@ -326,7 +327,7 @@ def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining
         cb = json.loads(timing.read_text(encoding="utf-8"))
     recap = cb.get("recap") or recap_text
     return {
-        "label": label, "rc": proc.returncode, "wall_s": round(wall, 3),
+        "label": label, "started_utc": started, "rc": proc.returncode, "wall_s": round(wall, 3),
         "cpu_total_s": round(ru.ru_utime + ru.ru_stime, 2),
         "cpu_user_s": round(ru.ru_utime, 2), "cpu_sys_s": round(ru.ru_stime, 2),
         "cpu_controller_s": round(own["cpu"], 2), "cpu_servers_s": round(srv_after - srv_before, 2),
@@ -345,7 +346,7 @@ def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining
 # where the time goes
 # --------------------------------------------------------------------------
 
-def analyse(timing, n_hosts):
+def analyse(timing, n_hosts):  # pylint: disable=too-many-locals
     """Per task: hosts run/skipped, wall (task start -> next task start), per-host durations."""
     tasks = timing.get("tasks") or []
     if not tasks:
@@ -397,7 +398,7 @@ def analyse(timing, n_hosts):
 
 def summarise(runs):
     walls = [r["wall_s"] for r in runs]
-    return {"n": len(runs), "wall_best_s": min(walls), "wall_mean_s": round(statistics.mean(walls), 2),
+    return {"n": len(runs), "wall_best_s": min(walls), "wall_mean_s": round(statistics.mean(walls), 3),
             "cpu_total_mean_s": round(statistics.mean(r["cpu_total_s"] for r in runs), 2),
             "cpu_controller_mean_s": round(statistics.mean(r["cpu_controller_s"] for r in runs), 2),
             "cpu_servers_mean_s": round(statistics.mean(r["cpu_servers_s"] for r in runs), 2),
@@ -405,7 +406,7 @@ def summarise(runs):
             "load1": [[r["load_before"][0], r["load_after"][0]] for r in runs]}
 
 
-def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-branches
+def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-branches,too-many-nested-blocks
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--forks", default="5,10")
     ap.add_argument("--instances", type=int, default=20, help="server instances = inventory hosts (default 20)")
@@ -435,9 +436,9 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     password = password_file.read_text(encoding="utf-8").strip()
     doc = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "argv": sys.argv[1:], "fleet": fleet, "forks": forks_list, "reps": a.reps, "rows": a.rows,
-           "pipelining": a.pipelining, "cpus": os.cpu_count(), "runs": [], "errors": []}
+           "pipelining": a.pipelining, "cpus": os.cpu_count(), "runs": [], "errors": [], "code": code_state()}
     stopped = False
-    try:
+    try:  # pylint: disable=too-many-nested-blocks
         spec = ",".join("%s=%s@%s" % (h["name"], h["kind"], h["address"]) for h in fleet)
         mem_before = _meminfo_used_mib()
         load = loadavg()
@@ -501,6 +502,15 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     return report(doc, len(fleet))
 
 
+def code_state():
+    """The commit, and the files of the code under test that differ from it (other people edit the same working
+    tree: the roles a run used may be uncommitted)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=str(REPO), capture_output=True, text=True, check=False).stdout
+    return {"head": git("rev-parse", "HEAD").strip(),
+            "uncommitted": git("status", "--porcelain", "--", "roles", "playbooks", "plugins").splitlines()}
+
+
 def _meminfo_used_mib():
     vals = {}
     with open("/proc/meminfo", encoding="ascii") as f:
@@ -523,8 +533,8 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
     doc["summary"] = summary
     verdicts, met = [], not doc["errors"]
     for forks in doc["forks"]:
-        m = next((s for s in summary if s["forks"] == forks and s["way"] == "maintenance" and s["phase"] == "rerun"), None)
-        p = next((s for s in summary if s["forks"] == forks and s["way"] == "plain" and s["phase"] == "rerun"), None)
+        m, p = (next((s for s in summary if s["forks"] == forks and s["way"] == way and s["phase"] == "rerun"), None)
+                for way in ("maintenance", "plain"))
         if not (m and p):
             met = False
             continue
@@ -540,6 +550,8 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
                  n_hosts, ", ".join("%d %s" % (sum(1 for h in doc["fleet"] if h["kind"] == k), k)
                                     for k in sorted({h["kind"] for h in doc["fleet"]})),
                  doc["reps"], "on" if doc["pipelining"] else "off", ", ".join(doc.get("versions", []))),
+             "Code: %s%s." % (doc["code"]["head"][:12], (" + uncommitted changes in " + ", ".join(
+                 sorted({ln[3:] for ln in doc["code"]["uncommitted"]}))) if doc["code"]["uncommitted"] else ""),
              "Servers started in %s s; their memory after seeding: RSS %s MiB, PSS %s MiB (%s processes)." % (
                  doc.get("servers_start_s"), doc.get("servers_memory_after_seed", {}).get("rss_mib"),
                  doc.get("servers_memory_after_seed", {}).get("pss_mib"),
