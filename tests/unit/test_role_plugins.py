@@ -6,6 +6,7 @@ import pytest
 from ansible.errors import AnsibleError, AnsibleFilterError
 
 from ansible_collections.dbops.maintenance.plugins.filter.change_entry import change_entry
+from ansible_collections.dbops.maintenance.plugins.filter.failure_message import failure_message
 from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks
 from ansible_collections.dbops.maintenance.plugins.lookup.connection import connection_args
 
@@ -83,3 +84,19 @@ def test_change_entry_nothing_changed_and_flags():
     assert entry["queries"] == [] and entry["items"] == ["m1"]
     with pytest.raises(AnsibleFilterError, match="registered loop"):
         change_entry({"results": []}, "schema_fix", "app")
+
+
+def test_failure_message_of_a_failed_loop_names_the_items():
+    result = {"msg": "One or more items failed", "failed": True, "results": [
+        {"changed": True, "item": "a"},
+        {"failed": True, "msg": 'value too long for type character varying(5)', "item": "b"},
+        {"failed": True, "msg": "refused: NOT NULL without a default", "item": "c"}]}
+    assert failure_message(result) == ("value too long for type character varying(5); "
+                                       "refused: NOT NULL without a default")
+
+
+def test_failure_message_plain_task_stderr_and_default():
+    assert failure_message({"msg": "db_verify: 1 of 3 check(s) failed"}) == "db_verify: 1 of 3 check(s) failed"
+    assert failure_message({"stderr": "pg_dump: error"}) == "pg_dump: error"
+    assert failure_message({}) == "unknown error"
+    assert failure_message(None, "nothing") == "nothing"

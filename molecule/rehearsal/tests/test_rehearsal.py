@@ -89,10 +89,6 @@ def test_report(fleet, report):
     assert report["summary"]["failed"] == 2 and report["summary"]["rolled_back"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "roles/rehearse: its rescue records ansible_failed_result.msg, which for a failed loop (schema_fix's "
-    "'Ensure columns') is only 'One or more items failed'; the item's own message (value too long) is lost "
-    "(maintenance.yml's rescue takes the failed items' messages, the rehearse role does not)"))
 def test_rehearsal_error_names_the_cause(report):
     row = {h["host"]: h for h in report["hosts"]}["pg15r"]
     assert "value too long for type character varying(5)" in row["rehearsal"]["error"]
