@@ -746,6 +746,15 @@ def load_info(state_dir):
     return info
 
 
+def _save_or_remove(path, data, write):
+    """Write what is left (``write()``), or remove ``path`` when nothing is."""
+    if data:
+        write()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def _write_info(state_dir, current):
     """servers.json, without the passwords that live in a password file."""
     on_disk = {}
@@ -930,18 +939,9 @@ def stop(state_dir, only=None):
         instances = _load_instances(state_dir)
         for name in names:
             instances.pop(name, None)
-        inst_path = os.path.join(state_dir, INSTANCES_FILE)
-        if instances:
-            _write_json_private(inst_path, instances)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(inst_path)
-        path = os.path.join(state_dir, STATE_FILE)
-        if current:
-            _write_info(state_dir, current)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        _save_or_remove(os.path.join(state_dir, INSTANCES_FILE), instances,
+                        lambda: _write_json_private(os.path.join(state_dir, INSTANCES_FILE), instances))
+        _save_or_remove(os.path.join(state_dir, STATE_FILE), current, lambda: _write_info(state_dir, current))
     if not current:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(state_dir, ".lock"))
