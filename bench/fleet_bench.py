@@ -285,7 +285,8 @@ def parse_recap(text):
     return out
 
 
-def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining, pids):  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
+# pylint: disable-next=too-many-arguments,too-many-positional-arguments,too-many-locals
+def run_playbook(label, playbook, inventory, forks, work, extra_args, pipelining, pids):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     timing = work / ("timing-%s.json" % label)
     out_file = work / ("out-%s.txt" % label)
@@ -568,8 +569,8 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
     lines += ["", "Per host = best wall / hosts. CPU = mean over the reps of ansible-playbook and everything it "
               "started (workers, modules, psql/pg_dump/mariadb); controller = the ansible-playbook process itself; "
               "server = the database servers during the run.", ""]
-    lines += ["- " + v for v in verdicts] + ["- goal (maintenance.yml re-run no slower than the plain re-run): %s"
-                                              % ("MET" if met else "NOT MET")]
+    goal = "MET" if met else "NOT MET"
+    lines += ["- " + v for v in verdicts] + ["- goal (maintenance.yml re-run no slower than the plain re-run): " + goal]
     if doc["errors"]:
         lines += ["", "Problems:"] + ["- " + e for e in doc["errors"]]
     # where the time goes: the maintenance re-run and first run with the most forks, rep 1
@@ -589,13 +590,13 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
                 an["median_host_duration_set_fact_debug_s"]), "",
             "| role | task starts | host results run | module runs | wall (s) |", "|---|---:|---:|---:|---:|"]
         for role, b in an["by_role"].items():
-            lines.append("| %s | %d | %d | %d | %.1f |" % (role, b["tasks"], b["host_results"], b["module_runs"],
-                                                          b["wall_s"]))
+            row = (role, b["tasks"], b["host_results"], b["module_runs"], b["wall_s"])
+            lines.append("| %s | %d | %d | %d | %.1f |" % row)
         lines += ["", "| slowest tasks | role | action | hosts run/skipped | wall (s) | mean per host (s) |",
                   "|---|---|---|---|---:|---:|"]
         for t in an["top_tasks"]:
-            lines.append("| %s | %s | %s | %d/%d | %.2f | %s |" % (t["name"], t["role"], t["action"], t["ran"],
-                                                                 t["skipped"], t["wall_s"], t["host_mean_s"]))
+            row = (t["name"], t["role"], t["action"], t["ran"], t["skipped"], t["wall_s"], t["host_mean_s"])
+            lines.append("| %s | %s | %s | %d/%d | %.2f | %s |" % row)
     text = "\n".join(lines) + "\n"
     print()
     print(text)

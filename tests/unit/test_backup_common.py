@@ -394,7 +394,7 @@ def test_stream_hasher_failure_is_raised_and_never_blocks_the_feeder():
     h = c.StreamHasher(factory=FailingHash, maxsize=1)
     # after the failure the thread keeps taking chunks, so update() never blocks on a full queue
     with pytest.raises(DbopsError, match="sha256 .*failed.*simulated hashing failure"):
-        for _ in range(1000):
+        for _chunk in range(1000):
             h.update(b"x" * 4096)
     with pytest.raises(DbopsError, match="simulated hashing failure"):
         h.finish()
