@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ansible_run import JSON_BEGIN, JSON_END, _write_private, to_yaml
+from conftest import DB
 
 
 def run_tasks(ansible, tasks):
@@ -47,23 +48,5 @@ def run_tasks(ansible, tasks):
     return out
 
 
-class ServerDB:
-    """A database on a harness Server (like conftest's DB), for fixtures that choose the server themselves."""
-
-    def __init__(self, server, name):
-        self.server = server
-        self.name = name
-
-    @property
-    def engine(self):
-        return self.server.engine
-
-    @property
-    def params(self):
-        return self.server.params(self.name)
-
-    def query(self, sql, params=None):
-        return self.server.query(self.name, sql, params)
-
-    def execute(self, sql, params=None):
-        return self.server.execute(self.name, sql, params)
+# A database on a harness Server, for fixtures that choose the server themselves: conftest's own DB.
+ServerDB = DB
