@@ -103,7 +103,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import install_signal_handlers
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Clone
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.clone import Clone
 
 
 def main():

@@ -133,7 +133,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     Interrupted, install_signal_handlers,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Restore
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import Restore
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
 
