@@ -714,78 +714,15 @@ def write_json_atomic(path, data):
 # manifests
 # --------------------------------------------------------------------------
 
-def manifest_path_for(backup_path):
-    return backup_path.rstrip('/') + MANIFEST_SUFFIX
-
-
-def read_manifest(path):
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DbopsError('Manifest %s does not exist.' % path)
-    except (OSError, ValueError) as e:
-        raise DbopsError('Cannot read the manifest %s: %s' % (path, e))
-    if not isinstance(data, dict) or data.get('kind') != MANIFEST_KIND:
-        raise DbopsError('%s is not a dbops.maintenance backup manifest (no "kind": "%s").' % (path, MANIFEST_KIND))
-    return data
-
-
-def backup_file_of(manifest_path, manifest):
-    return os.path.join(os.path.dirname(os.path.abspath(manifest_path)), manifest['file'])
-
-
-def list_backups(directory):
-    """All this collection's backups in directory: list of (manifest_path, manifest), oldest first.
-
-    Files without a valid manifest of this collection are never returned, so retention never touches them.
-    """
-    found = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return found
-    for name in names:
-        if not name.endswith(MANIFEST_SUFFIX) or name.startswith('.'):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            m = read_manifest(path)
-            parse_iso(m['finished_at'])
-        except (DbopsError, KeyError, ValueError, TypeError):
-            continue
-        if m.get('file') and '/' not in m['file'] and name == m['file'] + MANIFEST_SUFFIX:
-            found.append((path, m))
-    found.sort(key=lambda pm: pm[1]['finished_at'])
-    return found
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.manifest import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+    backup_file_of, check_backup_integrity, list_backups, manifest_path_for, read_manifest,
+)
 
 
 def current_size(path):
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(r, n)) for r, _d, ns in os.walk(path) for n in ns)
     return os.path.getsize(path)
-
-
-def check_backup_integrity(backup_path, manifest):
-    """Raise DbopsError unless the backup on disk has the manifest's size and sha256."""
-    if not os.path.exists(backup_path):
-        raise DbopsError('The backup %s named by its manifest does not exist.' % backup_path)
-    if manifest.get('layout') == 'directory':
-        digest, files, _size = sha256_tree(backup_path)
-        if digest != manifest.get('sha256'):
-            want = manifest.get('files') or {}
-            bad = sorted(set(k for k in set(want) | set(files) if want.get(k) != files.get(k)))
-            raise DbopsError('The backup %s does not match its manifest: sha256 %s, the manifest says %s '
-                             '(files that differ: %s). It was changed or damaged after it was written; it cannot be '
-                             'trusted.' % (backup_path, digest, manifest.get('sha256'), ', '.join(bad[:10]) or '?'))
-        return digest
-    digest = sha256_file(backup_path)
-    if digest != manifest.get('sha256'):
-        raise DbopsError('The backup %s does not match its manifest: sha256 %s, the manifest says %s (size %d, '
-                         'manifest %s). It was changed or damaged after it was written; it cannot be trusted.'
-                         % (backup_path, digest, manifest.get('sha256'), os.path.getsize(backup_path),
-                            manifest.get('size')))
-    return digest
 
 
 # --------------------------------------------------------------------------
