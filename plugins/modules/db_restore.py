@@ -12,13 +12,48 @@ version_added: 0.2.0
 description:
   - Restores a backup of M(dbops.maintenance.db_backup) (given by its manifest or its file) into O(database),
     by default the database it came from.
-  - Refuses, changing nothing, when the backup's sha256 no longer matches its manifest, when the backup's engine
-    or format is not the task's, or when the target database exists and is not empty (unless O(replace=true)).
-  - With O(replace=true) the target is dropped and recreated, holding the collection's maintenance lock on it;
-    other sessions connected to it make the module refuse (stop the application first).
-  - PostgreSQL restores stop at the first error (C(pg_restore --exit-on-error --single-transaction), or
-    C(psql ON_ERROR_STOP) in one transaction for plain dumps), so a failed restore keeps nothing. MySQL/MariaDB
-    restores stop at the first error (the client in batch mode); a failed restore empties the target again.
+  - B(Everything is checked before anything is touched) - every field of the manifest (engine, format and
+    compression from fixed lists; C(file) a plain name beside the manifest, not a symbolic link; sizes integers;
+    C(sha256) hex; the table list's shape; C(database_facts) names looked up in the server's catalog and quoted),
+    the backup's size and sha256, the decompressor, the target, and the free space for the side copy. A failed
+    check changes nothing.
+  - The target must not exist or be B(empty) - no user objects at all (PostgreSQL - tables, views, materialized
+    views, sequences, foreign tables, composite/enum/domain/range types, functions, event triggers, schemas
+    other than C(public), extensions other than C(plpgsql); MySQL - tables, views, triggers, routines, events;
+    SQLite - tables, views, triggers, indexes) - unless O(replace=true).
+  - B(The target is never lost.) The backup is restored into a side database C(dbops_restore_<target>_<time>)
+    (cut to 63 bytes on PostgreSQL, 64 on MySQL, with a hash of the cut name), or for SQLite into a private 0600
+    file created with O_EXCL beside the target. The side copy is checked - exactly the manifest's tables, and
+    its exact row counts when the manifest records them (backups taken with C(verify=restore)). Only then is it
+    swapped in. A failure at any stage drops the side copy and leaves the target as it was.
+  - B(PostgreSQL swap), from the maintenance database - the side database gets the target's database-level
+    properties (owner, GRANTs on the database, C(ALTER DATABASE/ROLE ... IN DATABASE ... SET) settings, comment,
+    connection limit); C(ALTER DATABASE target ALLOW_CONNECTIONS false); its sessions are terminated
+    (C(pg_terminate_backend)) until none is left; C(ALTER DATABASE target RENAME TO <target>_dbops_replaced_<time>);
+    C(ALTER DATABASE side RENAME TO target); C(ALLOW_CONNECTIONS) as before. A failure renames back and allows
+    connections again. The tablespace is not carried over (the side database is created in the default one).
+  - B(MySQL/MariaDB swap) - other sessions on the target make the module refuse (stop the application first). The
+    schema C(<target>_dbops_replaced_<time>) is created, then one atomic C(RENAME TABLE target.a TO replaced.a, ...,
+    side.a TO target.a, ...) moves every table at once. Views, triggers, routines and events cannot move between
+    schemas - they are recreated from their definitions (C(SHOW CREATE ...), with their C(sql_mode)). B(The window) -
+    the target's triggers are dropped just before the C(RENAME TABLE) and the backup's are created right after
+    it, followed by its views, routines and events; a write in that short window fires no trigger, and a view or
+    routine may briefly be missing. A failure renames the tables back and recreates what was dropped.
+  - B(SQLite swap) - the replaced file is first copied (backup API) to C(<target>_dbops_replaced_<time>) with the
+    same owner and mode, then the checked file is copied into the live file with the backup API in one
+    transaction, so the target keeps its inode, owner and mode, and open connections see the new content.
+  - The replaced database is kept (O(keep_replaced)) and returned as RV(replaced). It is marked as this
+    collection's (PostgreSQL - its COMMENT, a JSON document that keeps the original comment; MariaDB 10.5+ - its
+    schema comment, else a C(dbops_marker) table; SQLite - a C(<file>.dbops.json) side record naming its inode).
+    O(keep_replaced_last) removes older replaced copies of the same target, and only those that carry the marker.
+  - B(Free space) for the side copy - SQLite - C(statvfs) of the target's directory against the backup's size
+    (times 2 uncompressed, 4 to 6 compressed) plus the replaced copy. PostgreSQL and MySQL - only when the server
+    runs on this host and tells its data directory (C(data_directory), C(@@datadir)) - the same estimate or the
+    target's current size, whichever is larger, against that file system; otherwise nothing can be known from
+    here and RV(space) says it was not checked.
+  - In check mode, lists the steps it would take (RV(steps)) and touches nothing.
+  - For tests only - the environment variable C(DBOPS_TEST_FAIL_AT) (C(side_restored), C(checked), C(properties),
+    C(between_renames), C(swapped)) makes the module fail at that stage; it is read only when set.
   - Returns the tables and exact row counts after the restore.
 options:
   backup:
@@ -29,7 +64,8 @@ options:
     required: true
   database:
     description:
-      - The database to restore into. Defaults to the one the backup came from. For SQLite, the target file.
+      - The database to restore into. Defaults to the one the backup came from. For SQLite, the target file (its
+        directory must exist; a symbolic link must point to an existing file).
     type: str
     required: false
     aliases: [db, target]
@@ -40,9 +76,21 @@ options:
     choices: [custom, directory, plain, sqlite]
   replace:
     description:
-      - Drop and recreate a target that exists and is not empty.
+      - Replace a target that exists and is not empty (through the side database, see above).
     type: bool
     default: false
+  keep_replaced:
+    description:
+      - Keep the replaced database as C(<target>_dbops_replaced_<time>). With V(false) it is dropped once the
+        restored one is in place.
+    type: bool
+    default: true
+  keep_replaced_last:
+    description:
+      - After a replace, keep only this many replaced copies of this target (the one just made included) and
+        drop older ones - only copies this collection made and marked. Unset - keep them all (they are the way
+        back after a bad restore; remove them when you no longer need them).
+    type: int
   jobs:
     description:
       - PostgreSQL directory format only. Parallel C(pg_restore) jobs (without C(--single-transaction)).
@@ -102,9 +150,31 @@ backup:
   returned: always
   type: str
 replaced:
-  description: Whether an existing non-empty database was dropped and recreated.
+  description:
+    - The name of the replaced database (SQLite, file) kept as C(<target>_dbops_replaced_<time>), or null when
+      nothing was replaced or O(keep_replaced=false). In check mode, the name it would get.
   returned: success
-  type: bool
+  type: str
+  sample: shop_dbops_replaced_20250101T020000Z
+pruned_replaced:
+  description: Older replaced copies removed by O(keep_replaced_last).
+  returned: after a replace
+  type: list
+  elements: str
+steps:
+  description: The steps of the restore (in check mode, the steps it would take).
+  returned: success
+  type: list
+  elements: str
+space:
+  description: The free-space check for the side copy (checked, directory, needed, free) or why it was not made.
+  returned: success
+  type: dict
+queries:
+  description: The statements that ran on the server (PostgreSQL, MySQL).
+  returned: success and not check mode
+  type: list
+  elements: str
 tables:
   description: Tables after the restore with their exact row counts.
   returned: success and not check mode
@@ -145,12 +215,16 @@ def main():
         backup=dict(type='path', required=True),
         format=dict(type='str', choices=['custom', 'directory', 'plain', 'sqlite']),
         replace=dict(type='bool', default=False),
+        keep_replaced=dict(type='bool', default=True),
+        keep_replaced_last=dict(type='int'),
         jobs=dict(type='int', default=1),
         no_owner=dict(type='bool', default=False),
         tool_path=dict(type='path'),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     validate_safety(module)
+    if module.params['keep_replaced_last'] is not None and module.params['keep_replaced_last'] < 1:
+        module.fail_json(msg='keep_replaced_last must be 1 or more (the copy just replaced is always kept).')
     install_signal_handlers()
     secret = module.params.get('login_password')
     try:

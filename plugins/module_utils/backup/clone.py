@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import stat
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
     cleanup_tooling, tooling_for,
+)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import (
+    MARKER_KEY, SIDE_RECORD, marker_text, parse_marker, read_side_record,
 )
 
 
@@ -22,6 +28,9 @@ class Clone:
         self.engine = self.p['engine']
         self.db = adapter
         self.tools = tooling_for(module, adapter)
+
+    def marker(self):
+        return marker_text('clone', self.p['name'], c.iso(c.utcnow()), source=self.p['database'])
 
     def run(self):
         p = self.p
@@ -41,6 +50,10 @@ class Clone:
         try:
             exists = self.tools.database_exists(admin, name)
             if p['state'] == 'absent':
+                if exists and not parse_marker(self.tools.marker_comment(admin, name), 'clone'):
+                    raise DbopsError('%s was not created by db_clone (it has no dbops.maintenance clone marker), so '
+                                     'state=absent will not drop it, whatever scratch_prefix says. Nothing was '
+                                     'changed. Drop it by hand if it really is a scratch copy.' % name)
                 if exists and not self.module.check_mode:
                     self.tools.server_lock(admin, name)
                     self.tools.drop_database(admin, name, force=True)
@@ -56,6 +69,7 @@ class Clone:
             started = time.monotonic()
             self.tools.create_database(admin, name, dict(database_facts=self.tools.database_facts()))
             try:
+                self.tools.set_comment(admin, name, self.marker())
                 stages, tools = self.tools.clone_stages(p['database'], name, p['schema_only'], no_owner=p['no_owner'])
                 pipe = c.Pipeline(stages, redact=self.db.redact)
                 pipe.run()
@@ -68,6 +82,7 @@ class Clone:
             try:
                 tables = self.tools.all_tables(tdb) if self.engine == 'postgresql' else \
                     self.tools.all_tables(tdb, database=name)
+                tables = [t for t in tables if t['name'] != getattr(self.tools, 'MARKER_TABLE', None)]
                 counts = self.tools.exact_counts(tdb, tables)
             finally:
                 tdb.close()
@@ -80,7 +95,8 @@ class Clone:
             admin.close()
 
     def run_sqlite(self, name, prefix):
-        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import integrity
+        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import (
+            check_database_file, integrity)
         target = os.path.abspath(os.path.expanduser(name))
         if not os.path.basename(target).startswith(prefix):
             raise DbopsError('%s does not start with the scratch prefix %r. db_clone only creates and drops files '
@@ -88,10 +104,13 @@ class Clone:
         if target == os.path.abspath(self.db.path):
             raise DbopsError('name must differ from database (the source).')
         result = dict(changed=False, name=target, source=self.db.path, state=self.p['state'])
-        exists = os.path.exists(target)
+        exists = check_database_file(target, 'The scratch copy')
         if self.p['state'] == 'absent':
+            if exists and not read_side_record(target, 'clone'):
+                raise DbopsError('%s was not created by db_clone (no %s side record naming this file), so '
+                                 'state=absent will not remove it. Nothing was changed.' % (target, SIDE_RECORD))
             if exists and not self.module.check_mode:
-                for suffix in ('', '-wal', '-shm', '-journal'):
+                for suffix in ('', '-wal', '-shm', '-journal', SIDE_RECORD):
                     c.remove_path(target + suffix)
             result['changed'] = exists
             return result
@@ -101,10 +120,27 @@ class Clone:
         if self.module.check_mode:
             result.update(changed=True)
             return result
-        tmp = c.tmp_name(os.path.dirname(target), os.path.basename(target))
+        st = os.stat(self.db.path)
+        directory = os.path.dirname(target)
+        tmp = os.path.join(directory, '.dbops-clone-%s-%s' % (secrets.token_hex(8), os.path.basename(target)))
         try:
+            # the copy is created with the source's mode (0600 from the start when the source is 0600) and owner
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                         stat.S_IMODE(st.st_mode) & 0o600 or 0o600)
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(fd)
             self.tools.backup_to(tmp, schema_only=self.p['schema_only'])
             os.rename(tmp, target)
+            rst = os.stat(target)
+            rec = {MARKER_KEY: 'clone', 'target': target, 'source': self.db.path, 'at': c.iso(c.utcnow()),
+                   'dev': rst.st_dev, 'ino': rst.st_ino}
+            fd = os.open(target + SIDE_RECORD, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+            with os.fdopen(fd, 'w') as f:
+                json.dump(rec, f)
         except BaseException:
             c.remove_path(tmp)
             raise

@@ -243,25 +243,43 @@ class MysqlTooling:
     def database_exists(self, admin, name):
         return bool(admin.fetchall('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', [name]))
 
-    def database_objects(self, db):
-        name = db.params['database']
+    def database_objects(self, db, name=None):
+        """How many user objects the schema holds: tables and views, triggers, routines, events.
+        "Empty" means 0 of all of them."""
+        name = name or db.params['database']
         return db.fetchone(
             'SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s) + '
+            '(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s) + '
             '(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s) + '
-            '(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)', [name, name, name])[0]
+            '(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)', [name, name, name, name])[0]
 
     def sessions(self, admin, name, own=None):
         own_id = own.conn.thread_id() if own is not None else 0
         return admin.fetchall('SELECT ID, USER, COMMAND, STATE FROM information_schema.PROCESSLIST '
                               'WHERE DB = %s AND ID <> CONNECTION_ID() AND ID <> %s', [name, own_id])
 
-    def create_database(self, admin, name, manifest=None):
+    def check_facts(self, admin, facts):
+        """A manifest's charset/collation must be ones this server has (information_schema.CHARACTER_SETS /
+        COLLATIONS); they are then written as quoted identifiers, never as text of the manifest."""
+        if facts.get('charset') and not admin.fetchall(
+                'SELECT 1 FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME = %s', [facts['charset']]):
+            raise DbopsError('The manifest\'s database_facts.charset %r is not a character set of this server '
+                             '(SHOW CHARACTER SET). Nothing was changed.' % facts['charset'])
+        if facts.get('collation') and not admin.fetchall(
+                'SELECT 1 FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s', [facts['collation']]):
+            raise DbopsError('The manifest\'s database_facts.collation %r is not a collation of this server '
+                             '(SHOW COLLATION). Nothing was changed.' % facts['collation'])
+
+    def create_database(self, admin, name, manifest=None, comment=None):
         q = 'CREATE DATABASE %s' % quote_ident(name)
         facts = (manifest or {}).get('database_facts') or {}
+        self.check_facts(admin, facts)
         if facts.get('charset'):
-            q += ' CHARACTER SET %s' % facts['charset']
+            q += ' CHARACTER SET %s' % quote_ident(facts['charset'])
         if facts.get('collation'):
-            q += ' COLLATE %s' % facts['collation']
+            q += ' COLLATE %s' % quote_ident(facts['collation'])
+        if comment is not None:
+            q += ' COMMENT %s' % admin.literal(comment)
         admin.fetchall(q)
         admin.queries.append(q)
 
@@ -290,3 +308,128 @@ class MysqlTooling:
         return ([Stage(os.path.basename(dump[0]), dump, self.env()),
                  Stage(os.path.basename(self.tool('client')), self.client_argv(target), self.env())],
                 dict(dump=tool_version(dump[0])))
+
+    # --- markers, the side schema and the swap (db_clone, db_restore replace) ----------------------------
+    name_limit = 64
+    MARKER_TABLE = 'dbops_marker'
+
+    def schema_comments(self, admin):
+        """MariaDB 10.5+ has schema comments (information_schema.SCHEMATA.SCHEMA_COMMENT)."""
+        return bool(admin.fetchall("SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'information_schema' "
+                                   "AND TABLE_NAME = 'SCHEMATA' AND COLUMN_NAME = 'SCHEMA_COMMENT'"))
+
+    def marker_comment(self, admin, name):
+        """The marker of schema `name`: its comment (MariaDB 10.5+), else the text in its dbops_marker table."""
+        if self.schema_comments(admin):
+            row = admin.fetchone('SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s',
+                                 [name])
+            if row and row[0]:
+                return row[0]
+        if admin.fetchall('SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s',
+                          [name, self.MARKER_TABLE]):
+            row = admin.fetchone('SELECT marker FROM %s.%s LIMIT 1' % (quote_ident(name), quote_ident(self.MARKER_TABLE)))
+            return row[0] if row else None
+        return None
+
+    def set_comment(self, admin, name, text):
+        if self.schema_comments(admin):
+            q = 'ALTER DATABASE %s COMMENT %s' % (quote_ident(name), admin.literal(text))
+            admin.queries.append(q)
+            admin.fetchall(q)
+            return
+        t = '%s.%s' % (quote_ident(name), quote_ident(self.MARKER_TABLE))
+        for q in ('CREATE TABLE %s (marker text NOT NULL)' % t, 'INSERT INTO %s VALUES (%s)' % (t, admin.literal(text))):
+            admin.queries.append(q)
+            admin.fetchall(q)
+
+    def list_marked(self, admin):
+        out = []
+        for (name,) in admin.fetchall('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1'):
+            text = self.marker_comment(admin, name)
+            if text:
+                out.append((name, text))
+        return out
+
+    def database_size(self, admin, name):
+        row = admin.fetchone('SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES '
+                             'WHERE TABLE_SCHEMA = %s', [name])
+        return int(row[0]) if row else 0
+
+    def data_directory(self, admin):
+        try:
+            return admin.fetchone('SELECT @@datadir')[0]
+        except Exception:  # pylint: disable=broad-except
+            return None
+
+    def run(self, admin, q):
+        admin.queries.append(q)
+        admin.fetchall(q)
+
+    def objects(self, admin, schema):
+        """Definitions of what RENAME TABLE cannot move to another schema: [(kind, name, sql_mode, create)]."""
+        out = []
+        s = quote_ident(schema)
+        for (name,) in admin.fetchall("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s "
+                                      "ORDER BY 1", [schema]):
+            row = admin.fetchone('SHOW CREATE VIEW %s.%s' % (s, quote_ident(name)))
+            out.append(('VIEW', name, None, row[1]))
+        for kind, (name,) in [('PROCEDURE', r) for r in admin.fetchall(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+                "AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY 1", [schema])] + [('FUNCTION', r) for r in admin.fetchall(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s "
+                "AND ROUTINE_TYPE = 'FUNCTION' ORDER BY 1", [schema])]:
+            row = admin.fetchone('SHOW CREATE %s %s.%s' % (kind, s, quote_ident(name)))
+            out.append((kind, name, row[1], row[2]))
+        for (name,) in admin.fetchall("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+                                      "ORDER BY ACTION_ORDER", [schema]):
+            row = admin.fetchone('SHOW CREATE TRIGGER %s.%s' % (s, quote_ident(name)))
+            out.append(('TRIGGER', name, row[1], row[2]))
+        for (name,) in admin.fetchall("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
+                                      "ORDER BY 1", [schema]):
+            row = admin.fetchone('SHOW CREATE EVENT %s.%s' % (s, quote_ident(name)))
+            out.append(('EVENT', name, row[1], row[3]))
+        return out
+
+    def drop_objects(self, admin, schema, objects):
+        for kind, name, _mode, _create in objects:
+            self.run(admin, 'DROP %s IF EXISTS %s.%s' % (kind, quote_ident(schema), quote_ident(name)))
+
+    def create_objects(self, admin, schema, objects):
+        """Run each object's CREATE in `schema` (the definitions name their objects without a schema), each with
+        the sql_mode it was created with."""
+        admin.fetchall('USE %s' % quote_ident(schema))
+        order = ['FUNCTION', 'PROCEDURE', 'VIEW', 'TRIGGER', 'EVENT']
+        todo = sorted(objects, key=lambda o: order.index(o[0]))
+        try:
+            while todo:
+                failed, error = [], None
+                for obj in todo:
+                    kind, _name, mode, create = obj
+                    if mode is not None:
+                        admin.fetchall('SET SESSION sql_mode = %s', [mode])
+                    try:
+                        admin.fetchall(create)
+                        admin.queries.append(create)
+                    except Exception as e:  # pylint: disable=broad-except
+                        if kind != 'VIEW':  # a view may need another view created after it: try again
+                            raise
+                        failed.append(obj)
+                        error = e
+                    finally:
+                        if mode is not None:
+                            admin.fetchall('SET SESSION sql_mode = DEFAULT')
+                if len(failed) == len(todo):
+                    raise error
+                todo = failed
+        finally:
+            admin.fetchall('SET SESSION sql_mode = DEFAULT')
+
+    def base_tables(self, admin, schema):
+        return [r[0] for r in admin.fetchall("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                                             "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') "
+                                             "ORDER BY 1", [schema])]
+
+    def schema_facts(self, admin, name):
+        row = admin.fetchone('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM '
+                             'information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', [name])
+        return dict(charset=row[0], collation=row[1])

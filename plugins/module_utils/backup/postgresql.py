@@ -343,14 +343,22 @@ class PgTooling:
         return bool(admin.fetchall('SELECT 1 FROM pg_database WHERE datname = %s', [name]))
 
     def database_objects(self, db):
-        """How many user objects (tables, views, sequences, functions, types) the database holds."""
+        """How many user objects the database holds: relations (tables, views, materialized views, sequences,
+        foreign tables, composite types), functions/procedures, types (enum, domain, range), event triggers,
+        schemas other than public, extensions other than plpgsql. "Empty" means 0 of all of them."""
         return db.fetchone(
             "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "        WHERE c.relkind IN ('r','p','v','m','S','f') AND %s) "
+            "        WHERE c.relkind IN ('r','p','v','m','S','f','c') AND %s "
+            "        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')) "
             "     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE %s "
             "        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')) "
             "     + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE %s "
-            "        AND t.typtype IN ('e','d'))" % (SYSTEM_SCHEMAS, SYSTEM_SCHEMAS, SYSTEM_SCHEMAS))[0]
+            "        AND t.typtype IN ('e','d','r') "
+            "        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')) "
+            "     + (SELECT count(*) FROM pg_event_trigger) "
+            "     + (SELECT count(*) FROM pg_namespace n WHERE %s AND n.nspname <> 'public') "
+            "     + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')"
+            % (SYSTEM_SCHEMAS, SYSTEM_SCHEMAS, SYSTEM_SCHEMAS, SYSTEM_SCHEMAS))[0]
 
     def sessions(self, admin, name, own=None):
         own_pid = own.conn.info.backend_pid if own is not None else 0
@@ -358,21 +366,33 @@ class PgTooling:
             'SELECT pid, usename, application_name, state FROM pg_stat_activity WHERE datname = %s '
             'AND pid <> pg_backend_pid() AND pid <> %s', [name, own_pid])
 
+    def check_facts(self, admin, facts):
+        """database_facts of a manifest, checked against this server before they reach CREATE DATABASE (as
+        literals): the encoding must be one the server knows; collate/ctype are locale names (validated in
+        manifest.py) that the server checks itself."""
+        enc = facts.get('encoding')
+        if enc is not None and admin.fetchone('SELECT pg_char_to_encoding(%s)', [enc])[0] < 0:
+            raise DbopsError('The manifest\'s database_facts.encoding %r is not an encoding this PostgreSQL server '
+                             'knows. Nothing was changed.' % enc)
+
     def create_database(self, admin, name, manifest=None):
-        admin.conn.execute(sql.SQL('CREATE DATABASE {} TEMPLATE template0').format(sql.Identifier(name))
-                           if manifest is None or not manifest.get('database_facts') else
-                           sql.SQL('CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}').format(
-                               sql.Identifier(name), sql.Literal(manifest['database_facts']['encoding']),
-                               sql.Literal(manifest['database_facts']['collate']),
-                               sql.Literal(manifest['database_facts']['ctype'])))
-        admin.queries.append('CREATE DATABASE %s' % name)
+        facts = (manifest or {}).get('database_facts') or {}
+        if not facts:
+            q = sql.SQL('CREATE DATABASE {} TEMPLATE template0').format(sql.Identifier(name))
+        else:
+            self.check_facts(admin, facts)
+            q = sql.SQL('CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}').format(
+                sql.Identifier(name), sql.Literal(facts['encoding']), sql.Literal(facts['collate']),
+                sql.Literal(facts['ctype']))
+        admin.conn.execute(q)
+        admin.queries.append(admin.render(q))
 
     def drop_database(self, admin, name, force=False):
         q = sql.SQL('DROP DATABASE IF EXISTS {}').format(sql.Identifier(name))
         if force and self.db.server_version >= 130000:
             q = q + sql.SQL(' WITH (FORCE)')
         admin.conn.execute(q)
-        admin.queries.append('DROP DATABASE %s' % name)
+        admin.queries.append(admin.render(q))
 
     def server_lock(self, admin, name):
         """An advisory lock in the maintenance database, keyed on the target's name: held while the target
@@ -415,6 +435,123 @@ class PgTooling:
         manifest = dict(format='custom', tools=dict(pg_dump=dict(version=line)))
         restore, _stdin = self.restore_stages(None, manifest, target, no_owner=no_owner, from_stdin=True)
         return [Stage('pg_dump', dump, self.env(source))] + restore, dict(pg_dump=line, bin_dir=d)
+
+    # --- the side database and the swap (db_restore replace) --------------------------------------------
+    name_limit = 63   # NAMEDATALEN - 1 bytes
+
+    def marker_comment(self, admin, name):
+        """The database's comment (shobj_description), or None."""
+        row = admin.fetchone("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                             [name])
+        return row[0] if row else None
+
+    def set_comment(self, admin, name, text):
+        q = sql.SQL('COMMENT ON DATABASE {} IS {}').format(sql.Identifier(name), sql.Literal(text))
+        admin.conn.execute(q)
+        admin.queries.append(admin.render(q))
+
+    def list_marked(self, admin):
+        """[(name, comment)] of every database with a comment (the caller picks the ones with its marker)."""
+        return admin.fetchall("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                              "WHERE shobj_description(oid, 'pg_database') IS NOT NULL ORDER BY 1")
+
+    def database_size(self, admin, name):
+        row = admin.fetchone('SELECT pg_database_size(%s)', [name])
+        return row[0] if row else 0
+
+    def data_directory(self, admin):
+        """The server's data directory, when this session may read it (superuser, pg_read_all_settings)."""
+        try:
+            return admin.fetchone("SELECT current_setting('data_directory')")[0]
+        except Exception:  # pylint: disable=broad-except
+            return None
+
+    def properties(self, admin, name):
+        """Database-level properties that live in the catalog, not in an archive without --create: owner, ACL,
+        ALTER DATABASE/ROLE ... SET settings, comment, connection limit, ALLOW_CONNECTIONS."""
+        row = admin.fetchone(
+            "SELECT d.oid, r.rolname, d.datacl IS NOT NULL, d.datconnlimit, d.datallowconn, "
+            "shobj_description(d.oid, 'pg_database') FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+            "WHERE d.datname = %s", [name])
+        oid = row[0]
+        acl = admin.fetchall(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+            "a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.oid = %s ORDER BY 1, 2", [oid])
+        settings = admin.fetchall(
+            "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, unnest(s.setconfig) "
+            "FROM pg_db_role_setting s WHERE s.setdatabase = %s ORDER BY 1, 2", [oid])
+        return dict(owner=row[1], explicit_acl=row[2], acl=[list(a) for a in acl], connlimit=row[3],
+                    allowconn=row[4], comment=row[5], settings=[list(x) for x in settings])
+
+    LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries',
+                     'shared_preload_libraries', 'default_text_search_config')
+
+    def _setting_value(self, name, value):
+        if name in self.LIST_SETTINGS[:-1]:
+            items, cur, quoted = [], '', False
+            for ch in value:
+                if ch == '"':
+                    quoted = not quoted
+                    cur += ch
+                elif ch == ',' and not quoted:
+                    items.append(cur.strip())
+                    cur = ''
+                else:
+                    cur += ch
+            items.append(cur.strip())
+            return sql.SQL(', ').join(sql.Literal(i[1:-1].replace('""', '"') if len(i) > 1 and i[0] == i[-1] == '"'
+                                                  else i) for i in items if i)
+        return sql.Literal(value)
+
+    def property_statements(self, name, props):
+        """The statements that give database `name` the properties of another one (see properties())."""
+        db = sql.Identifier(name)
+        out = [sql.SQL('ALTER DATABASE {} OWNER TO {}').format(db, sql.Identifier(props['owner']))]
+        if props['explicit_acl']:
+            out.append(sql.SQL('REVOKE ALL ON DATABASE {} FROM PUBLIC').format(db))
+            out.append(sql.SQL('REVOKE ALL ON DATABASE {} FROM {}').format(db, sql.Identifier(props['owner'])))
+            for grantee, priv, grantable in props['acl']:
+                out.append(sql.SQL('GRANT {} ON DATABASE {} TO {}{}').format(
+                    sql.SQL(priv), db, sql.SQL('PUBLIC') if grantee is None else sql.Identifier(grantee),
+                    sql.SQL(' WITH GRANT OPTION' if grantable else '')))
+        for role, item in props['settings']:
+            key, _eq, value = item.partition('=')
+            if role is None:
+                out.append(sql.SQL('ALTER DATABASE {} SET {} = {}').format(
+                    db, sql.Identifier(*key.split('.')), self._setting_value(key, value)))
+            else:
+                out.append(sql.SQL('ALTER ROLE {} IN DATABASE {} SET {} = {}').format(
+                    sql.Identifier(role), db, sql.Identifier(*key.split('.')), self._setting_value(key, value)))
+        out.append(sql.SQL('COMMENT ON DATABASE {} IS {}').format(
+            db, sql.Literal(props['comment']) if props['comment'] is not None else sql.SQL('NULL')))
+        out.append(sql.SQL('ALTER DATABASE {} CONNECTION LIMIT {}').format(db, sql.Literal(int(props['connlimit']))))
+        return out
+
+    def run(self, admin, q):
+        admin.queries.append(admin.render(q))
+        admin.conn.execute(q)
+
+    def allow_connections(self, admin, name, allow):
+        self.run(admin, sql.SQL('ALTER DATABASE {} ALLOW_CONNECTIONS {}').format(
+            sql.Identifier(name), sql.SQL('true' if allow else 'false')))
+
+    def end_sessions(self, admin, name, tries=50):
+        """Terminate every session on `name` (its connections are refused already) and wait until none is left.
+        Raises DbopsError naming the sessions that would not go."""
+        import time
+        left = []
+        for attempt in range(tries):
+            left = self.sessions(admin, name)
+            if not left:
+                return
+            admin.fetchall('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s '
+                           'AND pid <> pg_backend_pid()', [name])
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+        raise DbopsError('%d session(s) on %s did not end after pg_terminate_backend (%s); the database was not '
+                         'replaced.' % (len(left), name, '; '.join(str(tuple(x)) for x in left[:5])))
+
+    def rename(self, admin, old, new):
+        self.run(admin, sql.SQL('ALTER DATABASE {} RENAME TO {}').format(sql.Identifier(old), sql.Identifier(new)))
 
 
 def conninfo_dbname(name):

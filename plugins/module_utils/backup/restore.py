@@ -1,18 +1,74 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The flow of db_restore."""
+"""The flow of db_restore: never lose the target.
+
+1. Everything that can be checked is checked before anything is touched: the manifest (every field, see
+   manifest.validate_manifest), the backup's size and sha256, the decompressor, the database facts against the
+   server's catalog, the target (empty, or replace: true), the free space for the side copy.
+2. The backup is restored into a side database (``dbops_restore_<target>_<ts>``; SQLite: a private 0600 file
+   beside the target), and the side copy is checked: the manifest's tables, exactly, and its exact row counts
+   when the manifest has them.
+3. Only then is the side copy swapped in (per engine, see swap_postgresql / swap_mysql / run_sqlite). The
+   replaced database is kept as ``<target>_dbops_replaced_<ts>`` (keep_replaced), marked as this collection's.
+
+Any failure before the swap drops the side copy and leaves the target as it was; a failure inside the swap
+undoes the steps already done. DBOPS_TEST_FAIL_AT=<stage> (test-only, read only when set) makes the module fail
+at a stage, to test exactly that.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import secrets
+import sqlite3
+import stat
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
     FORMATS, cleanup_tooling, compare_counts, tooling_for,
 )
+
+MARKER_KEY = 'dbops.maintenance'
+STAGES = ('side_restored', 'checked', 'properties', 'between_renames', 'swapped')
+# the side copy needs about the backup's size once expanded: compressed dumps are counted this many times
+EXPANSION = {'none': 2, 'gzip': 6, 'lz4': 4, 'zstd': 6}
+
+
+def fail_at(stage):
+    """Test-only fault injection: DBOPS_TEST_FAIL_AT=<stage> makes the run fail right there."""
+    if os.environ.get('DBOPS_TEST_FAIL_AT') == stage:
+        raise DbopsError('DBOPS_TEST_FAIL_AT=%s: failing on purpose at this stage (a test-only hook).' % stage)
+
+
+def bounded_name(prefix, middle, suffix, limit):
+    """prefix + middle + suffix within `limit` bytes (UTF-8): a long middle is cut and given a short hash."""
+    name = prefix + middle + suffix
+    if len(name.encode('utf-8')) <= limit:
+        return name
+    digest = '_' + hashlib.sha256(middle.encode('utf-8')).hexdigest()[:8]
+    room = limit - len((prefix + suffix + digest).encode('utf-8'))
+    cut = middle.encode('utf-8')[:max(room, 0)].decode('utf-8', 'ignore')
+    return prefix + cut + digest + suffix
+
+
+def marker_text(kind, target, at, **extra):
+    return json.dumps(dict({MARKER_KEY: kind, 'target': target, 'at': at}, **extra), sort_keys=True)
+
+
+def parse_marker(text, kind):
+    try:
+        data = json.loads(text or '')
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get(MARKER_KEY) == kind:
+        return data
+    return None
 
 
 def resolve_backup(path):
@@ -24,7 +80,7 @@ def resolve_backup(path):
     if not os.path.exists(mpath):
         raise DbopsError('No manifest %s for the backup %s. db_restore only restores backups taken by db_backup, '
                          'whose manifest records the sha256 it checks before restoring.' % (mpath, path))
-    m = c.read_manifest(mpath)
+    m = mf.validate_manifest(c.read_manifest(mpath), mpath)
     return mpath, m, c.backup_file_of(mpath, m)
 
 
@@ -33,6 +89,9 @@ class Restore:
         self.module = module
         self.p = module.params
         self.engine = self.p['engine']
+        self.steps = []
+        self.now = c.utcnow()
+        self.ts = c.timestamp_name(self.now)
 
     def check_manifest(self, m, backup):
         if m.get('engine') != self.engine:
@@ -45,128 +104,471 @@ class Restore:
             raise DbopsError('The backup %s has format %s, which %s cannot restore.'
                              % (backup, m.get('format'), self.engine))
 
+    def step(self, text):
+        self.steps.append(text)
+
+    # --- checks shared by every engine ---------------------------------------------------------------
+    def check_side(self, got, m):
+        """The side copy holds the manifest's tables, exactly, with its exact row counts (when recorded)."""
+        want = sorted(t['name'] for t in m['tables'])
+        have = sorted(got)
+        if have != want:
+            missing = sorted(set(want) - set(have))
+            extra = sorted(set(have) - set(want))
+            raise DbopsError('The restored copy does not hold the tables the manifest lists (missing: %s; not in '
+                             'the manifest: %s).' % (', '.join(missing[:20]) or 'none', ', '.join(extra[:20]) or 'none'))
+        if m.get('row_counts'):
+            problems = compare_counts(m['row_counts'], got)
+            if problems:
+                raise DbopsError('The restored copy differs from the row counts recorded at backup time: %s.'
+                                 % '; '.join(problems[:20]))
+            return True
+        return None
+
+    def space_check(self, free_dir, need, what):
+        """Refuse when the file system of free_dir has less than `need` bytes free. Returns what was checked."""
+        try:
+            st = os.statvfs(free_dir)
+        except OSError as e:
+            return dict(checked=False, why='cannot stat %s: %s' % (free_dir, e))
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise DbopsError('Not enough free space for the side copy of the restore: %s needs about %s, the file '
+                             'system of %s has %s free. Free space there first. Nothing was changed.'
+                             % (what, c.human_size(need), free_dir, c.human_size(free)))
+        return dict(checked=True, directory=free_dir, needed=need, free=free)
+
+    # --- the run -------------------------------------------------------------------------------------
     def run(self):
         p = self.p
         started = time.monotonic()
         mpath, m, backup = resolve_backup(p['backup'])
         self.check_manifest(m, backup)
-        c.check_backup_integrity(backup, m)
         target = p['database'] or m['database']
         result = dict(changed=False, backup=backup, manifest_path=mpath, database=target, source_database=m['database'],
-                      sha256=m['sha256'], backup_finished_at=m['finished_at'])
+                      sha256=m['sha256'], backup_finished_at=m['finished_at'], replaced=None)
         if self.engine == 'sqlite':
             return self.run_sqlite(m, backup, target, result, started)
         tools = tooling_for(self.module, None)
+        tools.decompress_stages(m)  # the decompressor is there (or a clear error) before anything is touched
+        c.check_backup_integrity(backup, m)
         admin = tools.admin()
+        tdb = None
         try:
             tools.db = admin  # server facts (version) and connection settings come from the admin session
+            tools.check_facts(admin, m.get('database_facts') or {})
             if not self.module.check_mode:
                 tools.server_lock(admin, target)
             exists = tools.database_exists(admin, target)
-            replaced = False
+            objects = 0
             if exists:
                 tdb = tools.open_db(target)
-                try:
-                    objects = tools.database_objects(tdb)
-                    if objects and not p['replace']:
-                        raise DbopsError('Database %s exists and is not empty (%d objects). Set replace: true to drop '
-                                         'and recreate it from the backup (after a backup of it), or restore into '
-                                         'another database (target). Nothing was changed.' % (target, objects))
-                    if objects and not self.module.check_mode:
-                        if self.engine == 'postgresql':  # MySQL: server_lock is the maintenance lock
-                            tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
-                        others = tools.sessions(admin, target, own=tdb)
-                        if others:
-                            raise DbopsError('Database %s has %d other session(s) (%s); replace drops the database, '
-                                             'which needs them gone. Stop the application first. Nothing was changed.'
-                                             % (target, len(others), '; '.join(str(tuple(o)) for o in others[:5])))
-                    replaced = bool(objects)
-                finally:
-                    tdb.close()
-            result['replaced'] = replaced
+                objects = tools.database_objects(tdb)
+                if objects and not p['replace']:
+                    raise DbopsError('Database %s exists and is not empty (%d objects). Set replace: true to replace '
+                                     'it with the backup (the current one is kept as %s_dbops_replaced_<time>), or '
+                                     'restore into another database (target). Nothing was changed.'
+                                     % (target, objects, target))
+                if self.engine == 'mysql':
+                    others = tools.sessions(admin, target, own=tdb)
+                    if others and objects:
+                        raise DbopsError('Database %s has %d other session(s) (%s); replacing it moves its tables, '
+                                         'which waits for them. Stop the application first. Nothing was changed.'
+                                         % (target, len(others), '; '.join(str(tuple(o)) for o in others[:5])))
+                elif objects and not self.module.check_mode:
+                    tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
+            limit = tools.name_limit
+            side = bounded_name('dbops_restore_', target, '_' + self.ts, limit)
+            replaced = bounded_name('', target, '_dbops_replaced_' + self.ts, limit) if exists else None
+            result['space'] = self.server_space(tools, admin, m, target if exists else None)
+            self.step('restore %s into the side database %s' % (os.path.basename(backup), side))
+            self.step('check %s: tables %s%s' % (side, ', '.join(sorted(t['name'] for t in m['tables'])[:20]),
+                                                 ' and the manifest\'s exact row counts' if m.get('row_counts') else ''))
+            if exists:
+                self.plan_swap(target, side, replaced)
+            else:
+                self.step('rename %s to %s' % (side, target))
             if self.module.check_mode:
-                result.update(changed=True, msg='Would restore %s into %s%s (check mode).'
-                              % (backup, target, ', dropping it first' if replaced else ''))
+                result.update(changed=True, steps=self.steps, replaced=replaced if objects else None,
+                              msg='Would restore %s into %s through the side database %s%s (check mode: nothing was '
+                                  'changed).' % (backup, target, side, ', keeping the current one as %s' % replaced
+                                                 if objects else ''))
                 return result
-            if replaced:
-                tools.drop_database(admin, target)
-            if not exists or replaced:
-                tools.create_database(admin, target, m)
-            stages, stdin = tools.restore_stages(backup, m, target, jobs=p['jobs'] or 1, no_owner=p['no_owner'])
-            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin)
-            pipe.run()
-            if not pipe.ok:
-                err = pipe.failure('Restoring %s into %s' % (backup, target))
-                note = ''
-                if not exists:
-                    tools.drop_database(admin, target)
-                    note = ' The database %s, created for this restore, was dropped again.' % target
-                elif self.engine == 'mysql' or m['format'] == 'directory':
-                    tools.drop_database(admin, target)
-                    tools.create_database(admin, target, m)
-                    note = ' The partly restored database %s was emptied (dropped and recreated).' % target
+            counts = self.restore_side(tools, admin, m, backup, side, target, exists)
+            if exists:
+                if self.engine == 'postgresql':
+                    self.swap_postgresql(tools, admin, target, side, replaced, tdb)
+                    tdb = None
                 else:
-                    note = ' The restore ran in one transaction, so nothing of it was kept.'
-                raise DbopsError('%s%s' % (err, note), **err.details)
-            tdb = tools.open_db(target)
-            try:
-                tables = tools.all_tables(tdb) if self.engine == 'postgresql' else tools.all_tables(tdb, database=target)
-                counts = tools.exact_counts(tdb, tables)
-            finally:
-                tdb.close()
+                    self.swap_mysql(tools, admin, target, side, replaced)
+                if p['keep_replaced'] and objects:
+                    result['replaced'] = replaced
+                    result['pruned_replaced'] = self.retention(tools, admin, target, protect=replaced)
+                else:
+                    tools.drop_database(admin, replaced, force=True)
+            else:
+                if self.engine == 'postgresql':
+                    tools.rename(admin, side, target)
+                else:
+                    self.move_schema(tools, admin, side, target)
             result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], row_counts=counts,
-                          duration=round(time.monotonic() - started, 3), queries=admin.queries)
-            if m.get('row_counts'):
-                problems = compare_counts(m['row_counts'], counts)
-                result['matches_backup_counts'] = not problems
-                if problems:
-                    self.module.warn('Row counts differ from the counts recorded at backup time: %s'
-                                     % '; '.join(problems[:10]))
-            result['msg'] = 'Restored %s into %s: %d tables, %d rows in %.1fs.' % (
-                os.path.basename(backup), target, len(counts), sum(counts.values()), result['duration'])
+                          duration=round(time.monotonic() - started, 3), queries=admin.queries, steps=self.steps,
+                          matches_backup_counts=True if m.get('row_counts') else None)
+            result['msg'] = 'Restored %s into %s: %d tables, %d rows in %.1fs%s.' % (
+                os.path.basename(backup), target, len(counts), sum(counts.values()), result['duration'],
+                '; the replaced database is kept as %s' % result['replaced'] if result['replaced'] else '')
             return result
         finally:
+            if tdb is not None:
+                tdb.close()
             cleanup_tooling(tools)
             admin.close()
 
+    def server_space(self, tools, admin, m, target):
+        """Free space for the side copy, checked only where the module can see the server's data directory
+        (the server runs on this host and tells its data directory): about the backup's size (times EXPANSION
+        for compressed dumps) or the target's current size, whichever is larger."""
+        host = self.p.get('login_host') or 'localhost'
+        if host not in ('localhost', '127.0.0.1', '::1') and not self.p.get('login_unix_socket'):
+            return dict(checked=False, why='the server is not on this host (%s)' % host)
+        datadir = tools.data_directory(admin)
+        if not datadir or not os.path.isdir(datadir):
+            return dict(checked=False, why='the server\'s data directory is not readable from here')
+        need = max(m['size'] * EXPANSION[m.get('compression') or 'none'],
+                   tools.database_size(admin, target) if target else 0)
+        return self.space_check(datadir, need, 'the server\'s data directory')
+
+    def plan_swap(self, target, side, replaced):
+        if self.engine == 'postgresql':
+            for text in ('give %s the database-level properties of %s: owner, GRANTs, ALTER DATABASE/ROLE ... SET '
+                         'settings, comment, connection limit' % (side, target),
+                         'ALTER DATABASE %s ALLOW_CONNECTIONS false; terminate its sessions until none is left' % target,
+                         'ALTER DATABASE %s RENAME TO %s' % (target, replaced),
+                         'ALTER DATABASE %s RENAME TO %s' % (side, target),
+                         'restore ALLOW_CONNECTIONS; mark %s as this collection\'s (COMMENT)' % replaced):
+                self.step(text)
+        else:
+            for text in ('CREATE DATABASE %s (marked as this collection\'s)' % replaced,
+                         'drop the triggers and views of %s and %s (RENAME TABLE cannot move them)' % (side, target),
+                         'RENAME TABLE %s.* TO %s.*, %s.* TO %s.* (one atomic statement)' % (target, replaced, side, target),
+                         'recreate in %s the views, routines, triggers and events of the backup, and in %s those of '
+                         'the replaced database' % (target, replaced),
+                         'DROP DATABASE %s (now empty)' % side):
+                self.step(text)
+        if not self.p['keep_replaced']:
+            self.step('DROP DATABASE %s (keep_replaced: false)' % replaced)
+
+    # --- side copy -----------------------------------------------------------------------------------
+    def restore_side(self, tools, admin, m, backup, side, target, exists):
+        tools.create_database(admin, side, m)
+        try:
+            stages, stdin = tools.restore_stages(backup, m, side, jobs=self.p['jobs'] or 1, no_owner=self.p['no_owner'])
+            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin)
+            pipe.run()
+            if not pipe.ok:
+                err = pipe.failure('Restoring %s into the side database %s' % (backup, side))
+                raise DbopsError('%s The side database %s, created for this restore, was dropped again; %s.'
+                                 % (err, side, 'the target %s was not touched' % target if exists else
+                                    'nothing was created'), **err.details)
+            fail_at('side_restored')
+            sdb = tools.open_db(side)
+            try:
+                tables = tools.all_tables(sdb) if self.engine == 'postgresql' else tools.all_tables(sdb, database=side)
+                counts = tools.exact_counts(sdb, tables)
+            finally:
+                sdb.close()
+            try:
+                self.check_side(counts, m)
+                fail_at('checked')
+            except DbopsError as e:
+                raise DbopsError('%s The side database %s was dropped again; the target %s was not touched.'
+                                 % (e, side, target))
+            return counts
+        except BaseException:
+            try:
+                tools.drop_database(admin, side, force=True)
+            except Exception as e:  # pylint: disable=broad-except
+                self.module.warn('Could not drop the side database %s: %s' % (side, e))
+            raise
+
+    # --- PostgreSQL ----------------------------------------------------------------------------------
+    def swap_postgresql(self, tools, admin, target, side, replaced, tdb):
+        """From the maintenance database: the side database gets the target's database-level properties, the
+        target stops taking connections and its sessions are terminated, then two renames. Any failure puts
+        the target back (rename back, connections allowed as before) and drops the side database."""
+        props = tools.properties(admin, target)
+        renamed = False
+        try:
+            for q in tools.property_statements(side, props):
+                tools.run(admin, q)
+            fail_at('properties')
+            tdb.close()  # our own session on the target (and its maintenance lock; server_lock stays held)
+            tools.allow_connections(admin, target, False)
+            tools.end_sessions(admin, target)
+            tools.rename(admin, target, replaced)
+            renamed = True
+            fail_at('between_renames')
+            tools.rename(admin, side, target)
+        except BaseException as e:
+            undo = []
+            try:
+                if renamed:
+                    tools.rename(admin, replaced, target)
+                    undo.append('renamed %s back to %s' % (replaced, target))
+                if props['allowconn']:
+                    tools.allow_connections(admin, target, True)
+                tools.drop_database(admin, side, force=True)
+                undo.append('dropped the side database %s' % side)
+            except Exception as e2:  # pylint: disable=broad-except
+                raise DbopsError('Swapping in the restored database failed (%s), and undoing it failed too (%s). '
+                                 'The original database is %s; the restored copy is %s. Put them in place by hand.'
+                                 % (e, e2, replaced if renamed else target, side))
+            if isinstance(e, DbopsError):
+                raise DbopsError('%s Nothing was replaced: %s; %s is as it was.'
+                                 % (e, ', '.join(undo), target), **e.details)
+            raise
+        # the swap is done: the replaced copy keeps its properties, and is marked as ours
+        if props['allowconn']:
+            tools.allow_connections(admin, replaced, True)
+        else:
+            tools.allow_connections(admin, target, False)
+        tools.set_comment(admin, replaced, marker_text('replaced', target, c.iso(self.now), comment=props['comment']))
+
+    # --- MySQL / MariaDB -----------------------------------------------------------------------------
+    def move_schema(self, tools, admin, side, target):
+        """A new target: create it, move the side schema's tables there in one RENAME TABLE, recreate the rest."""
+        facts = tools.schema_facts(admin, side)
+        tools.create_database(admin, target, dict(database_facts=facts))
+        try:
+            objects = tools.objects(admin, side)
+            tools.drop_objects(admin, side, [o for o in objects if o[0] in ('TRIGGER', 'VIEW')])
+            tables = tools.base_tables(admin, side)
+            if tables:
+                tools.run(admin, 'RENAME TABLE ' + ', '.join(
+                    '%s.%s TO %s.%s' % (q(side), q(t), q(target), q(t)) for t in tables))
+            tools.create_objects(admin, target, objects)
+        except BaseException:
+            tools.drop_database(admin, target)
+            tools.drop_database(admin, side)
+            raise
+        tools.drop_database(admin, side)
+
+    def swap_mysql(self, tools, admin, target, side, replaced):
+        """One atomic multi-table RENAME TABLE: target.a -> replaced.a and side.a -> target.a for every table.
+        What RENAME TABLE cannot move between schemas (views, triggers, routines, events) is recreated from its
+        definition: the target's triggers are dropped just before the RENAME and the backup's are created right
+        after it, so between the two, writes to the target fire no trigger and its views/routines may be the old
+        ones (the window documented in db_restore). Any failure renames back and recreates what was dropped."""
+        facts = tools.schema_facts(admin, target)
+        tools.create_database(admin, replaced, dict(database_facts=facts))
+        tools.set_comment(admin, replaced, marker_text('replaced', target, c.iso(self.now)))
+        new_objects = tools.objects(admin, side)
+        old_objects = tools.objects(admin, target)
+        side_tables = tools.base_tables(admin, side)
+        old_tables = tools.base_tables(admin, target)
+        moved = False
+        try:
+            tools.drop_objects(admin, side, [o for o in new_objects if o[0] in ('TRIGGER', 'VIEW')])
+            tools.drop_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
+            fail_at('between_renames')
+            tools.run(admin, 'RENAME TABLE ' + ', '.join(
+                ['%s.%s TO %s.%s' % (q(target), q(t), q(replaced), q(t)) for t in old_tables]
+                + ['%s.%s TO %s.%s' % (q(side), q(t), q(target), q(t)) for t in side_tables]))
+            moved = True
+            tools.drop_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
+            tools.create_objects(admin, target, new_objects)
+            fail_at('swapped')
+        except BaseException as e:
+            try:
+                if moved:
+                    tools.drop_objects(admin, target, new_objects)
+                    tools.run(admin, 'RENAME TABLE ' + ', '.join(
+                        ['%s.%s TO %s.%s' % (q(target), q(t), q(side), q(t)) for t in side_tables]
+                        + ['%s.%s TO %s.%s' % (q(replaced), q(t), q(target), q(t)) for t in old_tables]))
+                    tools.create_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
+                tools.create_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
+                tools.drop_database(admin, side)
+                tools.drop_database(admin, replaced)
+            except Exception as e2:  # pylint: disable=broad-except
+                raise DbopsError('Swapping in the restored schema failed (%s), and undoing it failed too (%s). The '
+                                 'original tables are in %s, the restored ones in %s; put them in place by hand.'
+                                 % (e, e2, replaced if moved else target, target if moved else side))
+            if isinstance(e, DbopsError):
+                raise DbopsError('%s Nothing was replaced: the tables and objects of %s are as they were; the side '
+                                 'schema %s was dropped.' % (e, target, side), **e.details)
+            raise
+        try:
+            tools.create_objects(admin, replaced, old_objects)
+        except Exception as e:  # pylint: disable=broad-except
+            self.module.warn('The replaced copy %s holds the old tables, but not all of their views/routines/'
+                             'triggers/events could be recreated there: %s' % (replaced, e))
+        tools.drop_database(admin, side)
+
+    # --- retention of replaced copies ----------------------------------------------------------------
+    def retention(self, tools, admin, target, protect):
+        keep = self.p.get('keep_replaced_last')
+        if keep is None:
+            return []
+        ours = []
+        for name, text in tools.list_marked(admin):
+            data = parse_marker(text, 'replaced')
+            if data and data.get('target') == target and name != protect:
+                ours.append((data.get('at') or '', name))
+        ours.sort(reverse=True)
+        doomed = [name for _at, name in ours[max(keep - 1, 0):]]
+        for name in doomed:
+            tools.drop_database(admin, name, force=True)
+        return doomed
+
+    # --- SQLite --------------------------------------------------------------------------------------
     def run_sqlite(self, m, backup, target, result, started):
         from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import (
-            SqliteTooling, integrity)
-        import sqlite3
+            SqliteTooling, check_database_file, open_ro, user_objects)
         target = os.path.abspath(os.path.expanduser(target))
         result['database'] = target
         tools = SqliteTooling(self.module, None)
-        replaced = False
-        if os.path.exists(target):
-            _checks, names, _counts = integrity(target)
-            if names and not self.p['replace']:
-                raise DbopsError('SQLite database %s exists and is not empty (%d tables). Set replace: true to replace '
-                                 'it with the backup, or give another target. Nothing was changed.'
-                                 % (target, len(names)))
-            replaced = bool(names)
-        result['replaced'] = replaced
-        if self.module.check_mode:
-            result.update(changed=True, msg='Would restore %s into %s (check mode).' % (backup, target))
-            return result
-        directory = os.path.dirname(target)
-        tmp = c.tmp_name(directory, os.path.basename(target))
-        try:
-            tools.expand(backup, m, tmp)
-            counts = tools.verify_expanded(tmp, m)
-            if os.path.exists(target):
-                conn = sqlite3.connect(target, isolation_level=None)
+        exists = check_database_file(target, 'The restore target')
+        tools.decompress_stages(m)
+        c.check_backup_integrity(backup, m)
+        objects = []
+        if exists and os.path.getsize(target) > 0:
+            try:
+                conn = open_ro(target)
                 try:
-                    conn.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+                    objects = user_objects(conn)
                 finally:
                     conn.close()
-            os.rename(tmp, target)
-            for suffix in ('-wal', '-shm', '-journal'):
-                c.remove_path(target + suffix)
+            except sqlite3.DatabaseError as e:
+                raise DbopsError('The restore target %s cannot be read as a SQLite database: %s. Nothing was '
+                                 'changed.' % (target, e))
+            if objects and not self.p['replace']:
+                raise DbopsError('SQLite database %s exists and is not empty (%d objects: %s). Set replace: true to '
+                                 'replace it with the backup, or give another target. Nothing was changed.'
+                                 % (target, len(objects), ', '.join('%s %s' % o for o in objects[:5])))
+        directory = os.path.dirname(target)
+        need = m['size'] * EXPANSION[m.get('compression') or 'none'] + (os.path.getsize(target) if objects else 0)
+        result['space'] = self.space_check(directory, need, 'the side copy of %s' % target)
+        replaced = '%s_dbops_replaced_%s' % (target, self.ts) if objects else None
+        self.step('expand %s into a private file (0600) in %s and check it (integrity_check, tables%s)'
+                  % (os.path.basename(backup), directory, ', row counts' if m.get('row_counts') else ''))
+        if objects and self.p['keep_replaced']:
+            self.step('copy %s to %s (backup API)' % (target, replaced))
+        self.step('copy the checked file into %s (backup API, one transaction: owner, mode and inode stay)' % target
+                  if exists else 'rename the checked file to %s' % target)
+        if self.module.check_mode:
+            result.update(changed=True, steps=self.steps, replaced=replaced if self.p['keep_replaced'] else None,
+                          msg='Would restore %s into %s (check mode: nothing was changed).' % (backup, target))
+            return result
+        tmp = os.path.join(directory, '.dbops-restore-%s-%s' % (secrets.token_hex(8), os.path.basename(target)))
+        kept = None
+        try:
+            tools.expand(backup, m, tmp)
+            fail_at('side_restored')
+            counts = tools.verify_expanded(tmp, m, m.get('row_counts'))
+            fail_at('checked')
+            if not exists:
+                os.rename(tmp, target)
+            else:
+                st = os.stat(target)
+                if objects and self.p['keep_replaced']:
+                    kept = replaced
+                    self.sqlite_copy(target, replaced, st)
+                    self.write_side_record(replaced, target)
+                fail_at('between_renames')
+                self.sqlite_copy(tmp, target, None)
+                c.remove_path(tmp)
             c.fsync_dir(directory)
-        except BaseException:
+        except BaseException as e:
             c.remove_path(tmp)
+            if kept:
+                c.remove_path(kept)
+                c.remove_path(kept + SIDE_RECORD)
+            if isinstance(e, DbopsError):
+                raise DbopsError('%s Nothing was replaced: %s is as it was.' % (e, target), **e.details)
+            if isinstance(e, (OSError, sqlite3.Error)):
+                raise DbopsError('Restoring into %s failed: %s. Nothing was replaced: %s is as it was.'
+                                 % (target, e, target))
             raise
+        result['replaced'] = kept
+        if kept:
+            result['pruned_replaced'] = self.sqlite_retention(target, kept)
         result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], row_counts=counts,
-                      duration=round(time.monotonic() - started, 3),
-                      msg='Restored %s into %s: %d tables.' % (os.path.basename(backup), target, len(counts)))
+                      duration=round(time.monotonic() - started, 3), steps=self.steps,
+                      msg='Restored %s into %s: %d tables%s.' % (
+                          os.path.basename(backup), target, len(counts),
+                          '; the replaced file is kept as %s' % kept if kept else ''))
         return result
+
+    @staticmethod
+    def sqlite_copy(source, dest, st):
+        """Copy with the backup API. dest is created first (O_EXCL, 0600 or the mode/owner of st) when st is given,
+        else it is the live file: written in one transaction, it keeps its inode, owner and mode."""
+        if st is not None:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                         stat.S_IMODE(st.st_mode) & 0o777 or 0o600)
+            try:
+                if os.geteuid() == 0:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(fd)
+        src = sqlite3.connect('file:%s?mode=ro' % source.replace('?', '%3f').replace('#', '%23'), uri=True)
+        try:
+            dst = sqlite3.connect(dest, timeout=30)
+            try:
+                src.backup(dst, pages=-1)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+
+    @staticmethod
+    def write_side_record(path, target):
+        st = os.stat(path)
+        rec = dict({MARKER_KEY: 'replaced', 'target': target, 'at': c.iso(c.utcnow())}, dev=st.st_dev, ino=st.st_ino)
+        fd = os.open(path + SIDE_RECORD, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(rec, f)
+
+    def sqlite_retention(self, target, protect):
+        keep = self.p.get('keep_replaced_last')
+        if keep is None:
+            return []
+        directory, base = os.path.split(target)
+        ours = []
+        for name in os.listdir(directory):
+            if not (name.startswith(base + '_dbops_replaced_') and name.endswith(SIDE_RECORD)):
+                continue
+            path = os.path.join(directory, name[:-len(SIDE_RECORD)])
+            rec = read_side_record(path, 'replaced')
+            if rec and rec.get('target') == target and path != protect:
+                ours.append((rec.get('at') or '', path))
+        ours.sort(reverse=True)
+        doomed = [path for _at, path in ours[max(keep - 1, 0):]]
+        for path in doomed:
+            for suffix in ('', '-wal', '-shm', '-journal', SIDE_RECORD):
+                c.remove_path(path + suffix)
+        return doomed
+
+
+SIDE_RECORD = '.dbops.json'
+
+
+def read_side_record(path, kind):
+    """The side record of a SQLite file this collection made (kind 'clone' or 'replaced'), or None when there is
+    none or it names another file (another inode)."""
+    try:
+        with open(path + SIDE_RECORD) as f:
+            rec = json.load(f)
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get(MARKER_KEY) != kind:
+        return None
+    if rec.get('dev') != st.st_dev or rec.get('ino') != st.st_ino:
+        return None
+    return rec
+
+
+def q(name):
+    return '`%s`' % name.replace('`', '``')

@@ -50,6 +50,42 @@ def integrity(path):
         conn.close()
 
 
+SQLITE_HEADER = b'SQLite format 3\x00'
+
+
+def user_objects(conn):
+    """Every user object of the database: tables, views, triggers and indexes (not sqlite_* internals)."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY 1, 2")]
+
+
+def check_database_file(path, what):
+    """A clear DbopsError unless `path` can be a SQLite database to write: its directory exists, it is not a
+    dangling symbolic link, and when it exists it is a regular file that is empty or starts with SQLite's header.
+    Returns True when the file exists."""
+    directory = os.path.dirname(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise DbopsError('%s %s is a symbolic link to %s, which does not exist. Give the path of the database '
+                         'file itself. Nothing was changed.' % (what, path, os.readlink(path)))
+    if not os.path.isdir(directory):
+        raise DbopsError('%s %s: the directory %s does not exist. Create it first or give another path. Nothing '
+                         'was changed.' % (what, path, directory))
+    if not os.path.exists(path):
+        return False
+    if not os.path.isfile(path):
+        raise DbopsError('%s %s exists and is not a regular file. Nothing was changed.' % (what, path))
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise DbopsError('Cannot read %s %s: %s. Nothing was changed.' % (what.lower(), path, e))
+    if head and head != SQLITE_HEADER:
+        raise DbopsError('%s %s exists and is not a SQLite database (it does not start with the SQLite file '
+                         'header). Give the path of a SQLite database, or of a file that does not exist yet. '
+                         'Nothing was changed.' % (what, path))
+    return True
+
+
 class SqliteTooling:
     engine = 'sqlite'
 
