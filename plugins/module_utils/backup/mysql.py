@@ -369,6 +369,7 @@ class MysqlTooling:
         """Definitions of what RENAME TABLE cannot move to another schema: [(kind, name, sql_mode, create)]."""
         out = []
         s = quote_ident(schema)
+        admin.fetchall('USE %s' % s)  # SHOW CREATE qualifies names of another schema than the session's
         for (name,) in admin.fetchall("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s "
                                       "ORDER BY 1", [schema]):
             row = admin.fetchone('SHOW CREATE VIEW %s.%s' % (s, quote_ident(name)))

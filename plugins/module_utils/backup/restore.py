@@ -178,8 +178,10 @@ class Restore:
                 elif objects and not self.module.check_mode:
                     tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
             limit = tools.name_limit
-            side = bounded_name('dbops_restore_', target, '_' + self.ts, limit)
-            replaced = bounded_name('', target, '_dbops_replaced_' + self.ts, limit) if exists else None
+            side = self.free_name(lambda n: bounded_name('dbops_restore_', target, '_' + self.ts + n, limit),
+                                  lambda name: tools.database_exists(admin, name))
+            replaced = self.free_name(lambda n: bounded_name('', target, '_dbops_replaced_' + self.ts + n, limit),
+                                      lambda name: tools.database_exists(admin, name)) if exists else None
             result['space'] = self.server_space(tools, admin, m, target if exists else None)
             self.step('restore %s into the side database %s' % (os.path.basename(backup), side))
             self.step('check %s: tables %s%s' % (side, ', '.join(sorted(t['name'] for t in m['tables'])[:20]),
@@ -223,6 +225,16 @@ class Restore:
                 tdb.close()
             cleanup_tooling(tools)
             admin.close()
+
+    @staticmethod
+    def free_name(make, taken):
+        """make('') or, when that name is taken, make('_1'), make('_2'), ..."""
+        n = 0
+        while True:
+            name = make('_%d' % n if n else '')
+            if not taken(name):
+                return name
+            n += 1
 
     def server_space(self, tools, admin, m, target):
         """Free space for the side copy, checked only where the module can see the server's data directory
@@ -323,10 +335,10 @@ class Restore:
                 raise DbopsError('Swapping in the restored database failed (%s), and undoing it failed too (%s). '
                                  'The original database is %s; the restored copy is %s. Put them in place by hand.'
                                  % (e, e2, replaced if renamed else target, side))
-            if isinstance(e, DbopsError):
-                raise DbopsError('%s Nothing was replaced: %s; %s is as it was.'
-                                 % (e, ', '.join(undo), target), **e.details)
-            raise
+            if isinstance(e, c.Interrupted) or not isinstance(e, Exception):
+                raise
+            raise DbopsError('%s Nothing was replaced: %s; %s is as it was.'
+                             % (e, ', '.join(undo), target), **getattr(e, 'details', {}))
         # the swap is done: the replaced copy keeps its properties, and is marked as ours
         if props['allowconn']:
             tools.allow_connections(admin, replaced, True)
@@ -393,10 +405,10 @@ class Restore:
                 raise DbopsError('Swapping in the restored schema failed (%s), and undoing it failed too (%s). The '
                                  'original tables are in %s, the restored ones in %s; put them in place by hand.'
                                  % (e, e2, replaced if moved else target, target if moved else side))
-            if isinstance(e, DbopsError):
-                raise DbopsError('%s Nothing was replaced: the tables and objects of %s are as they were; the side '
-                                 'schema %s was dropped.' % (e, target, side), **e.details)
-            raise
+            if isinstance(e, c.Interrupted) or not isinstance(e, Exception):
+                raise
+            raise DbopsError('%s Nothing was replaced: the tables and objects of %s are as they were; the side '
+                             'schema %s was dropped.' % (e, target, side), **getattr(e, 'details', {}))
         try:
             tools.create_objects(admin, replaced, old_objects)
         except Exception as e:  # pylint: disable=broad-except
@@ -448,7 +460,8 @@ class Restore:
         directory = os.path.dirname(target)
         need = m['size'] * EXPANSION[m.get('compression') or 'none'] + (os.path.getsize(target) if objects else 0)
         result['space'] = self.space_check(directory, need, 'the side copy of %s' % target)
-        replaced = '%s_dbops_replaced_%s' % (target, self.ts) if objects else None
+        replaced = self.free_name(lambda n: '%s_dbops_replaced_%s%s' % (target, self.ts, n),
+                                  lambda p: os.path.lexists(p) or os.path.lexists(p + SIDE_RECORD)) if objects else None
         self.step('expand %s into a private file (0600) in %s and check it (integrity_check, tables%s)'
                   % (os.path.basename(backup), directory, ', row counts' if m.get('row_counts') else ''))
         if objects and self.p['keep_replaced']:
