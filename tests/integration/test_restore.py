@@ -310,3 +310,30 @@ def test_sqlite_replace_keeps_owner_mode_and_inode_and_the_old_file(ansible, sql
     assert stat.S_IMODE(os.stat(kept).st_mode) == 0o640
     assert json.load(open(kept + ".dbops.json"))["target"] == sqlite_db.name
     assert not [n for n in os.listdir(os.path.dirname(sqlite_db.name)) if n.startswith(".dbops-restore-")]
+
+
+def test_rollback_role_records_the_replaced_database(ansible, sqlite_db, tmp_path):
+    tables = seed(sqlite_db, rows=5)
+    bk = take_backup(ansible, sqlite_db, tmp_path / "bk")
+    want = fingerprint(sqlite_db, tables)
+    sqlite_db.execute("DELETE FROM items")
+    out = tmp_path / "rollback.json"
+    play = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Roll back
+      ansible.builtin.include_role:
+        name: dbops.maintenance.rollback
+    - name: Keep what it recorded
+      ansible.builtin.copy:
+        content: "{{ dbops_rollback | to_json }}"
+        dest: "%s"
+        mode: "0600"
+""" % out
+    r = ansible.playbook(play, extra_vars=dict(dbops_engine="sqlite", dbops_database=sqlite_db.name,
+                                               dbops_rollback_backup=bk["manifest_path"], dbops_rollback_verify=False))
+    assert r.rc == 0, r.stdout[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["restored"] and rec["replaced"].startswith(sqlite_db.name + "_dbops_replaced_")
+    assert os.path.exists(rec["replaced"]) and fingerprint(sqlite_db, tables) == want
