@@ -15,8 +15,16 @@ description:
     (C(CREATE DATABASE ... TEMPLATE) would need the source to have no other sessions). B(MySQL/MariaDB) streams
     the dump tool into the client. B(SQLite) copies the file with the online backup API; O(name) is then the path
     of the new file.
-  - Only names that start with O(scratch_prefix) are created or dropped, so O(state=absent) can never drop a real
-    database. A failed copy is dropped again.
+  - Only names that start with O(scratch_prefix) are created or dropped, and O(state=absent) B(drops only a copy
+    that db_clone itself created), whatever O(scratch_prefix) says - the copy is marked when it is created
+    (PostgreSQL - C(COMMENT ON DATABASE) with a C(dbops.maintenance) JSON marker; MariaDB 10.5+ - the schema
+    comment, older servers and MySQL - a C(dbops_marker) table in the copy; SQLite - a C(<file>.dbops.json) side
+    record naming the file's inode, so a file put in its place is not taken for it). A database without the
+    marker is refused, nothing changed; a copy made by an older version has none - drop it by hand. A failed
+    copy is dropped again.
+  - A SQLite copy is created with O_EXCL under an unpredictable temporary name, with the source's mode (0600
+    from the start for a 0600 source) and, when run as root, its owner. A dangling symbolic link or a missing
+    directory as O(name) is a clear error.
   - An existing copy is left alone (C(changed=false)); drop it with O(state=absent) for a fresh one.
 options:
   name:
