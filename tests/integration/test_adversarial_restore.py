@@ -127,19 +127,24 @@ def test_pg_every_failing_stage_leaves_the_target_as_it_was(ansible, pg16_db, tm
         srv.execute(None, 'DROP ROLE IF EXISTS "%s"' % role)
 
 
-def test_pg_restore_onto_a_database_with_only_a_function_needs_replace(ansible, pg16_db, tmp_path):
+def test_pg_restore_onto_a_database_with_only_a_schema_or_function_needs_replace(ansible, pg16_db, tmp_path):
     db, srv = pg16_db, pg16_db.server
     seed(db, rows=5)
     bk = take_backup(ansible, db, tmp_path / "bk")
-    target = db.name + "_f"
-    srv.create_database(target)
+    made = {db.name + "_s": "CREATE SCHEMA app", db.name + "_f": "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            db.name + "_t": "CREATE TYPE mood AS ENUM ('ok')"}
     try:
-        srv.execute(target, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-        r = ansible.run(RESTORE, dict(srv.params(), database=target, backup=bk["path"]))
-        assert r.failed and "not empty" in r["msg"]
-        assert srv.query(target, "SELECT count(*) FROM pg_class WHERE relname = 'items'") == [(0,)]
+        for target, ddl in made.items():
+            srv.create_database(target)
+            srv.execute(target, ddl)
+        res = batch(ansible, [dict(name=t, module=RESTORE, args=dict(srv.params(), database=t, backup=bk["path"]))
+                              for t in made])
+        for target in made:
+            assert res[target]["failed"] and "not empty" in res[target]["msg"], res[target]
+            assert srv.query(target, "SELECT count(*) FROM pg_class WHERE relname = 'items'") == [(0,)]
     finally:
-        srv.drop_database(target)
+        for target in made:
+            srv.drop_database(target)
 
 
 # --------------------------------------------------------------------------
@@ -226,9 +231,8 @@ def test_sqlite_targets_that_must_be_refused_and_failing_stages(ansible, sqlite_
     tasks += [dict(name=n, module=RESTORE, args=dict(engine="sqlite", database=sqlite_db.name, backup=path,
                                                      replace=True)) for n, (path, _w) in cases.items()]
     stages = ("side_restored", "checked", "between_renames")
-    tasks += [dict(name="fail at " + s, module=RESTORE, args=dict(engine="sqlite", database=sqlite_db.name,
-                                                                   backup=good, replace=True),
-                   env=dict(DBOPS_TEST_FAIL_AT=s)) for s in stages]
+    replace = dict(engine="sqlite", database=sqlite_db.name, backup=good, replace=True)
+    tasks += [dict(name="fail at " + s, module=RESTORE, args=replace, env=dict(DBOPS_TEST_FAIL_AT=s)) for s in stages]
     res = batch(ansible, tasks)
     for name, (_p, words) in list(targets.items()) + list(cases.items()):
         r = res[name]

@@ -159,6 +159,9 @@ def test_pg_replace_swaps_in_a_checked_copy_and_keeps_the_old_one(ansible, pg16_
         srv.create_database(lookalike)
         changed = fingerprint(db, tables)
         params = dict(srv.params(), database=db.name, backup=bk["manifest_path"], replace=True)
+        # an application session on the target: the swap terminates it (and any that come back) until none is left
+        app = db.connect()
+        app.execute("SELECT 1")
         res = batch(ansible, [
             dict(name="check", module=RESTORE, args=params, check=True),
             dict(name="first", module=RESTORE, args=params),
@@ -171,6 +174,8 @@ def test_pg_replace_swaps_in_a_checked_copy_and_keeps_the_old_one(ansible, pg16_
         assert any("RENAME TO %s" % check["replaced"] in s for s in check["steps"])
         first, second = res["first"], res["second"]
         assert not first["failed"], first["msg"]
+        with pytest.raises(Exception):
+            app.execute("SELECT 1")
         assert not second["failed"], second["msg"]
         assert first["changed"] and first["replaced"].startswith(db.name + "_dbops_replaced_")
         assert first["matches_backup_counts"] is True
@@ -229,14 +234,19 @@ def test_side_and_replaced_names_fit_the_pg_limit(ansible, pg16_db, tmp_path):
     bk = take_backup(ansible, db, tmp_path / "bk")
     long_target = (db.name + "_" + "x" * 63)[:63]
     srv.create_database(long_target)
+    replaced = None
     try:
         srv.execute(long_target, "CREATE TABLE t (id int)")
         r = ansible.run(RESTORE, dict(srv.params(), database=long_target, backup=bk["path"], replace=True),
                         expect_failure=False)
-        assert len(r["replaced"].encode()) <= 63 and r["replaced"] in databases_like(srv, "%")
+        replaced = r["replaced"]
+        assert len(replaced.encode()) <= 63 and replaced in databases_like(srv, like_escape(replaced))
+        assert replaced != long_target and "_dbops_replaced_" in replaced
         assert srv.query(long_target, "SELECT count(*) FROM items") == [(5,)]
+        assert srv.query(replaced, "SELECT count(*) FROM t") == [(0,)]
     finally:
-        srv.drop_database(r["replaced"]) if "r" in dir() and r.get("replaced") else None  # pylint: disable=expression-not-assigned
+        if replaced:
+            srv.drop_database(replaced)
         srv.drop_database(long_target)
 
 
