@@ -136,7 +136,8 @@ options:
         processes, or growth of the directory of the C(directory) format; this is not a limit on a long dump.
       - On a stall every process of the pipeline (with its children) is killed, nothing is kept, and the error
         names the tool, the server's host and port and the phase (dump, compress, verify=restore).
-      - A dump waiting for a lock makes no progress either. C(0) turns the watchdog off.
+      - A dump waiting for a lock makes no progress either. During O(verify=restore), a statement the server is
+        still executing for the restore (an index build) counts as progress. C(0) turns the watchdog off.
     type: float
     default: 300
 extends_documentation_fragment:

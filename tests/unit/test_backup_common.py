@@ -672,3 +672,17 @@ def test_stale_cleanup_leaves_other_users_entries_alone(tmp_path):
     os.chown(str(theirs), 65534, 65534)
     assert c.cleanup_stale_tmp(str(tmp_path)) == [mine.name]
     assert theirs.exists()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_watchdog_counts_a_busy_server_as_progress(busy):
+    # a restore waiting for a long statement (an index build) sends nothing: the server says it is working
+    asked = []
+    pipe = c.Pipeline([c.Stage("pg_restore", ["sleep", "1.5"])], stall_timeout=0.3, where="phase verify=restore",
+                      server_busy=lambda: asked.append(1) or busy)
+    pipe.CHECK_EVERY = 0.1  # look often: the stage is silent for 5 times the stall_timeout, at least
+    if busy:
+        assert pipe.run() and asked
+    else:
+        with pytest.raises(pl.PipelineStalled, match="pg_restore made no progress"):
+            pipe.run()

@@ -5,10 +5,10 @@
 
 * The pipeline (processes, pipes, hashing, fsync, the stall watchdog) is in
   pipeline.py, the file rules (private temporary directory, O_EXCL|O_NOFOLLOW
-  0600 files, no-replace renames, dest checks) in files.py; both re-exported here.
+  0600 files, no-replace renames, dest checks) in files.py, finding the tools
+  and their versions in tools.py; all re-exported here.
 * Manifests (<backup>.manifest.json) and retention, which only ever looks at
   files that have this collection's manifest.
-* Tool lookup (tool_path first) and private 0600 files for secrets.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ import datetime
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
-import threading
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-# The file rules and the pipeline live in files.py and pipeline.py; these names are re-exported here so that
+# The file rules, the tool lookup and the pipeline live in files.py, tools.py and pipeline.py; their names are re-exported so that
 # `from ...backup.common import X` keeps working (issue 17 part 2: the coordinator removes them after merging).
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (  # noqa: F401 pylint: disable=unused-import
     TMP_PREFIX, PrivateDir, WorkDir, check_dest, cleanup_stale_tmp, create_private, disk_error_message, fsync_dir,
     host_tag, human_size, pid_alive, remove_path, rename_noreplace, replace_json, take_final_name, tmp_name,
     write_json_atomic,
+)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (  # noqa: F401 pylint: disable=unused-import
+    COMPRESSOR_TOOL, VersionProbe, compressor_argv, find_tool, require_tool, resolve_versions, tool_version,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.pipeline import (  # noqa: F401 pylint: disable=unused-import
     CHUNK, F_SETPIPE_SZ, HASH_QUEUE, PIPE_SIZE, STDERR_KEEP, SYNC_EVERY, BackgroundSync, Pipeline, PipelineFailed,
@@ -42,7 +42,6 @@ MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = '.manifest.json'
 
 COMPRESSION_EXT = {'none': '', 'gzip': '.gz', 'lz4': '.lz4', 'zstd': '.zst'}
-COMPRESSOR_TOOL = {'gzip': 'gzip', 'lz4': 'lz4', 'zstd': 'zstd'}
 
 
 class Interrupted(Exception):
@@ -97,89 +96,6 @@ def safe_label(text):
 
 def timestamp_name(ts):
     return ts.strftime('%Y%m%dT%H%M%SZ')
-
-
-# --------------------------------------------------------------------------
-# tools
-# --------------------------------------------------------------------------
-
-def find_tool(name, tool_path=None, extra_dirs=()):
-    """Full path of the executable `name`: tool_path first, then extra_dirs, then PATH. None if absent."""
-    dirs = []
-    if tool_path:
-        dirs.append(tool_path)
-    dirs.extend(extra_dirs)
-    for d in dirs:
-        candidate = os.path.join(d, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which(name)
-
-
-def tool_version(path, env=None):
-    try:
-        out = subprocess.run([path, '--version'], capture_output=True, text=True, timeout=20, env=env,
-                             stdin=subprocess.DEVNULL, check=False)
-    except OSError as e:
-        raise DbopsError('Cannot run %s: %s' % (path, e))
-    text = (out.stdout or out.stderr or '').strip().splitlines()
-    return text[0].strip() if text else ''
-
-
-class VersionProbe:
-    """tool_version(path) in a thread: started before the dump, read when the manifest is written, so the probe
-    (a process start, 5 to 90 ms) is not on the dump's critical path. result() raises what tool_version raised."""
-
-    def __init__(self, path, env=None):
-        self.path = path
-        self._value = None
-        self._error = None
-        self._thread = threading.Thread(target=self._run, args=(env,), name='dbops-version-probe')
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _run(self, env):
-        try:
-            self._value = tool_version(self.path, env)
-        except BaseException as e:  # pylint: disable=broad-except
-            self._error = e
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def resolve_versions(tools):
-    """A manifest's `tools` dict with every VersionProbe replaced by the version line it found."""
-    return dict((name, dict((k, v.result() if isinstance(v, VersionProbe) else v) for k, v in info.items()))
-                for name, info in tools.items())
-
-
-def require_tool(name, tool_path, why, extra_dirs=()):
-    path = find_tool(name, tool_path, extra_dirs)
-    if not path:
-        where = 'in tool_path %s, ' % tool_path if tool_path else ''
-        raise DbopsError('%s is needed %s but was not found %sor on PATH. Install it (Debian: apt-get install %s) '
-                         'or set tool_path to the directory that holds it.'
-                         % (name, why, where, {'gzip': 'gzip', 'zstd': 'zstd', 'lz4': 'lz4'}.get(name, 'the client package')))
-    return path
-
-
-def compressor_argv(compression, tool_path, level=None, decompress=False):
-    tool = COMPRESSOR_TOOL[compression]
-    path = require_tool(tool, tool_path, 'to %scompress with %s' % ('de' if decompress else '', compression))
-    if decompress:
-        return [path, '-d', '-c'] + (['-q'] if compression != 'gzip' else [])
-    argv = [path, '-c']
-    if compression == 'zstd':
-        argv += ['-q', '-T0']
-    elif compression == 'lz4':
-        argv += ['-q']
-    if level is not None:
-        argv.append('-%d' % level)
-    return argv
 
 
 # --------------------------------------------------------------------------

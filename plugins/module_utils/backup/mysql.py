@@ -295,6 +295,12 @@ class MysqlTooling:
         return admin.fetchall('SELECT ID, USER, COMMAND, STATE FROM information_schema.PROCESSLIST '
                               'WHERE DB = %s AND ID <> CONNECTION_ID() AND ID <> %s', [name, own_id])
 
+    @staticmethod
+    def scratch_busy(admin, name):
+        """A session in database `name` is running a statement (the stall watchdog's server-side progress)."""
+        return bool(admin.fetchone("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND "
+                                   "COMMAND = 'Query' AND ID <> CONNECTION_ID()", [name])[0])
+
     def create_database(self, admin, name, manifest=None):
         q = 'CREATE DATABASE %s' % quote_ident(name)
         facts = (manifest or {}).get('database_facts') or {}

@@ -238,13 +238,15 @@ class Pipeline:
     stall_timeout (seconds, None or 0: no watchdog): the pipeline is stopped when for that long no byte came
     through the last pipe, no process of it (nor their children) read or wrote a byte, and watch_path (a
     directory pg_dump writes) did not grow. That is no progress, not a limit on a long dump. `where` names the
-    server and the phase in the message (e.g. "127.0.0.1:5432, phase dump").
+    server and the phase in the message (e.g. "127.0.0.1:5432, phase dump"). server_busy(), when given, is asked
+    before a stall is declared: True (the server is executing this pipeline's statement, e.g. the CREATE INDEX of
+    a restore, which sends no byte for a long time) counts as progress.
     """
 
     CHECK_EVERY = 1.0   # seconds between two looks at the processes' counters
 
     def __init__(self, stages, redact=None, stdin_path=None, progress=None, stall_timeout=None, where=None,
-                 watch_path=None):
+                 watch_path=None, server_busy=None):
         self.stages = stages
         self.redact = redact or (lambda s: s)
         self.stdin_path = stdin_path
@@ -252,6 +254,7 @@ class Pipeline:
         self.stall_timeout = stall_timeout or None
         self.where = where
         self.watch_path = watch_path
+        self.server_busy = server_busy
         self.bytes = 0
         self.sha256 = hashlib.sha256()
         self._activity = None
@@ -323,6 +326,9 @@ class Pipeline:
             return
         if now - self._last_progress < self.stall_timeout:
             return
+        if self._server_is_busy():
+            self._last_progress = now  # e.g. a CREATE INDEX of a restore: the server works on our statement
+            return
         running = [st.name for st in self.stages if st.proc is not None and st.proc.poll() is None]
         self.kill()
         self._collect()
@@ -335,6 +341,24 @@ class Pipeline:
                                        ' | '.join(st.name for st in self.stages),
                                        ', and %s did not grow' % self.watch_path if self.watch_path else ''),
             processes=self.report())
+
+    def _server_is_busy(self):
+        """server_busy() (does the server run a statement of this pipeline's session?) in a thread, for at most
+        30 seconds: a server that does not answer is not busy for us."""
+        if self.server_busy is None:
+            return False
+        answer = []
+
+        def ask():
+            try:
+                answer.append(bool(self.server_busy()))
+            except Exception:  # pylint: disable=broad-except
+                answer.append(False)
+        t = threading.Thread(target=ask, name='dbops-stall-ask')
+        t.daemon = True
+        t.start()
+        t.join(min(30.0, self.stall_timeout))
+        return bool(answer and answer[0])
 
     def _collect(self):
         for st in self.stages:

@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The engine-independent flow of db_backup, db_restore and db_clone.
 
-backup: plan (name, tools, reuse, retention) -> dump to a temporary name through
-the pipeline -> every exit code 0 and size > 0 -> fsync -> verify (checksum,
-list, restore into a scratch database) -> rename into place -> fsync dir ->
-manifest (temp + rename) -> retention. Anything failing on the way removes the
-temporary file; nothing at the final name, no manifest.
+backup: check dest (files.check_dest) -> plan (name, tools, reuse, retention) ->
+dump into the run's private 0700 directory in dest (files.WorkDir) through the
+pipeline (with the stall watchdog) -> every exit code 0 and size > 0 -> fsync ->
+verify (checksum, list, restore into a scratch database) -> take the final name
+without replacing anything there -> fsync dir -> manifest (private temp + no-replace
+rename) -> retention. Anything failing on the way removes the private directory
+with everything in it; nothing at the final name, no manifest.
 """
 
 from __future__ import annotations
@@ -419,7 +421,8 @@ class Backup:
             stages, stdin = self.tools.restore_stages(path, manifest, name, jobs=manifest.get('jobs') or 1)
             pipe = c.Pipeline(stages, redact=self.db.redact, stdin_path=stdin,
                               stall_timeout=self.options()['stall_timeout'],
-                              where=self.where('verify=restore into %s' % name))
+                              where=self.where('verify=restore into %s' % name),
+                              server_busy=lambda: self.tools.scratch_busy(admin, name))
             pipe.run()
             if not pipe.ok:
                 err = pipe.failure('verify=restore: restoring the backup into the scratch database %s' % name)
