@@ -33,6 +33,13 @@ options:
   dest:
     description:
       - Directory for the backups. Created with mode 0700 when missing.
+      - Refused (in check mode too, with nothing written) when it is a symbolic link to nothing, not a directory,
+        writable by every user without the sticky bit, or owned by a user other than the module user and root, because
+        another user could replace or remove the backups there.
+      - Everything temporary of a run (the dump being written, the SQLite copy, the progress file) is created in
+        a private directory of the run inside O(dest) (mode 0700, an unpredictable name C(.dbops-tmp-*)); files are
+        created new with mode 0600 and never through a symbolic link; the final names are taken without replacing
+        anything that appeared there (the run then fails and keeps nothing).
     type: path
     required: true
   label:
@@ -122,6 +129,17 @@ options:
       - Directory searched first for the dump tools and compressors (non-default client binaries).
         For PostgreSQL, the bin directory whose C(pg_dump), C(pg_restore) and C(psql) are used.
     type: path
+  stall_timeout:
+    description:
+      - Seconds without progress after which the dump (and the compressor, and the restore of O(verify=restore))
+        is stopped. Progress is any byte through the pipe, any byte read or written by one of the pipeline's
+        processes, or growth of the directory of the C(directory) format; this is not a limit on a long dump.
+      - On a stall every process of the pipeline (with its children) is killed, nothing is kept, and the error
+        names the tool, the server's host and port and the phase (dump, compress, verify=restore).
+      - A dump waiting for a lock makes no progress either. During O(verify=restore), a statement the server is
+        still executing for the restore (an index build) counts as progress. C(0) turns the watchdog off.
+    type: float
+    default: 300
 extends_documentation_fragment:
   - dbops.maintenance.connection
 attributes:
@@ -134,9 +152,16 @@ attributes:
     support: none
     description: No diff; the result describes what was written.
 notes:
-  - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>.<host>-<name>.progress.json) (size, seconds, throughput;
-    updated every few seconds), for example when the task runs with C(async) and is polled; RV(progress) returns
-    the samples and RV(size)/RV(throughput) the final figures.
+  - Progress of a long dump is in C(<dest>/.dbops-tmp-<pid>.<host>-<random>/progress.json) (size, seconds,
+    throughput; updated every few seconds; readable by the module user only), for example when the task runs with
+    C(async) and is polled; RV(progress) returns the samples and RV(size)/RV(throughput) the final figures.
+  - MySQL/MariaDB option file values (user, password, host, socket, TLS files) are written quoted and escaped
+    per the option-file grammar (newline, tab, carriage return, backspace, quotes and backslashes escaped), so no
+    value can add a line; other control characters, and values longer than an option-file line, are refused with
+    a message that names the option, never the value.
+  - Backing up the MySQL/MariaDB C(mysql) system database, the dump tool writes only the structure of
+    C(general_log), C(slow_log) and C(transaction_registry); the manifest lists them in C(tables_without_data)
+    and verification expects them there without rows.
   - The directory format's sha256 is that of the list of its files' sha256 sums (C(pg_dump) writes the files
     itself; they are hashed once it has finished). The SQLite backup is hashed while it streams through the
     compressor.
@@ -236,7 +261,8 @@ progress:
   returned: in the manifest
   type: list
 processes:
-  description: On failure, each process of the pipeline with its exit status and the end of its stderr.
+  description: On failure (a stall too), each process of the pipeline with its exit status and the end of its
+    stderr.
   returned: failure of a dump or restore process
   type: list
   elements: dict
@@ -274,6 +300,7 @@ def main():
         keep_days=dict(type='float', no_log=False),
         reuse_within=dict(type='str'),
         tool_path=dict(type='path'),
+        stall_timeout=dict(type='float', default=300.0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # AnsibleModule.exit_json() adds stat() facts of a result's `path` (or `dest`) and overwrites `size` with

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -136,11 +135,13 @@ def test_round_trip_with_verify_restore(ansible, db, tmp_path):
     else:
         assert r["path"].endswith(".sql.gz")
     assert password_of(db) not in json.dumps(m) and password_of(db) not in json.dumps(dict(r))
-    # no scratch database left behind by verify=restore
+    # the scratch database of verify=restore is gone (its own name: the servers are shared with other runs)
+    scratch = [c["result"]["scratch_database"] for c in m["verification"]["checks"] if c["check"] == "restore"]
+    assert len(scratch) == 1 and scratch[0].startswith("dbops_scratch_verify_")
     if db.engine == "postgresql":
-        left = db.query("SELECT datname FROM pg_database WHERE datname LIKE 'dbops_scratch_%'")
+        left = db.query("SELECT datname FROM pg_database WHERE datname = %s", [scratch[0]])
     else:
-        left = db.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'dbops_scratch_%'")
+        left = db.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [scratch[0]])
     assert left == []
 
     target = db.name + "_r"
@@ -201,6 +202,29 @@ def test_sqlite_round_trip(ansible, sqlite_db, tmp_path):
     assert fingerprint(copy, tables) == before
 
 
+def test_backup_of_the_mysql_system_database_passes_verify(ansible, servers, tmp_path):
+    """mariadb-dump writes only the structure of mysql.general_log, slow_log and transaction_registry (CREATE TABLE
+    IF NOT EXISTS, no rows): the manifest says so and verification expects exactly that (issue 10 item 4)."""
+    if "mariadb" not in servers:
+        pytest.skip("mariadb not started")
+    srv = servers["mariadb"]
+    r = ansible.run(BACKUP, dict(srv.params("mysql"), dest=str(tmp_path / "bk"), verify="list"))
+    assert not r.failed, r["msg"]
+    m = r["manifest"]
+    assert r["verified"] == "list"
+    assert m["tables_without_data"] == ["general_log", "slow_log", "transaction_registry"]
+    names = set(t["name"] for t in m["tables"])
+    base = set(row[0] for row in srv.query("mysql", "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                                                    "TABLE_SCHEMA = 'mysql' AND TABLE_TYPE = 'BASE TABLE'"))
+    assert names == base and {"general_log", "slow_log", "transaction_registry", "db", "global_priv"} <= names
+    # what the dump holds, read independently: a CREATE TABLE for every listed table, no rows of the three
+    text = subprocess.run(["gzip", "-dc", r["path"]], capture_output=True, check=True).stdout
+    for t in names:
+        assert (b"CREATE TABLE `%s`" % t.encode() in text or b"CREATE TABLE IF NOT EXISTS `%s`" % t.encode() in text), t
+    for t in m["tables_without_data"]:
+        assert b"INSERT INTO `%s`" % t.encode() not in text
+
+
 # --------------------------------------------------------------------------
 # consistency under concurrent writes
 # --------------------------------------------------------------------------
@@ -233,25 +257,102 @@ class Transfers(threading.Thread):
         conn.close()
 
 
+class Background(threading.Thread):
+    """ansible.run(...) in a thread, so the test can act on events while the module runs."""
+
+    def __init__(self, ansible, module, args):
+        super().__init__(daemon=True)
+        self.ansible, self.module, self.args = ansible, module, args
+        self.result, self.error = None, None
+
+    def run(self):
+        try:
+            self.result = self.ansible.run(self.module, self.args)
+        except BaseException as e:  # pylint: disable=broad-except
+            self.error = e
+
+    def outcome(self, timeout=900):
+        self.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def wait_until(what, predicate, while_alive):
+    """Poll predicate() until true (an event: a server-side state, a counter, a file). Fails when the module
+    thread ended first (it would never happen then)."""
+    while not predicate():
+        if not while_alive.is_alive():
+            res = while_alive.result
+            raise AssertionError("the module ended before %s: %s" % (what, res["msg"] if res else while_alive.error))
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
 def test_backup_is_consistent_while_another_process_writes(ansible, engine, engine_db, tmp_path):
+    """Writes are made while the dump is known to be running (seen from the server, or the SQLite copy known to
+    be taken): the dump is held at a gate (a lock on a table it reads first; for SQLite the compressor that runs
+    after the copy) until the writer has committed 20 more transfers, and only those count."""
     db = engine_db
     serial = {"postgresql": "serial", "mysql": "int AUTO_INCREMENT", "sqlite": "INTEGER"}[engine]
     db.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)")
     db.execute("CREATE TABLE ledger (id %s PRIMARY KEY, account int, delta int)" % serial)
+    db.execute("CREATE TABLE aa_gate (id int PRIMARY KEY)")
     if engine == "sqlite":
         db.execute("PRAGMA journal_mode=WAL")
     values = ", ".join("(%d, 1000)" % i for i in range(1, 51))
     db.execute("INSERT INTO accounts VALUES %s" % values)
+    args = dict(db.params, dest=str(tmp_path / "bk"), verify="list")
+    holder = None
+    flag = tmp_path / "go"
+    if engine == "sqlite":
+        started = tmp_path / "started"
+        args["tool_path"] = make_tool_dir(tmp_path, "/usr/bin", {
+            "gzip": 'if [ "$1" = --version ]; then exec /usr/bin/gzip --version; fi\n'
+                    'touch %s\nn=0; while [ ! -e %s ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done\n'
+                    'exec /usr/bin/gzip "$@"\n' % (started, flag)})
+
+        def dump_is_running():
+            return started.exists()
+    else:
+        holder = db.connect(autocommit=False)
+        cur = holder.cursor()
+        if engine == "postgresql":
+            cur.execute("LOCK TABLE aa_gate IN ACCESS EXCLUSIVE MODE")
+
+            def dump_is_running():
+                # pg_dump (its application_name is the module's) waiting for its share lock on the gate
+                return bool(db.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND "
+                                     "wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %%aa_gate%%'"))
+        else:
+            cur.execute("LOCK TABLES aa_gate WRITE")
+
+            def dump_is_running():
+                return bool(db.query("SELECT 1 FROM information_schema.PROCESSLIST WHERE DB = %s AND "
+                                     "STATE LIKE 'Waiting for table metadata lock' AND INFO LIKE '%%gate%%'",
+                                     [db.name]))
     writer = Transfers(db)
     writer.start()
-    time.sleep(0.3)
+    job = Background(ansible, BACKUP, args)
     try:
-        r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), verify="list"), expect_failure=False)
+        job.start()
+        wait_until("the dump was seen running", dump_is_running, job)
+        at_start = writer.done
+        wait_until("20 transfers during the dump", lambda: writer.done >= at_start + 20, job)
+        during = writer.done - at_start
     finally:
+        if holder is not None:
+            if engine == "postgresql":
+                holder.commit()
+            else:
+                holder.cursor().execute("UNLOCK TABLES")
+            holder.close()
+        flag.write_text("go")
+        r = job.outcome()
         writer.stop.set()
         writer.join(30)
-    assert writer.done > 10, "the writer did not run during the backup"
+    assert not r.failed, r["msg"]
+    assert during >= 20, "the writer did not write while the dump ran"
     if engine == "sqlite":
         target = str(tmp_path / "copy.sqlite3")
         ansible.run(RESTORE, dict(engine="sqlite", database=target, backup=r["path"]), expect_failure=False)
@@ -266,7 +367,8 @@ def test_backup_is_consistent_while_another_process_writes(ansible, engine, engi
         finally:
             db.server.drop_database(target)
     assert int(total) == 50 * 1000, "the backup is not one consistent snapshot"
-    assert ledger >= 1
+    # the backup is the state from before the dump was seen waiting: none of the writes made during it
+    assert ledger <= at_start, "the backup has %d transfers, only %d were done when the dump began" % (ledger, at_start)
 
 
 # --------------------------------------------------------------------------
@@ -422,66 +524,44 @@ def test_check_mode_writes_nothing(ansible, mysql_db, tmp_path):
 # secrets
 # --------------------------------------------------------------------------
 
-def command_lines():
-    """Every process's full command line, as ps -ww -eo args shows it (read from /proc: no width limit, and
-    fast enough on a loaded machine not to miss a short-lived process)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        if raw:
-            out.append(raw.replace(b"\0", b" ").decode("utf-8", "replace").strip())
-    return out
-
-
-class PsWatcher(threading.Thread):
-    """Reads every process's command line in a loop (like ps -ww -eo args)."""
-
-    def __init__(self, needle, tool):
-        super().__init__(daemon=True)
-        self.needle, self.tool = needle, tool
-        self.leaks, self.seen = [], 0
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            for line in command_lines():
-                if "/" + self.tool + " " in line + " ":
-                    self.seen += 1
-                if self.needle in line:
-                    self.leaks.append(line)
-            time.sleep(0.01)
+def recording_tool_dir(tmp_path, real_dirs, names, record):
+    """tool_path with a wrapper for each tool: it appends its own argv (NUL-separated, one record per line) to
+    `record` before it execs the real tool, so every command line of every process the module starts is seen,
+    however short it lives (no polling of /proc)."""
+    scripts = {}
+    for name in names:
+        real = next(os.path.join(d, name) for d in real_dirs if os.path.exists(os.path.join(d, name)))
+        scripts[name] = ('{ printf "%%s\\0" "$0" "$@"; printf "\\n"; } >> %s\n'
+                         'exec %s "$@"\n' % (record, real))
+    return make_tool_dir(tmp_path, real_dirs[0], scripts)
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_password_never_in_ps_manifest_or_verbose_output(ansible, engine, engine_db, tmp_path):
+def test_password_never_in_any_command_line_manifest_or_verbose_output(ansible, engine, engine_db, tmp_path):
     db = engine_db
     seed(db, rows=20)
-    tool = "pg_dump" if engine == "postgresql" else "mariadb-dump"
-    real = db.server.info["bin_dir"] if engine == "postgresql" else "/usr/bin"
-    # the real tool, started after a pause so that ps sees it running with its arguments
-    tools = make_tool_dir(tmp_path, real, {
-        tool: 'if [ "$1" != --version ]; then sleep 2; fi\nexec %s/%s "$@"\n' % (real, tool)},
-        links=["pg_restore", "psql"] if engine == "postgresql" else [])
-    watcher = PsWatcher(password_of(db), tool)
-    watcher.start()
-    secret_dirs_before = set(glob.glob("/tmp/dbops-secret-*"))
-    try:
-        r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), tool_path=tools), verbosity=4,
-                        expect_failure=False)
-    finally:
-        watcher.stop.set()
-        watcher.join(10)
-    assert watcher.seen > 0, "the dump tool was never seen running"
-    assert watcher.leaks == []
+    record = tmp_path / "argv.log"
+    if engine == "postgresql":
+        names, dirs = ["pg_dump", "pg_restore", "psql"], [db.server.info["bin_dir"]]
+    else:
+        names, dirs = ["mariadb-dump", "mariadb", "gzip"], ["/usr/bin"]
+    tools = recording_tool_dir(tmp_path, dirs, names, record)
+    r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), tool_path=tools, verify="restore"),
+                    verbosity=4, expect_failure=False)
+    runs = [line.split("\0")[:-1] for line in record.read_text().splitlines() if line]
+    seen = set(os.path.basename(argv[0]) for argv in runs if "--version" not in argv)
+    want = {"pg_dump", "pg_restore"} if engine == "postgresql" else {"mariadb-dump", "mariadb", "gzip"}
+    assert want <= seen, "not every tool ran through its wrapper: %s" % sorted(seen)
+    leaks = [argv for argv in runs if any(password_of(db) in a for a in argv)]
+    assert leaks == []
     assert password_of(db) not in r.stdout and password_of(db) not in r.stderr
     assert password_of(db) not in open(r["manifest_path"]).read()
-    assert set(glob.glob("/tmp/dbops-secret-*")) <= secret_dirs_before, "the 0600 option file was not removed"
+    # the private directory of the option file the tools were given (its own name: the host is shared) is gone
+    option_files = set(a.split("=", 1)[1] for argv in runs for a in argv if a.startswith("--defaults-file="))
+    assert (engine == "mysql") == bool(option_files)
+    for path in option_files:
+        assert os.path.basename(os.path.dirname(path)).startswith("dbops-secret-")
+        assert not os.path.exists(os.path.dirname(path)), "the 0600 option file was not removed"
 
 
 # --------------------------------------------------------------------------

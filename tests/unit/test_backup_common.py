@@ -12,6 +12,7 @@ import stat
 import pytest
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
 NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -402,7 +403,7 @@ def test_stream_hasher_failure_is_raised_and_never_blocks_the_feeder():
 
 def test_pipeline_a_failing_hashing_thread_fails_the_run_and_kills_every_stage(tmp_path, monkeypatch):
     real = c.StreamHasher
-    monkeypatch.setattr(c, "StreamHasher", lambda: real(factory=FailingHash))
+    monkeypatch.setattr(pl, "StreamHasher", lambda: real(factory=FailingHash))
     src = tmp_path / "src"
     src.write_bytes(os.urandom(4 * c.CHUNK))
     pipes = []
@@ -430,7 +431,7 @@ def test_pipeline_a_failing_hashing_thread_at_the_last_chunk_still_fails(tmp_pat
             self.error = IOError("failed after the last chunk")
             return super().finish()
 
-    monkeypatch.setattr(c, "StreamHasher", lambda: LateFailure(factory=FailsAtTheEnd))
+    monkeypatch.setattr(pl, "StreamHasher", lambda: LateFailure(factory=FailsAtTheEnd))
     with pytest.raises(DbopsError, match="failed after the last chunk"):
         run_to_tmp(tmp_path, [c.Stage("printf", ["printf", "abc"])])
 
@@ -518,3 +519,170 @@ def test_map_threads_keeps_the_order_and_raises_the_first_error():
         return x
     with pytest.raises(ValueError, match="item 7"):
         c.map_threads(boom, range(20), 3)
+
+
+# --------------------------------------------------------------------------
+# the stall watchdog (issue 10 item 11)
+# --------------------------------------------------------------------------
+
+def _alive(marker):
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if marker.encode() in f.read():
+                        return True
+            except OSError:
+                pass
+    return False
+
+
+def test_watchdog_stops_a_silent_pipeline_with_its_grandchildren_and_names_tool_server_and_phase(tmp_path):
+    marker = "1000.%d" % os.getpid()
+    # the stage is a wrapper whose child does the waiting: both must be stopped
+    pipe = c.Pipeline([c.Stage("pg_dump", ["sh", "-c", "printf x; sleep %s & wait" % marker]),
+                       c.Stage("gzip", ["cat"])],
+                      stall_timeout=0.5, where="server db1 port 5432, phase dump")
+    out = tmp_path / "out"
+    fd = os.open(str(out), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(pl.PipelineStalled) as e:
+            pipe.run_to_file(fd, str(tmp_path))
+    finally:
+        os.close(fd)
+    msg = str(e.value)
+    assert "pg_dump made no progress for" in msg and "server db1 port 5432, phase dump" in msg
+    assert [p["status"] for p in e.value.details["processes"]][0] == "killed by signal SIGKILL"
+    assert not _alive(marker), "the wrapper's child survived the stop"
+
+
+def test_watchdog_of_run_watches_the_directory_and_stops_a_silent_one(tmp_path):
+    marker = "1001.%d" % os.getpid()
+    d = tmp_path / "dir"
+    pipe = c.Pipeline([c.Stage("pg_dump", ["sh", "-c", 'mkdir "$0"; printf a > "$0/toc.dat"; exec sleep %s' % marker,
+                                           str(d)])], stall_timeout=0.5, where="phase dump", watch_path=str(d))
+    with pytest.raises(pl.PipelineStalled, match="did not grow"):
+        pipe.run()
+    assert not _alive(marker)
+
+
+def test_watchdog_lets_a_slow_but_steady_pipeline_finish(tmp_path):
+    # a byte every 0.1 s for 1 s, watched with 20 times that interval: progress all the time, never a stall
+    pipe = c.Pipeline([c.Stage("pg_dump", ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do printf x; sleep 0.1; done"])],
+                      stall_timeout=2.0, where="phase dump")
+    out = tmp_path / "out"
+    fd = os.open(str(out), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert pipe.run_to_file(fd, str(tmp_path))
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"x" * 10
+
+
+def test_failure_message_gives_the_error_line_not_only_the_last_one():
+    pipe = c.Pipeline([c.Stage("pg_restore", ["sh", "-c", "echo 'pg_restore: error: could not execute query: ERROR:  "
+                                                          "permission denied to create extension' >&2; "
+                                                          "echo 'Command was: CREATE EXTENSION x;' >&2; exit 1"])])
+    pipe.run()
+    msg = str(pipe.failure("verify=restore"))
+    assert "permission denied to create extension" in msg and "Command was" in msg
+
+
+# --------------------------------------------------------------------------
+# the file rules (issue 10 items 9, 10)
+# --------------------------------------------------------------------------
+
+def test_create_private_is_0600_and_never_follows_or_reuses(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "link"
+    os.symlink(str(victim), str(link))
+    with pytest.raises(FileExistsError):
+        c.create_private(str(link))
+    with pytest.raises(FileExistsError):
+        c.create_private(str(victim))
+    old = os.umask(0)
+    try:
+        fd = c.create_private(str(tmp_path / "new"))
+    finally:
+        os.umask(old)
+    os.close(fd)
+    assert stat.S_IMODE(os.stat(str(tmp_path / "new")).st_mode) == 0o600
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "dangling"])
+def test_rename_noreplace_never_replaces_nor_follows(tmp_path, kind):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    src = tmp_path / "src"
+    src.write_text("backup")
+    dst = tmp_path / "dst"
+    if kind == "symlink":
+        os.symlink(str(victim), str(dst))
+    elif kind == "dangling":
+        os.symlink(str(tmp_path / "nothing"), str(dst))
+    else:
+        dst.write_text("someone else's")
+    with pytest.raises(c.DbopsError, match="appeared at"):
+        c.take_final_name(str(src), str(dst))
+    assert victim.read_text() == "precious" and src.read_text() == "backup" and not (tmp_path / "nothing").exists()
+    os.unlink(str(dst))
+    c.take_final_name(str(src), str(dst))
+    assert dst.read_text() == "backup" and not src.exists()
+
+
+def test_check_dest_refuses_unsafe_dests_and_creates_a_missing_one_0700(tmp_path):
+    ww = tmp_path / "ww"
+    ww.mkdir()
+    os.chmod(str(ww), 0o777)
+    with pytest.raises(c.DbopsError, match="no sticky bit"):
+        c.check_dest(str(ww))
+    os.chmod(str(ww), 0o1777)
+    assert c.check_dest(str(ww))
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chown(str(other), 65534, 65534)
+    with pytest.raises(c.DbopsError, match="owned by"):
+        c.check_dest(str(other))
+    dangling = tmp_path / "dangling"
+    os.symlink(str(tmp_path / "gone"), str(dangling))
+    with pytest.raises(c.DbopsError, match="which does not exist"):
+        c.check_dest(str(dangling))
+    assert not c.check_dest(str(tmp_path / "new"), create=False) and not (tmp_path / "new").exists()
+    assert c.check_dest(str(tmp_path / "new"))
+    assert stat.S_IMODE(os.stat(str(tmp_path / "new")).st_mode) == 0o700
+
+
+def test_workdir_is_private_unpredictable_and_removed(tmp_path):
+    a, b = c.WorkDir(str(tmp_path)), c.WorkDir(str(tmp_path))
+    assert a.path != b.path and os.path.basename(a.path).startswith(c.TMP_PREFIX)
+    assert stat.S_IMODE(os.stat(a.path).st_mode) == 0o700
+    a.cleanup()
+    b.cleanup()
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_stale_cleanup_leaves_other_users_entries_alone(tmp_path):
+    dead = 2 ** 22 + 4321
+    mine = tmp_path / ("%s%d.%s-x" % (c.TMP_PREFIX, dead, c.host_tag()))
+    theirs = tmp_path / ("%s%d.%s-y" % (c.TMP_PREFIX, dead, c.host_tag()))
+    mine.mkdir()
+    theirs.write_text("not ours")
+    os.chown(str(theirs), 65534, 65534)
+    assert c.cleanup_stale_tmp(str(tmp_path)) == [mine.name]
+    assert theirs.exists()
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_watchdog_counts_a_busy_server_as_progress(busy):
+    # a restore waiting for a long statement (an index build) sends nothing: the server says it is working
+    asked = []
+    pipe = c.Pipeline([c.Stage("pg_restore", ["sleep", "1.5"])], stall_timeout=0.3, where="phase verify=restore",
+                      server_busy=lambda: asked.append(1) or busy)
+    pipe.CHECK_EVERY = 0.1  # look often: the stage is silent for 5 times the stall_timeout, at least
+    if busy:
+        assert pipe.run() and asked
+    else:
+        with pytest.raises(pl.PipelineStalled, match="pg_restore made no progress"):
+            pipe.run()

@@ -8,11 +8,13 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 
 import pytest
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import runner
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
 SECRET = "s3cret-pw"
@@ -139,8 +141,10 @@ def test_verify_list_runs_on_the_temporary_name_before_the_rename(tmp_path):
     tools = FakeTools()
     _job, r = backup(tmp_path, tools=tools, verify="list")
     listed = [call[1] for call in tools.calls if call[0] == "list"]
-    assert len(listed) == 1 and os.path.basename(listed[0]).startswith(c.TMP_PREFIX)
-    assert os.path.dirname(listed[0]) == str(tmp_path) and listed[0] != r["path"]
+    # the temporary name is inside the run's private directory in dest (<dest>/.dbops-tmp-<pid>.<host>-<random>/)
+    workdir = os.path.dirname(listed[0])
+    assert len(listed) == 1 and os.path.basename(workdir).startswith(c.TMP_PREFIX)
+    assert os.path.dirname(workdir) == str(tmp_path) and listed[0] != r["path"]
 
 
 # --------------------------------------------------------------------------
@@ -181,7 +185,7 @@ def test_a_failed_verification_keeps_nothing(tmp_path):
 
 
 def test_no_backup_is_kept_without_its_manifest(tmp_path, monkeypatch):
-    def no_manifest(path, _data):
+    def no_manifest(path, _data, **_kw):
         raise DbopsError("Cannot write the manifest %s: disk full" % path)
     monkeypatch.setattr(c, "write_json_atomic", no_manifest)
     with pytest.raises(DbopsError, match="Cannot write the manifest"):
@@ -318,7 +322,7 @@ class FailingHash:
 
 def test_a_failed_hashing_thread_fails_the_backup_and_keeps_nothing(tmp_path, monkeypatch):
     real = c.StreamHasher
-    monkeypatch.setattr(c, "StreamHasher", lambda: real(factory=FailingHash))
+    monkeypatch.setattr(pl, "StreamHasher", lambda: real(factory=FailingHash))
     dest = tmp_path / "bk"
     with pytest.raises(DbopsError, match="sha256 of the backup failed.*simulated hashing failure"):
         backup(dest, tools=FakeTools(argv=["head", "-c", "3000000", "/dev/urandom"]), keep_last=1)
@@ -421,7 +425,80 @@ def test_pg_client_choice_skips_debians_pg_wrapper_and_keeps_the_search_order(tm
     elapsed = time.monotonic() - t
     # the smallest suitable major; of the two 15s the first in the search order; never the wrapper
     assert (d, major) == (second, 15) and line == "pg_dump (PostgreSQL) 15.18"
-    assert elapsed < 4 * 0.6, "the --version probes ran one after the other (%.2fs)" % elapsed
+    # the five probes ran at once: against one probe measured here, now (a ratio, not a wall-clock limit:
+    # one after the other they take 5 times a probe, at once about one)
+    t = time.monotonic()
+    postgresql.tool_version(os.path.join(first, "pg_dump"))
+    one = time.monotonic() - t
+    assert elapsed < 3 * one, "the --version probes ran one after the other (%.2fs, one probe %.2fs)" % (elapsed, one)
     # the wrapper alone is still used
     monkeypatch.setattr(postgresql, "candidate_bin_dirs", lambda: [str(usr_bin)])
     assert postgresql.PgTooling(FakeModule(), PgAdapterStub()).bin_dir()[0] == str(usr_bin)
+
+
+# --------------------------------------------------------------------------
+# a shared dest: symlinks planted at the names of earlier versions (issue 10 item 9)
+# --------------------------------------------------------------------------
+
+class SqliteDbStub:
+    def __init__(self, path):
+        import sqlite3  # pylint: disable=import-outside-toplevel
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None)
+    redact = staticmethod(lambda s: s)
+
+    @staticmethod
+    def server_info():
+        return dict(engine="sqlite", version="3")
+
+
+def test_symlinks_planted_at_every_predictable_name_are_never_followed(tmp_path, monkeypatch):
+    """Earlier versions used <dest>/.dbops-tmp-<pid>.<host>-<name> (+ .raw, .progress.json, .progress.json.new, and
+    the manifest's temporary name): known in advance from the pid and the time. Plant a symlink at each, to a file
+    the run must not touch; the backup works and no target changes."""
+    import sqlite3  # pylint: disable=import-outside-toplevel
+    src = str(tmp_path / "app.sqlite3")
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "v%d" % i) for i in range(500)])
+    conn.commit()
+    conn.close()
+    dest = tmp_path / "shared"
+    dest.mkdir()
+    os.chmod(str(dest), 0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    when = c.utcnow().replace(microsecond=0)
+    monkeypatch.setattr(c, "utcnow", lambda: when)
+    name = "app-%s.sqlite3.gz" % c.timestamp_name(when)
+    old_tmp = str(dest / ("%s%d.%s-%s" % (c.TMP_PREFIX, os.getpid(), c.host_tag(), name)))
+    planted = [old_tmp + ".raw", old_tmp + ".progress.json", old_tmp + ".progress.json.new",
+               str(dest / ("%s%d.%s-%s.manifest.json" % (c.TMP_PREFIX, os.getpid(), c.host_tag(), name)))]
+    for path in planted:
+        os.symlink(str(victim), path)
+    module = FakeModule(engine="sqlite", database=src, dest=str(dest), label="app", verify="restore")
+    job = runner.Backup(module, SqliteDbStub(src))
+    r = job.run()
+    assert victim.read_text() == "precious"
+    assert all(os.path.islink(p) and os.readlink(p) == str(victim) for p in planted)
+    st = os.lstat(r["path"])
+    assert r["path"] == str(dest / name) and stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert sorted(n for n in listing(dest) if not os.path.islink(str(dest / n))) == sorted(
+        [name, name + c.MANIFEST_SUFFIX])
+
+
+def test_an_entry_appearing_at_the_final_name_fails_the_run_and_is_not_replaced(tmp_path, monkeypatch):
+    dest = tmp_path / "bk"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    real = c.take_final_name
+
+    def racing(src, dst):
+        if not os.path.lexists(dst):
+            os.symlink(str(victim), dst)  # planted between the choice of the name and the rename
+        return real(src, dst)
+    monkeypatch.setattr(c, "take_final_name", racing)
+    with pytest.raises(DbopsError, match="appeared at .*Nothing was overwritten"):
+        backup(dest)
+    assert victim.read_text() == "precious"
+    assert [n for n in listing(dest) if not os.path.islink(str(dest / n))] == []

@@ -28,8 +28,43 @@ def quote_ident(name):
     return '`%s`' % name.replace('`', '``')
 
 
-def option_value(text):
-    return '"%s"' % str(text).replace('\\', '\\\\').replace('"', '\\"')
+# The option-file grammar of the MySQL/MariaDB client library (mysys my_default.c, search_default_file_with_ext):
+# one option per line (a newline ends the value: a raw newline would start a new option, e.g. host=...); a value
+# in matching quotes keeps '#' and surrounding spaces; in it the escapes \b \t \n \r \s \\ \" \' stand for
+# backspace, tab, newline, carriage return, space, backslash and the quotes. Lines are read into a 4 KiB buffer:
+# a longer line would be cut, and its rest read as a line of its own.
+OPTION_ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b'}
+OPTION_MAX_LINE = 4000
+
+
+def option_value(text, option='value'):
+    """A quoted, escaped option-file value. Control characters that the grammar cannot carry are refused, with
+    the option's name in the message, never the value."""
+    text = str(text)
+    if any((ord(ch) < 32 or ord(ch) == 127) and ch not in OPTION_ESCAPES for ch in text):
+        raise DbopsError('%s contains a control character other than newline, carriage return, tab or backspace: '
+                         'it cannot be written into the option file the MySQL/MariaDB client tools read, so the '
+                         'dump tool could not be given it safely. Use a value without it.' % option)
+    quoted = '"%s"' % ''.join(OPTION_ESCAPES.get(ch, ch) for ch in text)
+    if len(quoted.encode('utf-8')) > OPTION_MAX_LINE:
+        raise DbopsError('%s is longer than the MySQL/MariaDB option file can carry on one line (%d bytes); use a '
+                         'shorter value.' % (option, OPTION_MAX_LINE))
+    return quoted
+
+
+def option_path(path, option):
+    """A path for `!include` (taken to the end of the line, without quotes or escapes): refuse control chars."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+        raise DbopsError('%s contains control characters (a newline would add lines to the option file given to '
+                         'the MySQL/MariaDB client tools); use a path without them.' % option)
+    return path
+
+
+# MariaDB's mariadb-dump/mysqldump, dumping the `mysql` database, write only the structure of these tables
+# (CREATE TABLE IF NOT EXISTS, never their rows): the server's log tables and the transaction registry. Observed
+# with mariadb-dump 10.19 (MariaDB 10.11) and in client/mysqldump.c (the data of the log tables is skipped;
+# MySQL's mysqldump does the same for general_log and slow_log).
+SYSTEM_TABLES_WITHOUT_DATA = {'mysql': ('general_log', 'slow_log', 'transaction_registry')}
 
 
 class MysqlTooling:
@@ -56,22 +91,22 @@ class MysqlTooling:
         lines = []
         config = os.path.expanduser(p.get('config_file') or '')
         if config and os.path.isfile(config):
-            lines.append('!include %s' % config)
+            lines.append('!include %s' % option_path(config, 'config_file'))
         lines.append('[client]')
         if p.get('login_user') is not None:
-            lines.append('user=%s' % option_value(p['login_user']))
+            lines.append('user=%s' % option_value(p['login_user'], 'login_user'))
         if p.get('login_password') is not None:
-            lines.append('password=%s' % option_value(p['login_password']))
+            lines.append('password=%s' % option_value(p['login_password'], 'login_password'))
         if p.get('login_unix_socket'):
-            lines.append('socket=%s' % option_value(p['login_unix_socket']))
+            lines.append('socket=%s' % option_value(p['login_unix_socket'], 'login_unix_socket'))
         elif p.get('login_host'):
-            lines.append('host=%s' % option_value(p['login_host']))
+            lines.append('host=%s' % option_value(p['login_host'], 'login_host'))
             lines.append('protocol=tcp')
         if p.get('login_port'):
-            lines.append('port=%d' % p['login_port'])
+            lines.append('port=%d' % int(p['login_port']))
         for opt, key in (('ca_cert', 'ssl-ca'), ('client_cert', 'ssl-cert'), ('client_key', 'ssl-key')):
             if p.get(opt):
-                lines.append('%s=%s' % (key, option_value(p[opt])))
+                lines.append('%s=%s' % (key, option_value(p[opt], opt)))
         if p.get('ssl_mode') in ('verify-ca', 'verify-full'):
             lines.append('ssl-verify-server-cert')
         self.secret_dir = PrivateDir()
@@ -129,8 +164,13 @@ class MysqlTooling:
         chosen = [by_name[n] for n in tables] if tables else list(everything)
         ex = set(exclude or [])
         chosen = [t for t in chosen if t['name'] not in ex]
+        skipped = SYSTEM_TABLES_WITHOUT_DATA.get(self.params['database'], ())
         return dict(tables=chosen, include=list(chosen) if tables else [],
-                    exclude=[by_name[n] for n in exclude or []])
+                    exclude=[by_name[n] for n in exclude or []],
+                    without_data=[t['name'] for t in chosen if t['name'] in skipped],
+                    without_data_reason='%s writes the structure of these tables of the %s system database, never '
+                                        'their rows' % ('mariadb-dump' if self.flavour() == 'mariadb' else 'mysqldump',
+                                                        self.params['database']) if skipped else None)
 
     def database_facts(self):
         row = self.db.fetchone('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM '
@@ -205,7 +245,7 @@ class MysqlTooling:
             pending.extend(chunk)
             cut = pending.rfind(b'\n')
             if cut >= 0:
-                for m in re.finditer(rb'^CREATE TABLE `((?:[^`]|``)+)`', bytes(pending[:cut]), re.M):
+                for m in re.finditer(rb'^CREATE TABLE (?:IF NOT EXISTS )?`((?:[^`]|``)+)`', bytes(pending[:cut]), re.M):
                     creates.add(m.group(1).replace(b'``', b'`').decode('utf-8', 'replace'))
                 del pending[:cut + 1]
             tail.extend(chunk)
@@ -269,6 +309,12 @@ class MysqlTooling:
                 'SELECT 1 FROM information_schema.COLLATIONS WHERE COLLATION_NAME = %s', [facts['collation']]):
             raise DbopsError('The manifest\'s database_facts.collation %r is not a collation of this server '
                              '(SHOW COLLATION). Nothing was changed.' % facts['collation'])
+
+    @staticmethod
+    def scratch_busy(admin, name):
+        """A session in database `name` is running a statement (the stall watchdog's server-side progress)."""
+        return bool(admin.fetchone("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s AND "
+                                   "COMMAND = 'Query' AND ID <> CONNECTION_ID()", [name])[0])
 
     def create_database(self, admin, name, manifest=None, comment=None):
         q = 'CREATE DATABASE %s' % quote_ident(name)

@@ -11,14 +11,15 @@ Debian/PGDG directories, the pgserver wheel and PATH.
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import os
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, ModuleView, Pipeline, Stage, VersionProbe, compressor_argv, map_threads, run_tool, tool_version,
+    COMPRESSION_EXT, ModuleView, Pipeline, Stage, map_threads, run_tool,
+)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (
+    VersionProbe, candidate_bin_dirs, compressor_argv, is_pg_wrapper, parse_major, tool_version,
 )
 
 try:
@@ -27,39 +28,6 @@ except ImportError:  # pragma: no cover - the adapter reports the missing driver
     sql = None
 
 SYSTEM_SCHEMAS = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
-
-
-def candidate_bin_dirs():
-    dirs = sorted(glob.glob('/usr/lib/postgresql/*/bin')) + sorted(glob.glob('/usr/pgsql-*/bin'))
-    dirs += ['/usr/local/pgsql/bin', '/opt/homebrew/bin', '/usr/local/bin']
-    try:
-        spec = importlib.util.find_spec('pgserver')
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        dirs.append(os.path.join(os.path.dirname(spec.origin), 'pginstall', 'bin'))
-    for d in os.environ.get('PATH', '').split(os.pathsep):
-        if d:
-            dirs.append(d)
-    seen, out = set(), []
-    for d in dirs:
-        real = os.path.realpath(d)
-        if real not in seen and os.path.isfile(os.path.join(d, 'pg_dump')):
-            seen.add(real)
-            out.append(d)
-    return out
-
-
-def is_pg_wrapper(pg_dump):
-    """Debian's postgresql-common makes /usr/bin/pg_dump a link to its pg_wrapper script. It is not a pg_dump of
-    its own: it runs the pg_dump of one of the /usr/lib/postgresql/N/bin directories (candidates already), chosen
-    at run time, behind a Perl start-up on every call."""
-    return os.path.basename(os.path.realpath(pg_dump)) == 'pg_wrapper'
-
-
-def parse_major(version_line):
-    m = re.search(r'\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?', version_line)
-    return int(m.group(1)) if m else None
 
 
 class PgTooling:
@@ -374,6 +342,12 @@ class PgTooling:
         if enc is not None and admin.fetchone('SELECT pg_char_to_encoding(%s)', [enc])[0] < 0:
             raise DbopsError('The manifest\'s database_facts.encoding %r is not an encoding this PostgreSQL server '
                              'knows. Nothing was changed.' % enc)
+
+    @staticmethod
+    def scratch_busy(admin, name):
+        """A session in database `name` is running a statement (the stall watchdog's server-side progress)."""
+        return bool(admin.fetchone("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+                                   "AND pid <> pg_backend_pid()", [name])[0])
 
     def create_database(self, admin, name, manifest=None):
         facts = (manifest or {}).get('database_facts') or {}

@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The engine-independent flow of db_backup, db_restore and db_clone.
 
-backup: plan (name, tools, reuse, retention) -> dump to a temporary name through
-the pipeline -> every exit code 0 and size > 0 -> fsync -> verify (checksum,
-list, restore into a scratch database) -> rename into place -> fsync dir ->
-manifest (temp + rename) -> retention. Anything failing on the way removes the
-temporary file; nothing at the final name, no manifest.
+backup: check dest (files.check_dest) -> plan (name, tools, reuse, retention) ->
+dump into the run's private 0700 directory in dest (files.WorkDir) through the
+pipeline (with the stall watchdog) -> every exit code 0 and size > 0 -> fsync ->
+verify (checksum, list, restore into a scratch database) -> take the final name
+without replacing anything there -> fsync dir -> manifest (private temp + no-replace
+rename) -> retention. Anything failing on the way removes the private directory
+with everything in it; nothing at the final name, no manifest.
 """
 
 from __future__ import annotations
@@ -93,9 +95,24 @@ class Backup:
         keep_days = p['keep_days']
         if keep_days is not None and keep_days <= 0:
             raise DbopsError('keep_days must be more than 0.')
+        stall = p.get('stall_timeout')
+        if stall is not None and stall < 0:
+            raise DbopsError('stall_timeout must be 0 (no watchdog) or more seconds.')
         return dict(format=fmt, compression=compression, compression_level=level, jobs=p['jobs'] or 1,
                     schema_only=p['schema_only'], verify=p['verify'], keep_days=keep_days,
-                    reuse_within=c.parse_duration(p['reuse_within'], 'reuse_within'))
+                    reuse_within=c.parse_duration(p['reuse_within'], 'reuse_within'),
+                    stall_timeout=300.0 if stall is None else float(stall))
+
+    def where(self, phase):
+        """The server and the phase, for the messages of the stall watchdog."""
+        if self.engine == 'sqlite':
+            return 'SQLite database %s, phase %s' % (self.source_identity(), phase)
+        p = self.p
+        if p.get('login_unix_socket'):
+            return 'server socket %s, phase %s' % (p['login_unix_socket'], phase)
+        return 'server %s port %s, phase %s' % (p.get('login_host') or 'localhost',
+                                                p.get('login_port') or {'postgresql': 5432}.get(self.engine, 3306),
+                                                phase)
 
     def source_identity(self):
         if self.engine == 'sqlite':
@@ -139,14 +156,9 @@ class Backup:
         p, module = self.p, self.module
         opts = self.options()
         dest = os.path.abspath(os.path.expanduser(p['dest']))
-        if os.path.exists(dest) and not os.path.isdir(dest):
-            raise DbopsError('dest %s exists and is not a directory. dest is the directory that holds the backups.'
-                             % dest)
-        if not os.path.exists(dest) and not module.check_mode:
-            try:
-                os.makedirs(dest, mode=0o700)
-            except OSError as e:
-                raise DbopsError('Cannot create dest %s: %s' % (dest, c.disk_error_message(e, os.path.dirname(dest))))
+        # a dangling symlink, a non-directory, a world-writable dest without the sticky bit, or one owned by
+        # another user is refused (in check mode too); a missing dest is created 0700 (not in check mode)
+        c.check_dest(dest, create=not module.check_mode)
         if not module.check_mode and not os.access(dest, os.W_OK):
             raise DbopsError('Cannot write into dest %s (permission denied for the module user). Choose a dest it can '
                              'write to.' % dest)
@@ -170,7 +182,7 @@ class Backup:
         ext = self.tools.extension(opts['format'], opts['compression'])
         name = '%s-%s%s' % (label, c.timestamp_name(now), ext)
         n = 1
-        while os.path.exists(os.path.join(dest, name)) or os.path.exists(os.path.join(dest, name + c.MANIFEST_SUFFIX)):
+        while os.path.lexists(os.path.join(dest, name)) or os.path.lexists(os.path.join(dest, name + c.MANIFEST_SUFFIX)):
             name = '%s-%s-%d%s' % (label, c.timestamp_name(now), n, ext)
             n += 1
         final = os.path.join(dest, name)
@@ -210,22 +222,32 @@ class Backup:
         return c.apply_retention(dest, doomed)
 
     def take(self, dest, final, opts, selection, now, label):
-        tmp = c.tmp_name(dest, os.path.basename(final))
+        # everything temporary lives in a private 0700 directory with an unpredictable name inside dest
+        work = c.WorkDir(dest)
+        try:
+            return self._take(work, dest, final, opts, selection, now, label)
+        finally:
+            work.cleanup()
+
+    def _take(self, work, dest, final, opts, selection, now, label):
+        tmp = work.join(os.path.basename(final))
         layout = self.tools.layout(opts['format'])
-        progress = c.Progress(tmp + '.progress.json', size_of=lambda: c.current_size(tmp))
+        progress = c.Progress(work.join('progress.json'), size_of=lambda: c.current_size(tmp))
         snap = None
         started = time.monotonic()
         try:
             want_counts = None
             if self.engine == 'sqlite':
-                sha, size, tools, want_counts = self.take_sqlite(tmp, opts, progress)
+                sha, size, tools, want_counts = self.take_sqlite(tmp, opts, progress, dest)
                 files = None
             else:
                 snapshot = None
                 if opts['verify'] == 'restore':
                     snap, snapshot = self.tools.export_snapshot()
                 plan = self.tools.dump_plan(opts, tmp, selection, snapshot=snapshot)
-                pipe = c.Pipeline(plan['stages'], redact=self.db.redact, progress=progress)
+                pipe = c.Pipeline(plan['stages'], redact=self.db.redact, progress=progress,
+                                  stall_timeout=opts['stall_timeout'], where=self.where('dump'),
+                                  watch_path=tmp if plan['writes_dir'] else None)
                 if plan['writes_dir']:
                     pipe.run()
                 else:
@@ -260,21 +282,25 @@ class Backup:
             duration = time.monotonic() - started
             manifest = self.manifest(final, opts, selection, now, finished, duration, sha, size, files, tools,
                                      label, layout)
+            if want_counts is not None:
+                for name in selection.get('without_data', ()):
+                    if name in want_counts:
+                        want_counts[name] = 0  # the dump tool writes its structure only (see the manifest)
             manifest['verification'] = self.verify(tmp, manifest, opts['verify'], want_counts)
             if want_counts is not None:
                 manifest['row_counts'] = want_counts
-            os.rename(tmp, final)
+            # never onto something planted at the final name (a symlink is neither followed nor replaced)
+            c.take_final_name(tmp, final)
             c.fsync_dir(dest)
         except BaseException:
             if snap is not None:
                 snap.close()
-            c.remove_path(tmp)
             progress.remove()
             raise
         progress.remove()
         manifest['progress'] = progress.samples
         try:
-            c.write_json_atomic(final + c.MANIFEST_SUFFIX, manifest)
+            c.write_json_atomic(final + c.MANIFEST_SUFFIX, manifest, replace=False, workdir=work.path)
         except BaseException:
             c.remove_path(final)  # no backup without its manifest
             raise
@@ -283,35 +309,40 @@ class Backup:
     @staticmethod
     def open_tmp(tmp, dest):
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            return c.create_private(tmp)
         except OSError as e:
             raise DbopsError(c.disk_error_message(e, dest))
 
-    def take_sqlite(self, tmp, opts, progress):
+    def take_sqlite(self, tmp, opts, progress, dest):
         raw = tmp + '.raw'
         try:
-            self.tools.backup_to(raw, schema_only=opts['schema_only'])
+            self.tools.backup_to(raw, schema_only=opts['schema_only'], dest=dest)
             from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import integrity
             _checks, _names, counts = integrity(raw)
             stages, tools = self.tools.compress_stages(opts)
-            pipe = c.Pipeline(stages, stdin_path=raw, progress=progress)
-            fd = self.open_tmp(tmp, os.path.dirname(tmp))
+            pipe = c.Pipeline(stages, stdin_path=raw, progress=progress, stall_timeout=opts['stall_timeout'],
+                              where=self.where('compress'))
+            fd = self.open_tmp(tmp, dest)
             try:
-                pipe.run_to_file(fd, os.path.dirname(tmp))
+                pipe.run_to_file(fd, dest)
                 os.fsync(fd)
             except OSError as e:
-                raise DbopsError(c.disk_error_message(e, os.path.dirname(tmp), pipe.bytes))
+                raise DbopsError(c.disk_error_message(e, dest, pipe.bytes))
             finally:
                 os.close(fd)
             if not pipe.ok:
-                raise pipe.failure('Compressing the SQLite backup')
+                err = pipe.failure('Compressing the SQLite backup')
+                if any('No space left' in st.stderr for st in pipe.stages):
+                    err = DbopsError('%s %s' % (err, c.disk_error_message(OSError(28, 'ENOSPC'), dest)), **err.details)
+                raise err
             tools = dict(c.resolve_versions(tools),
                          sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
             return pipe.sha256.hexdigest(), pipe.bytes, tools, counts
         except OSError as e:
-            raise DbopsError(c.disk_error_message(e, os.path.dirname(tmp)))
+            raise DbopsError(c.disk_error_message(e, dest))
         finally:
             c.remove_path(raw)
+            c.remove_path(raw + '-journal')
 
     def manifest(self, final, opts, selection, started, finished, duration, sha, size, files, tools, label, layout):
         m = dict(kind=c.MANIFEST_KIND, manifest_version=c.MANIFEST_VERSION, created_by='%s.db_backup' % COLLECTION,
@@ -325,6 +356,9 @@ class Backup:
                  tables_selected=[t['name'] for t in selection['include']],
                  tables_excluded=[t['name'] for t in selection['exclude']],
                  database_facts=self.tools.database_facts())
+        if selection.get('without_data'):
+            m['tables_without_data'] = list(selection['without_data'])
+            m['tables_without_data_reason'] = selection.get('without_data_reason')
         if self.engine == 'sqlite':
             m['tables'] = [dict(name=t['name'], rows_estimate=None) for t in selection['tables']]
         if files is not None:
@@ -374,13 +408,28 @@ class Backup:
         admin = self.tools.admin()
         created = False
         try:
-            self.tools.create_database(admin, name, manifest)
+            try:
+                self.tools.create_database(admin, name, manifest)
+            except DbopsError:
+                raise
+            except Exception as e:  # pylint: disable=broad-except
+                raise DbopsError('verify=restore could not create the scratch database %s: %s. verify=restore needs '
+                                 'a login that may create databases (PostgreSQL CREATEDB, MySQL CREATE); use '
+                                 'verify=list otherwise. The backup was not kept.'
+                                 % (name, self.db.redact(str(e).strip())))
             created = True
             stages, stdin = self.tools.restore_stages(path, manifest, name, jobs=manifest.get('jobs') or 1)
-            pipe = c.Pipeline(stages, redact=self.db.redact, stdin_path=stdin)
+            pipe = c.Pipeline(stages, redact=self.db.redact, stdin_path=stdin,
+                              stall_timeout=self.options()['stall_timeout'],
+                              where=self.where('verify=restore into %s' % name),
+                              server_busy=lambda: self.tools.scratch_busy(admin, name))
             pipe.run()
             if not pipe.ok:
-                raise pipe.failure('verify=restore: restoring the backup into the scratch database %s' % name)
+                err = pipe.failure('verify=restore: restoring the backup into the scratch database %s' % name)
+                raise DbopsError('%s verify=restore needs a login that can create databases and recreate every '
+                                 'object of the backup with its owner and privileges (a superuser, or the owner of '
+                                 'all of them); use verify=list otherwise. The backup was not kept.' % err,
+                                 **err.details)
             scratch = self.tools.open_db(name)
             try:
                 got_tables = self.tools.all_tables(scratch) if self.engine == 'postgresql' else \

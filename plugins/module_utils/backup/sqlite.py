@@ -11,6 +11,7 @@ the compressor and the hashing writer like the dumps of the other engines.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 
@@ -18,6 +19,12 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     COMPRESSION_EXT, Pipeline, Stage, VersionProbe, compressor_argv, remove_path,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import create_private, disk_error_message
+
+SQLITE_FULL = 13       # result codes of sqlite3.h (sqlite3.Error.sqlite_errorcode, Python 3.11+)
+SQLITE_IOERR = 10
+SQLITE_CANTOPEN = 14
+SQLITE_READONLY = 8
 
 
 def quote_ident(name):
@@ -121,8 +128,16 @@ class SqliteTooling:
         return dict(page_size=self.db.conn.execute('PRAGMA page_size').fetchone()[0],
                     journal_mode=self.db.conn.execute('PRAGMA journal_mode').fetchone()[0])
 
-    def backup_to(self, path, schema_only=False):
-        """Copy the database to `path` with the backup API (one step = one consistent snapshot)."""
+    def backup_to(self, path, schema_only=False, dest=None):
+        """Copy the database to `path` with the backup API (one step = one consistent snapshot).
+
+        path is created first as a new 0600 file (O_CREAT|O_EXCL|O_NOFOLLOW): the copy is private from its first
+        byte and never written through a symlink or into an existing file. dest names the directory in messages
+        (a full file system is the destination's problem, not the source's)."""
+        try:
+            os.close(create_private(path))
+        except OSError as e:
+            raise DbopsError(disk_error_message(e, dest or os.path.dirname(path)))
         target = sqlite3.connect(path, isolation_level=None)
         try:
             if schema_only:
@@ -133,6 +148,14 @@ class SqliteTooling:
             else:
                 self.db.conn.backup(target, pages=-1)
         except sqlite3.Error as e:
+            code = getattr(e, 'sqlite_errorcode', None)
+            code = code & 0xff if isinstance(code, int) else None  # the primary code of an extended one
+            if code == SQLITE_FULL or 'full' in str(e).lower():
+                raise DbopsError('Copying the SQLite database %s failed: %s. %s' % (
+                    self.db.path, e, disk_error_message(OSError(errno.ENOSPC, 'ENOSPC'), dest or os.path.dirname(path))))
+            if code in (SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_READONLY):
+                raise DbopsError('Writing the SQLite copy of %s into %s failed: %s'
+                                 % (self.db.path, dest or os.path.dirname(path), e))
             raise DbopsError('The SQLite backup API failed for %s: %s' % (self.db.path, e))
         finally:
             target.close()
@@ -160,7 +183,7 @@ class SqliteTooling:
 
     def expand(self, path, manifest, out_path):
         """Decompress a backup into out_path (a plain SQLite file)."""
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = create_private(out_path)
         try:
             p = Pipeline(self.decompress_stages(manifest), stdin_path=path)
             p.run_to_file(fd, os.path.dirname(out_path))
