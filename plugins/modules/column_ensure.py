@@ -193,6 +193,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
 
 
@@ -205,6 +206,23 @@ def describe(col):
     if col.get('comment'):
         text += ' COMMENT %r' % col['comment']
     return text
+
+
+def check_sql_options(p):
+    """type, default and using are SQL by design: prove each is one type / one expression before connecting."""
+    if p['type'] is not None:
+        sqlcheck.column_type(p['type'], p['engine'], 'type')
+    for opt in ('default', 'using'):
+        if p[opt] is not None:
+            sqlcheck.expression(p[opt], p['engine'], opt)
+
+
+def check_steps(steps, engine):
+    """Each statement of the plan (and each fallback) reads as exactly one statement."""
+    for step in steps:
+        while step is not None:
+            sqlcheck.single_statement(step.sql, engine)
+            step = step.alternative
 
 
 def main():
@@ -229,8 +247,13 @@ def main():
         module.fail_json(msg='using is PostgreSQL only: MySQL and SQLite convert values by the type alone.')
     if p['schema'] and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is PostgreSQL only; on MySQL the schema is the database option.')
+    try:
+        check_sql_options(p)
+    except sqlcheck.SqlRefused as e:
+        module.fail_json(msg=str(e), changed=False, queries=[])
     with open_database(module) as db:
         plan = db.plan_column(p)
+        check_steps(plan['steps'], p['engine'])
         result = dict(changed=False, target=plan['target'], queries=db.queries, server=db.server_info())
         if plan.get('differences'):
             result['differences'] = plan['differences']

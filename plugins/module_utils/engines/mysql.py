@@ -220,6 +220,12 @@ class MysqlAdapter(Adapter):
 
     def require_table(self, table):
         if table not in self.table_names():
+            row = self.fetchone("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                "AND TABLE_NAME = %s", [table])
+            if row and row[0] != 'BASE TABLE':
+                kind = 'view' if 'VIEW' in row[0].upper() else row[0].lower()
+                self.fail('%s is a %s, not a table; this module changes tables only (change the %s\'s definition '
+                          'instead). Nothing was changed.' % (quote_ident(table), kind, kind))
             self.fail('Table %s does not exist in database %s.%s' % (
                 quote_ident(table), self.params['database'], did_you_mean(table, self.table_names())))
 
@@ -360,8 +366,15 @@ class MysqlAdapter(Adapter):
             text += ' COMMENT %s' % self.literal(comment)
         return text
 
+    def require_one_statement_protocol(self):
+        """The session must not have CLIENT.MULTI_STATEMENTS: then one execute can only ever be one statement."""
+        if self.conn.client_flag & pymysql.constants.CLIENT.MULTI_STATEMENTS:
+            raise DbopsError('The MySQL connection allows several statements per call (CLIENT.MULTI_STATEMENTS); '
+                             'dbops.maintenance never runs an SQL-valued option on such a connection. Nothing was run.')
+
     def plan_column(self, spec):
         table, column = spec['table'], spec['column']
+        self.require_one_statement_protocol()
         self.require_table(table)
         current = self.show_columns(table).get(column)
         target = '%s.%s' % (quote_ident(table), quote_ident(column))

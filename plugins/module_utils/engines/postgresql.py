@@ -118,7 +118,8 @@ class PostgresAdapter(Adapter):
                                   delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4))
         watcher.start()
         try:
-            self.conn.execute(statement)
+            # prepare=True: the extended protocol, which runs exactly one statement (the simple one runs several).
+            self.conn.execute(statement, prepare=True)
         except pg_errors.LockNotAvailable as e:
             self._last_blockers = watcher.stop()
             raise LockTimeout(str(e).strip())
@@ -241,6 +242,16 @@ class PostgresAdapter(Adapter):
             "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')", [schema, table])
         return row[0] if row else None
 
+    def relation_kind(self, schema, name):
+        """'view', 'materialized view', ... for a relation that exists but is not a table; None otherwise."""
+        row = self.fetchone(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s", [schema, name])
+        if not row:
+            return None
+        return {'v': 'view', 'm': 'materialized view', 'f': 'foreign table', 'i': 'index', 'S': 'sequence',
+                'I': 'partitioned index', 'c': 'composite type', 't': 'TOAST table'}.get(row[0])
+
     def table_names(self, schema):
         return [r[0] for r in self.fetchall(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -327,6 +338,10 @@ class PostgresAdapter(Adapter):
         target = self.display(schema, table)
         oid = self.find_table(schema, table)
         if oid is None:
+            kind = self.relation_kind(schema, table)
+            if kind:
+                self.fail('%s is a %s, not a table; column_ensure changes the columns of tables only (change the %s\'s '
+                          'definition instead). Nothing was changed.' % (target, kind, kind))
             if not self.schema_exists(schema):
                 self.fail('Schema %s does not exist.%s' % (schema, did_you_mean(schema, self.schema_names())))
             self.fail('Table %s does not exist in database %s.%s' % (

@@ -114,6 +114,10 @@ class SqliteAdapter(Adapter):
     def plan_column(self, spec):
         table, column = spec['table'], spec['column']
         if table not in self.table_names():
+            kind = self.fetchall("SELECT type FROM sqlite_master WHERE name = ? AND type <> 'table'", (table,))
+            if kind:
+                self.fail('%s is a %s, not a table; column_ensure changes the columns of tables only (change the '
+                          '%s\'s definition instead). Nothing was changed.' % (quote_ident(table), kind[0][0], kind[0][0]))
             self.fail('Table %s does not exist in %s.%s' % (
                 quote_ident(table), self.path, did_you_mean(table, self.table_names()) or
                 (' The database has no tables at all: was it ever migrated?' if not self.table_names() else '')))
