@@ -204,7 +204,7 @@ def _pg_readonly(text):
     if not isinstance(top, pg_ast.SelectStmt):
         raise SqlRefused('%s is a %s statement; db_verify runs only SELECT (WITH ... SELECT, UNION, VALUES, TABLE). '
                          '%s' % (what, _pg_kind(top), NOTHING))
-    functions, operators = set(), set()
+    functions, operators, types = set(), set(), set()
     for node in _pg_walk(top):
         if isinstance(node, (pg_ast.InsertStmt, pg_ast.UpdateStmt, pg_ast.DeleteStmt,
                              getattr(pg_ast, 'MergeStmt', pg_ast.DeleteStmt))):
@@ -220,12 +220,19 @@ def _pg_readonly(text):
             functions.add(names if len(names) > 1 else (None, names[0]))
         elif isinstance(node, pg_ast.A_Expr) and node.name:
             names = tuple(getattr(p, 'sval', str(p)) for p in node.name)
-            operators.add(names if len(names) > 1 else (None, names[0]))
+            if names[-1][:1].isalpha():  # BETWEEN [SYMMETRIC]: compares with >= and <=
+                operators.update(((None, '>='), (None, '<=')))
+            else:
+                operators.add(names if len(names) > 1 else (None, names[0]))
+        elif isinstance(node, pg_ast.TypeName) and node.names:
+            names = tuple(getattr(p, 'sval', str(p)) for p in node.names)
+            types.add(names[-2:] if len(names) > 1 else (None, names[0]))
     for schema, name in functions:
         if pg_function_denied(name):
             raise SqlRefused('%s calls %s(), which db_verify never runs: it reads server files, acts on sessions, '
                              'settings or locks, or waits. %s' % (what, name, NOTHING))
-    return dict(functions=sorted(functions, key=str), operators=sorted(operators, key=str))
+    return dict(functions=sorted(functions, key=str), operators=sorted(operators, key=str),
+                types=sorted(types, key=str))
 
 
 def _pg_kind(node):

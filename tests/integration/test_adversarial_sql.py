@@ -9,7 +9,9 @@ every case asserts its own result, and the catalog is compared before and after 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import uuid
 
 import pytest
@@ -128,3 +130,140 @@ def test_column_ensure_sql_options_are_one_expression_sqlite(ansible, sqlite_db)
     before = catalog(sqlite_db)
     results = run_tasks(ansible, tasks_of(sqlite_db, CE, _column_ensure_cases(sqlite_db)))
     _assert_column_ensure(sqlite_db, results, before)
+
+
+# --------------------------------------------------------------------------
+# db_verify queries: read-only by what the statement is
+# --------------------------------------------------------------------------
+
+def _pg_attacks(marker):
+    return {
+        "copy program": "COPY (select 1) TO PROGRAM 'touch %s.program'" % marker,
+        "copy file": "COPY (select 1) TO '%s.copy'" % marker,
+        "read file": "select pg_read_file('/etc/passwd')",
+        "set_config": "select set_config('search_path', 'evil', false) IS NOT NULL",
+        "modifying cte": "WITH gone AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM gone",
+        "select into": "SELECT * INTO t_copy FROM t",
+        "explain analyze": "EXPLAIN ANALYZE DELETE FROM t",
+        "for update": "SELECT 1 FROM t FOR UPDATE",
+        "advisory lock": "SELECT pg_advisory_lock(4242)",
+        "volatile user function": "SELECT public.dbops_evil() = 1",
+        "stable user function": "SELECT dbops_stable_evil() = 1",
+        "user operator": "SELECT 1 OPERATOR(public.###) 1",
+        "query_to_xml": "SELECT query_to_xml('delete from t', true, true, '') IS NOT NULL",
+        "second statement": "SELECT 1; DELETE FROM t",
+        "deep": "SELECT " + DEEP,
+    }
+
+
+def _mysql_attacks(marker):
+    return {
+        "set global": "SET GLOBAL max_error_count = 63",
+        "into outfile": "SELECT 1 INTO OUTFILE '%s.outfile'" % marker,
+        "into dumpfile": "SELECT 1 INTO DUMPFILE '%s.dumpfile'" % marker,
+        "get_lock": "SELECT GET_LOCK('dbops_adversarial', 0)",
+        "sleep": "SELECT SLEEP(0) = 0",
+        "load_file": "SELECT LOAD_FILE('/etc/passwd') IS NULL",
+        "stored function": "SELECT dbops_evil() = 1",
+        "for update": "SELECT 1 FROM t FOR UPDATE",
+        "executable comment": "SELECT 1 /*!, GET_LOCK('dbops_adversarial', 0) */",
+        "second statement": "SELECT 1; DELETE FROM t",
+        "deep": "SELECT " + DEEP,
+    }
+
+
+def _sqlite_attacks(marker):
+    return {
+        "journal_mode": "PRAGMA journal_mode=WAL",
+        "attach": "ATTACH DATABASE '%s.attached' AS x" % marker,
+        "vacuum into": "VACUUM INTO '%s.vacuum'" % marker,
+        "select attach": "SELECT 1 FROM (SELECT 1) WHERE 1 IN (SELECT 1)",  # a harmless control: passes
+        "load_extension": "SELECT load_extension('/tmp/nothing')",
+        "second statement": "SELECT 1; DELETE FROM t",
+        "deep": "SELECT " + DEEP,
+    }
+
+
+def _verify_cases(attacks):
+    return [(name, dict(queries=[dict(name=name, sql=sql)]), False) for name, sql in attacks.items()] + \
+        [("ordinary", dict(queries=[dict(name="two rows", sql="SELECT count(*) = 2 FROM t"),
+                                    dict(name="join", sql="SELECT max(t.v) FROM t JOIN vw USING (id) WHERE t.v BETWEEN "
+                                                          "1 AND 1000 AND lower('A') = 'a'")]), False)]
+
+
+def _assert_verify(results, attacks, controls=()):
+    for name in attacks:
+        res = results[name]
+        if name in controls:
+            assert res["failed"] is False, res
+            continue
+        check = res["checks"][0]
+        assert res["failed"] is True and check["ok"] is False, res
+        assert "Nothing was run" in check["message"], (name, check["message"])
+    assert results["ordinary"]["failed"] is False, results["ordinary"]
+    assert [c["ok"] for c in results["ordinary"]["checks"]] == [True, True]
+
+
+@pytest.fixture
+def marker():
+    """A path prefix for the files an attack would create, in a directory the servers' users can write to."""
+    d = tempfile.mkdtemp(prefix="dbops-adversarial-")
+    os.chmod(d, 0o777)  # nosec - a test directory, removed afterwards
+    yield os.path.join(d, "x%s" % uuid.uuid4().hex[:8])
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _created(marker):
+    return sorted(p for p in os.listdir(os.path.dirname(marker)) if p.startswith(os.path.basename(marker)))
+
+
+def test_db_verify_queries_are_read_only_postgresql(ansible, pg_db, marker):
+    db = pg_db
+    seed(db)
+    db.execute("CREATE FUNCTION public.dbops_evil() RETURNS int LANGUAGE sql AS 'DELETE FROM t RETURNING 1'")
+    db.execute("CREATE FUNCTION dbops_stable_evil() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1'")
+    db.execute("CREATE FUNCTION dbops_op(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+    db.execute("CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = dbops_op)")
+    before = catalog(db)
+    attacks = _pg_attacks(marker)
+    results = run_tasks(ansible, tasks_of(db, DV, _verify_cases(attacks)))
+    _assert_verify(results, attacks)
+    assert "nested too deeply" in results["deep"]["checks"][0]["message"]
+    assert _created(marker) == []
+    assert catalog(db) == before and rows(db) == [(1, 10, 100), (2, 20, 200)]
+    assert db.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242") == [(0,)]
+
+
+def test_db_verify_queries_are_read_only_mariadb(ansible, mysql_db, marker):
+    db = mysql_db
+    seed(db)
+    db.execute("CREATE FUNCTION dbops_evil() RETURNS int DETERMINISTIC READS SQL DATA RETURN 1")
+    global_before = db.query("SELECT @@GLOBAL.max_error_count")
+    before = catalog(db)
+    attacks = _mysql_attacks(marker)
+    try:
+        results = run_tasks(ansible, tasks_of(db, DV, _verify_cases(attacks)))
+    finally:
+        changed = db.query("SELECT @@GLOBAL.max_error_count") != global_before
+        if changed:
+            db.execute("SET GLOBAL max_error_count = %d" % global_before[0][0])
+    assert not changed, "SET GLOBAL ran"
+    _assert_verify(results, attacks)
+    assert _created(marker) == []
+    assert catalog(db) == before and rows(db) == [(1, 10, 100), (2, 20, 200)]
+    assert db.query("SELECT IS_USED_LOCK('dbops_adversarial')") == [(None,)]
+
+
+def test_db_verify_queries_are_read_only_sqlite(ansible, sqlite_db, marker):
+    db = sqlite_db
+    seed(db)
+    mode_before = db.query("PRAGMA journal_mode")
+    before = catalog(db)
+    attacks = _sqlite_attacks(marker)
+    results = run_tasks(ansible, tasks_of(db, DV, _verify_cases(attacks)))
+    _assert_verify(results, attacks, controls=("select attach",))
+    assert _created(marker) == []
+    assert db.query("PRAGMA journal_mode") == mode_before == [("delete",)]
+    assert catalog(db) == before and rows(db) == [(1, 10, 100), (2, 20, 200)]
+    with sqlite3.connect(db.name) as c:
+        assert c.execute("PRAGMA database_list").fetchall()[0][1] == "main"

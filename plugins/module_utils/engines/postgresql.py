@@ -15,6 +15,7 @@ import threading
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
     Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_comment, requested_default,
 )
@@ -519,7 +520,15 @@ class PostgresAdapter(Adapter):
         return self.count_rows(schema, table)
 
     def verify_query(self, text):
-        """First row of the operator's query, run in a READ ONLY transaction that is rolled back."""
+        """First row of the operator's query, once it is proven to only read.
+
+        sqlcheck.readonly_query parses it with the server's own parser (pglast): one SELECT, no INTO, no FOR
+        UPDATE/SHARE, no data-modifying WITH; verify_calls then resolves every function, operator and cast type
+        it names in this database's catalog. It runs as one statement (extended protocol) in a READ ONLY
+        transaction that is rolled back: the second layer.
+        """
+        calls = sqlcheck.readonly_query(text, 'postgresql')
+        self.verify_calls(calls)
         try:
             with self.conn.transaction(force_rollback=True):
                 self.conn.execute('SET TRANSACTION READ ONLY')
@@ -529,6 +538,50 @@ class PostgresAdapter(Adapter):
             raise DbopsError('The query failed: %s%s. It runs in a READ ONLY transaction, as one statement: it '
                              'cannot change data.' % ((str(e).strip().splitlines() or [''])[0],
                                                       ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+
+    # Every function of that name the call could resolve to (in the schema it names, or on the search path).
+    VERIFY_FUNCTIONS = (
+        "SELECT n.nspname, p.provolatile, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE p.proname = %(name)s AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
+        "ELSE n.nspname = %(schema)s END")
+    VERIFY_OPERATORS = (
+        "SELECT n.nspname, p.provolatile, p.proname FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace "
+        "JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oprname = %(name)s AND CASE WHEN %(schema)s::text IS NULL "
+        "THEN n.nspname = ANY (current_schemas(true)) ELSE n.nspname = %(schema)s END")
+    VERIFY_TYPES = (
+        "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = %(name)s "
+        "AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
+        "ELSE n.nspname = %(schema)s END")
+
+    def verify_calls(self, calls):
+        """Refuse (nothing run) unless every function/operator the query names is a built-in (pg_catalog) one that
+        is immutable or stable and not on sqlcheck's deny list, whatever overload the call resolves to, and every
+        type it casts to is built in. Resolving by name and checking every candidate overload is exact without
+        guessing the argument types: if any candidate could act, the query is refused."""
+        refuse = sqlcheck.SqlRefused
+        tail = ' db_verify runs only built-in (pg_catalog) immutable or stable functions. %s' % sqlcheck.NOTHING
+        for kind, query, items in (('function', self.VERIFY_FUNCTIONS, calls['functions']),
+                                   ('operator', self.VERIFY_OPERATORS, calls['operators'])):
+            for schema, name in items:
+                label = '%s%s' % ('%s.' % schema if schema else '', name)
+                rows = self.fetchall(query, dict(name=name, schema=schema))
+                if not rows:
+                    raise refuse('The query calls the %s %s, which does not exist here (on the search path).%s'
+                                 % (kind, label, tail))
+                for nsp, volatility, proname in rows:
+                    if nsp != 'pg_catalog':
+                        raise refuse('The query calls the %s %s, and %s.%s is user-defined.%s' % (kind, label, nsp,
+                                                                                                  name, tail))
+                    if volatility == 'v' or sqlcheck.pg_function_denied(proname):
+                        raise refuse('The query calls the %s %s (%s), which is %s.%s' % (
+                            kind, label, proname, 'volatile: it may act, not only read' if volatility == 'v'
+                            else 'on the deny list of functions that act (files, sessions, settings, locks, waits)',
+                            tail))
+        for schema, name in calls.get('types', ()):
+            rows = self.fetchall(self.VERIFY_TYPES, dict(name=name, schema=schema))
+            if any(r[0] != 'pg_catalog' for r in rows):
+                raise refuse('The query casts to the type %s, which is user-defined (its cast and input functions '
+                             'are user code). %s' % (name, sqlcheck.NOTHING))
 
 
 class _BlockerWatcher:
