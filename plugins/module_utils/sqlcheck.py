@@ -138,7 +138,40 @@ def _check_size(text, what):
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
+# libpg_query refuses nesting deeper than its parser stack (about 10,000 levels: "memory exhausted"), but a chain
+# of binary operators (1+1+...+1, a::t::t...) is a tree as deep as it is long, and pglast's conversion of a tree
+# deeper than about 20,000 levels overflows the C stack (a segmentation fault, not an error). So a statement with
+# more binary operators than this is refused before it reaches pglast.
+MAX_PG_BINARY_OPERATORS = 10000
+_PG_OPERATORS = frozenset(('ASCII_37', 'ASCII_42', 'ASCII_43', 'ASCII_45', 'ASCII_47', 'ASCII_60', 'ASCII_61',
+                           'ASCII_62', 'ASCII_94', 'Op', 'TYPECAST', 'LESS_EQUALS', 'GREATER_EQUALS', 'NOT_EQUALS'))
+_PG_NOT_OPERAND = _PG_OPERATORS | {'ASCII_40', 'ASCII_44', 'ASCII_59', 'ASCII_91'}
+
+
+def pg_too_complex(tokens):
+    """(start, end) of the statements (runs of tokens between ';') with more binary operators than the bound."""
+    out, count, prev, first = [], 0, 'ASCII_59', None
+    for tok in tokens:
+        name = tok.name
+        if name in ('SQL_COMMENT', 'C_COMMENT'):
+            continue
+        if first is None:
+            first = tok.start
+        if name == 'ASCII_59':
+            if count > MAX_PG_BINARY_OPERATORS:
+                out.append((first, tok.start))
+            count, first = 0, None
+        elif name in _PG_OPERATORS and prev not in _PG_NOT_OPERAND:
+            count += 1
+        prev = name
+    if count > MAX_PG_BINARY_OPERATORS and first is not None:
+        out.append((first, tokens[-1].end + 1))
+    return out
+
+
 def _pg_parse(text, what):
+    if pg_too_complex(_pg_tokens(text, what)):
+        raise _too_deep(what)
     try:
         return pg_parser.parse_sql(text)
     except pg_parser.ParseError as e:

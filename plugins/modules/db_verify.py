@@ -298,6 +298,25 @@ def validate(module):
                                  'instead.')
     if p['schema'] and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is for PostgreSQL; on MySQL the database is the schema.')
+    if p['baseline'] is not None:
+        validate_baseline(module, p['baseline'])
+
+
+def validate_baseline(module, baseline):
+    """A baseline is input: its tables must map names to whole row counts (nothing is read before this)."""
+    tables = baseline.get('tables')
+    if not isinstance(tables, dict):
+        module.fail_json(msg='baseline is not a baseline of db_verify: it has no "tables" mapping. Pass the '
+                             '"baseline" value returned by an earlier run with capture: true. Nothing was checked.')
+    for name, count in tables.items():
+        ok = isinstance(count, int) and not isinstance(count, bool) and count >= 0
+        if isinstance(count, str) and count.strip().isdigit():
+            tables[name] = int(count.strip())
+            ok = True
+        if not ok:
+            module.fail_json(msg='baseline.tables[%r] is %r, not a row count (a whole number, 0 or more). Pass the '
+                                 '"baseline" value returned by an earlier run with capture: true, unchanged. Nothing '
+                                 'was checked.' % (name, count))
 
 
 def migrations_status(db, spec):
