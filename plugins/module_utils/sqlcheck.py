@@ -260,7 +260,7 @@ def _pg_readonly(text):
         elif isinstance(node, pg_ast.TypeName) and node.names:
             names = tuple(getattr(p, 'sval', str(p)) for p in node.names)
             types.add(names[-2:] if len(names) > 1 else (None, names[0]))
-    for schema, name in functions:
+    for _schema, name in functions:
         if pg_function_denied(name):
             raise SqlRefused('%s calls %s(), which db_verify never runs: it reads server files, acts on sessions, '
                              'settings or locks, or waits. %s' % (what, name, NOTHING))
@@ -286,8 +286,8 @@ def _glot_tokens(text, engine, what):
     try:
         return _dialect(engine).tokenize(text)
     except SqlglotError as e:
-        raise SqlRefused('%s cannot be read as %s SQL: %s. %s' % (what, _engine_name(engine), _first_line(e),
-                                                                   NOTHING))
+        raise SqlRefused('%s cannot be read as %s SQL: %s. %s'
+                         % (what, _engine_name(engine), _first_line(e), NOTHING))
     except RecursionError:
         raise _too_deep(what)
 

@@ -267,3 +267,55 @@ def test_db_verify_queries_are_read_only_sqlite(ansible, sqlite_db, marker):
     assert catalog(db) == before and rows(db) == [(1, 10, 100), (2, 20, 200)]
     with sqlite3.connect(db.name) as c:
         assert c.execute("PRAGMA database_list").fetchall()[0][1] == "main"
+
+
+# --------------------------------------------------------------------------
+# bounds: migration_lint always finishes; malformed input is a clear error
+# --------------------------------------------------------------------------
+
+ML = "dbops.maintenance.migration_lint"
+
+
+def test_lint_bounds_and_baseline_input_through_ansible(ansible, sqlite_db, tmp_path):
+    seed(sqlite_db)
+    big = tmp_path / "big" / "001_data.sql"
+    big.parent.mkdir()
+    big.write_text("DROP TABLE t;\n" * 2000)
+    dump = tmp_path / "dump" / "001_dump.sql"
+    dump.parent.mkdir()
+    dump.write_text("CREATE TABLE t (a int, b text);\nCOPY t (a, b) FROM stdin;\n"
+                    + "".join("%d\tname ; %d\n" % (i, i) for i in range(60000)) + "\\.\n"
+                    + "".join("INSERT INTO t (a, b) VALUES (%d, 'x;y');\n" % i for i in range(40000))
+                    + "DROP TABLE u;\n")
+    cases = [
+        ("too big file", dict(engine="sqlite", path=[str(big.parent)], max_file_size=1000, fail_on="never")),
+        ("dump", dict(engine="postgresql", path=[str(dump.parent)], fail_on="never")),
+        ("big statement", dict(engine="mysql", sql="SELECT " + " + ".join(["1"] * 3000) + ";\nDROP TABLE x;",
+                               max_statement_size=1000, fail_on="never")),
+    ]
+    for engine in ("postgresql", "mysql", "sqlite"):
+        cases.append(("deep %s" % engine, dict(engine=engine, sql=DEEP + ";\nDROP TABLE x;\n", fail_on="never")))
+        cases.append(("chain %s" % engine, dict(engine=engine, sql="SELECT " + "+".join(["1"] * 40000) + ";\n"
+                                                "DROP TABLE x;\n", fail_on="never")))
+    tasks = [dict(name=n, module=ML, args=_mark_unsafe(a)) for n, a in cases]
+    baseline = dict(engine="sqlite", database=sqlite_db.name, tables={"t": "lots"})
+    tasks.append(dict(name="baseline", module=DV, args=_mark_unsafe(dict(sqlite_db.params, baseline=baseline))))
+    results = run_tasks(ansible, tasks)
+
+    res = results["too big file"]
+    assert res["failed"] is False and [f["rule"] for f in res["findings"]] == ["too-large"]
+    assert "more than max_file_size (1000)" in res["findings"][0]["message"]
+    res = results["dump"]
+    assert [(f["rule"], f["line"]) for f in res["findings"]] == [("drop-table", 100004), ("missing-lock-timeout", 100004)]
+    res = results["big statement"]
+    assert [(f["rule"], f["line"]) for f in res["findings"]] == [("too-large", 1), ("drop-table", 2)]
+    for engine in ("postgresql", "mysql", "sqlite"):
+        for kind in ("deep", "chain"):
+            res = results["%s %s" % (kind, engine)]
+            assert res["failed"] is False, res.get("msg")
+            assert ("drop-table", 2) in [(f["rule"], f["line"]) for f in res["findings"]]
+            assert all("nested too deeply" in f["message"] for f in res["findings"] if f["rule"] == "parse-error")
+        assert "parse-error" in [f["rule"] for f in results["deep %s" % engine]["findings"]]
+    res = results["baseline"]
+    assert res["failed"] is True and "baseline.tables['t'] is 'lots', not a row count" in res["msg"]
+    assert rows(sqlite_db) == [(1, 10, 100), (2, 20, 200)]
