@@ -24,13 +24,13 @@ description:
     change on PostgreSQL, a change MySQL cannot do INSTANT or INPLACE) without O(allow_rewrite=true), and
     dropping a column without O(allow_drop=true).
   - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
-  - O(type), O(default) and O(using) are SQL by design, so each is proven before anything connects: O(default) and
+  - O(type), O(default) and O(using) are SQL by design, so each is proven before anything connects. O(default) and
     O(using) must be exactly one SQL expression (parsed as C(SELECT <expression>) by pglast, the PostgreSQL
-    server's own parser, or by sqlglot in the C(mysql) / C(sqlite) dialect - one statement, one expression, no
+    server's own parser, or by sqlglot in the C(mysql) / C(sqlite) dialect; one statement, one expression, no
     alias, no clause, no comment, no C(;) outside a string); O(type) must be one type (no comment, no C(;), no
     comma or closing parenthesis outside its own parentheses; on PostgreSQL, a column definition with no
     constraint). Each statement built from them must parse as one statement. Anything else fails with nothing
-    run. The DDL is then sent so that the server cannot run a second statement anyway - PostgreSQL over the
+    run. The DDL is then sent so that the server cannot run a second statement anyway; PostgreSQL over the
     extended query protocol, MySQL/MariaDB on a session without C(CLIENT.MULTI_STATEMENTS) (checked), SQLite
     through C(execute), which refuses more than one statement.
   - A view (or another relation that is not a table) is named as such, with nothing changed.
