@@ -109,7 +109,8 @@ options:
   queries:
     description:
       - Application-specific checks, each an SQL query whose first column of the first row must be truthy
-        (not NULL, 0, false or an empty string). A query that returns no row, fails, or is not allowed fails the check.
+        (not NULL, 0, false or an empty string). A query that returns no row, fails, or is not allowed fails
+        the check.
       - 'What is allowed (an allowlist; anything else is refused with nothing run). B(Every engine): exactly one
         statement, parsed (pglast, the PostgreSQL server''s own parser; sqlglot in the C(mysql) / C(sqlite) dialect),
         that is a C(SELECT), C(WITH ... SELECT), a set operation (C(UNION), C(INTERSECT), C(EXCEPT)) or C(VALUES),
@@ -119,8 +120,9 @@ options:
         C(VACUUM), C(CALL), C(DO), C(LOAD), C(HANDLER) or any DDL. Text nested too deeply for the parser is refused.'
       - 'B(PostgreSQL): every function and operator the query calls is looked up by name in the catalog (pg_proc,
         pg_operator, in the schema it names or on the search path), and every overload it could resolve to must
-        be a built-in (schema C(pg_catalog)) function that is immutable or stable (C(provolatile) C(i) or C(s)) and
-        not on the deny list of functions that act or read outside the database even though stable:
+        be immutable or stable (C(provolatile) C(i) or C(s)), built in (schema C(pg_catalog)) or compiled code of
+        an extension (language C or internal, which only a superuser can install, e.g. the operators of citext),
+        and not on the deny list of functions that act or read outside the database even though stable:
         C(pg_read_file), C(pg_read_binary_file), C(pg_stat_file), C(pg_ls_*), C(lo_*), C(pg_terminate_backend),
         C(pg_cancel_backend), C(set_config), C(dblink*), C(pg_advisory_*), C(pg_try_advisory_*), C(pg_notify),
         C(pg_sleep*), C(txid_current*), C(pg_current_xact_id*), C(pg_export_snapshot), C(pg_logical_*),
@@ -129,10 +131,13 @@ options:
         C(pg_create_*), C(pg_drop_*), C(pg_backup_*), C(pg_start_backup), C(pg_stop_backup), C(pg_stat_reset*),
         C(pg_wal_replay_*), C(pg_file_*), C(pg_copy_*), C(pg_read_*), C(pg_write_*), C(pg_reload_conf),
         C(pg_rotate_logfile), C(pg_switch_wal), C(pg_promote), C(pg_log_backend_memory_contexts),
-        C(pg_import_system_collations), C(pg_nextoid), C(loread), C(lowrite), C(pg_describe_object). Checking every candidate overload, rather than guessing the argument types, is
-        exact: if any function the name could resolve to might act, the query is refused. User-defined functions
-        and operators (any schema but C(pg_catalog)) are refused, stable or not, and so are casts to user-defined
-        types. Volatile built-ins such as C(random()) and C(clock_timestamp()) are refused too.'
+        C(pg_import_system_collations), C(pg_nextoid), C(loread), C(lowrite), C(pg_describe_object). Checking
+        every candidate overload, rather than guessing the argument types, is
+        exact: if any function the name could resolve to might act, the query is refused. Functions and operators
+        written in SQL, PL/pgSQL or another procedural language outside C(pg_catalog) are user code and are refused,
+        stable or not (a function can be declared stable and still act); so is a cast to a type whose input or cast
+        functions are such user code, or to a domain with CHECK constraints (enum and composite types are
+        fine). Volatile built-ins such as C(random()) and C(clock_timestamp()) are refused too.'
       - 'B(MySQL/MariaDB): functions on the deny list are refused (C(GET_LOCK), C(RELEASE_LOCK),
         C(RELEASE_ALL_LOCKS), C(IS_FREE_LOCK), C(SLEEP), C(BENCHMARK), C(LOAD_FILE), C(MASTER_POS_WAIT),
         C(SOURCE_POS_WAIT), C(MASTER_GTID_WAIT), C(WAIT_FOR_EXECUTED_GTID_SET), C(NEXTVAL), C(SETVAL), C(LASTVAL),

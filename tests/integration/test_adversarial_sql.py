@@ -153,6 +153,9 @@ def _pg_attacks(marker):
         "query_to_xml": "SELECT query_to_xml('delete from t', true, true, '') IS NOT NULL",
         "second statement": "SELECT 1; DELETE FROM t",
         "deep": "SELECT " + DEEP,
+        "domain with a check": "SELECT 1::dbops_dom = 1",
+        "chain": "SELECT " + "+".join(["1"] * 40000),
+        "enum cast (control)": "SELECT 'new'::dbops_status = 'new' AND 'a'::text = 'a'",
     }
 
 
@@ -224,10 +227,13 @@ def test_db_verify_queries_are_read_only_postgresql(ansible, pg_db, marker):
     db.execute("CREATE FUNCTION dbops_stable_evil() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1'")
     db.execute("CREATE FUNCTION dbops_op(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
     db.execute("CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = dbops_op)")
+    db.execute("CREATE FUNCTION dbops_check(int) RETURNS boolean LANGUAGE plpgsql AS 'BEGIN RETURN true; END'")
+    db.execute("CREATE DOMAIN dbops_dom AS int CHECK (dbops_check(VALUE))")
+    db.execute("CREATE TYPE dbops_status AS ENUM ('new', 'paid')")
     before = catalog(db)
     attacks = _pg_attacks(marker)
     results = run_tasks(ansible, tasks_of(db, DV, _verify_cases(attacks)))
-    _assert_verify(results, attacks)
+    _assert_verify(results, attacks, controls=("enum cast (control)",))
     assert "nested too deeply" in results["deep"]["checks"][0]["message"]
     assert _created(marker) == []
     assert catalog(db) == before and rows(db) == [(1, 10, 100), (2, 20, 200)]

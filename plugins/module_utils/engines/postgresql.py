@@ -541,25 +541,36 @@ class PostgresAdapter(Adapter):
 
     # Every function of that name the call could resolve to (in the schema it names, or on the search path).
     VERIFY_FUNCTIONS = (
-        "SELECT n.nspname, p.provolatile, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang "
         "WHERE p.proname = %(name)s AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
         "ELSE n.nspname = %(schema)s END")
     VERIFY_OPERATORS = (
-        "SELECT n.nspname, p.provolatile, p.proname FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace "
-        "JOIN pg_proc p ON p.oid = o.oprcode WHERE o.oprname = %(name)s AND CASE WHEN %(schema)s::text IS NULL "
+        "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_operator o "
+        "JOIN pg_namespace n ON n.oid = o.oprnamespace JOIN pg_proc p ON p.oid = o.oprcode "
+        "JOIN pg_language l ON l.oid = p.prolang WHERE o.oprname = %(name)s AND CASE WHEN %(schema)s::text IS NULL "
         "THEN n.nspname = ANY (current_schemas(true)) ELSE n.nspname = %(schema)s END")
+    # A cast to a type runs its input function and any cast function into it; a domain runs its CHECKs.
     VERIFY_TYPES = (
-        "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = %(name)s "
+        "SELECT t.typname, EXISTS (SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+        "JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE (p.oid IN (t.typinput, t.typoutput) "
+        "OR p.oid IN (SELECT c.castfunc FROM pg_cast c WHERE c.casttarget = t.oid)) "
+        "AND pn.nspname <> 'pg_catalog' AND l.lanname NOT IN ('c', 'internal')), "
+        "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) "
+        "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = %(name)s "
         "AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
         "ELSE n.nspname = %(schema)s END")
 
     def verify_calls(self, calls):
-        """Refuse (nothing run) unless every function/operator the query names is a built-in (pg_catalog) one that
-        is immutable or stable and not on sqlcheck's deny list, whatever overload the call resolves to, and every
-        type it casts to is built in. Resolving by name and checking every candidate overload is exact without
-        guessing the argument types: if any candidate could act, the query is refused."""
+        """Refuse (nothing run) unless every function/operator the query names is immutable or stable, not on
+        sqlcheck's deny list, and built in (pg_catalog) or compiled code of an extension (language C or internal,
+        which only a superuser can install: citext's = operator, for one), whatever overload the call resolves
+        to; and every type it casts to is built in. Resolving by name and checking every candidate overload is
+        exact without guessing the argument types: if any candidate could act, the query is refused. Functions
+        written in SQL, PL/pgSQL or another procedural language outside pg_catalog are user code: refused."""
         refuse = sqlcheck.SqlRefused
-        tail = ' db_verify runs only built-in (pg_catalog) immutable or stable functions. %s' % sqlcheck.NOTHING
+        tail = (' db_verify runs only immutable or stable functions that are built in or compiled extension code. %s'
+                % sqlcheck.NOTHING)
         for kind, query, items in (('function', self.VERIFY_FUNCTIONS, calls['functions']),
                                    ('operator', self.VERIFY_OPERATORS, calls['operators'])):
             for schema, name in items:
@@ -568,20 +579,21 @@ class PostgresAdapter(Adapter):
                 if not rows:
                     raise refuse('The query calls the %s %s, which does not exist here (on the search path).%s'
                                  % (kind, label, tail))
-                for nsp, volatility, proname in rows:
-                    if nsp != 'pg_catalog':
-                        raise refuse('The query calls the %s %s, and %s.%s is user-defined.%s' % (kind, label, nsp,
-                                                                                                  name, tail))
+                for nsp, volatility, proname, language in rows:
+                    if nsp != 'pg_catalog' and language not in ('c', 'internal'):
+                        raise refuse('The query calls the %s %s, and %s.%s is user-defined (in %s).%s'
+                                     % (kind, label, nsp, name, language, tail))
                     if volatility == 'v' or sqlcheck.pg_function_denied(proname):
                         raise refuse('The query calls the %s %s (%s), which is %s.%s' % (
                             kind, label, proname, 'volatile: it may act, not only read' if volatility == 'v'
                             else 'on the deny list of functions that act (files, sessions, settings, locks, waits)',
                             tail))
         for schema, name in calls.get('types', ()):
-            rows = self.fetchall(self.VERIFY_TYPES, dict(name=name, schema=schema))
-            if any(r[0] != 'pg_catalog' for r in rows):
-                raise refuse('The query casts to the type %s, which is user-defined (its cast and input functions '
-                             'are user code). %s' % (name, sqlcheck.NOTHING))
+            for _typname, user_code, domain_checks in self.fetchall(self.VERIFY_TYPES, dict(name=name, schema=schema)):
+                if user_code or domain_checks:
+                    raise refuse('The query casts to the type %s, whose %s user code. %s' % (
+                        name, 'input or cast functions are' if user_code else 'domain CHECK constraints may call',
+                        sqlcheck.NOTHING))
 
 
 class _BlockerWatcher:
