@@ -13,6 +13,12 @@ fresh Python process, and measures the wall time of that process, its CPU time a
 wall time exceeds CPU time; the load average is recorded with the results.
 The goal: under 10 s for 5,000 files, and time growing linearly with the number of files.
 Prints a table; writes bench/results/migration_lint_<UTC time>.json and .md. Exit 1 if the goal is not met.
+
+Big files (issue 10 item 12): ``--big-mb 50`` also lints one file of that many MB shaped like a data dump (schema,
+then COPY ... FROM stdin data on PostgreSQL or INSERT ... VALUES rows, then DDL after it), with max_file_size
+raised so that it is linted, not skipped; ``--timeout`` stops a run that takes longer (reported as not finished).
+``--root DIR`` runs the module of another checkout (e.g. ``git archive <commit> | tar -x -C DIR``), to compare
+before and after a change on the same machine: ``--sizes 5000 --root /tmp/old`` then without ``--root``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MODULE = ROOT / "plugins" / "modules" / "migration_lint.py"
+TARGET = {"root": ROOT}
 GOAL_SECONDS = 10.0
 # Runs the module as its own __main__ and reports the process's own peak RSS (KiB) on stderr at exit.
 WRAPPER = ("import atexit, resource, runpy, sys\n"
@@ -87,16 +94,42 @@ def generate(directory, engine, count, seed=42):
         (directory / ("%06d_migration.sql" % n)).write_text(statements(engine, n, rnd))
 
 
-def run_module(directory, engine, workdir):
-    """Run the module in a fresh process; returns (wall seconds, peak RSS MiB, result)."""
+def big_file(path, engine, megabytes):
+    """One file of about `megabytes` MB shaped like a data dump: schema, rows, then DDL after the data."""
+    target = megabytes * 1024 * 1024
+    with open(path, "w") as f:
+        f.write("CREATE TABLE big (id bigint, name text, note text);\n")
+        size, i = 0, 0
+        if engine == "postgresql":
+            f.write("COPY big (id, name, note) FROM stdin;\n")
+            while size < target // 2:
+                line = "%d\tname %d\tsome text; with a semicolon -- and dashes\n" % (i, i)
+                f.write(line)
+                size += len(line)
+                i += 1
+            f.write("\\.\n")
+        while size < target:
+            line = "INSERT INTO big (id, name, note) VALUES (%d, 'name %d', 'it''s; -- not a comment');\n" % (i, i)
+            f.write(line)
+            size += len(line)
+            i += 1
+        f.write("ALTER TABLE big ADD COLUMN flag int NOT NULL;\nDROP TABLE old_big;\n")
+
+
+def run_module(directory, engine, workdir, extra=None, timeout=None):
+    """Run the module in a fresh process; returns (wall seconds, peak RSS MiB, result); result None on timeout."""
     args = workdir / "args.json"
-    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
-        "engine": engine, "path": [str(directory)], "fail_on": "never"}}))
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "build" / "collections"))
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict({
+        "engine": engine, "path": [str(directory)], "fail_on": "never"}, **(extra or {}))}))
+    root = TARGET["root"]
+    env = dict(os.environ, PYTHONPATH=str(root / "build" / "collections"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, str(MODULE), str(args)], capture_output=True, text=True,
-                          env=env, check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-c", WRAPPER, str(root / "plugins" / "modules" / "migration_lint.py"),
+                               str(args)], capture_output=True, text=True, env=env, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - start, None, None, None
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -112,13 +145,36 @@ def main():
     ap.add_argument("--sizes", default="1000,2500,5000")
     ap.add_argument("--engines", default="postgresql,mysql,sqlite")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--big-mb", type=int, default=0, help="also lint one dump-like file of this many MB")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds after which a big-file run is stopped")
+    ap.add_argument("--root", default=None, help="run the module of this checkout instead of this one")
     opts = ap.parse_args()
     sizes = sorted(int(s) for s in opts.sizes.split(",") if s)
     engines = [e for e in opts.engines.split(",") if e]
-    subprocess.run(["bash", str(ROOT / "scripts" / "collection-tree.sh")], check=True, stdout=subprocess.DEVNULL)
-    rows = []
+    if opts.root:
+        TARGET["root"] = Path(opts.root).resolve()
+    tree = TARGET["root"] / "build" / "collections" / "ansible_collections" / "dbops"
+    tree.mkdir(parents=True, exist_ok=True)
+    if not (tree / "maintenance").exists():
+        (tree / "maintenance").symlink_to(TARGET["root"])
+    rows, big_rows = [], []
     work = Path(tempfile.mkdtemp(prefix="dbops-lint-bench-"))
     try:
+        for engine in engines if opts.big_mb else []:
+            d = work / ("%s-big" % engine)
+            d.mkdir()
+            big_file(d / "001_dump.sql", engine, opts.big_mb)
+            mb = (d / "001_dump.sql").stat().st_size / 1e6
+            limits = None if opts.root else dict(max_file_size=(opts.big_mb + 1) << 20)  # the old module has no such option
+            wall, cpu, peak, result = run_module(d, engine, work, limits,
+                                                 timeout=opts.timeout)
+            row = dict(engine=engine, megabytes=round(mb, 1), finished=result is not None, wall_s=round(wall, 2),
+                       cpu_s=round(cpu, 2) if cpu is not None else None,
+                       peak_rss_mib=round(peak, 1) if peak is not None else None,
+                       findings=[(f["rule"], f["line"]) for f in result["findings"]] if result else None)
+            big_rows.append(row)
+            print("%-10s big file %.1f MB: %s" % (engine, mb, row), flush=True)
+            shutil.rmtree(d, ignore_errors=True)
         for engine in engines:
             for size in sizes:
                 d = work / ("%s-%d" % (engine, size))
@@ -133,6 +189,13 @@ def main():
     finally:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if not sizes:
+        print(json.dumps(big_rows, indent=2))
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / ("migration_lint_big_%s.json" % stamp)).write_text(json.dumps(dict(
+            big=big_rows, root=str(TARGET["root"]), load=os.getloadavg()), indent=2))
+        return 0
     largest = max(sizes)
     ok = True
     lines = ["| engine | files | statements | findings | wall time (s) | CPU time (s) | ms / file (wall) | "
@@ -163,12 +226,16 @@ def main():
                    sqlglot_compiled=sqlglot_parser.__file__.endswith('.so'))
     except ImportError:
         pass
+    env["root"] = str(TARGET["root"])
     md = "# migration_lint benchmark %s\n\n%s\n\n%s\n\nEnvironment: %s\n" % (
         stamp, "\n".join(lines), "\n".join(verdicts), json.dumps(env))
+    if big_rows:
+        md += "\nBig files:\n\n" + "\n".join("- %s" % json.dumps(r) for r in big_rows) + "\n"
     print()
     print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("migration_lint_%s.json" % stamp)).write_text(json.dumps(dict(rows=rows, env=env, ok=ok), indent=2))
+    doc = dict(rows=rows, big=big_rows, env=env, ok=ok)
+    (RESULTS / ("migration_lint_%s.json" % stamp)).write_text(json.dumps(doc, indent=2))
     (RESULTS / ("migration_lint_%s.md" % stamp)).write_text(md)
     return 0 if ok else 1
 

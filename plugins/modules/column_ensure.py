@@ -24,6 +24,16 @@ description:
     change on PostgreSQL, a change MySQL cannot do INSTANT or INPLACE) without O(allow_rewrite=true), and
     dropping a column without O(allow_drop=true).
   - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
+  - O(type), O(default) and O(using) are SQL by design, so each is proven before anything connects. O(default) and
+    O(using) must be exactly one SQL expression (parsed as C(SELECT <expression>) by pglast, the PostgreSQL
+    server's own parser, or by sqlglot in the C(mysql) / C(sqlite) dialect; one statement, one expression, no
+    alias, no clause, no comment, no C(;) outside a string); O(type) must be one type (no comment, no C(;), no
+    comma or closing parenthesis outside its own parentheses; on PostgreSQL, a column definition with no
+    constraint). Each statement built from them must parse as one statement. Anything else fails with nothing
+    run. The DDL is then sent so that the server cannot run a second statement anyway; PostgreSQL over the
+    extended query protocol, MySQL/MariaDB on a session without C(CLIENT.MULTI_STATEMENTS) (checked), SQLite
+    through C(execute), which refuses more than one statement.
+  - A view (or another relation that is not a table) is named as such, with nothing changed.
   - B(SQLite) supports adding columns within its rules (C(ALTER TABLE ... ADD COLUMN)) and dropping them;
     changing an existing column is an error, because SQLite can only do it by rebuilding the table.
 options:
@@ -193,6 +203,7 @@ server:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
 
 
@@ -205,6 +216,23 @@ def describe(col):
     if col.get('comment'):
         text += ' COMMENT %r' % col['comment']
     return text
+
+
+def check_sql_options(p):
+    """type, default and using are SQL by design: prove each is one type / one expression before connecting."""
+    if p['type'] is not None:
+        sqlcheck.column_type(p['type'], p['engine'], 'type')
+    for opt in ('default', 'using'):
+        if p[opt] is not None:
+            sqlcheck.expression(p[opt], p['engine'], opt)
+
+
+def check_steps(steps, engine):
+    """Each statement of the plan (and each fallback) reads as exactly one statement."""
+    for step in steps:
+        while step is not None:
+            sqlcheck.single_statement(step.sql, engine)
+            step = step.alternative
 
 
 def main():
@@ -229,8 +257,13 @@ def main():
         module.fail_json(msg='using is PostgreSQL only: MySQL and SQLite convert values by the type alone.')
     if p['schema'] and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is PostgreSQL only; on MySQL the schema is the database option.')
+    try:
+        check_sql_options(p)
+    except sqlcheck.SqlRefused as e:
+        module.fail_json(msg=str(e), changed=False, queries=[])
     with open_database(module) as db:
         plan = db.plan_column(p)
+        check_steps(plan['steps'], p['engine'])
         result = dict(changed=False, target=plan['target'], queries=db.queries, server=db.server_info())
         if plan.get('differences'):
             result['differences'] = plan['differences']

@@ -12,10 +12,12 @@ version_added: 0.2.0
 description:
   - Runs declarative checks after a deploy, a migration or a fix, and reports each as passed or failed with the
     value it found. All checks run; then the task fails listing every failed check, not only the first.
-  - Read-only. It never takes the maintenance lock and never writes. The operator's O(queries) run in a read-only
-    transaction (PostgreSQL C(SET TRANSACTION READ ONLY), MySQL/MariaDB C(START TRANSACTION READ ONLY)) that is
-    rolled back, or with SQLite's C(PRAGMA query_only), and as exactly one statement, so a check can never change
-    data.
+  - Read-only. It never takes the maintenance lock and never writes. The operator's O(queries) are read-only by
+    what each statement is, proven before it runs (see O(queries) for exactly what is allowed); a query that is not
+    allowed fails its check with the reason, and nothing of it runs. As a second layer, a query runs as exactly one
+    statement in a read-only transaction that is rolled back (PostgreSQL C(SET TRANSACTION READ ONLY) over the
+    extended protocol, MySQL/MariaDB C(START TRANSACTION READ ONLY) in a session without multi-statements), or on a
+    SQLite connection that cannot write.
   - 'Check kinds: O(tables_min), O(tables), O(columns), O(enum_values), O(migrations), O(queries), and row counts
     against a baseline (O(capture), O(baseline)).'
   - An empty database (no tables), and a zero-byte SQLite file, fail O(tables_min) with C(empty database - no
@@ -107,7 +109,49 @@ options:
   queries:
     description:
       - Application-specific checks, each an SQL query whose first column of the first row must be truthy
-        (not NULL, 0, false or an empty string). A query that returns no row, fails, or tries to write fails the check.
+        (not NULL, 0, false or an empty string). A query that returns no row, fails, or is not allowed fails
+        the check.
+      - 'What is allowed (an allowlist; anything else is refused with nothing run). B(Every engine): exactly one
+        statement, parsed (pglast, the PostgreSQL server''s own parser; sqlglot in the C(mysql) / C(sqlite) dialect),
+        that is a C(SELECT), C(WITH ... SELECT), a set operation (C(UNION), C(INTERSECT), C(EXCEPT)) or C(VALUES),
+        and, on MySQL/MariaDB, C(SHOW). Never C(SELECT ... INTO) (a table, C(OUTFILE), C(DUMPFILE), variables),
+        C(FOR UPDATE) / C(FOR SHARE) / C(LOCK IN SHARE MODE), a data-modifying C(WITH) (C(INSERT), C(UPDATE),
+        C(DELETE), C(MERGE)), C(EXPLAIN) (with or without C(ANALYZE)), C(COPY), C(SET), C(PRAGMA), C(ATTACH),
+        C(VACUUM), C(CALL), C(DO), C(LOAD), C(HANDLER) or any DDL. Text nested too deeply for the parser is refused.'
+      - 'B(PostgreSQL): every function and operator the query calls is looked up by name in the catalog (pg_proc,
+        pg_operator, in the schema it names or on the search path), and every overload it could resolve to must
+        be immutable or stable (C(provolatile) C(i) or C(s)), built in (schema C(pg_catalog)) or compiled code of
+        an extension (language C or internal, which only a superuser can install, e.g. the operators of citext),
+        and not on the deny list of functions that act or read outside the database even though stable:
+        C(pg_read_file), C(pg_read_binary_file), C(pg_stat_file), C(pg_ls_*), C(lo_*), C(pg_terminate_backend),
+        C(pg_cancel_backend), C(set_config), C(dblink*), C(pg_advisory_*), C(pg_try_advisory_*), C(pg_notify),
+        C(pg_sleep*), C(txid_current*), C(pg_current_xact_id*), C(pg_export_snapshot), C(pg_logical_*),
+        C(pg_replication_*), C(query_to_xml*), C(cursor_to_xml*), C(table_to_xml*), C(schema_to_xml*),
+        C(database_to_xml*), C(ts_stat), C(pg_config), C(nextval), C(setval), C(currval), C(lastval),
+        C(pg_create_*), C(pg_drop_*), C(pg_backup_*), C(pg_start_backup), C(pg_stop_backup), C(pg_stat_reset*),
+        C(pg_wal_replay_*), C(pg_file_*), C(pg_copy_*), C(pg_read_*), C(pg_write_*), C(pg_reload_conf),
+        C(pg_rotate_logfile), C(pg_switch_wal), C(pg_promote), C(pg_log_backend_memory_contexts),
+        C(pg_import_system_collations), C(pg_nextoid), C(loread), C(lowrite), C(pg_describe_object). Checking
+        every candidate overload, rather than guessing the argument types, is
+        exact: if any function the name could resolve to might act, the query is refused. Functions and operators
+        written in SQL, PL/pgSQL or another procedural language outside C(pg_catalog) are user code and are refused,
+        stable or not (a function can be declared stable and still act); so is a cast to a type whose input or cast
+        functions are such user code, or to a domain with CHECK constraints (enum and composite types are
+        fine). Volatile built-ins such as C(random()) and C(clock_timestamp()) are refused too.'
+      - 'B(MySQL/MariaDB): functions on the deny list are refused (C(GET_LOCK), C(RELEASE_LOCK),
+        C(RELEASE_ALL_LOCKS), C(IS_FREE_LOCK), C(SLEEP), C(BENCHMARK), C(LOAD_FILE), C(MASTER_POS_WAIT),
+        C(SOURCE_POS_WAIT), C(MASTER_GTID_WAIT), C(WAIT_FOR_EXECUTED_GTID_SET), C(NEXTVAL), C(SETVAL), C(LASTVAL),
+        C(LAST_INSERT_ID), ...); a function sqlglot does not know as a built-in is allowed only if it is on the
+        module''s list of known pure built-ins (so a loadable UDF is refused); a stored function is always refused,
+        even one declared C(DETERMINISTIC) with C(READS SQL DATA) or C(NO SQL), since such declarations are not
+        enforced by the server; so is a function of another schema (C(db.f())), an executable comment
+        (C(/*! ... */)) and assigning a variable.'
+      - 'B(SQLite): the query runs on a connection of its own opened with C(mode=ro), C(PRAGMA query_only),
+        C(SQLITE_LIMIT_ATTACHED) set to 0 and an authorizer (C(set_authorizer)) that allows only reading
+        (C(SQLITE_SELECT), C(SQLITE_READ), C(SQLITE_RECURSIVE)) and the core, date and time, math, JSON and window
+        functions (not C(load_extension)); SQLite denies everything else itself.'
+      - Views and the functions they call are part of the database and are not inspected; the read-only
+        transaction still applies to them.
     type: list
     elements: dict
     suboptions:
@@ -115,7 +159,7 @@ options:
         description: Name of the check in the report.
         type: str
       sql:
-        description: The query (one statement).
+        description: The query (one reading statement, as described above).
         type: str
         required: true
   capture:
@@ -298,6 +342,25 @@ def validate(module):
                                  'instead.')
     if p['schema'] and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is for PostgreSQL; on MySQL the database is the schema.')
+    if p['baseline'] is not None:
+        validate_baseline(module, p['baseline'])
+
+
+def validate_baseline(module, baseline):
+    """A baseline is input: its tables must map names to whole row counts (nothing is read before this)."""
+    tables = baseline.get('tables')
+    if not isinstance(tables, dict):
+        module.fail_json(msg='baseline is not a baseline of db_verify: it has no "tables" mapping. Pass the '
+                             '"baseline" value returned by an earlier run with capture: true. Nothing was checked.')
+    for name, count in tables.items():
+        ok = isinstance(count, int) and not isinstance(count, bool) and count >= 0
+        if isinstance(count, str) and count.strip().isdigit():
+            tables[name] = int(count.strip())
+            ok = True
+        if not ok:
+            module.fail_json(msg='baseline.tables[%r] is %r, not a row count (a whole number, 0 or more). Pass the '
+                                 '"baseline" value returned by an earlier run with capture: true, unchanged. Nothing '
+                                 'was checked.' % (name, count))
 
 
 def migrations_status(db, spec):

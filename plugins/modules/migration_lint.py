@@ -27,7 +27,8 @@ description:
     while the server version is unknown);
     C(enum-change) (warning, PostgreSQL, MySQL); C(rename-table), C(rename-column) (warning, all);
     C(constraint-not-valid) (warning, PostgreSQL); C(missing-lock-timeout) (warning, PostgreSQL);
-    C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby).'
+    C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby); C(too-large) (error, all: a
+    file over O(max_file_size) or a statement over O(max_statement_size), not linted).'
   - Statements on a table created earlier in the same file are not reported (the table is new and empty), nor
     the C(DROP TABLE) and C(RENAME) of the SQLite table rebuild that Prisma and Django write
     (create C(new_t), copy, drop C(t), rename C(new_t) to C(t)).
@@ -94,6 +95,22 @@ options:
     type: str
     choices: [error, warning, info, never]
     default: error
+  max_file_size:
+    description:
+      - Bytes. A file (or the O(sql) text) larger than this is not read; it gets one C(too-large) finding that names
+        it, so that linting any repository finishes in bounded time and memory.
+      - 'Sources over 1 MiB are read on a linear-time path: one scan cuts them into statements (strings, comments,
+        dollar quotes and C(COPY ... FROM stdin) data blocks known); C(INSERT ... VALUES) statements are recognised
+        from their head without being parsed, C(COPY) data is skipped, and the other statements are parsed in
+        chunks.'
+    type: int
+    default: 20971520
+  max_statement_size:
+    description:
+      - Bytes. A statement larger than this (other than C(INSERT ... VALUES), which is recognised without parsing)
+        is not parsed; it gets a C(too-large) finding with its line.
+    type: int
+    default: 1048576
   pg_version:
     description:
       - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
@@ -253,13 +270,18 @@ def argument_spec():
         ignore=dict(type='list', elements='str'),
         fail_on=dict(type='str', default='error', choices=['error', 'warning', 'info', 'never']),
         pg_version=dict(type='int'),
+        max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
+        max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
     )
     return spec
 
 
 def validate(module):
     p = module.params
-    known = [r.id for r in lint_rules.RULES] + [runner.CODE_RULE.id]
+    known = [r.id for r in lint_rules.RULES] + [runner.CODE_RULE.id, runner.TOO_LARGE_RULE.id]
+    for opt in ('max_file_size', 'max_statement_size'):
+        if p[opt] is not None and p[opt] < 1:
+            module.fail_json(msg='%s is a size in bytes, at least 1 (it is %s).' % (opt, p[opt]))
     for opt in ('rules', 'ignore'):
         for rule in p[opt] or []:
             if rule not in known:
@@ -299,8 +321,10 @@ def main():
             result['pending'] = list(pending)
             if pg_version is None and server_version:
                 pg_version = server_version
-        srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending)
-        out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version)
+        srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
+                               max_file_size=p['max_file_size'])
+        out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
+                          max_statement_size=p['max_statement_size'])
     except DbopsError as e:
         module.fail_json(msg=str(e), **e.details)
     except Exception as e:  # a parser bug must not hide the rest of the result

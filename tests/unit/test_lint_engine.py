@@ -158,3 +158,74 @@ def test_python_migration_strings(tmp_path):
                     "            sql=['DELETE FROM a', \"UPDATE b SET c = 1\"],\n        ),\n    ]\n")
     strings, atomic = sources._py_strings(path.read_text(), str(path))  # pylint: disable=protected-access
     assert strings == [(8, "DELETE FROM a"), (8, "UPDATE b SET c = 1")] and atomic is False
+
+
+# --- bounds (issue 10 items 12 and 15): big sources take a linear path with the same findings ------------------
+
+def _mixed(engine, n):
+    from random import Random
+    rnd = Random(7)
+    out = ["CREATE TABLE t0 (id int, name varchar(10));"]
+    for i in range(n):
+        choice = rnd.randrange(6)
+        if choice == 0:
+            out.append("ALTER TABLE t%d ADD COLUMN flag INT NOT NULL;" % (i % 7))
+        elif choice == 1:
+            out.append("-- dbops:ignore drop-table replaced\nDROP TABLE old%d;" % i)
+        elif choice == 2:
+            out.append("DELETE FROM t%d;" % (i % 5))
+        elif choice == 3:
+            out.append("CREATE TABLE oops (id int,,);")
+        else:
+            out.append("INSERT INTO t0 (id, name) VALUES (%d, 'a;b -- %d');" % (i, i))
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+def test_big_path_gives_the_same_findings(engine, monkeypatch):
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import bigfile
+    text = _mixed(engine, 400)
+    small = runner.lint([sources.Source("m.sql", text)], engine)
+    monkeypatch.setattr(bigfile, "BIG_SOURCE_CHARS", 0)
+    monkeypatch.setattr(bigfile, "CHUNK_CHARS", 300)
+    big = runner.lint([sources.Source("m.sql", text)], engine)
+    assert big["findings"] == small["findings"]
+    assert big["statements"] == small["statements"]
+
+
+def test_copy_from_stdin_data_is_skipped_and_inserts_are_not_parsed():
+    data = "".join("%d\tname ; %d\n" % (i, i) for i in range(50000))
+    rows = "".join("INSERT INTO t (a, b) VALUES (%d, 'x');\n" % i for i in range(30000))
+    text = "CREATE TABLE t (a int, b text);\nCOPY t (a, b) FROM stdin;\n" + data + "\\.\n" + rows + "DROP TABLE u;\n"
+    out = runner.lint([sources.Source("dump.sql", text)], "postgresql")
+    assert [(f["rule"], f["line"]) for f in out["findings"]] == [
+        ("drop-table", 50000 + 30000 + 4), ("missing-lock-timeout", 50000 + 30000 + 4)]
+
+
+def test_statement_over_max_statement_size_is_a_too_large_finding():
+    big = "CREATE VIEW v AS SELECT " + " + ".join(["1"] * 5000) + ";\nDROP TABLE u;\n"
+    out = runner.lint([sources.Source("m.sql", big)], "postgresql", max_statement_size=10000)
+    assert [(f["rule"], f["line"], f["severity"]) for f in out["findings"]][:2] == [
+        ("too-large", 1, "error"), ("drop-table", 2, "error")]
+    assert "more than max_statement_size (10000)" in out["findings"][0]["message"]
+
+
+def test_file_over_max_file_size_is_not_read(tmp_path):
+    path = tmp_path / "big.sql"
+    path.write_text("DROP TABLE t;\n" * 1000)
+    srcs = sources.collect(paths=[str(path)], max_file_size=1000)
+    out = runner.lint(srcs, "sqlite")
+    assert [f["rule"] for f in out["findings"]] == ["too-large"]
+    assert "more than max_file_size (1000)" in out["findings"][0]["message"]
+    assert runner.lint(srcs, "sqlite", ignore=["too-large"])["findings"] == []
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql", "sqlite"])
+@pytest.mark.parametrize("deep", ["SELECT " + "(" * 100000 + "1" + ")" * 100000,
+                                  "SELECT " + "+".join(["1"] * 40000)])
+def test_deep_nesting_is_a_finding_not_a_crash(engine, deep):
+    out = runner.lint([sources.Source("m.sql", deep + ";\nDROP TABLE x;\n")], engine)
+    rules = [(f["rule"], f["line"]) for f in out["findings"]]
+    assert ("drop-table", 2) in rules
+    errors = [f for f in out["findings"] if f["rule"] == "parse-error"]
+    assert all("nested too deeply" in f["message"] for f in errors)

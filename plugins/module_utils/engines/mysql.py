@@ -17,6 +17,7 @@ import uuid
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
     Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, requested_comment, requested_default,
 )
@@ -220,6 +221,12 @@ class MysqlAdapter(Adapter):
 
     def require_table(self, table):
         if table not in self.table_names():
+            row = self.fetchone("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                "AND TABLE_NAME = %s", [table])
+            if row and row[0] != 'BASE TABLE':
+                kind = 'view' if 'VIEW' in row[0].upper() else row[0].lower()
+                self.fail('%s is a %s, not a table; this module changes tables only (change the %s\'s definition '
+                          'instead). Nothing was changed.' % (quote_ident(table), kind, kind))
             self.fail('Table %s does not exist in database %s.%s' % (
                 quote_ident(table), self.params['database'], did_you_mean(table, self.table_names())))
 
@@ -360,8 +367,15 @@ class MysqlAdapter(Adapter):
             text += ' COMMENT %s' % self.literal(comment)
         return text
 
+    def require_one_statement_protocol(self):
+        """The session must not have CLIENT.MULTI_STATEMENTS: then one execute can only ever be one statement."""
+        if self.conn.client_flag & pymysql.constants.CLIENT.MULTI_STATEMENTS:
+            raise DbopsError('The MySQL connection allows several statements per call (CLIENT.MULTI_STATEMENTS); '
+                             'dbops.maintenance never runs an SQL-valued option on such a connection. Nothing was run.')
+
     def plan_column(self, spec):
         table, column = spec['table'], spec['column']
+        self.require_one_statement_protocol()
         self.require_table(table)
         current = self.show_columns(table).get(column)
         target = '%s.%s' % (quote_ident(table), quote_ident(column))
@@ -509,11 +523,28 @@ class MysqlAdapter(Adapter):
         return self.fetchone('SELECT COUNT(*) FROM %s' % quote_ident(table))[0]
 
     def verify_query(self, text):
-        """First row of the operator's query, inside START TRANSACTION READ ONLY, then rolled back.
+        """First row of the operator's query, once it is proven to only read.
 
-        The session's transactions are READ ONLY too: a DDL statement would otherwise commit the
-        transaction implicitly and run outside it (MySQL DDL is not transactional).
+        sqlcheck.readonly_query parses it (sqlglot, mysql dialect): one SELECT (WITH, UNION) or SHOW, no INTO
+        (OUTFILE, DUMPFILE, variables), no FOR UPDATE / LOCK IN SHARE MODE, no executable comment, no function
+        of the deny list (GET_LOCK, SLEEP, LOAD_FILE, ...), no function sqlglot does not know unless it is on
+        the list of known pure built-ins; stored functions are refused (information_schema.ROUTINES). The
+        session allows one statement per call (no CLIENT.MULTI_STATEMENTS). Then it runs inside
+        START TRANSACTION READ ONLY, rolled back, in a session whose transactions are READ ONLY too (a DDL
+        statement would otherwise commit implicitly and run outside it): the second layer.
         """
+        calls = sqlcheck.readonly_query(text, 'mysql')
+        self.require_one_statement_protocol()
+        names = list(calls['functions'])
+        if names:
+            stored = self.fetchall(
+                "SELECT ROUTINE_SCHEMA, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = 'FUNCTION' "
+                "AND ROUTINE_SCHEMA = DATABASE() AND UPPER(ROUTINE_NAME) IN (%s)" % ', '.join(['%s'] * len(names)),
+                names)
+            if stored:
+                raise sqlcheck.SqlRefused('The query calls the stored function %s.%s; db_verify never runs stored '
+                                          'functions (a function declared DETERMINISTIC or READS SQL DATA can still '
+                                          'write). %s' % (stored[0][0], stored[0][1], sqlcheck.NOTHING))
         with self.conn.cursor() as cur:
             cur.execute('SET SESSION TRANSACTION READ ONLY')
             try:

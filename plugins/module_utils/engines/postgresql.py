@@ -15,6 +15,7 @@ import threading
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
     Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_comment, requested_default,
 )
@@ -118,7 +119,8 @@ class PostgresAdapter(Adapter):
                                   delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4))
         watcher.start()
         try:
-            self.conn.execute(statement)
+            # prepare=True: the extended protocol, which runs exactly one statement (the simple one runs several).
+            self.conn.execute(statement, prepare=True)
         except pg_errors.LockNotAvailable as e:
             self._last_blockers = watcher.stop()
             raise LockTimeout(str(e).strip())
@@ -241,6 +243,16 @@ class PostgresAdapter(Adapter):
             "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')", [schema, table])
         return row[0] if row else None
 
+    def relation_kind(self, schema, name):
+        """'view', 'materialized view', ... for a relation that exists but is not a table; None otherwise."""
+        row = self.fetchone(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s", [schema, name])
+        if not row:
+            return None
+        return {'v': 'view', 'm': 'materialized view', 'f': 'foreign table', 'i': 'index', 'S': 'sequence',
+                'I': 'partitioned index', 'c': 'composite type', 't': 'TOAST table'}.get(row[0])
+
     def table_names(self, schema):
         return [r[0] for r in self.fetchall(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -327,6 +339,10 @@ class PostgresAdapter(Adapter):
         target = self.display(schema, table)
         oid = self.find_table(schema, table)
         if oid is None:
+            kind = self.relation_kind(schema, table)
+            if kind:
+                self.fail('%s is a %s, not a table; column_ensure changes the columns of tables only (change the %s\'s '
+                          'definition instead). Nothing was changed.' % (target, kind, kind))
             if not self.schema_exists(schema):
                 self.fail('Schema %s does not exist.%s' % (schema, did_you_mean(schema, self.schema_names())))
             self.fail('Table %s does not exist in database %s.%s' % (
@@ -504,7 +520,15 @@ class PostgresAdapter(Adapter):
         return self.count_rows(schema, table)
 
     def verify_query(self, text):
-        """First row of the operator's query, run in a READ ONLY transaction that is rolled back."""
+        """First row of the operator's query, once it is proven to only read.
+
+        sqlcheck.readonly_query parses it with the server's own parser (pglast): one SELECT, no INTO, no FOR
+        UPDATE/SHARE, no data-modifying WITH; verify_calls then resolves every function, operator and cast type
+        it names in this database's catalog. It runs as one statement (extended protocol) in a READ ONLY
+        transaction that is rolled back: the second layer.
+        """
+        calls = sqlcheck.readonly_query(text, 'postgresql')
+        self.verify_calls(calls)
         try:
             with self.conn.transaction(force_rollback=True):
                 self.conn.execute('SET TRANSACTION READ ONLY')
@@ -514,6 +538,62 @@ class PostgresAdapter(Adapter):
             raise DbopsError('The query failed: %s%s. It runs in a READ ONLY transaction, as one statement: it '
                              'cannot change data.' % ((str(e).strip().splitlines() or [''])[0],
                                                       ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+
+    # Every function of that name the call could resolve to (in the schema it names, or on the search path).
+    VERIFY_FUNCTIONS = (
+        "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang "
+        "WHERE p.proname = %(name)s AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
+        "ELSE n.nspname = %(schema)s END")
+    VERIFY_OPERATORS = (
+        "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_operator o "
+        "JOIN pg_namespace n ON n.oid = o.oprnamespace JOIN pg_proc p ON p.oid = o.oprcode "
+        "JOIN pg_language l ON l.oid = p.prolang WHERE o.oprname = %(name)s AND CASE WHEN %(schema)s::text IS NULL "
+        "THEN n.nspname = ANY (current_schemas(true)) ELSE n.nspname = %(schema)s END")
+    # A cast to a type runs its input function and any cast function into it; a domain runs its CHECKs.
+    VERIFY_TYPES = (
+        "SELECT t.typname, EXISTS (SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+        "JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE (p.oid IN (t.typinput, t.typoutput) "
+        "OR p.oid IN (SELECT c.castfunc FROM pg_cast c WHERE c.casttarget = t.oid)) "
+        "AND pn.nspname <> 'pg_catalog' AND l.lanname NOT IN ('c', 'internal')), "
+        "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) "
+        "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = %(name)s "
+        "AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
+        "ELSE n.nspname = %(schema)s END")
+
+    def verify_calls(self, calls):
+        """Refuse (nothing run) unless every function/operator the query names is immutable or stable, not on
+        sqlcheck's deny list, and built in (pg_catalog) or compiled code of an extension (language C or internal,
+        which only a superuser can install: citext's = operator, for one), whatever overload the call resolves
+        to; and every type it casts to is built in. Resolving by name and checking every candidate overload is
+        exact without guessing the argument types: if any candidate could act, the query is refused. Functions
+        written in SQL, PL/pgSQL or another procedural language outside pg_catalog are user code: refused."""
+        refuse = sqlcheck.SqlRefused
+        tail = (' db_verify runs only immutable or stable functions that are built in or compiled extension code. %s'
+                % sqlcheck.NOTHING)
+        for kind, query, items in (('function', self.VERIFY_FUNCTIONS, calls['functions']),
+                                   ('operator', self.VERIFY_OPERATORS, calls['operators'])):
+            for schema, name in items:
+                label = '%s%s' % ('%s.' % schema if schema else '', name)
+                rows = self.fetchall(query, dict(name=name, schema=schema))
+                if not rows:
+                    raise refuse('The query calls the %s %s, which does not exist here (on the search path).%s'
+                                 % (kind, label, tail))
+                for nsp, volatility, proname, language in rows:
+                    if nsp != 'pg_catalog' and language not in ('c', 'internal'):
+                        raise refuse('The query calls the %s %s, and %s.%s is user-defined (in %s).%s'
+                                     % (kind, label, nsp, name, language, tail))
+                    if volatility == 'v' or sqlcheck.pg_function_denied(proname):
+                        raise refuse('The query calls the %s %s (%s), which is %s.%s' % (
+                            kind, label, proname, 'volatile: it may act, not only read' if volatility == 'v'
+                            else 'on the deny list of functions that act (files, sessions, settings, locks, waits)',
+                            tail))
+        for schema, name in calls.get('types', ()):
+            for _typname, user_code, domain_checks in self.fetchall(self.VERIFY_TYPES, dict(name=name, schema=schema)):
+                if user_code or domain_checks:
+                    raise refuse('The query casts to the type %s, whose %s user code. %s' % (
+                        name, 'input or cast functions are' if user_code else 'domain CHECK constraints may call',
+                        sqlcheck.NOTHING))
 
 
 class _BlockerWatcher:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import urllib.parse
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
     Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_default,
 )
@@ -114,6 +116,10 @@ class SqliteAdapter(Adapter):
     def plan_column(self, spec):
         table, column = spec['table'], spec['column']
         if table not in self.table_names():
+            kind = self.fetchall("SELECT type FROM sqlite_master WHERE name = ? AND type <> 'table'", (table,))
+            if kind:
+                self.fail('%s is a %s, not a table; column_ensure changes the columns of tables only (change the '
+                          '%s\'s definition instead). Nothing was changed.' % (quote_ident(table), kind[0][0], kind[0][0]))
             self.fail('Table %s does not exist in %s.%s' % (
                 quote_ident(table), self.path, did_you_mean(table, self.table_names()) or
                 (' The database has no tables at all: was it ever migrated?' if not self.table_names() else '')))
@@ -224,16 +230,46 @@ class SqliteAdapter(Adapter):
         return self.fetchall('SELECT count(*) FROM %s' % quote_ident(table))[0][0]
 
     def verify_query(self, text):
-        """First row of the operator's query with PRAGMA query_only on (SQLite refuses any write)."""
-        self.conn.execute('PRAGMA query_only = ON')
+        """First row of the operator's query, once it is proven to only read, on a connection that cannot write.
+
+        sqlcheck.readonly_query parses it (sqlglot, sqlite dialect): one SELECT (WITH, UNION, VALUES). It then
+        runs on a connection of its own, opened with mode=ro, PRAGMA query_only, no room for an attached
+        database (SQLITE_LIMIT_ATTACHED 0) and an authorizer that allows only reading (SQLITE_SELECT,
+        SQLITE_READ, WITH RECURSIVE) and the functions of sqlcheck.SQLITE_ALLOWED_FUNCTIONS; everything
+        else (ATTACH, PRAGMA, writes, VACUUM, ...) is denied by SQLite itself.
+        """
+        sqlcheck.readonly_query(text, 'sqlite')
+        uri = 'file:%s?mode=ro' % urllib.parse.quote(os.path.abspath(self.path))
         try:
-            cur = self.conn.execute(text)
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=self.params.get('lock_timeout') or 5)
+        except sqlite3.Error as e:
+            raise DbopsError('Cannot open %s read-only for the query: %s' % (self.path, e))
+        try:
+            conn.execute('PRAGMA query_only = ON')
+            if hasattr(conn, 'setlimit'):
+                conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+            conn.set_authorizer(_read_only_authorizer)
+            cur = conn.execute(text)
             try:
                 return cur.fetchone() if cur.description else None
             finally:
                 cur.close()
         except sqlite3.Error as e:
-            raise DbopsError('The query failed: %s. It runs with PRAGMA query_only, as one statement: it cannot '
-                             'change data.' % e)
+            raise DbopsError('The query failed: %s. It runs on a read-only connection (mode=ro, PRAGMA query_only, '
+                             'an authorizer that allows only reading), as one statement: it cannot change data.' % e)
         finally:
-            self.conn.execute('PRAGMA query_only = OFF')
+            conn.close()
+
+
+_READ_ACTIONS = frozenset(getattr(sqlite3, n) for n in ('SQLITE_SELECT', 'SQLITE_READ', 'SQLITE_RECURSIVE')
+                          if hasattr(sqlite3, n))
+
+
+def _read_only_authorizer(action, arg1, arg2, _dbname, _source):
+    """sqlite3 authorizer of db_verify's queries: reading, and the allowed functions; nothing else."""
+    if action in _READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or '').lower() in sqlcheck.SQLITE_ALLOWED_FUNCTIONS:
+        return sqlite3.SQLITE_OK
+    del arg1
+    return sqlite3.SQLITE_DENY

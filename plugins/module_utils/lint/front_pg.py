@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import (
     Event, Statement, attach_ignores, line_of, line_starts,
 )
@@ -226,7 +227,10 @@ def parse(text, line_offset=0):
                           error='the scanner cannot read this text (%s)' % scan_error)]
     code_starts = [t.start for t in tokens if t.name not in ('SQL_COMMENT', 'C_COMMENT')]
     pieces = []
+    complex_spans = sqlcheck.pg_too_complex(tokens)
     try:
+        if complex_spans:
+            raise pg_parser.ParseError('too complex')
         for raw in pg_parser.parse_sql(text):
             loc = raw.stmt_location or 0
             i = bisect.bisect_left(code_starts, loc)
@@ -236,6 +240,11 @@ def parse(text, line_offset=0):
     except pg_parser.ParseError:
         pieces = []
         for begin, end in _split(text, tokens):
+            if any(b <= begin < e for b, e in complex_spans):
+                pieces.append((begin, end, None, 'the statement is nested too deeply for the parser to read (a chain '
+                                                 'of more than %d operators); it was not checked'
+                               % sqlcheck.MAX_PG_BINARY_OPERATORS))
+                continue
             try:
                 parsed = pg_parser.parse_sql(text[begin:end])
                 pieces.append((begin, end, parsed[0].stmt if parsed else None, None))
@@ -248,6 +257,9 @@ def parse(text, line_offset=0):
         stmt_text = text[begin:end].rstrip().rstrip(';').rstrip()
         line = line_of(starts, begin) + line_offset
         if err is not None:
+            if 'memory exhausted' in err or 'stack depth' in err:
+                err = ('the statement is nested too deeply for the parser to read (PostgreSQL\'s own parser stops '
+                       'there too); it was not checked')
             stmt = Statement(stmt_text, line, error=err)
         else:
             stmt = Statement(stmt_text, line, statement_events(node))

@@ -316,6 +316,9 @@ def parse(text, engine, line_offset=0):
         except SqlglotError as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             stmt = Statement(stmt_text, line, error=msg)
+        except RecursionError:
+            stmt = Statement(stmt_text[:400], line, error='the statement is nested too deeply for the parser to read '
+                                                          '(thousands of parentheses?); it was not checked')
         placed.append((stmt, start, end))
     if 'dbops:ignore' in text:
         attach_ignores(placed, _gap_comments(text, tokens), starts)

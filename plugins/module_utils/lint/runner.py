@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import bigfile
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as rules_mod
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import Statement
 
@@ -14,6 +15,19 @@ CODE_RULE = rules_mod.Rule(
     'code-migration', 'info', rules_mod.ALL, (), 'migration written in code',
     'The migration is code, not SQL: only the SQL strings it passes to execute/RunSQL are linted.',
     'Generate its SQL and lint that file too.', None)
+
+TOO_LARGE_RULE = rules_mod.Rule(
+    'too-large', 'error', rules_mod.ALL, (), 'not linted: too large',
+    'A file over max_file_size, or a statement over max_statement_size, is not read by the parser (so that linting '
+    'any repository finishes, in bounded memory); nothing in it was checked.',
+    'Split the file or the statement, raise max_file_size / max_statement_size to lint it, or, for a data file '
+    '(a dump, seed data), list it in ignore with this rule once you have checked it by other means.', None)
+DEFAULT_MAX_FILE_SIZE = 20 * 1024 * 1024
+DEFAULT_MAX_STATEMENT_SIZE = 1024 * 1024
+
+
+def _selected(rule, select, ignore):
+    return (not select or rule.id in select) and not (ignore and rule.id in ignore)
 
 
 def missing_parser(engine):
@@ -59,7 +73,15 @@ def _apply_ignores(finding, stmt):
         return
 
 
-def lint(sources, engine, select=None, ignore=None, pg_version=None):
+def parse_source(source, engine, max_statement_size=None):
+    """(statements, too_large, collapsed) of one source: big ones by the linear path (lint/bigfile.py)."""
+    if bigfile.is_big(source.text, max_statement_size):
+        return bigfile.parse(source.text, engine, lambda text, offset: parse(text, engine, offset),
+                             source.line_offset, max_statement_size)
+    return parse(source.text, engine, source.line_offset), [], 0
+
+
+def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE):
     """Lint the sources in order. Returns dict(findings, files, statements)."""
     rules = rules_mod.rules_for(engine, select, ignore)
     ctx = rules_mod.Context(engine, pg_version=pg_version)
@@ -78,7 +100,17 @@ def lint(sources, engine, select=None, ignore=None, pg_version=None):
                         else 'migration_lint reads SQL only, so nothing in it was checked',
                         note['how'] or 'see the tool\'s documentation'))))
             continue
-        statements = parse(source.text, engine, source.line_offset)
+        if getattr(source, 'skipped', None):
+            if _selected(TOO_LARGE_RULE, select, ignore):
+                findings.append(_finding(source, None, TOO_LARGE_RULE, source.skipped))
+            continue
+        statements, too_large, collapsed = parse_source(source, engine, max_statement_size)
+        count += collapsed
+        if too_large and _selected(TOO_LARGE_RULE, select, ignore):
+            for line, size, head in too_large:
+                findings.append(_finding(source, Statement(head, line), TOO_LARGE_RULE, (
+                    'This statement is %d characters long, more than max_statement_size (%d): it was not parsed '
+                    'or checked.' % (size, max_statement_size))))
         count += len(statements)
         wrapped = source.wrapped
         if wrapped == 'multi':

@@ -36,7 +36,8 @@ class Source:
     for a migration that is code, not SQL (the rule code-migration reports it).
     """
 
-    def __init__(self, name, text, line_offset=0, wrapped=False, migration=None, note=None):
+    def __init__(self, name, text, line_offset=0, wrapped=False, migration=None, note=None, skipped=None):
+        self.skipped = skipped  # why the source was not read (too large), for the rule too-large
         self.name = name
         self.text = text
         self.line_offset = line_offset
@@ -52,13 +53,25 @@ def _natural(text):
     return [int(p) if p.isdigit() else p.lower() for p in re.split(r'(\d+)', text)]
 
 
-def read_text(path):
+def too_large(name, size, limit):
+    """The message of a source over max_file_size (None when it is not)."""
+    if limit is None or size <= limit:
+        return None
+    return ('%s is %d bytes, more than max_file_size (%d): it was not read, nothing in it was checked.'
+            % (name, size, limit))
+
+
+def read_text(path, max_file_size=None):
+    """The text of a file; a file over max_file_size is not read: returns (None, why)."""
     try:
+        why = too_large(path, os.path.getsize(path), max_file_size)
+        if why:
+            return None, why
         with open(path, 'rb') as f:
             data = f.read()
     except OSError as e:
         raise DbopsError('Cannot read %s: %s' % (path, e.strerror or e))
-    return data.decode('utf-8', errors='replace')
+    return data.decode('utf-8', errors='replace'), None
 
 
 def sql_files(directory):
@@ -208,7 +221,7 @@ def up_part(tool, text):
     return text, 0, True
 
 
-def local_sources(tool, local, directory):
+def local_sources(tool, local, directory, max_file_size=None):
     """Sources of one migration listed by the tool (a migrations.base.Local)."""
     path = local.path or os.path.join(directory, local.name)
     mid = local.id
@@ -216,7 +229,9 @@ def local_sources(tool, local, directory):
     if os.path.isdir(path):
         return []
     ext = os.path.splitext(path)[1].lower()
-    text = read_text(path)
+    text, why = read_text(path, max_file_size)
+    if why:
+        return [Source(path, '', 0, False, mid, skipped=why)]
     if ext == '.sql':
         sql, offset, transaction = up_part(tool, text)
         return [Source(path, sql, offset, wrapped if transaction else False, mid)]
@@ -230,7 +245,7 @@ def local_sources(tool, local, directory):
     return [Source(path, '', 0, False, mid, note=note)]
 
 
-def collect(paths=None, sql=None, tool=None, params=None, pending=None):
+def collect(paths=None, sql=None, tool=None, params=None, pending=None, max_file_size=None):
     """All sources to lint, in order.
 
     pending: None, or the ids of the migrations not applied yet (only_pending);
@@ -238,18 +253,20 @@ def collect(paths=None, sql=None, tool=None, params=None, pending=None):
     """
     out = []
     if sql is not None:
-        out.append(Source('<sql>', sql))
+        why = too_large('<sql>', len(sql.encode('utf-8', errors='replace')), max_file_size)
+        out.append(Source('<sql>', '' if why else sql, skipped=why))
     for entry in paths or []:
         expanded = os.path.expanduser(entry)
         if tool and os.path.isdir(expanded):
             for local in scan_tool(tool, expanded, params or {}):
                 if pending is not None and local.id not in pending:
                     continue
-                out.extend(local_sources(tool, local, expanded))
+                out.extend(local_sources(tool, local, expanded, max_file_size))
         else:
             if pending is not None:
                 raise DbopsError('only_pending needs path to be a migrations directory of a tool (set tool); '
                                  '%s is not.' % entry)
             for f in expand_paths([entry]):
-                out.append(Source(f, read_text(f)))
+                text, why = read_text(f, max_file_size)
+                out.append(Source(f, text or '', skipped=why))
     return out
