@@ -71,13 +71,13 @@ class PostgresAdapter(Adapter):
         p = self.params
         try:
             self.conn = _WatchedConnection.connect(autocommit=True, cursor_factory=_WatchedCursor, **self.conninfo())
-        except psycopg.errors.ConnectionTimeout as e:
-            raise DbopsError('Cannot connect to PostgreSQL database %s at %s (phase: connect): no answer within '
-                             'connect_timeout=%ss (%s). Check that the server is up and answering, and the host '
-                             'and port.' % (p['database'], self.endpoint(), p['connect_timeout'], str(e).strip()))
         except psycopg.OperationalError as e:
+            text = self.redact(str(e).strip())
+            if 'timeout expired' in text:  # psycopg.errors.ConnectionTimeout (3.1+: the whole start-up is bounded)
+                text = ('no answer within connect_timeout=%ss (%s). Check that the server is up and answering, and '
+                        'the host and port.' % (p['connect_timeout'], text))
             raise DbopsError('Cannot connect to PostgreSQL database %s at %s (phase: connect): %s'
-                             % (p['database'], self.endpoint(), self.redact(str(e).strip())))
+                             % (p['database'], self.endpoint(), text))
         self.watchdog = wd.Watchdog('PostgreSQL server at %s' % self.endpoint(), p['connect_timeout'],
                                     probe=self._probe, abort=self._abort)
         self.conn.dbops_watchdog = self.watchdog
