@@ -600,6 +600,11 @@ if HAS_PYMYSQL:
                     raise watch.failure() from e
                 raise
 
+        def close(self):
+            if self.dbops_watchdog is not None:
+                self.dbops_watchdog.close()
+            super().close()
+
         def query(self, sql, unbuffered=False):
             text = sql.decode('utf-8', 'replace') if isinstance(sql, bytes) else sql
             return self._watched('query %s' % wd.shorten(text), super().query, sql, unbuffered)
@@ -615,3 +620,5 @@ if HAS_PYMYSQL:
 
         def ping(self, reconnect=True):
             return self._watched('ping', super().ping, reconnect)
+else:  # pragma: no cover - connect() fails with missing_required_lib first
+    _WatchedConnection = None

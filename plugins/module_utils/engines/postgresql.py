@@ -94,7 +94,8 @@ class PostgresAdapter(Adapter):
     def _probe(self):
         """Watchdog: is the server alive, and does it still have our session? (a fresh connection)"""
         pid = self.conn.info.backend_pid
-        info = dict(self.conninfo(), application_name='%s/watchdog' % APPLICATION_NAME)
+        info = self.conninfo()
+        info['application_name'] = '%s/watchdog' % APPLICATION_NAME
         try:
             with psycopg.connect(autocommit=True, **info) as c:
                 row = c.execute('SELECT state FROM pg_stat_activity WHERE pid = %s', [pid]).fetchone()
@@ -619,6 +620,11 @@ if HAS_PSYCOPG:
                     raise watch.failure() from e
                 raise
 
+        def close(self):
+            if self.dbops_watchdog is not None:
+                self.dbops_watchdog.close()
+            super().close()
+
     class _WatchedCursor(psycopg.Cursor):
         """Names the statement the watchdog waits for (phase: query ...)."""
 
@@ -636,3 +642,5 @@ if HAS_PSYCOPG:
                 return super().execute(query, params, **kwargs)
             finally:
                 watch.label = before
+else:  # pragma: no cover - connect() fails with missing_required_lib first
+    _WatchedConnection = _WatchedCursor = None
