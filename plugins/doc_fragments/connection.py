@@ -67,7 +67,16 @@ options:
     required: true
   connect_timeout:
     description:
-      - Seconds to wait for a connection to be made.
+      - Seconds to wait for a connection to be made, including the server's greeting, the authentication and
+        the session set-up (PostgreSQL C(connect_timeout); MySQL/MariaDB C(connect_timeout) for the TCP connect,
+        C(read_timeout)/C(write_timeout) for the rest).
+      - Also the bound of every later wait for the server. When a statement (or a commit) has had no answer for
+        O(connect_timeout) seconds, the module checks through a fresh connection, itself bounded by O(connect_timeout),
+        that the server is alive and still has the session; it checks again every O(connect_timeout) seconds while
+        the statement runs. A server that does not answer that check (hung, or the network to it gone silent), or that
+        no longer has the session, makes the module close the connection and fail, naming the server, its port, the
+        phase and the statement. A long statement on a live server is not cut off by this; O(statement_timeout)
+        limits that.
     type: int
     default: 10
   ssl_mode:

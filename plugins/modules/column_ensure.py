@@ -201,10 +201,10 @@ server:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    DbopsModule, dbops_argument_spec, finish_result, open_database,
+)
 
 
 def describe(col):
@@ -250,8 +250,8 @@ def main():
         allow_rewrite=dict(type='bool', default=False),
         allow_drop=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[('state', 'present', ['type'])])
+    module = DbopsModule(argument_spec=argument_spec, supports_check_mode=True,
+                         required_if=[('state', 'present', ['type'])])
     p = module.params
     if p['using'] and p['engine'] != 'postgresql':
         module.fail_json(msg='using is PostgreSQL only: MySQL and SQLite convert values by the type alone.')
@@ -281,15 +281,9 @@ def main():
         if plan['steps'] and not module.check_mode:
             after = db.read_column(p)  # what the server has now, not what was asked
         result['column'] = after
-        if db.attempts:
-            result['attempts'] = db.attempts
-        if db.alternatives:
-            result['alternatives'] = db.alternatives
-        if module._diff:
-            result['diff'] = dict(before=plan['before'] or {}, after=after or {},
-                                  before_header='%s (before)' % plan['target'],
-                                  after_header='%s (after)' % plan['target'])
-        module.exit_json(**result)
+        module.exit_json(**finish_result(db, result, diff=dict(
+            before=plan['before'] or {}, after=after or {},
+            before_header='%s (before)' % plan['target'], after_header='%s (after)' % plan['target'])))
 
 
 if __name__ == '__main__':

@@ -292,10 +292,10 @@ server:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.dbops.maintenance.plugins.module_utils import verify
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    ModuleFailure, dbops_argument_spec, finish_result, run_module,
+)
 
 TOOLS = ['prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose']
 CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture')
@@ -369,19 +369,20 @@ def migrations_status(db, spec):
     return pending.verify_checks(db, spec)
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    validate(module)
+def work(module, db):
     p = module.params
-    with open_database(module, maintenance_lock=False) as db:
-        checks, baseline = verify.run_checks(db, p, migrations_status=migrations_status)
-        result = dict(changed=False, checks=checks, summary=verify.summary(checks),
-                      failed_checks=len([c for c in checks if not c['ok']]), server=db.server_info())
-        if baseline is not None:
-            result['baseline'] = baseline
+    checks, baseline = verify.run_checks(db, p, migrations_status=migrations_status)
+    result = finish_result(db, dict(changed=False, checks=checks, summary=verify.summary(checks),
+                                    failed_checks=len([c for c in checks if not c['ok']])), queries=False)
+    if baseline is not None:
+        result['baseline'] = baseline
     if result['failed_checks']:
-        module.fail_json(msg=result['summary'], **result)
-    module.exit_json(**result)
+        raise ModuleFailure(result['summary'], **result)
+    return result
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate, maintenance_lock=False)
 
 
 if __name__ == '__main__':

@@ -185,9 +185,23 @@ server:
   sample: {engine: postgresql, flavour: postgresql, version: "15.18"}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    dbops_argument_spec, finish_result, run_module,
+)
 
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+
+def argument_spec():
+    return dbops_argument_spec(
+        name=dict(type='str', aliases=['type']),
+        schema=dict(type='str'),
+        table=dict(type='str'),
+        column=dict(type='str'),
+        values=dict(type='list', elements='str', required=True, aliases=['value']),
+        before=dict(type='str'),
+        after=dict(type='str'),
+        create=dict(type='bool', default=False),
+        allow_copy=dict(type='bool', default=False),
+    )
 
 
 def validate(module):
@@ -216,43 +230,25 @@ def validate(module):
                                  '(database selects the schema).')
 
 
-def main():
-    argument_spec = dbops_argument_spec(
-        name=dict(type='str', aliases=['type']),
-        schema=dict(type='str'),
-        table=dict(type='str'),
-        column=dict(type='str'),
-        values=dict(type='list', elements='str', required=True, aliases=['value']),
-        before=dict(type='str'),
-        after=dict(type='str'),
-        create=dict(type='bool', default=False),
-        allow_copy=dict(type='bool', default=False),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('before', 'after')])
-    validate(module)
+def work(module, db):
     p = module.params
-    with open_database(module) as db:
-        plan = db.plan_enum_add(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'],
-                                values=p['values'], before=p['before'], after=p['after'], create=p['create'])
-        db.apply(plan['steps'], allow=dict(allow_copy=p['allow_copy']))
-        result = dict(changed=bool(plan['steps']), target=plan['target'], created=plan['created'],
-                      queries=db.queries, server=db.server_info())
-        if plan['steps'] and not module.check_mode:
-            # Re-read what the server has now: the result reports facts, not intentions.
-            plan['after'] = db.enum_state(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'])
-            before_values = plan['before']['values'] if plan['before'] else []
-            result['added'] = [v for v in plan['after']['values'] if v not in before_values]
-        else:
-            result['added'] = plan['added']
-        result['values'] = plan['after']['values']
-        if db.attempts:
-            result['attempts'] = db.attempts
-        if db.alternatives:
-            result['alternatives'] = db.alternatives
-        if module._diff:
-            result['diff'] = dict(before=plan['before'] or {}, after=plan['after'])
-        module.exit_json(**result)
+    plan = db.plan_enum_add(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'],
+                            values=p['values'], before=p['before'], after=p['after'], create=p['create'])
+    db.apply(plan['steps'], allow=dict(allow_copy=p['allow_copy']))
+    result = dict(changed=bool(plan['steps']), target=plan['target'], created=plan['created'])
+    if plan['steps'] and not module.check_mode:
+        # Re-read what the server has now: the result reports facts, not intentions.
+        plan['after'] = db.enum_state(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'])
+        before_values = plan['before']['values'] if plan['before'] else []
+        result['added'] = [v for v in plan['after']['values'] if v not in before_values]
+    else:
+        result['added'] = plan['added']
+    result['values'] = plan['after']['values']
+    return finish_result(db, result, diff=dict(before=plan['before'] or {}, after=plan['after']))
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate, mutually_exclusive=[('before', 'after')])
 
 
 if __name__ == '__main__':

@@ -245,11 +245,11 @@ pending:
   elements: str
 '''
 
-import traceback
+from ansible.module_utils.basic import missing_required_lib
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import connection_argument_spec
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    ModuleFailure, connection_argument_spec, run_module, unexpected,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
@@ -302,10 +302,7 @@ def validate(module):
         module.warn('pg_version only matters for engine=postgresql.')
 
 
-def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_one_of=[('path', 'sql')])
-    validate(module)
+def work(module, _db):
     p = module.params
     missing = runner.missing_parser(p['engine'])
     if missing:
@@ -325,16 +322,19 @@ def main():
                                max_file_size=p['max_file_size'])
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
                           max_statement_size=p['max_statement_size'])
-    except DbopsError as e:
-        module.fail_json(msg=str(e), **e.details)
+    except DbopsError:
+        raise
     except Exception as e:  # a parser bug must not hide the rest of the result
-        module.fail_json(msg='Unexpected error while linting: %s: %s' % (type(e).__name__, e),
-                         exception=traceback.format_exc())
+        unexpected(module, e, context='while linting')
     result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
                   counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
     if runner.failing(out['findings'], p['fail_on']):
-        module.fail_json(msg=result['summary'], **result)
-    module.exit_json(**result)
+        raise ModuleFailure(result['summary'], **result)
+    return result
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate, connect=False, required_one_of=[('path', 'sql')])
 
 
 if __name__ == '__main__':

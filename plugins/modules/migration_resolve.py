@@ -150,16 +150,16 @@ server:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    dbops_argument_spec, finish_result, run_module,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import resolve
 
 
-def main():
-    argument_spec = dbops_argument_spec(
+def argument_spec():
+    return dbops_argument_spec(
         tool=dict(type='str', required=True, choices=list(TOOLS)),
         migration=dict(type='str', required=True, aliases=['name', 'revision', 'version']),
         state=dict(type='str', choices=['applied', 'rolled_back', 'absent'], default='applied'),
@@ -169,27 +169,31 @@ def main():
         purge=dict(type='bool', default=False),
         create_table=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def validate(module):
     p = module.params
     if p['tool'] == 'django' and not p['app']:
         module.fail_json(msg='app is required for tool=django: django_migrations records migrations per app.')
     if p['purge'] and p['tool'] != 'alembic':
         module.fail_json(msg='purge is for alembic only (alembic stamp --purge).')
-    with open_database(module) as db:
-        try:
-            res = resolve(db, p, module.check_mode)
-        except (OSError, ValueError) as e:
-            raise DbopsError('Cannot read the migrations in %s: %s. Nothing was changed.' % (p['migrations_path'], e))
-        result = dict(changed=res['changed'], migration=res['migration'], created_table=res['created_table'],
-                      state_before=res['before']['state'], state_after=res['after']['state'],
-                      queries=db.queries, server=db.server_info())
-        if res.get('msg'):
-            result['msg'] = res['msg']
-        if db.attempts:
-            result['attempts'] = db.attempts
-        if module._diff:
-            result['diff'] = dict(before=res['before'], after=res['after'])
-        module.exit_json(**result)
+
+
+def work(module, db):
+    p = module.params
+    try:
+        res = resolve(db, p, module.check_mode)
+    except (OSError, ValueError) as e:
+        raise DbopsError('Cannot read the migrations in %s: %s. Nothing was changed.' % (p['migrations_path'], e))
+    result = dict(changed=res['changed'], migration=res['migration'], created_table=res['created_table'],
+                  state_before=res['before']['state'], state_after=res['after']['state'])
+    if res.get('msg'):
+        result['msg'] = res['msg']
+    return finish_result(db, result, diff=dict(before=res['before'], after=res['after']))
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate)
 
 
 if __name__ == '__main__':

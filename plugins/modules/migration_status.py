@@ -155,16 +155,16 @@ server:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    ModuleFailure, dbops_argument_spec, finish_result, run_module,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import FINDINGS, History
 
 
-def main():
-    argument_spec = dbops_argument_spec(
+def argument_spec():
+    return dbops_argument_spec(
         changes=False,
         tool=dict(type='str', required=True, choices=list(TOOLS)),
         migrations_path=dict(type='path'),
@@ -172,25 +172,34 @@ def main():
         history_table=dict(type='str'),
         fail_on=dict(type='list', elements='str', choices=list(FINDINGS), default=[]),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def validate(module):
     p = module.params
     if p['tool'] == 'django' and not p['app']:
         module.fail_json(msg='app is required for tool=django: django_migrations records migrations per app.')
     if p['fail_on'] and not p['migrations_path'] and set(p['fail_on']) & {'pending', 'unknown', 'modified'}:
         module.fail_json(msg='fail_on %s needs migrations_path: without the migration files, pending, unknown and '
                              'modified cannot be known.' % ', '.join(p['fail_on']))
-    with open_database(module) as db:
-        try:
-            st = History(db, p).status()
-        except (OSError, ValueError) as e:
-            raise DbopsError('Cannot read the migrations in %s: %s' % (p['migrations_path'], e))
-        st['server'] = db.server_info()
-        hits = [k for k in p['fail_on'] if st.get(k)]
-        # 'failed' is Ansible's own result key (task failed): the list is returned as failed_migrations.
-        st['failed_migrations'] = st.pop('failed')
-        if hits:
-            module.fail_json(msg='%s (fail_on: %s)' % (st['summary'], ', '.join(hits)), changed=False, **st)
-        module.exit_json(changed=False, **st)
+
+
+def work(module, db):
+    p = module.params
+    try:
+        st = History(db, p).status()
+    except (OSError, ValueError) as e:
+        raise DbopsError('Cannot read the migrations in %s: %s' % (p['migrations_path'], e))
+    st = finish_result(db, dict(st, changed=False), queries=False)
+    hits = [k for k in p['fail_on'] if st.get(k)]
+    # 'failed' is Ansible's own result key (task failed): the list is returned as failed_migrations.
+    st['failed_migrations'] = st.pop('failed')
+    if hits:
+        raise ModuleFailure('%s (fail_on: %s)' % (st['summary'], ', '.join(hits)), **st)
+    return st
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate)
 
 
 if __name__ == '__main__':

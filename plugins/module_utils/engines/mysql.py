@@ -30,6 +30,8 @@ except ImportError as e:  # pragma: no cover - depends on the managed host
     HAS_PYMYSQL = False
     PYMYSQL_IMPORT_ERROR = e
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import watchdog as wd
+
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_ALTER_OPERATION_NOT_SUPPORTED = (1845, 1846)
 
@@ -133,10 +135,25 @@ class MysqlAdapter(Adapter):
             kw['ssl'] = ssl
         if mode == 'disable':
             kw['ssl_disabled'] = True
+        # PyMySQL's connect_timeout covers the TCP connect only: read_timeout/write_timeout bound the handshake,
+        # the authentication and SET NAMES. After that the watchdog bounds every wait (a statement may be
+        # silent for as long as it runs, so a socket timeout would cut off a long ALTER on a live server).
+        kw.update(read_timeout=p['connect_timeout'], write_timeout=p['connect_timeout'])
+        self._connect_kw = kw
         try:
-            self.conn = pymysql.connect(**kw)
+            self.conn = _WatchedConnection(**kw)
         except pymysql.MySQLError as e:
-            raise DbopsError('Cannot connect to MySQL/MariaDB database %s: %s' % (p['database'], self.redact(e)))
+            code = e.args[0] if e.args else None
+            silent = code in (2003, 2013) and 'timed out' in str(e)
+            raise DbopsError('Cannot connect to MySQL/MariaDB database %s at %s (phase: connect): %s%s' % (
+                p['database'], self.endpoint(), self.redact(e),
+                ' - no answer within connect_timeout=%ss. Check that the server is up and answering, and the host '
+                'and port.' % p['connect_timeout'] if silent else ''))
+        self.conn._read_timeout = None
+        self.conn._write_timeout = None
+        self.watchdog = wd.Watchdog('MySQL/MariaDB server at %s' % self.endpoint(), p['connect_timeout'],
+                                    probe=self._probe, abort=self._abort)
+        self.conn.dbops_watchdog = self.watchdog
         self.version = self.fetchone('SELECT VERSION()')[0]
         self.flavour = 'mariadb' if 'mariadb' in self.version.lower() else 'mysql'
         self.features = FLAVOURS[self.flavour]
@@ -147,6 +164,39 @@ class MysqlAdapter(Adapter):
         if p.get('statement_timeout'):
             name, convert = self.features['statement_timeout']
             self.conn.cursor().execute('SET SESSION %s = %%s' % name, [convert(p['statement_timeout'])])
+
+    def endpoint(self):
+        """host:port (or socket) of the server, for messages."""
+        p = self.params
+        if p.get('login_unix_socket'):
+            return p['login_unix_socket']
+        return '%s:%s' % (p.get('login_host') or 'localhost', p.get('login_port') or 3306)
+
+    def _probe(self):
+        """Watchdog: is the server alive, and does it still have our session? (a fresh connection)"""
+        thread_id = self.conn.thread_id()
+        kw = dict(self._connect_kw)
+        kw['program_name'] = 'dbops.maintenance/watchdog'
+        try:
+            c = pymysql.connect(**kw)
+            try:
+                with c.cursor() as cur:
+                    cur.execute('SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s', [thread_id])
+                    row = cur.fetchone()
+            finally:
+                c.close()
+        except pymysql.MySQLError as e:
+            code = e.args[0] if e.args else None
+            # 2003 cannot connect, 2006 gone away, 2013 lost (timed out): no answer; any other error is an answer
+            return wd.SILENT if code in (2003, 2006, 2013) else wd.ALIVE
+        return wd.ALIVE if row else wd.GONE
+
+    def _abort(self):
+        """Watchdog: close our socket under the blocked driver."""
+        import socket
+        sock = getattr(self.conn, '_sock', None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
 
     def server_info(self):
         return dict(engine='mysql', flavour=self.flavour, version=self.version.split('-')[0],
@@ -559,3 +609,47 @@ class MysqlAdapter(Adapter):
                                  'cannot change data.' % (e.args[1] if len(e.args) > 1 else e))
             finally:
                 cur.execute('SET SESSION TRANSACTION READ WRITE')
+
+
+if HAS_PYMYSQL:
+    class _WatchedConnection(pymysql.connections.Connection):
+        """Every command sent to the server, and the wait for its answer, runs under the watchdog."""
+
+        dbops_watchdog = None
+
+        def _watched(self, label, call, *args, **kwargs):
+            watch = self.dbops_watchdog
+            if watch is None:
+                return call(*args, **kwargs)
+            if watch.tripped:
+                raise watch.failure()
+            try:
+                with watch.waiting(label):
+                    return call(*args, **kwargs)
+            except (pymysql.MySQLError, OSError) as e:
+                if watch.tripped:
+                    raise watch.failure() from e
+                raise
+
+        def close(self):
+            if self.dbops_watchdog is not None:
+                self.dbops_watchdog.close()
+            super().close()
+
+        def query(self, sql, unbuffered=False):
+            text = sql.decode('utf-8', 'replace') if isinstance(sql, bytes) else sql
+            return self._watched('query %s' % wd.shorten(text), super().query, sql, unbuffered)
+
+        def commit(self):
+            return self._watched('COMMIT', super().commit)
+
+        def rollback(self):
+            return self._watched('ROLLBACK', super().rollback)
+
+        def begin(self):
+            return self._watched('BEGIN', super().begin)
+
+        def ping(self, reconnect=True):
+            return self._watched('ping', super().ping, reconnect)
+else:  # pragma: no cover - connect() fails with missing_required_lib first
+    _WatchedConnection = None

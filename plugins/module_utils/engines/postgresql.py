@@ -30,6 +30,8 @@ except ImportError as e:  # pragma: no cover - depends on the managed host
     HAS_PSYCOPG = False
     PSYCOPG_IMPORT_ERROR = e
 
+from ansible_collections.dbops.maintenance.plugins.module_utils import watchdog as wd
+
 # First key of the two-key advisory lock: the bytes "dbop". The second key is
 # hashtext(current_database()), so the lock is per database.
 MAINTENANCE_LOCK_CLASS = 0x64626F70
@@ -55,16 +57,32 @@ class PostgresAdapter(Adapter):
                 kw[key] = p[opt]
         return kw
 
+    def endpoint(self):
+        """host:port (or socket directory) of the server, for messages."""
+        p = self.params
+        host = p.get('login_unix_socket') or p.get('login_host') or 'the default host (PGHOST or the local socket)'
+        return '%s:%s' % (host, p.get('login_port') or 'default port')
+
     def connect(self):
+        """Connect with connect_timeout bounding the whole start-up, and a watchdog on every later wait
+        (plugins/module_utils/watchdog.py): a server that stops answering is found and the task fails."""
         if not HAS_PSYCOPG:
             self.module.fail_json(msg=missing_required_lib('psycopg (psycopg 3, e.g. pip install "psycopg[binary]")'),
                                   exception=str(PSYCOPG_IMPORT_ERROR))
-        try:
-            self.conn = psycopg.connect(autocommit=True, **self.conninfo())
-        except psycopg.OperationalError as e:
-            raise DbopsError('Cannot connect to PostgreSQL database %s: %s'
-                             % (self.params['database'], self.redact(str(e).strip())))
         p = self.params
+        try:
+            self.conn = _WatchedConnection.connect(autocommit=True, cursor_factory=_WatchedCursor, **self.conninfo())
+        except psycopg.OperationalError as e:
+            text = self.redact(str(e).strip())
+            if 'timeout expired' in text:  # psycopg.errors.ConnectionTimeout (3.1+: the whole start-up is bounded)
+                text = ('no answer within connect_timeout=%ss (%s). Check that the server is up and answering, and '
+                        'the host and port.' % (p['connect_timeout'], text))
+            raise DbopsError('Cannot connect to PostgreSQL database %s at %s (phase: connect): %s'
+                             % (p['database'], self.endpoint(), text))
+        self.watchdog = wd.Watchdog('PostgreSQL server at %s' % self.endpoint(), p['connect_timeout'],
+                                    probe=self._probe, abort=self._abort)
+        self.conn.dbops_watchdog = self.watchdog
+        self.watchdog.label = 'session setup'
         settings = {}
         if p.get('lock_timeout') is not None:
             settings['lock_timeout'] = '%dms' % int(round(p['lock_timeout'] * 1000))
@@ -72,6 +90,31 @@ class PostgresAdapter(Adapter):
             settings['statement_timeout'] = '%dms' % int(round(p['statement_timeout'] * 1000))
         for name, value in settings.items():
             self.conn.execute('SELECT set_config(%s, %s, false)', [name, value])
+        self.watchdog.label = 'transaction control (BEGIN/COMMIT/ROLLBACK)'
+
+    def _probe(self):
+        """Watchdog: is the server alive, and does it still have our session? (a fresh connection)"""
+        pid = self.conn.info.backend_pid
+        info = self.conninfo()
+        info['application_name'] = '%s/watchdog' % APPLICATION_NAME
+        try:
+            with psycopg.connect(autocommit=True, **info) as c:
+                row = c.execute('SELECT state FROM pg_stat_activity WHERE pid = %s', [pid]).fetchone()
+        except psycopg.Error as e:
+            # an answer from the server (an error with an SQLSTATE: too many connections, auth) proves it alive
+            return wd.ALIVE if getattr(e, 'sqlstate', None) else wd.SILENT
+        return wd.ALIVE if row else wd.GONE
+
+    def _abort(self):
+        """Watchdog: close our socket under the blocked driver (a cancel request needs an answering server)."""
+        import os
+        import socket
+        fd = os.dup(self.conn.pgconn.socket)
+        s = socket.socket(fileno=fd)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        finally:
+            s.close()
 
     @property
     def server_version(self):
@@ -635,3 +678,49 @@ class _BlockerWatcher:
                     self._stop.wait(0.1)
         except Exception:
             pass
+
+
+if HAS_PSYCOPG:
+    class _WatchedConnection(psycopg.Connection):
+        """Every wait of the connection for the server runs under its watchdog (set after connect)."""
+
+        dbops_watchdog = None
+
+        def wait(self, gen, *args, **kwargs):  # pylint: disable=signature-differs
+            watch = self.dbops_watchdog
+            if watch is None:
+                return super().wait(gen, *args, **kwargs)
+            if watch.tripped:
+                raise watch.failure()
+            try:
+                with watch.waiting():
+                    return super().wait(gen, *args, **kwargs)
+            except psycopg.Error as e:
+                if watch.tripped:
+                    raise watch.failure() from e
+                raise
+
+        def close(self):
+            if self.dbops_watchdog is not None:
+                self.dbops_watchdog.close()
+            super().close()
+
+    class _WatchedCursor(psycopg.Cursor):
+        """Names the statement the watchdog waits for (phase: query ...)."""
+
+        def execute(self, query, params=None, **kwargs):  # pylint: disable=arguments-differ
+            watch = getattr(self.connection, 'dbops_watchdog', None)
+            if watch is None:
+                return super().execute(query, params, **kwargs)
+            before = watch.label
+            try:
+                text = query.as_string(self.connection) if hasattr(query, 'as_string') else str(query)
+            except Exception:
+                text = repr(query)
+            watch.label = 'query %s' % wd.shorten(text)
+            try:
+                return super().execute(query, params, **kwargs)
+            finally:
+                watch.label = before
+else:  # pragma: no cover - connect() fails with missing_required_lib first
+    _WatchedConnection = _WatchedCursor = None
