@@ -8,6 +8,7 @@ each test asserts that the wait happened (the module's attempts and the server's
 from __future__ import annotations
 
 import fcntl
+import json
 import time
 
 import pytest
@@ -81,8 +82,8 @@ def test_pg_retries_exhausted_names_blocker_and_changes_nothing(ansible, pg_orde
     db = pg_orders
     blocker, pid = hold_transaction(db, ["SELECT count(*) FROM orders /* nightly export */"])
     try:
-        r = ansible.run(COLUMN, dict(db.params, table="orders", column="note", type="text",
-                                     lock_timeout=0.3, lock_retries=0, lock_wait_total=60))
+        r = ModuleRun(ansible, COLUMN, dict(db.params, table="orders", column="note", type="text",
+                                            lock_timeout=0.3, lock_retries=0, lock_wait_total=60)).start_and_wait()
     finally:
         blocker.rollback()
         blocker.close()
@@ -98,8 +99,8 @@ def test_pg_lock_wait_total_ends_the_watch_names_blocker(ansible, pg_orders):
     db = pg_orders
     blocker, pid = hold_transaction(db, ["SELECT count(*) FROM orders /* nightly export */"])
     try:
-        r = ansible.run(COLUMN, dict(db.params, table="orders", column="note", type="text",
-                                     lock_timeout=0.3, lock_retries=100, lock_wait_total=1.5))
+        r = ModuleRun(ansible, COLUMN, dict(db.params, table="orders", column="note", type="text",
+                                            lock_timeout=0.3, lock_retries=100, lock_wait_total=1.5)).start_and_wait()
     finally:
         blocker.rollback()
         blocker.close()
@@ -116,7 +117,7 @@ def test_pg_enum_add_respects_lock_timeout(ansible, pg_db):
     # An open transaction that altered the type holds its lock until the module returned.
     blocker, pid = hold_transaction(pg_db, ["ALTER TYPE mood ADD VALUE 'meh'"])
     try:
-        r = ansible.run(ENUM, dict(pg_db.params, name="mood", values=["sad"], lock_timeout=0.3, lock_retries=0))
+        r = ModuleRun(ansible, ENUM, dict(pg_db.params, name="mood", values=["sad"], lock_timeout=0.3, lock_retries=0)).start_and_wait()
     finally:
         blocker.rollback()
         blocker.close()
@@ -152,11 +153,11 @@ def test_mariadb_lock_wait_timeout_then_retry_succeeds(ansible, mysql_db):
     assert queued and left and still_running, r
     assert r["changed"] is True, r
     assert r["attempts"], "expected at least one lock wait timeout before success"
-    assert conn_id in [b["pid"] for b in r["attempts"][0]["blockers"]], r["attempts"]
+    assert conn_id in [b["pid"] for b in r["attempts"][0]["blockers"]], json.dumps(r["attempts"])
     blocker, conn_id = hold_transaction(db, ["SELECT * FROM orders"])
     try:
-        r = ansible.run(COLUMN, dict(db.params, table="orders", column="n2", type="int", lock_timeout=1,
-                                     lock_retries=0))
+        r = ModuleRun(ansible, COLUMN, dict(db.params, table="orders", column="n2", type="int", lock_timeout=1,
+                                            lock_retries=0)).start_and_wait()
     finally:
         blocker.rollback()
         blocker.close()

@@ -280,6 +280,9 @@ class Adapter:
                 _note_blockers(seen, blockers)
                 record = dict(statement=statement, attempt=attempt, error=self.redact(e),
                               blockers=[_public(b) for b in blockers])
+                if not blockers and getattr(self, 'blockers_unknown', None):
+                    record['blockers_unknown'] = self.redact(self.blockers_unknown)
+                    self.blockers_unknown = None
                 self.attempts.append(record)
                 if attempt > retries:
                     self._give_up(statement, attempt, t0, seen, 'lock_retries=%d' % retries, history)

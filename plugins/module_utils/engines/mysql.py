@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import threading
+import time
 import uuid
 
 from ansible.module_utils.basic import missing_required_lib
@@ -285,6 +286,10 @@ class MysqlAdapter(Adapter):
             self._last_blockers = watcher.stop() if watcher is not None else []
             if not self._last_blockers and not self.metadata_locks_on():
                 self._last_blockers = self._trx_holders()
+                if not self._last_blockers:
+                    # INNODB_TRX is a snapshot the server refreshes at most every 0.1 s: read it once more.
+                    time.sleep(0.15)
+                    self._last_blockers = self._trx_holders()
             raise
         finally:
             if watcher is not None:
@@ -306,7 +311,8 @@ class MysqlAdapter(Adapter):
             age = max(0, int(math.ceil(self.params.get('lock_timeout') or 1)) - 1)
             return [self._blocker(r, 'innodb_trx')
                     for r in self._monitor_rows(self.TRX_HOLDERS, [self.conn.thread_id(), age])]
-        except pymysql.MySQLError:
+        except pymysql.MySQLError as e:
+            self.blockers_unknown = 'cannot read INNODB_TRX: %s' % (e.args[1] if len(e.args) > 1 else e)
             return []
 
     def lock_blockers(self):
