@@ -18,8 +18,13 @@ runs small INSERT/UPDATE/SELECT statements on the table at a steady pace:
     ACCESS EXCLUSIVE, so never the traffic itself) until 10 s after the DDL
     first queues behind it, and measures the longest stall the traffic sees
     while the same ALTER TABLE ... ADD COLUMN runs (1) plainly, with psql
-    through ansible.builtin.command, and (2) through column_ensure with
-    lock_timeout 2 s and enough lock_retries to outlast the holder.
+    through ansible.builtin.command, (2) through column_ensure re-queueing
+    blindly after each pause (the loop before the blocker watch, selected by
+    DBOPS_LOCK_RETRY_BLIND=1 in the task's environment) and (3) through
+    column_ensure watching its blocker, each at lock_timeout 0.5 and 2 s,
+    alternated (ABAB).
+
+Exits 1 when a goal was not met or not evaluated.
 
 Prints tables and writes bench/results/ddl_bench_<UTC timestamp>.{json,md}.
 The servers are stopped (and their data removed) at the end.
