@@ -9,9 +9,12 @@ lock_events.py); timing numbers are the benchmark's business (bench/run_ddl_benc
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
+
+import pytest
 
 from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for, watch_window
 
@@ -261,3 +264,87 @@ def _run_quietly(cur, sql):
 def _is_running(cur, ident):
     cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE '%%SLEEP%%'", [ident])
     return cur.fetchone()[0] == 1
+
+
+# --- MariaDB with performance_schema on: the metadata-lock holders are known exactly -------------
+
+@pytest.fixture(scope="module")
+def mariadb_ps(tmp_path_factory):
+    """An extra MariaDB of this module only, started like the harness's but with performance_schema
+    and its metadata-lock instrument on (the shared MariaDB has it off, MariaDB's default)."""
+    from harness import servers as harness  # pylint: disable=import-outside-toplevel
+    from conftest import Server  # pylint: disable=import-outside-toplevel
+    state = tmp_path_factory.mktemp("mariadb-ps")
+    os.chmod(state, 0o755)
+    wrapper = state / "mariadbd-ps"
+    wrapper.write_text('#!/bin/sh\nexec %s "$@" --performance-schema=ON '
+                       '--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON '
+                       '--performance-schema-consumer-events-statements-current=ON\n' % harness.MARIADBD)
+    wrapper.chmod(0o755)
+    real = harness.MARIADBD
+    server = harness.MariaDBServer("mariadb_ps", str(state))
+    harness.MARIADBD = str(wrapper)
+    try:
+        info = server.start(harness._free_ports(1)[0], secrets.token_urlsafe(24), 180)  # pylint: disable=protected-access
+    finally:
+        harness.MARIADBD = real
+    try:
+        srv = Server("mariadb_ps", info)
+        assert srv.query(None, "SELECT @@performance_schema") == [(1,)]
+        yield srv
+    finally:
+        server.stop(info)
+
+
+@pytest.fixture
+def ps_db(mariadb_ps):  # pylint: disable=redefined-outer-name
+    from conftest import DB  # pylint: disable=import-outside-toplevel
+    name = mariadb_ps.create_database()
+    yield DB(mariadb_ps, name)
+    mariadb_ps.drop_database(name)
+
+
+def test_mariadb_performance_schema_blocker_watched_and_named(ansible, ps_db):
+    """With metadata_locks the blocker is the exact holder, its last statement is known (and
+    redacted), and the module waits for it without re-queueing."""
+    db = ps_db
+    make_orders(db)
+    secret = "TopSecret-%s" % secrets.token_hex(8)
+    s = Scene(ansible, db, lock_timeout=1, lock_retries=5, lock_wait_total=300)
+    try:
+        conn, pid = s.hold(["SELECT count(*) FROM orders WHERE total <> 0 /* report job */"])
+        cur = conn.cursor()
+        cur.execute("SELECT '%s' AS last_query" % secret)  # its last statement, still in its transaction
+        cur.fetchall()
+        s.start()
+        assert s.wait_queueing(1) and s.wait_watching(), s.run.result
+        w0, w1 = watch_window(s.view, s.reader, s.run)
+        assert not s.run.done.is_set(), s.run.result
+        s.holders[0].commit()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["changed"] is True, r
+    assert len(r["attempts"]) == 1 and r["attempts"][0]["requeued"] == "blockers gone", r["attempts"]
+    b = r["attempts"][0]["blockers"]
+    assert [x["pid"] for x in b] == [pid] and b[0]["seen_by"] == "metadata_locks", b
+    assert "AS last_query" in b[0]["query"], b
+    out = json.dumps(dict(r)) + r.stdout + r.stderr
+    assert secret not in out and "TopSecret" not in out
+    assert s.view.module_waits(w0, w1) == 0 and s.view.reader_waits(w0, w1) == 0
+    assert column_count(db, "note") == 1
+
+
+def test_mariadb_performance_schema_never_released_names_blocker(ansible, ps_db):
+    db = ps_db
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=1, lock_retries=50, lock_wait_total=3)
+    try:
+        _a, pid = s.hold(["SELECT count(*) FROM orders /* nightly export */"])
+        s.start()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["failed"] and "lock_wait_total=3" in r["msg"] and "pid %d" % pid in r["msg"], r
+    assert len(r["attempts"]) == 1 and r["attempts"][0]["blockers"][0]["seen_by"] == "metadata_locks"
+    assert column_count(db, "note") == 0
