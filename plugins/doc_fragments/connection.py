@@ -115,21 +115,44 @@ notes:
 options:
   lock_timeout:
     description:
-      - Seconds each DDL statement may wait for its table or type lock before it gives up
+      - Seconds each DDL statement may wait in the lock queue for its table or type lock before it gives up
         (PostgreSQL C(lock_timeout), MySQL/MariaDB C(lock_wait_timeout), SQLite busy timeout).
-      - A statement that waits for a lock makes every later query on that table queue behind it, so a short
-        timeout with retries keeps the application running while the change waits for a quiet moment.
-      - MySQL/MariaDB round this up to whole seconds.
+      - A statement that waits for a lock makes every later query on that table queue behind it, so this
+        is the longest the application's queries on that table can stall behind one queueing of the change.
+        After a timeout the module does not queue again while the blocking sessions are still there
+        (see O(lock_retries)), so each distinct blocker costs the application at most one such stall.
+      - The default 0.5 s is what pgroll and GitLab's C(with_lock_retries) start with; it was chosen from
+        bench/run_ddl_bench.py scenario (b) (0.5 s against 2 s, see bench/README.md): once a retry no longer
+        costs a stall per pause, a shorter timeout only shortens each stall, and the statement still gets
+        its lock as soon as the blockers are gone.
+      - MySQL/MariaDB round this up to whole seconds (their C(lock_wait_timeout) is an integer, at least 1).
     type: float
-    default: 2
+    default: 0.5
   lock_retries:
     description:
-      - How many times a statement that timed out waiting for a lock is tried again, with a growing pause
-        (0.5 s, 1 s, 2 s, ... up to 8 s) between tries. Every try keeps O(lock_timeout).
-      - When the retries run out the task fails and nothing is changed; on PostgreSQL the message names
-        the session that held the lock and its query.
+      - How many times a statement that timed out waiting for a lock is queued again.
+      - After a timeout the module watches the sessions that blocked it from a second connection
+        (PostgreSQL C(pg_blocking_pids) and C(pg_stat_activity): a blocker is the same while its pid,
+        backend start and transaction start are unchanged; MySQL/MariaDB the metadata-lock holders of
+        C(performance_schema.metadata_locks) when performance_schema is on, else the open transactions of
+        C(information_schema.INNODB_TRX), and then it queues again as soon as one of those ends). It polls
+        about every 0.1 s without taking any lock and queues again as soon as they are gone. When the
+        blockers cannot be known (SQLite, or no blocker seen), it pauses instead (0.5 s, 1 s, 2 s, ... up
+        to 8 s) before the next try.
+      - The wait ends when the retries are used up or O(lock_wait_total) has passed, whichever comes first.
+        The task then fails, nothing is changed, and the message names every blocker seen, how long each
+        had held its transaction open, and what it was running, with every literal of its query replaced
+        by a placeholder (C($1) or C(?)) and cut to 200 characters.
     type: int
     default: 5
+  lock_wait_total:
+    description:
+      - The whole time, in seconds, the module may wait for the lock of one statement, across all its
+        retries and the watching of blockers in between. Whichever of O(lock_retries) and this limit is
+        reached first ends the wait. It is checked between tries, so the last try may add up to one
+        O(lock_timeout).
+    type: float
+    default: 600
   statement_timeout:
     description:
       - Seconds any single statement may run (PostgreSQL C(statement_timeout), MariaDB C(max_statement_time),

@@ -56,8 +56,9 @@ def connection_argument_spec():
 
 def safety_argument_spec():
     return dict(
-        lock_timeout=dict(type='float', default=2),
+        lock_timeout=dict(type='float', default=0.5),
         lock_retries=dict(type='int', default=5),
+        lock_wait_total=dict(type='float', default=600),
         statement_timeout=dict(type='float'),
         wait_for_lock=dict(type='float', default=0),
     )
@@ -91,6 +92,8 @@ def validate_safety(module):
                         'in the lock queue without a limit' % p['lock_timeout'])
     if p.get('lock_retries') is not None and p['lock_retries'] < 0:
         problems.append('lock_retries must be 0 or more (it is %s)' % p['lock_retries'])
+    if p.get('lock_wait_total') is not None and p['lock_wait_total'] <= 0:
+        problems.append('lock_wait_total must be more than 0 seconds (it is %s)' % p['lock_wait_total'])
     if p.get('wait_for_lock') is not None and p['wait_for_lock'] < 0:
         problems.append('wait_for_lock must be 0 or more seconds (it is %s)' % p['wait_for_lock'])
     if p.get('statement_timeout') is not None and p['statement_timeout'] < 0:

@@ -13,8 +13,28 @@ apply(); they never write engine-specific SQL themselves.
 from __future__ import annotations
 
 import difflib
+import os
 import random
+import re
 import time
+
+try:
+    from pglast.parser import normalize as _pg_normalize, scan as _pg_scan, ParseError as _PgParseError
+    HAS_PGLAST = True
+except ImportError:  # pragma: no cover - depends on the managed host
+    HAS_PGLAST = False
+try:
+    from sqlglot.dialects.mysql import MySQL as _SqlglotMySQL
+    from sqlglot.errors import TokenError as _SqlglotTokenError
+    HAS_SQLGLOT = True
+except ImportError:  # pragma: no cover - depends on the managed host
+    HAS_SQLGLOT = False
+
+# Set to 1 in the module's environment to re-queue blindly after each pause (the behaviour before
+# the blocker watch). Used by bench/run_ddl_bench.py only, to measure the difference; not an option.
+BLIND_RETRY_ENV = 'DBOPS_LOCK_RETRY_BLIND'
+# Longest blocker query (after redaction) that reaches the output.
+BLOCKER_QUERY_MAX = 200
 
 
 class DbopsError(Exception):
@@ -96,9 +116,12 @@ class Adapter:
     """Base of the engine adapters. Subclasses set `engine` and implement the hooks."""
 
     engine = None
-    # Pause before retry N (1-based) after a lock timeout: 0.5, 1, 2, 4, 8, 8, ...
+    # Pause before retry N (1-based) after a lock timeout when the blockers cannot be watched:
+    # 0.5, 1, 2, 4, 8, 8, ...
     retry_base_delay = 0.5
     retry_max_delay = 8.0
+    # How often the blockers are polled while the module waits for them to go.
+    watch_interval = 0.1
 
     def __init__(self, module):
         self.module = module
@@ -169,12 +192,28 @@ class Adapter:
         raise NotImplementedError
 
     def lock_blockers(self):
-        """Who blocked the last statement that timed out (list of dicts), if the engine can tell."""
+        """Who blocked the last statement that timed out (list of dicts), if the engine can tell.
+
+        Each dict: pid, user, state, transaction_start, query (redacted), held_s (how long its
+        transaction had been open when last seen) and `identity`: the values that stay the same
+        while it is the same blocker (PostgreSQL: pid, backend_start, xact_start).
+        """
         return []
+
+    def blockers_still_there(self, blockers):
+        """Which of `blockers` still block (fresh dicts), or None when the engine cannot tell.
+
+        Called between attempts from the module's second (monitoring) connection; it must
+        take no lock on the objects the statement waits for.
+        """
+        return None
 
     def describe_blockers(self, blockers):
         return '; '.join(
-            'pid %s (user %s, %s): %s' % (b.get('pid'), b.get('user'), b.get('state'), b.get('query'))
+            'pid %s (user %s, %s%s): %s' % (
+                b.get('pid'), b.get('user'), b.get('state'),
+                ', held the lock for at least %.1f s' % b['held_s'] if b.get('held_s') is not None else '',
+                b.get('query') or '(no query)')
             for b in blockers)
 
     def apply(self, steps, allow=None):
@@ -196,7 +235,8 @@ class Adapter:
                 step, alt = alt, alt.alternative
             return
         try:
-            self.run_with_lock_retries(step.sql)
+            self.with_lock_retries(lambda: self.execute(step.sql), step.sql)
+            self.queries.append(step.sql)
         except Unsupported as e:
             alt = step.alternative
             if alt is None:
@@ -209,28 +249,95 @@ class Adapter:
                     % (e, alt.requires, step.sql), refused=step.sql)
             self.run_step(alt, allow)
 
-    def run_with_lock_retries(self, sql):
+    # --- the one lock-retry loop --------------------------------------------------
+    def with_lock_retries(self, run, statement, history=False):
+        """Call run() until it does not raise LockTimeout; returns what run() returns.
+
+        After a lock timeout the statement is not queued again while the sessions that blocked it
+        are still there: they are watched from the monitoring connection (blockers_still_there)
+        and the statement re-queues as soon as they are gone, so the application's queries stall
+        behind the waiting statement at most once per lock_timeout per distinct blocker. When the
+        blockers cannot be known, it pauses (growing backoff) instead. The wait ends with a
+        DbopsError when lock_retries re-queueings are used up or lock_wait_total seconds have
+        passed since the first attempt, whichever comes first; the message names every blocker
+        seen (query redacted).
+
+        history: the statement is migration_status/migration_resolve's history transaction
+        (its message says so).
+        """
         retries = self.params.get('lock_retries') or 0
-        timeout = self.params.get('lock_timeout')
-        for attempt in range(retries + 1):
+        total = self.params.get('lock_wait_total')
+        t0 = time.monotonic()
+        deadline = t0 + total if total else None
+        seen = {}
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                self.execute(sql)
-                self.queries.append(sql)
-                return
+                return run()
             except LockTimeout as e:
                 blockers = self.lock_blockers()
-                self.attempts.append(dict(statement=sql, attempt=attempt + 1, error=self.redact(e),
-                                          blockers=blockers))
-                if attempt == retries:
-                    who = self.describe_blockers(blockers)
-                    raise DbopsError(
-                        'Could not get the lock for this statement within lock_timeout=%ss, tried %d time(s): %s. '
-                        'Nothing was changed.%s Run again when the blocking session has finished, end it, or '
-                        'raise lock_retries/lock_timeout.'
-                        % (timeout, retries + 1, sql, (' Blocked by %s.' % who) if who else ''),
-                        blockers=blockers, attempts=self.attempts)
-                delay = min(self.retry_max_delay, self.retry_base_delay * (2 ** attempt))
-                time.sleep(delay * random.uniform(0.8, 1.2))
+                _note_blockers(seen, blockers)
+                record = dict(statement=statement, attempt=attempt, error=self.redact(e),
+                              blockers=[_public(b) for b in blockers])
+                if not blockers and getattr(self, 'blockers_unknown', None):
+                    record['blockers_unknown'] = self.redact(self.blockers_unknown)
+                    self.blockers_unknown = None
+                self.attempts.append(record)
+                if attempt > retries:
+                    self._give_up(statement, attempt, t0, seen, 'lock_retries=%d' % retries, history)
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._give_up(statement, attempt, t0, seen, 'lock_wait_total=%ss' % _num(total), history)
+                w0 = time.monotonic()
+                how = self._wait_before_retry(blockers, seen, attempt, deadline)
+                record['waited_s'] = round(time.monotonic() - w0, 3)
+                record['requeued'] = how
+                if how == 'lock_wait_total':
+                    self._give_up(statement, attempt, t0, seen, 'lock_wait_total=%ss' % _num(total), history)
+
+    def _wait_before_retry(self, blockers, seen, attempt, deadline):
+        """Wait until the blockers are gone ('blockers gone'), or a backoff pause when they cannot be
+        known ('pause'); 'lock_wait_total' when the deadline came first."""
+        still = None
+        if blockers and os.environ.get(BLIND_RETRY_ENV) != '1':
+            still = self.blockers_still_there(blockers)
+        if still is None:
+            delay = min(self.retry_max_delay, self.retry_base_delay * (2 ** (attempt - 1)))
+            delay *= random.uniform(0.8, 1.2)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return 'lock_wait_total'
+            time.sleep(delay)
+            return 'pause'
+        while still:
+            _note_blockers(seen, still)
+            if deadline is not None and time.monotonic() >= deadline:
+                return 'lock_wait_total'
+            time.sleep(self.watch_interval)
+            still = self.blockers_still_there(still)
+            if still is None:  # the monitoring connection broke: fall back to one pause
+                time.sleep(min(self.retry_max_delay, self.retry_base_delay * (2 ** (attempt - 1))))
+                return 'pause'
+        return 'blockers gone'
+
+    def _give_up(self, statement, attempts, t0, seen, limit, history):
+        blockers = [_public(b) for b in seen.values()]
+        who = self.describe_blockers(blockers)
+        waited = time.monotonic() - t0
+        if history:
+            head = ('Could not get the lock on the history table within lock_timeout=%ss, tried %d time(s) '
+                    'over %.1f s (%s reached). The transaction was rolled back: nothing was changed.'
+                    % (_num(self.params.get('lock_timeout')), attempts, waited, limit))
+            tail = (' Run again when the migration run or session holding the table has finished, end it, or '
+                    'raise lock_wait_total/lock_retries.')
+        else:
+            head = ('Could not get the lock for this statement within lock_timeout=%ss, tried %d time(s) over '
+                    '%.1f s (%s reached): %s. Nothing was changed.'
+                    % (_num(self.params.get('lock_timeout')), attempts, waited, limit, statement))
+            tail = (' Run again when the blocking session has finished, end it, or raise '
+                    'lock_wait_total/lock_retries.')
+        raise DbopsError(head + ((' Blocked by %s.' % who) if who else '') + tail,
+                         blockers=blockers, attempts=self.attempts)
 
     # --- helpers for plans -------------------------------------------------------
     def fail(self, msg, **details):
@@ -240,31 +347,16 @@ class Adapter:
     def mig_apply(self, statements):
         """Run the statements of one history change in ONE transaction (check mode: only record them).
 
-        A lock timeout rolls the whole transaction back and retries it (lock_retries,
-        growing pause); the engine hooks are mig_run_transaction(statements).
+        A lock timeout rolls the whole transaction back and retries it (with_lock_retries);
+        the engine hook is mig_run_transaction(statements).
         """
         if not statements:
             return
         if self.check_mode:
             self.queries.extend(statements)
             return
-        retries = self.params.get('lock_retries') or 0
-        for attempt in range(retries + 1):
-            try:
-                self.mig_run_transaction(statements)
-                self.queries.extend(statements)
-                return
-            except LockTimeout as e:
-                self.attempts.append(dict(statement='; '.join(statements), attempt=attempt + 1,
-                                          error=self.redact(e), blockers=[]))
-                if attempt == retries:
-                    raise DbopsError(
-                        'Could not get the lock on the history table within lock_timeout=%ss, tried %d time(s). '
-                        'The transaction was rolled back: nothing was changed. Run again when the migration run or '
-                        'session holding the table has finished, or raise lock_retries/lock_timeout.'
-                        % (self.params.get('lock_timeout'), retries + 1), attempts=self.attempts)
-                delay = min(self.retry_max_delay, self.retry_base_delay * (2 ** attempt))
-                time.sleep(delay * random.uniform(0.8, 1.2))
+        self.with_lock_retries(lambda: self.mig_run_transaction(statements), '; '.join(statements), history=True)
+        self.queries.extend(statements)
 
     def mig_run_transaction(self, statements):
         raise NotImplementedError
@@ -288,3 +380,104 @@ class Adapter:
 
     def mig_literal(self, value):
         raise NotImplementedError
+
+
+# --- blockers: bookkeeping and redaction ------------------------------------------------------
+def _num(x):
+    return ('%g' % x) if isinstance(x, float) else x
+
+
+def _public(b):
+    """A blocker as the result shows it (without the internal identity)."""
+    return {k: v for k, v in b.items() if k != 'identity'}
+
+
+def _note_blockers(seen, blockers):
+    """Remember every blocker seen (latest view of each), in order of first sight."""
+    for b in blockers:
+        key = tuple(b.get('identity') or (b.get('pid'),))
+        prev = seen.get(key)
+        if prev is not None and prev.get('held_s') is not None and b.get('held_s') is None:
+            b = dict(b, held_s=prev['held_s'])
+        seen[key] = b
+
+
+_PG_LITERALS = ('SCONST', 'USCONST', 'FCONST', 'ICONST', 'BCONST', 'XCONST', 'PARAM')
+_MYSQL_LITERALS = ('STRING', 'NUMBER', 'HEX_STRING', 'BIT_STRING', 'NATIONAL_STRING', 'BYTE_STRING', 'RAW_STRING',
+                   'HEREDOC_STRING', 'UNICODE_STRING')
+# Where a literal may start: a quote of any kind, a dollar quote, or a digit not inside a word.
+_LITERAL_START = re.compile(r"""['"]|\$[A-Za-z_0-9]*\$|(?<![A-Za-z_0-9$])[0-9]""")
+
+
+def _replace_spans(text, spans, mark):
+    out, pos = [], 0
+    for start, end in spans:
+        out.append(text[pos:start])
+        out.append(mark)
+        pos = end
+    out.append(text[pos:])
+    return ''.join(out)
+
+
+def _cut_at_first_literal(text, mark):
+    """Last resort: everything from the first possible literal on is replaced by `mark`."""
+    m = _LITERAL_START.search(text)
+    return text if m is None else text[:m.start()] + mark + ' ...'
+
+
+def _redact_pg(text):
+    try:
+        return _pg_normalize(text)
+    except _PgParseError:
+        pass
+    # Not a whole statement (cut by track_activity_query_size, or not SQL): PostgreSQL's own
+    # scanner finds the literals; the tail it cannot scan (an unterminated string) is dropped.
+    limit = len(text)
+    while True:
+        try:
+            tokens = _pg_scan(text[:limit])
+            break
+        except _PgParseError as e:
+            where = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0
+            if where <= 0 or where >= limit:
+                return _cut_at_first_literal(text, '$?')
+            limit = where
+    spans = [(t.start, t.end + 1) for t in tokens if t.name in _PG_LITERALS]
+    out = _replace_spans(text[:limit], spans, '$?')
+    return out if limit == len(text) else _cut_at_first_literal(out + text[limit:], '$?')
+
+
+def _redact_mysql(text):
+    try:
+        tokens = _SqlglotMySQL().tokenize(text)
+    except _SqlglotTokenError:
+        # Unterminated string (the server cut the text): scan only what comes before it.
+        return _cut_at_first_literal(text, '?')
+    spans = [(t.start, t.end + 1) for t in tokens if t.token_type.name in _MYSQL_LITERALS]
+    return _replace_spans(text, spans, '?')
+
+
+def redact_query(text, engine, limit=BLOCKER_QUERY_MAX):
+    """A blocker's query for the output: every literal replaced by a placeholder (pg_stat_statements
+    style $1 on PostgreSQL, ? on MySQL/MariaDB), comments and names kept, cut to `limit` characters.
+
+    The text comes from another session and may hold secrets (ALTER ROLE ... PASSWORD '...').
+    When it cannot be parsed nor scanned, everything from the first quote or number on is dropped:
+    it is never shown raw.
+    """
+    if text is None:
+        return None
+    text = str(text)
+    try:
+        if engine == 'postgresql' and HAS_PGLAST:
+            out = _redact_pg(text)
+        elif engine == 'mysql' and HAS_SQLGLOT:
+            out = _redact_mysql(text)
+        else:
+            out = _cut_at_first_literal(text, '?')
+    except Exception:  # a redactor bug must not show the text
+        out = _cut_at_first_literal(text, '?')
+    out = ' '.join(out.split())
+    if len(out) > limit:
+        out = out[:limit - 3].rstrip() + '...'
+    return out

@@ -11,15 +11,19 @@ PyMySQL does not enable multi-statements, so one execute is one statement.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
+import time
 import uuid
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, requested_comment, requested_default,
+    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, redact_query, requested_comment,
+    requested_default,
 )
 
 try:
@@ -139,7 +143,7 @@ class MysqlAdapter(Adapter):
         # the authentication and SET NAMES. After that the watchdog bounds every wait (a statement may be
         # silent for as long as it runs, so a socket timeout would cut off a long ALTER on a live server).
         kw.update(read_timeout=p['connect_timeout'], write_timeout=p['connect_timeout'])
-        self._connect_kw = kw
+        self._connect_kw = kw  # the monitoring connection (lock blockers) opens with the same options
         try:
             self.conn = _WatchedConnection(**kw)
         except pymysql.MySQLError as e:
@@ -239,29 +243,145 @@ class MysqlAdapter(Adapter):
 
     # --- statements ---------------------------------------------------------------
     def execute(self, statement):
+        with self._watching_blockers():
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(statement)
+            except pymysql.MySQLError as e:
+                code = e.args[0] if e.args else None
+                if code == ER_LOCK_WAIT_TIMEOUT:
+                    raise LockTimeout(str(e))
+                if code in ER_ALTER_OPERATION_NOT_SUPPORTED:
+                    raise Unsupported(e.args[1] if len(e.args) > 1 else str(e))
+                raise DbopsError('%s refused %s: %s' % (
+                    'MariaDB' if self.flavour == 'mariadb' else 'MySQL', statement,
+                    e.args[1] if len(e.args) > 1 else e))
+
+    # --- lock blockers: who holds what our statement waits for ------------------------------
+    # With performance_schema on (and its metadata-lock instrument enabled), the holders of the
+    # metadata lock our statement waits for are known exactly (metadata_locks, read during the
+    # wait). Without it (MariaDB's default), the candidates are the sessions of the same database
+    # with an InnoDB transaction open for at least the whole wait (INNODB_TRX), read after the
+    # timeout: they hold the metadata locks of every table they touched, but some of them may not
+    # touch ours, and a blocker whose default database is another one is not seen (the module then
+    # pauses instead of watching).
+    MDL_HOLDERS = (
+        "SELECT DISTINCT t.PROCESSLIST_ID, t.PROCESSLIST_USER, t.PROCESSLIST_COMMAND, CAST(x.trx_started AS CHAR), "
+        "LEFT(COALESCE(t.PROCESSLIST_INFO, x.trx_query, s.SQL_TEXT), 2000), "
+        "COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), t.PROCESSLIST_TIME), h.OBJECT_SCHEMA, h.OBJECT_NAME "
+        "FROM performance_schema.metadata_locks w "
+        "JOIN performance_schema.threads me ON me.THREAD_ID = w.OWNER_THREAD_ID "
+        "JOIN performance_schema.metadata_locks h ON h.OBJECT_TYPE = w.OBJECT_TYPE "
+        "AND h.OBJECT_SCHEMA <=> w.OBJECT_SCHEMA AND h.OBJECT_NAME <=> w.OBJECT_NAME "
+        "AND h.LOCK_STATUS = 'GRANTED' AND h.OWNER_THREAD_ID <> w.OWNER_THREAD_ID "
+        "JOIN performance_schema.threads t ON t.THREAD_ID = h.OWNER_THREAD_ID "
+        "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID "
+        "LEFT JOIN performance_schema.events_statements_current s ON s.THREAD_ID = t.THREAD_ID "
+        "WHERE w.LOCK_STATUS = 'PENDING' AND me.PROCESSLIST_ID = %s AND t.PROCESSLIST_ID IS NOT NULL")
+    MDL_STILL = (
+        "SELECT DISTINCT t.PROCESSLIST_ID FROM performance_schema.metadata_locks h "
+        "JOIN performance_schema.threads t ON t.THREAD_ID = h.OWNER_THREAD_ID "
+        "WHERE h.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID = %s AND h.OBJECT_SCHEMA <=> %s AND h.OBJECT_NAME <=> %s")
+    TRX_HOLDERS = (
+        "SELECT p.ID, p.USER, p.COMMAND, CAST(t.trx_started AS CHAR), LEFT(COALESCE(p.INFO, t.trx_query), 2000), "
+        "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) "
+        "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+        "WHERE p.ID NOT IN (%s, CONNECTION_ID()) AND p.DB <=> DATABASE() "
+        "AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%%' AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= %s")
+
+    def _monitor(self):
+        """The module's second connection, opened at the first lock wait and kept until close. It reads
+        performance_schema / information_schema only and takes no metadata lock on any table."""
+        if getattr(self, '_monitor_conn', None) is None:
+            self._monitor_conn = pymysql.connect(**dict(self._connect_kw, program_name='dbops.maintenance/blocker-watch'))
+        return self._monitor_conn
+
+    def close(self):
+        monitor, self._monitor_conn = getattr(self, '_monitor_conn', None), None
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception:
+                pass
+        super().close()
+
+    def _monitor_rows(self, query, params):
+        with self._monitor().cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def metadata_locks_on(self):
+        """performance_schema is on and instruments metadata locks (off by default on MariaDB)."""
+        if getattr(self, '_mdl_on', None) is None:
+            try:
+                rows = self._monitor_rows(
+                    "SELECT ENABLED FROM performance_schema.setup_instruments WHERE NAME = 'wait/lock/metadata/sql/mdl' "
+                    "AND @@performance_schema = 1", None)
+                self._mdl_on = bool(rows) and rows[0][0] == 'YES'
+            except pymysql.MySQLError:
+                self._mdl_on = False
+        return self._mdl_on
+
+    @contextlib.contextmanager
+    def _watching_blockers(self):
+        """While the block runs and waits, note the metadata-lock holders (performance_schema); on a
+        lock timeout without performance_schema, list the open transactions (INNODB_TRX) instead."""
+        watcher = None
+        if getattr(self, '_mdl_on', None) is not False:
+            watcher = _Watcher(self, delay=0.2)
+            watcher.start()
         try:
-            with self.conn.cursor() as cur:
-                cur.execute(statement)
+            yield
+        except LockTimeout:
+            self._last_blockers = watcher.stop() if watcher is not None else []
+            if not self._last_blockers and not self.metadata_locks_on():
+                self._last_blockers = self._trx_holders()
+                if not self._last_blockers:
+                    # INNODB_TRX is a snapshot the server refreshes at most every 0.1 s: read it once more.
+                    time.sleep(0.15)
+                    self._last_blockers = self._trx_holders()
+            raise
+        finally:
+            if watcher is not None:
+                watcher.stop()
+
+    def _blocker(self, r, how):
+        return dict(pid=r[0], user=r[1], state='open transaction, %s' % r[2] if r[3] else r[2],
+                    transaction_start=r[3], query=redact_query(r[4], 'mysql') or '(idle)',
+                    held_s=float(r[5]) if r[5] is not None else None, seen_by=how,
+                    identity=[r[0], r[3]] + ([r[6], r[7]] if how == 'metadata_locks' else []))
+
+    def _mdl_holders(self):
+        return [self._blocker(r, 'metadata_locks') for r in self._monitor_rows(self.MDL_HOLDERS, [self.conn.thread_id()])]
+
+    def _trx_holders(self):
+        try:
+            # A transaction that held the lock for the whole wait is at least lock_wait_timeout old
+            # (trx_started has whole seconds: one second of slack).
+            age = max(0, int(math.ceil(self.params.get('lock_timeout') or 1)) - 1)
+            return [self._blocker(r, 'innodb_trx')
+                    for r in self._monitor_rows(self.TRX_HOLDERS, [self.conn.thread_id(), age])]
         except pymysql.MySQLError as e:
-            code = e.args[0] if e.args else None
-            if code == ER_LOCK_WAIT_TIMEOUT:
-                raise LockTimeout(str(e))
-            if code in ER_ALTER_OPERATION_NOT_SUPPORTED:
-                raise Unsupported(e.args[1] if len(e.args) > 1 else str(e))
-            raise DbopsError('%s refused %s: %s' % (
-                'MariaDB' if self.flavour == 'mariadb' else 'MySQL', statement, e.args[1] if len(e.args) > 1 else e))
+            self.blockers_unknown = 'cannot read INNODB_TRX: %s' % (e.args[1] if len(e.args) > 1 else e)
+            return []
 
     def lock_blockers(self):
-        """Sessions with an open transaction: they hold the metadata locks our DDL waits for."""
+        return getattr(self, '_last_blockers', [])
+
+    def blockers_still_there(self, blockers):
+        """metadata_locks: the blockers that still hold a granted lock on the same object. INNODB_TRX
+        (candidates, some maybe unrelated): all of them while none has ended its transaction, and none
+        as soon as one has, so that an unrelated long transaction never holds the module back."""
         try:
-            rows = self.fetchall(
-                'SELECT p.ID, p.USER, p.COMMAND, t.trx_started, LEFT(COALESCE(p.INFO, t.trx_query, \'\'), 300) '
-                'FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p '
-                'ON p.ID = t.trx_mysql_thread_id WHERE p.ID <> CONNECTION_ID()')
+            if all(b.get('seen_by') == 'metadata_locks' for b in blockers):
+                return [b for b in blockers
+                        if self._monitor_rows(self.MDL_STILL, [b['pid'], b['identity'][2], b['identity'][3]])]
+            now = {(r['pid'], r['transaction_start']) for r in self._trx_holders()}
         except pymysql.MySQLError:
-            return []
-        return [dict(pid=r[0], user=r[1], state='open transaction, %s' % r[2], transaction_start=str(r[3]),
-                     query=r[4] or '(idle)') for r in rows]
+            return None
+        if all((b['pid'], b['transaction_start']) in now for b in blockers):
+            return blockers
+        return []
 
     # --- names -------------------------------------------------------------------------
     def table_names(self):
@@ -537,6 +657,11 @@ class MysqlAdapter(Adapter):
 
     def mig_run_transaction(self, statements):
         done = []
+        with self._watching_blockers():
+            self._mig_run_transaction(statements, done)
+
+    def _mig_run_transaction(self, statements, done):
+        statement = None
         try:
             self.conn.begin()
             with self.conn.cursor() as cur:
@@ -653,3 +778,37 @@ if HAS_PYMYSQL:
             return self._watched('ping', super().ping, reconnect)
 else:  # pragma: no cover - connect() fails with missing_required_lib first
     _WatchedConnection = None
+
+
+class _Watcher:
+    """Reads the metadata-lock holders (performance_schema) while our statement waits; it starts
+    only if the statement still runs after `delay` seconds, so quick statements cost nothing."""
+
+    def __init__(self, db, delay):
+        self.db = db
+        self.delay = delay
+        self.blockers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.blockers
+
+    def _run(self):
+        if self._stop.wait(self.delay):
+            return
+        try:
+            if not self.db.metadata_locks_on():
+                return
+            while not self._stop.is_set():
+                found = self.db._mdl_holders()  # pylint: disable=protected-access
+                if found:
+                    self.blockers = found
+                self._stop.wait(0.05)
+        except Exception:
+            pass

@@ -11,13 +11,14 @@ before PostgreSQL 12) and a statement that fails leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, did_you_mean, requested_comment, requested_default,
+    Adapter, DbopsError, LockTimeout, Step, did_you_mean, redact_query, requested_comment, requested_default,
 )
 
 try:
@@ -158,23 +159,61 @@ class PostgresAdapter(Adapter):
     # --- statements with lock timeout ------------------------------------------------
     def execute(self, statement):
         """Run one changing statement. While it waits, a watcher notes who blocks it."""
-        watcher = _BlockerWatcher(self.conninfo(), self.conn.info.backend_pid,
+        with self._watching_blockers():
+            try:
+                # prepare=True: the extended protocol, which runs exactly one statement (the simple one runs several).
+                self.conn.execute(statement, prepare=True)
+            except pg_errors.LockNotAvailable as e:
+                raise LockTimeout(str(e).strip())
+            except psycopg.Error as e:
+                raise DbopsError('PostgreSQL refused %s: %s%s' % (
+                    statement, str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+
+    @contextlib.contextmanager
+    def _watching_blockers(self):
+        """While the block runs, note who blocks our session (pg_blocking_pids) from the monitoring
+        connection; the blockers of a LockTimeout raised in the block are kept for lock_blockers()."""
+        watcher = _BlockerWatcher(self._monitor, self.conn.info.backend_pid,
                                   delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4))
         watcher.start()
         try:
-            # prepare=True: the extended protocol, which runs exactly one statement (the simple one runs several).
-            self.conn.execute(statement, prepare=True)
-        except pg_errors.LockNotAvailable as e:
+            yield
+        except LockTimeout:
             self._last_blockers = watcher.stop()
-            raise LockTimeout(str(e).strip())
-        except psycopg.Error as e:
+            raise
+        finally:
             watcher.stop()
-            raise DbopsError('PostgreSQL refused %s: %s%s' % (
-                statement, str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
-        watcher.stop()
+
+    def _monitor(self):
+        """The module's second connection (opened at the first lock wait, kept until close):
+        it only reads pg_stat_activity / pg_blocking_pids, and takes no lock on any table."""
+        if getattr(self, '_monitor_conn', None) is None:
+            kw = dict(self.conninfo(), application_name='%s/blocker-watch' % APPLICATION_NAME)
+            self._monitor_conn = psycopg.connect(autocommit=True, **kw)
+        return self._monitor_conn
+
+    def close(self):
+        monitor, self._monitor_conn = getattr(self, '_monitor_conn', None), None
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception:
+                pass
+        super().close()
 
     def lock_blockers(self):
         return getattr(self, '_last_blockers', [])
+
+    def blockers_still_there(self, blockers):
+        """The blockers whose session still runs the same transaction: (pid, backend_start, xact_start)
+        unchanged. Read from pg_stat_activity on the monitoring connection (no lock taken)."""
+        try:
+            rows = self._monitor().execute(_BlockerWatcher.ACTIVITY + ' WHERE a.pid = ANY (%s)',
+                                           [[b['pid'] for b in blockers]]).fetchall()
+        except psycopg.Error:
+            return None
+        now = {tuple(b['identity']): b for b in (_blocker_row(r) for r in rows)}
+        return [now[tuple(b['identity'])] for b in blockers if tuple(b['identity']) in now]
 
     # --- names -------------------------------------------------------------------
     def current_schema(self):
@@ -521,11 +560,13 @@ class PostgresAdapter(Adapter):
 
     def mig_run_transaction(self, statements):
         try:
-            with self.conn.transaction():
-                for statement in statements:
-                    self.conn.execute(statement)
-        except pg_errors.LockNotAvailable as e:
-            raise LockTimeout(str(e).strip())
+            with self._watching_blockers():
+                try:
+                    with self.conn.transaction():
+                        for statement in statements:
+                            self.conn.execute(statement)
+                except pg_errors.LockNotAvailable as e:
+                    raise LockTimeout(str(e).strip())
         except psycopg.Error as e:
             raise DbopsError('PostgreSQL refused %s: %s%s. The transaction was rolled back: nothing was changed.' % (
                 '; '.join(statements), str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
@@ -639,18 +680,27 @@ class PostgresAdapter(Adapter):
                         sqlcheck.NOTHING))
 
 
+def _blocker_row(r):
+    return dict(pid=r[0], user=r[1], state=r[2], transaction_start=r[3],
+                query=redact_query(r[4], 'postgresql'), application=r[5] or None,
+                held_s=round(float(r[6]), 1) if r[6] is not None else None,
+                identity=[r[0], r[7], r[3]])
+
+
 class _BlockerWatcher:
     """Notes which sessions block our statement while it waits for a lock (pg_blocking_pids).
 
-    It connects only if the statement is still running after `delay` seconds,
-    so quick statements cost nothing.
+    It uses the monitoring connection only if the statement is still running after `delay`
+    seconds, so quick statements cost nothing.
     """
 
-    QUERY = ("SELECT a.pid, a.usename, a.state, a.xact_start::text, left(a.query, 300) "
-             "FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids(%s))")
+    ACTIVITY = ("SELECT a.pid, a.usename, a.state, a.xact_start::text, left(a.query, 2000), a.application_name, "
+                "extract(epoch FROM clock_timestamp() - a.xact_start), a.backend_start::text "
+                "FROM pg_stat_activity a")
+    QUERY = ACTIVITY + " WHERE a.pid = ANY (pg_blocking_pids(%s))"
 
-    def __init__(self, conninfo, pid, delay):
-        self.conninfo = dict(conninfo, application_name='%s/blocker-watch' % APPLICATION_NAME)
+    def __init__(self, monitor, pid, delay):
+        self.monitor = monitor
         self.pid = pid
         self.delay = delay
         self.blockers = []
@@ -669,13 +719,12 @@ class _BlockerWatcher:
         if self._stop.wait(self.delay):
             return
         try:
-            with psycopg.connect(autocommit=True, **self.conninfo) as c:
-                while not self._stop.is_set():
-                    rows = c.execute(self.QUERY, [self.pid]).fetchall()
-                    if rows:
-                        self.blockers = [dict(pid=r[0], user=r[1], state=r[2], transaction_start=r[3], query=r[4])
-                                         for r in rows]
-                    self._stop.wait(0.1)
+            c = self.monitor()
+            while not self._stop.is_set():
+                rows = c.execute(self.QUERY, [self.pid]).fetchall()
+                if rows:
+                    self.blockers = [_blocker_row(r) for r in rows]
+                self._stop.wait(0.05)
         except Exception:
             pass
 

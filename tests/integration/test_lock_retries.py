@@ -1,0 +1,350 @@
+"""The lock-retry loop (engines/base.py with_lock_retries), through Ansible on the real servers.
+
+After a lock timeout the module must not queue again while its blockers are still there: it
+watches them and re-queues when they are gone, so a concurrent reader stalls behind it once per
+distinct blocker, not once per retry. Every lock here is held and released on events (see
+lock_events.py); timing numbers are the benchmark's business (bench/run_ddl_bench.py (b)).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+
+import pytest
+
+from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for, watch_window
+
+COLUMN = "dbops.maintenance.column_ensure"
+
+
+def column_count(db, column):
+    if db.engine == "postgresql":
+        return db.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' "
+                        "AND column_name = %s AND table_schema = current_schema()", [column])[0][0]
+    return db.query("SELECT count(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND TABLE_NAME = 'orders' AND COLUMN_NAME = %s", [column])[0][0]
+
+
+def make_orders(db):
+    if db.engine == "postgresql":
+        db.execute("CREATE TABLE orders (id serial PRIMARY KEY, total int)")
+        db.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 1000) g")
+    else:
+        db.execute("CREATE TABLE orders (id int PRIMARY KEY, total int) ENGINE=InnoDB")
+        db.execute("INSERT INTO orders SELECT seq, seq FROM seq_1_to_1000")
+
+
+def column_type(db):
+    return "text" if db.engine == "postgresql" else "varchar(20)"
+
+
+class Scene:
+    """A reader on the table, the server's view, and the module in the background."""
+
+    def __init__(self, ansible, db, **module_args):
+        self.db = db
+        self.reader = Reader(db, "SELECT total FROM orders WHERE id = 7")
+        self.reader.start()
+        self.reader.ready.wait(30)
+        self.view = ServerView(db, self.reader)
+        self.holders = []
+        self.args = dict(db.params, table="orders", column="note", type=column_type(db), **module_args)
+        self.ansible = ansible
+        self.run = None
+
+    def hold(self, statements):
+        conn, ident = hold_transaction(self.db, statements)
+        self.view.add_other(ident)
+        self.holders.append(conn)
+        return conn, ident
+
+    def start(self):
+        self.view.start()
+        self.view.first.wait(30)
+        self.run = ModuleRun(self.ansible, COLUMN, self.args)
+        self.run.start()
+
+    def wait_queueing(self, n):
+        """The module seen waiting in the lock queue for the n-th time."""
+        return wait_for(lambda: self.view.queueings() >= n and self.view.module_waiting(), self.run,
+                        "queueing %d of the module" % n)
+
+    def wait_watching(self):
+        return wait_for(self.view.module_watching, self.run, "the module watching its blockers")
+
+    def close(self):
+        for c in self.holders:
+            try:
+                c.rollback()
+                c.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        if self.run is not None:
+            self.run.done.wait(300)
+        self.view.finish()
+        self.reader.finish()
+
+
+def blocker_sql(db, tag):
+    return "SELECT count(*) FROM orders /* %s */" % tag
+
+
+def test_blocker_released_on_event_one_queueing_and_reader_not_blocked_while_watching(ansible, db):
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=0.5, lock_retries=5, lock_wait_total=300)
+    try:
+        _conn, pid = s.hold([blocker_sql(db, "report job")])
+        t_hold = time.monotonic()
+        s.start()
+        assert s.wait_queueing(1), "the module never queued behind the blocker: %s" % s.run.result
+        assert s.wait_watching(), "the module did not time out and watch: %s" % s.run.result
+        w0, w1 = watch_window(s.view, s.reader, s.run)
+        assert not s.run.done.is_set(), "the module returned while the blocker was held: %s" % s.run.result
+        s.holders[0].commit()
+        t_release = time.monotonic()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["changed"] is True, r
+    # The module's view: one lock timeout, then it waited for the blocker instead of re-queueing.
+    assert len(r["attempts"]) == 1, r["attempts"]
+    assert r["attempts"][0]["requeued"] == "blockers gone", r["attempts"]
+    b = r["attempts"][0]["blockers"]
+    assert [x["pid"] for x in b] == [pid], b
+    assert "report job" in b[0]["query"] if db.engine == "postgresql" else b[0]["query"] == "(idle)", b
+    # The server's view: while the module watched, it was never in the lock queue, and the reader
+    # kept completing queries, none of them waiting for a lock.
+    assert s.view.module_waits(w0, w1) == 0
+    assert s.view.reader_waits(w0, w1) == 0
+    assert s.reader.completed_between(w0, w1) > 0
+    # One queueing while the blocker was held (the second attempt gets its lock at once).
+    assert s.view.queueings(None, t_release) == 1, (s.view.episodes(), t_release, r["attempts"])
+    # The reader's longest stall is one lock_timeout-long queueing, not the blocker's whole hold:
+    # a ratio against the hold measured in this test, not a wall-clock limit.
+    hold = t_release - t_hold
+    stall = max(e - st for st, e in s.reader.queries)
+    assert stall < hold / 2, "reader stalled %.2fs of a %.2fs hold" % (stall, hold)
+    assert column_count(db, "note") == 1
+
+
+def test_blocker_replaced_by_another_one_queueing_per_blocker(ansible, db):
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=0.5, lock_retries=5, lock_wait_total=300)
+    try:
+        a, pid_a = s.hold([blocker_sql(db, "job A")])
+        s.start()
+        assert s.wait_queueing(1) and s.wait_watching(), s.run.result
+        # B takes the table while the module watches A (the module is not queued, so B gets it at once).
+        _b, pid_b = s.hold([blocker_sql(db, "job B")])
+        watch_window(s.view, s.reader, s.run, queries=20)
+        a.commit()
+        assert s.wait_queueing(2), "the module did not queue again after A ended: %s" % s.run.result
+        assert s.wait_watching(), s.run.result
+        w0, w1 = watch_window(s.view, s.reader, s.run)
+        assert not s.run.done.is_set(), s.run.result
+        s.holders[1].commit()
+        t_release = time.monotonic()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["changed"] is True, r
+    assert [[x["pid"] for x in at["blockers"]] for at in r["attempts"]] == [[pid_a], [pid_b]], r["attempts"]
+    assert all(at["requeued"] == "blockers gone" for at in r["attempts"]), r["attempts"]
+    assert s.view.queueings(None, t_release) == 2, (s.view.episodes(), t_release, r["attempts"])  # one per blocker
+    assert s.view.module_waits(w0, w1) == 0 and s.view.reader_waits(w0, w1) == 0
+    assert column_count(db, "note") == 1
+
+
+def test_never_released_within_lock_wait_total_fails_names_blocker_changes_nothing(ansible, db):
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=0.5, lock_retries=50, lock_wait_total=2)
+    try:
+        _a, pid = s.hold([blocker_sql(db, "nightly export")])
+        s.start()
+        r = s.run.wait()  # held until the module returned
+    finally:
+        s.close()
+    assert r["failed"], r
+    assert "lock_wait_total=2" in r["msg"] and "Nothing was changed" in r["msg"], r["msg"]
+    assert "pid %d" % pid in r["msg"] and "held the lock for" in r["msg"], r["msg"]
+    if db.engine == "postgresql":  # MariaDB without performance_schema: an idle blocker's last query is unknown
+        assert "nightly export" in r["msg"], r["msg"]
+    assert len(r["attempts"]) == 1  # it watched the one blocker, it did not re-queue 50 times
+    assert column_count(db, "note") == 0
+
+
+def test_retries_used_up_names_every_blocker_seen(ansible, db):
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=0.5, lock_retries=1, lock_wait_total=300)
+    try:
+        a, pid_a = s.hold([blocker_sql(db, "job A")])
+        s.start()
+        assert s.wait_queueing(1) and s.wait_watching(), s.run.result
+        _b, pid_b = s.hold([blocker_sql(db, "job B")])
+        a.commit()
+        r = s.run.wait()  # B is held until the module returned
+    finally:
+        s.close()
+    assert r["failed"], r
+    assert "lock_retries=1" in r["msg"] and "tried 2 time(s)" in r["msg"], r["msg"]
+    assert "pid %d" % pid_a in r["msg"] and "pid %d" % pid_b in r["msg"], r["msg"]
+    if db.engine == "postgresql":
+        assert "job A" in r["msg"] and "job B" in r["msg"]
+    assert {b["pid"] for b in r["blockers"]} == {pid_a, pid_b}
+    assert column_count(db, "note") == 0
+
+
+def test_pg_blocker_secret_is_redacted_but_blocker_named(ansible, pg_db):
+    db = pg_db
+    make_orders(db)
+    role = "dbops_t_role_%s" % secrets.token_hex(4)
+    secret = "TopSecret-%s" % secrets.token_hex(8)
+    db.execute('CREATE ROLE "%s"' % role)
+    s = Scene(ansible, db, lock_timeout=0.3, lock_retries=0)
+    try:
+        # The blocker read the table, then ran a statement with a password: its last query.
+        _a, pid = s.hold(["SELECT count(*) FROM orders", "ALTER ROLE \"%s\" PASSWORD '%s'" % (role, secret)])
+        s.start()
+        r = s.run.wait()
+    finally:
+        s.close()
+        db.execute('DROP ROLE IF EXISTS "%s"' % role)
+    assert r["failed"] and "pid %d" % pid in r["msg"], r
+    assert "ALTER ROLE" in r["msg"] and "PASSWORD $1" in r["msg"], r["msg"]
+    out = json.dumps(dict(r)) + r.stdout + r.stderr
+    assert secret not in out and "TopSecret" not in out
+
+
+def test_mariadb_running_blocker_secret_is_redacted_but_blocker_named(ansible, mysql_db):
+    db = mysql_db
+    make_orders(db)
+    secret = "TopSecret-%s" % secrets.token_hex(8)
+    s = Scene(ansible, db, lock_timeout=0.5, lock_retries=0)
+    runner = db.connect()
+    killer = db.connect()
+    try:
+        cur = runner.cursor()
+        cur.execute("SELECT CONNECTION_ID()")
+        rid = cur.fetchone()[0]
+        s.view.add_other(rid)
+        kcur = killer.cursor()
+        kcur.execute("SELECT CONNECTION_ID()")
+        s.view.add_other(kcur.fetchone()[0])
+        # A running statement with a secret literal holds the table's metadata lock until it is killed.
+        t = threading.Thread(target=lambda: _run_quietly(
+            cur, "SELECT COUNT(*) FROM orders WHERE total <> 0 AND '%s' <> '' AND SLEEP(600) = 0" % secret), daemon=True)
+        t.start()
+        wait_for(lambda: _is_running(kcur, rid), None, "the blocker running")
+        s.start()
+        r = s.run.wait()
+        kcur.execute("KILL QUERY %d" % rid)
+        t.join(60)
+    finally:
+        s.close()
+        runner.close()
+        killer.close()
+    assert r["failed"] and "pid %d" % rid in r["msg"], r
+    assert "SLEEP(?)" in r["msg"], r["msg"]
+    out = json.dumps(dict(r)) + r.stdout + r.stderr
+    assert secret not in out and "TopSecret" not in out
+
+
+def _run_quietly(cur, sql):
+    try:
+        cur.execute(sql)
+        cur.fetchall()
+    except Exception:  # pylint: disable=broad-except  # KILL QUERY ends it
+        pass
+
+
+def _is_running(cur, ident):
+    cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s AND INFO LIKE '%%SLEEP%%'", [ident])
+    return cur.fetchone()[0] == 1
+
+
+# --- MariaDB with performance_schema on: the metadata-lock holders are known exactly -------------
+
+@pytest.fixture(scope="module")
+def mariadb_ps(tmp_path_factory):
+    """An extra MariaDB of this module only, started like the harness's but with performance_schema
+    and its metadata-lock instrument on (the shared MariaDB has it off, MariaDB's default)."""
+    from harness import servers as harness  # pylint: disable=import-outside-toplevel
+    from conftest import Server  # pylint: disable=import-outside-toplevel
+    state = tmp_path_factory.mktemp("mariadb-ps")
+    os.chmod(state, 0o755)
+    wrapper = state / "mariadbd-ps"
+    wrapper.write_text('#!/bin/sh\nexec %s "$@" --performance-schema=ON '
+                       '--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON '
+                       '--performance-schema-consumer-events-statements-current=ON\n' % harness.MARIADBD)
+    wrapper.chmod(0o755)
+    real = harness.MARIADBD
+    server = harness.MariaDBServer("mariadb_ps", str(state))
+    harness.MARIADBD = str(wrapper)
+    try:
+        info = server.start(harness._free_ports(1)[0], secrets.token_urlsafe(24), 180)  # pylint: disable=protected-access
+    finally:
+        harness.MARIADBD = real
+    try:
+        srv = Server("mariadb_ps", info)
+        assert srv.query(None, "SELECT @@performance_schema") == [(1,)]
+        yield srv
+    finally:
+        server.stop(info)
+
+
+@pytest.fixture
+def ps_db(mariadb_ps):  # pylint: disable=redefined-outer-name
+    from conftest import DB  # pylint: disable=import-outside-toplevel
+    name = mariadb_ps.create_database()
+    yield DB(mariadb_ps, name)
+    mariadb_ps.drop_database(name)
+
+
+def test_mariadb_performance_schema_blocker_watched_and_named(ansible, ps_db):
+    """With metadata_locks the blocker is the exact holder, its last statement is known (and
+    redacted), and the module waits for it without re-queueing."""
+    db = ps_db
+    make_orders(db)
+    secret = "TopSecret-%s" % secrets.token_hex(8)
+    s = Scene(ansible, db, lock_timeout=1, lock_retries=5, lock_wait_total=300)
+    try:
+        conn, pid = s.hold(["SELECT count(*) FROM orders WHERE total <> 0 /* report job */"])
+        cur = conn.cursor()
+        cur.execute("SELECT '%s' AS last_query" % secret)  # its last statement, still in its transaction
+        cur.fetchall()
+        s.start()
+        assert s.wait_queueing(1) and s.wait_watching(), s.run.result
+        w0, w1 = watch_window(s.view, s.reader, s.run)
+        assert not s.run.done.is_set(), s.run.result
+        s.holders[0].commit()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["changed"] is True, r
+    assert len(r["attempts"]) == 1 and r["attempts"][0]["requeued"] == "blockers gone", r["attempts"]
+    b = r["attempts"][0]["blockers"]
+    assert [x["pid"] for x in b] == [pid] and b[0]["seen_by"] == "metadata_locks", b
+    assert "AS last_query" in b[0]["query"], b
+    out = json.dumps(dict(r)) + r.stdout + r.stderr
+    assert secret not in out and "TopSecret" not in out
+    assert s.view.module_waits(w0, w1) == 0 and s.view.reader_waits(w0, w1) == 0
+    assert column_count(db, "note") == 1
+
+
+def test_mariadb_performance_schema_never_released_names_blocker(ansible, ps_db):
+    db = ps_db
+    make_orders(db)
+    s = Scene(ansible, db, lock_timeout=1, lock_retries=50, lock_wait_total=3)
+    try:
+        _a, pid = s.hold(["SELECT count(*) FROM orders /* nightly export */"])
+        s.start()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["failed"] and "lock_wait_total=3" in r["msg"] and "pid %d" % pid in r["msg"], r
+    assert len(r["attempts"]) == 1 and r["attempts"][0]["blockers"][0]["seen_by"] == "metadata_locks"
+    assert column_count(db, "note") == 0
