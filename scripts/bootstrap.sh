@@ -19,6 +19,9 @@ command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
 # node and npm for the knex and dbmate conformance tests (scripts/install-conformance-tools.sh).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Rails' ActiveRecord (Debian, offline) with its three drivers: the oracle for the rails history rows.
+ruby -e 'require "active_record"; require "sqlite3"; require "pg"; require "mysql2"' >/dev/null 2>&1 \
+  || need_apt+=(ruby-activerecord ruby-sqlite3 ruby-pg ruby-mysql2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2
