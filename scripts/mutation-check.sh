@@ -14,7 +14,9 @@
 # Verdicts: KILLED (at least one test failed, read from the junit XML: a <failure>, not only a setup
 # <error>), KILLED-BY-TIMEOUT (the tests hung past DBOPS_MUTATION_TIMEOUT seconds, default 900: e.g. a
 # DDL that waits without its lock timeout for a lock the test holds until the module returns), SURVIVED.
-# First a baseline: the same tests on the unmutated copy must all pass, or nothing can be concluded.
+# First a baseline: the same tests on the unmutated code must all have passed (read from the integration
+# stage's junit XML when DBOPS_MUTATION_BASELINE_JUNIT names it, else run once on an unmutated copy), or
+# nothing can be concluded.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py="${DBOPS_PYTHON:-$here/.venv/bin/python}"
@@ -118,19 +120,55 @@ def run_tests(root, args, label):
     return rc, out, junit_counts(xml), time.monotonic() - t0
 
 
+def collect(root, args):
+    """The node ids pytest selects for args (no test runs)."""
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only"] + args,
+                       cwd=root, capture_output=True, text=True, check=False, timeout=600)
+    return p.returncode, [ln.strip() for ln in p.stdout.splitlines() if "::" in ln and not ln.startswith(" ")]
+
+
+def junit_outcomes(xml):
+    """{test id: passed|failed|skipped} of a junit XML (ids as pytest prints them)."""
+    out = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        parts = case.get("classname", "").split(".")
+        mods = [i for i, p in enumerate(parts) if p.startswith("test_")]
+        cut = mods[0] + 1 if mods else len(parts)
+        tid = "/".join(parts[:cut]) + ".py::" + "::".join(parts[cut:] + [case.get("name", "")])
+        state = "passed"
+        for tag in ("failure", "error", "skipped"):
+            if case.find(tag) is not None:
+                state = {"failure": "failed", "error": "failed", "skipped": "skipped"}[tag]
+        out[tid] = state
+    return out
+
+
 problems = []
-# Baseline: every selected test passes on the unmutated copy.
+# Baseline: every selected test passes on the unmutated code. With DBOPS_MUTATION_BASELINE_JUNIT (scripts/test.sh
+# passes the integration stage's junit XML) the outcomes are read from there; otherwise the tests run once on
+# an unmutated copy.
 base = os.path.join(work, "baseline")
 copy_tree(base)
-all_tests = []
+baseline_xml = os.environ.get("DBOPS_MUTATION_BASELINE_JUNIT")
+outcomes = junit_outcomes(baseline_xml) if baseline_xml and os.path.exists(baseline_xml) else None
+print("mutation-check: baseline (%s)" % ("from " + baseline_xml if outcomes is not None else "unmutated copy"),
+      flush=True)
 for m in muts:
-    all_tests.append(m["tests"])
-print("mutation-check: baseline (unmutated copy)", flush=True)
-for m in muts:
-    rc, out, counts, secs = run_tests(base, m["tests"], "baseline-" + m["name"])
-    if rc == 5 or (counts and counts["tests"] == 0):
+    rc, ids = collect(base, m["tests"])
+    if rc == 5 or not ids:
         problems.append("%s: its tests are not collected (renamed?): pytest %s" % (m["name"], " ".join(m["tests"])))
-    elif rc != 0:
+        continue
+    m["ids"] = ids
+    if outcomes is not None:
+        states = {i: outcomes.get(i, "not run") for i in ids}
+        wrong = {i: st for i, st in states.items() if st != "passed"}
+        if wrong:
+            problems.append("%s: its tests did not pass in the baseline run: %s" % (m["name"], wrong))
+        else:
+            print("  baseline %-36s %d passed (in the integration run)" % (m["name"], len(ids)), flush=True)
+        continue
+    rc, out, counts, secs = run_tests(base, m["tests"], "baseline-" + m["name"])
+    if rc != 0:
         problems.append("%s: its tests do not pass on the unmutated copy (rc %s):\n%s"
                         % (m["name"], rc, out[-2500:]))
     else:

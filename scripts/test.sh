@@ -224,7 +224,8 @@ stage_mutation() {
     echo "servers did not start: the mutation check cannot run" >&2
     return 1
   fi
-  DBOPS_PYTHON="$py" bash "$here/scripts/mutation-check.sh"
+  # The baseline (the same tests on the unmutated code) is the integration stage's run, when there was one.
+  DBOPS_PYTHON="$py" DBOPS_MUTATION_BASELINE_JUNIT="$work/junit-integration.xml" bash "$here/scripts/mutation-check.sh"
 }
 
 stage_molecule() {
