@@ -7,7 +7,8 @@ database ``appdb`` seeded like the incidents: PostgreSQL enum "CredentialType" w
 and a table "ExternalCredential" of --rows rows; MariaDB shipment_records with an ENUM status column without
 RETURNED. The fix is declared in dbops_enums (host group vars).
 
-For each forks value (default 5,10), --reps times (default 1; --reps 2 doubles the ~13 minutes):
+For each forks value (default 5,10), --reps times (at least 2, default 2: about 26 minutes), alternating the
+two ways (A B A B, so a drift in the machine's load hits both):
 
     reset seeds -> maintenance.yml first run -> maintenance.yml re-run (must be changed=0)
     reset seeds -> plain way first run (bench/fleet_plain.yml) -> plain way re-run (must be changed=0)
@@ -21,9 +22,12 @@ module processes, psql/pg_dump), the controller process's own CPU (sampled from 
 servers' CPU (from /proc), the recap counters (from bench/callback_plugins/fleet_timing.py and checked
 against the PLAY RECAP), the load average before and after; where the time of maintenance.yml goes (per
 task and role, from the callback). Goal: the idempotent re-run of maintenance.yml no slower than the plain
-way's re-run (best of the reps, per forks value). Exit 0 when met, 1 when not (or a run failed).
+way's re-run (best of the reps, per forks value), the ratio printed. The commit and uncommitted files, the
+ansible and server versions and the load before and after are recorded (bench/benchlib.py). Exit 0 when every
+goal was evaluated and met, 1 when one was not met, 2 when one could not be evaluated (a run failed or is
+missing).
 
-    .venv/bin/python bench/fleet_bench.py [--forks 5,10] [--instances 20] [--reps 1] [--keep] [--state-dir DIR]
+    .venv/bin/python bench/fleet_bench.py [--forks 5,10] [--instances 20] [--reps 2] [--keep] [--state-dir DIR]
 
 Results: bench/results/fleet_bench_<UTC>.json and .md.
 """
@@ -52,6 +56,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from harness import servers as harness  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, str(REPO / "bench"))
+import benchlib  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = Path(sys.executable).parent
 DATABASE = "appdb"
@@ -412,8 +418,9 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     ap.add_argument("--forks", default="5,10")
     ap.add_argument("--instances", type=int, default=20, help="server instances = inventory hosts (default 20)")
     ap.add_argument("--mariadb", type=int, help="how many of them are MariaDB (default 40%%, i.e. 8 of 20)")
-    ap.add_argument("--reps", type=int, default=1, help="sequences per forks value (default 1: the default run "
-                    "then takes about 13 minutes on a loaded 2-CPU machine; --reps 2 for best and mean of two)")
+    ap.add_argument("--reps", type=int, default=2, help="sequences per forks value, at least 2: maintenance.yml and "
+                    "the plain playbook alternate (A B A B), so a drift in the load hits both (default 2: about 26 "
+                    "minutes on a loaded 2-CPU machine)")
     ap.add_argument("--rows", type=int, default=1000, help="rows of each seeded table")
     ap.add_argument("--pipelining", action="store_true", help="ANSIBLE_PIPELINING=1 for every run (default off, "
                     "as ansible-core and AWX ship)")
@@ -422,6 +429,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     ap.add_argument("--state-dir", help="harness state dir (use/reuse servers started there; default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="leave the servers running (and the state dir)")
     a = ap.parse_args()
+    if a.reps < 2:
+        ap.error("--reps must be at least 2: the compared runs alternate A B A B")
     forks_list = [int(f) for f in a.forks.split(",") if f]
     n_my = a.mariadb if a.mariadb is not None else round(a.instances * 0.4)
     fleet = fleet_spec(a.instances, n_my, a.pg_prefix, a.mariadb_prefix)
@@ -437,7 +446,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     password = password_file.read_text(encoding="utf-8").strip()
     doc = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "argv": sys.argv[1:], "fleet": fleet, "forks": forks_list, "reps": a.reps, "rows": a.rows,
-           "pipelining": a.pipelining, "cpus": os.cpu_count(), "runs": [], "errors": [], "code": code_state()}
+           "pipelining": a.pipelining, "cpus": os.cpu_count(), "runs": [], "errors": [], "code": code_state(),
+           "environment": benchlib.environment()}
     stopped = False
     try:  # pylint: disable=too-many-nested-blocks
         spec = ",".join("%s=%s@%s" % (h["name"], h["kind"], h["address"]) for h in fleet)
@@ -450,6 +460,7 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
         info = {h["name"]: info[h["name"]] for h in fleet}
         pids = server_pids(info)
         doc["versions"] = sorted({"%s %s" % (i["engine"], i["version"]) for i in info.values()})
+        doc["environment"]["servers"] = doc["versions"]
         log("%d instances ready in %.1f s (%s)" % (len(info), doc["servers_start_s"], ", ".join(doc["versions"])))
         inventory = write_inventory(fleet, info, work, password_file)
         doc["psql"] = shutil.which("psql")
@@ -504,12 +515,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
 
 
 def code_state():
-    """The commit, and the files of the code under test that differ from it (other people edit the same working
-    tree: the roles a run used may be uncommitted)."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=str(REPO), capture_output=True, text=True, check=False).stdout
-    return {"head": git("rev-parse", "HEAD").strip(),
-            "uncommitted": git("status", "--porcelain", "--", "roles", "playbooks", "plugins").splitlines()}
+    """The commit, and every file that differs from it (other people edit the same working tree)."""
+    return benchlib.code_state()
 
 
 def _meminfo_used_mib():
@@ -532,27 +539,30 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
         s.update(forks=forks, way=way, phase=phase)
         summary.append(s)
     doc["summary"] = summary
-    verdicts, met = [], not doc["errors"]
+    benchlib.finish(doc["environment"])
+    verdicts, goals = [], []
     for forks in doc["forks"]:
         m, p = (next((s for s in summary if s["forks"] == forks and s["way"] == way and s["phase"] == "rerun"), None)
                 for way in ("maintenance", "plain"))
-        if not (m and p):
-            met = False
+        name = "forks %d: maintenance.yml re-run no slower than the plain re-run" % forks
+        if not (m and p) or doc["errors"]:
+            goals.append((name, None))  # a failed or missing run: the goal was not evaluated
             continue
         ok = m["wall_best_s"] <= p["wall_best_s"]
-        met = met and ok
+        goals.append((name, ok))
         verdicts.append("forks %d: maintenance.yml re-run %.1f s (best) / %.1f s (mean) vs plain re-run %.1f / %.1f s: "
                         "%.2fx -> %s" % (forks, m["wall_best_s"], m["wall_mean_s"], p["wall_best_s"], p["wall_mean_s"],
                                          m["wall_best_s"] / p["wall_best_s"], "met" if ok else "NOT met"))
+    met = benchlib.exit_code(goals) == 0
     doc["verdicts"] = verdicts
+    doc["goals"] = [dict(goal=n, met=g) for n, g in goals]
     doc["goal_met"] = met
     lines = ["# Fleet benchmark (%s)" % stamp, "",
              "%d hosts (%s), one server instance each, connection local; %d rep(s); pipelining %s; versions: %s." % (
                  n_hosts, ", ".join("%d %s" % (sum(1 for h in doc["fleet"] if h["kind"] == k), k)
                                     for k in sorted({h["kind"] for h in doc["fleet"]})),
                  doc["reps"], "on" if doc["pipelining"] else "off", ", ".join(doc.get("versions", []))),
-             "Code: %s%s." % (doc["code"]["head"][:12], (" + uncommitted changes in " + ", ".join(
-                 sorted({ln[3:] for ln in doc["code"]["uncommitted"]}))) if doc["code"]["uncommitted"] else ""),
+             benchlib.describe(doc["environment"]) + ".",
              "Servers started in %s s; their memory after seeding: RSS %s MiB, PSS %s MiB (%s processes)." % (
                  doc.get("servers_start_s"), doc.get("servers_memory_after_seed", {}).get("rss_mib"),
                  doc.get("servers_memory_after_seed", {}).get("pss_mib"),
@@ -569,8 +579,7 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
     lines += ["", "Per host = best wall / hosts. CPU = mean over the reps of ansible-playbook and everything it "
               "started (workers, modules, psql/pg_dump/mariadb); controller = the ansible-playbook process itself; "
               "server = the database servers during the run.", ""]
-    goal = "MET" if met else "NOT MET"
-    lines += ["- " + v for v in verdicts] + ["- goal (maintenance.yml re-run no slower than the plain re-run): " + goal]
+    lines += ["- " + v for v in verdicts] + benchlib.goals_text(goals)
     if doc["errors"]:
         lines += ["", "Problems:"] + ["- " + e for e in doc["errors"]]
     # where the time goes: the maintenance re-run and first run with the most forks, rep 1
@@ -605,7 +614,7 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
     (out / ("fleet_bench_%s.json" % stamp)).write_text(json.dumps(doc, indent=1, default=str) + "\n")
     (out / ("fleet_bench_%s.md" % stamp)).write_text(text)
     log("results: bench/results/fleet_bench_%s.{json,md}" % stamp)
-    return 0 if met else 1
+    return benchlib.exit_code(goals)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@ rows (the heaviest tool: one SHA-256 per file, one row per migration). It measur
 * module: wall time of the migration_status module itself (python plugins/modules/migration_status.py
   args.json, as Ansible runs it on the host: interpreter start, imports, connect, read the
   directory and the table, compare), median of --reps runs;
-* select: wall time of reading the same table with a plain SELECT from the engine's client
-  (psql -c / mysql -e / sqlite3), median of --reps runs;
-* ratio: module / select; and once, at the largest size, the whole ansible-playbook run.
+* select: like with like: a Python subprocess of the same interpreter that imports the same driver,
+  connects the same way and reads the same table with a plain SELECT (what any reader of the table pays:
+  interpreter start, driver import, connect), median of --reps runs;
+* ratio: module / select (the cost of what the module adds: the directory, the checksums, the
+  comparison); and once, at the largest size, the whole ansible-playbook run.
+The module and select runs alternate (A B A B ...). The commit and uncommitted files, ansible and server
+versions and the load before and after are recorded (bench/benchlib.py).
 
-Goal: linear in N, module under 2 s at 10,000. Prints a table, writes
+Goal: module under 2 s at 10,000 (evaluated only when 10000 is one of --sizes: otherwise exit 2, "not
+evaluated"); linear growth is reported. Exit 0 only when the goal was evaluated and met. Prints a table, writes
 bench/results/migration_status_<UTC>.json and .md. Starts its own servers with
 tests/harness/servers.py in a temp state dir (or uses --state-dir) and stops them.
 
@@ -38,6 +43,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from harness import servers as harness  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, str(REPO / "bench"))
+import benchlib  # noqa: E402  pylint: disable=wrong-import-position
 
 MODULE = REPO / "plugins" / "modules" / "migration_status.py"
 DDL = {
@@ -126,22 +133,34 @@ def time_module(args_file, env):
     return elapsed, out
 
 
-def select_cmd(engine, info, db):
-    if engine == "postgresql":
-        return (["psql", "-X", "-q", "-A", "-t", "-h", info["login_host"], "-p", str(info["login_port"]),
-                 "-U", info["login_user"], "-d", db, "-c", SELECT], {"PGPASSWORD": info["login_password"]})
-    if engine == "mysql":
-        return (["mysql", "-h", info["login_host"], "-P", str(info["login_port"]), "-u", info["login_user"],
-                 "-B", "-N", db, "-e", SELECT], {"MYSQL_PWD": info["login_password"]})
-    return (["sqlite3", db, SELECT], {})
+SELECT_SCRIPT = r"""
+import json, sys
+spec = json.loads(open(sys.argv[1]).read())
+e = spec["engine"]
+if e == "postgresql":
+    import psycopg
+    conn = psycopg.connect(host=spec["login_host"], port=spec["login_port"], user=spec["login_user"],
+                           password=spec["login_password"], dbname=spec["database"], autocommit=True)
+elif e == "mysql":
+    import pymysql
+    conn = pymysql.connect(host=spec["login_host"], port=spec["login_port"], user=spec["login_user"],
+                           password=spec["login_password"], database=spec["database"], autocommit=True)
+else:
+    import sqlite3
+    conn = sqlite3.connect(spec["database"])
+cur = conn.cursor()
+cur.execute(sys.argv[2])
+print(len(cur.fetchall()))
+"""
 
 
-def time_select(engine, info, db):
-    cmd, extra = select_cmd(engine, info, db)
+def time_select(spec_file):
+    """The same interpreter, the same driver, the same connection, the same table: a plain SELECT."""
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=dict(os.environ, **extra), capture_output=True, text=True, check=True)
+    p = subprocess.run([sys.executable, "-c", SELECT_SCRIPT, str(spec_file), SELECT], capture_output=True, text=True,
+                       check=True)
     elapsed = time.perf_counter() - t
-    return elapsed, len(p.stdout.splitlines())
+    return elapsed, int(p.stdout.strip())
 
 
 def time_playbook(args, workdir):
@@ -174,12 +193,14 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     own = a.state_dir is None
     state = a.state_dir or str(work / "servers")
     results = []
+    env_doc = None
     try:
         want = [s for s, e in (("pg15", "postgresql"), ("mariadb", "mysql")) if e in engines]
         if want and own:
             subprocess.run([sys.executable, str(REPO / "tests" / "harness" / "servers.py"), "start", "--state-dir",
                             state, "--only", ",".join(want)], check=True)
         info = harness.load_info(state) if want else {}
+        env_doc = benchlib.environment(info)
         env = dict(os.environ, PYTHONPATH=str(REPO / "build" / "collections"))
         for engine in engines:
             srv = {"postgresql": info.get("pg15"), "mysql": info.get("mariadb")}.get(engine)
@@ -199,9 +220,14 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                 fd = os.open(args_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as f:
                     json.dump({"ANSIBLE_MODULE_ARGS": module_args(engine, srv, db, d)}, f)
+                spec_file = work / "select.json"
+                fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(module_args(engine, srv, db, d), f)
                 time_module(args_file, env)  # warm-up (page cache, server buffers)
-                mod = [time_module(args_file, env)[0] for _rep in range(a.reps)]
-                sel = [time_select(engine, srv, db)[0] for _rep in range(a.reps)]
+                time_select(spec_file)
+                mod, sel = benchlib.alternate(a.reps, lambda: time_module(args_file, env)[0],
+                                              lambda: time_select(spec_file)[0])
                 row = dict(engine=engine, size=n, module_s=statistics.median(mod), module_all=mod,
                            select_s=statistics.median(sel), select_all=sel)
                 row["ratio"] = row["module_s"] / row["select_s"]
@@ -219,8 +245,11 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         shutil.rmtree(work, ignore_errors=True)
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    lines = ["# migration_status benchmark (%s)" % stamp, "",
-             "Prisma history: N migration directories + N applied rows; median of %d runs." % a.reps, "",
+    env_doc = benchlib.finish(env_doc or benchlib.environment())
+    lines = ["# migration_status benchmark (%s)" % stamp, "", benchlib.describe(env_doc), "",
+             "Prisma history: N migration directories + N applied rows; median of %d alternated runs (module, "
+             "select, module, select, ...). Plain SELECT = a Python subprocess with the same driver and connection "
+             "reading the same table." % a.reps, "",
              "| engine | migrations | module (s) | plain SELECT (s) | ratio | per 1,000 (ms) | whole ansible-playbook (s) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     verdicts = []
@@ -235,16 +264,22 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
             growth = (big["module_s"] - small["module_s"]) / (big["size"] - small["size"]) * 1e6
             verdicts.append("%s: %.1f ms per 1,000 more migrations; %s 2 s at %d" % (
                 engine, growth, "under" if big["module_s"] < 2 else "OVER", big["size"]))
-    lines += [""] + ["- " + v for v in verdicts]
+    goals = []
+    for engine in engines:
+        at = [r for r in results if r["engine"] == engine and r["size"] == 10000]
+        goals.append(("%s: module under 2 s at 10,000 migrations" % engine,
+                      (at[0]["module_s"] < 2) if at else None))
+    lines += [""] + ["- " + v for v in verdicts] + benchlib.goals_text(goals)
     text = "\n".join(lines) + "\n"
     print()
     print(text)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    doc = json.dumps(dict(results=results, verdicts=verdicts), indent=2)
+    doc = json.dumps(dict(results=results, verdicts=verdicts, environment=env_doc,
+                          goals=[dict(goal=n, met=m) for n, m in goals]), indent=2)
     (out / ("migration_status_%s.json" % stamp)).write_text(doc)
     (out / ("migration_status_%s.md" % stamp)).write_text(text)
-    return 0 if all(r["module_s"] < 2 for r in results if r["size"] <= 10000) else 1
+    return benchlib.exit_code(goals)
 
 
 if __name__ == "__main__":

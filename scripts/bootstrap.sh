@@ -16,17 +16,40 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
+# node and npm for the knex and dbmate conformance tests (scripts/install-conformance-tools.sh).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Rails' ActiveRecord (Debian, offline) with its three drivers: the oracle for the rails history rows.
+ruby -e 'require "active_record"; require "sqlite3"; require "pg"; require "mysql2"' >/dev/null 2>&1 \
+  || need_apt+=(ruby-activerecord ruby-sqlite3 ruby-pg ruby-mysql2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2
     exit 1
   fi
   echo "bootstrap: apt-get install ${need_apt[*]}"
-  # Never let package scripts start services: the harness runs its own servers.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  # Never let package scripts start services (the harness runs its own servers), but only for the
+  # duration of this install: whatever /usr/sbin/policy-rc.d was before (or its absence) is put back.
+  prc=/usr/sbin/policy-rc.d
+  prc_saved=""
+  if [ -e "$prc" ] || [ -L "$prc" ]; then
+    prc_saved=$(mktemp "$prc.dbops-saved.XXXXXX")
+    cp -a "$prc" "$prc_saved"
+  fi
+  restore_policy_rc_d() {
+    if [ -n "$prc_saved" ]; then
+      mv -f "$prc_saved" "$prc"
+    else
+      rm -f "$prc"
+    fi
+  }
+  trap restore_policy_rc_d EXIT; trap "exit 130" INT; trap "exit 143" TERM
+  printf '#!/bin/sh\nexit 101\n' > "$prc.dbops-tmp"; chmod +x "$prc.dbops-tmp"; mv -f "$prc.dbops-tmp" "$prc"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  restore_policy_rc_d
+  trap - EXIT
 fi
 
 stamp="$venv/.dbops-requirements.sha256"
@@ -41,4 +64,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -r "$here/requirements-dev.txt"
   echo "$want" > "$stamp"
 fi
-echo "bootstrap: ready ($("$venv/bin/ansible" --version | head -1))"
+# The version line without a pipe: `ansible --version | head -1` closes the pipe early and ansible
+# then dies with a BrokenPipe traceback.
+version=$("$venv/bin/ansible" --version 2>&1) || { echo "bootstrap: ansible --version failed:" >&2; echo "$version" >&2; exit 1; }
+echo "bootstrap: ready (${version%%$'\n'*})"

@@ -13,8 +13,14 @@
 #   ansible-lint   --offline over roles/ and playbooks/
 #   unit           pytest tests/unit
 #   integration    pytest tests/integration -n 2 against the servers above
+#   mutation       scripts/mutation-check.sh: each safety behaviour disabled in a scratch copy of the
+#                  collection must make at least one of its tests fail (tests/README.md lists them)
 #   molecule       molecule test, one scenario at a time (each starts its own fleet of servers on
 #                  127.0.0.x addresses and a local sshd; see molecule/README.md)
+#
+# Skipped tests: every pytest run is checked against tests/allowed_skips.txt (test id pattern + reason);
+# a skip not listed there fails the stage (DBOPS_ALLOW_SKIPS=1 turns that into a warning, for local runs
+# that start fewer servers). pytest's exit 5 (no tests collected) is a failure.
 #
 # Environment: DBOPS_TEST_STAGES="unit integration" runs only those stages (bootstrap, tree
 # and servers always run when needed); DBOPS_PYTEST_ARGS adds pytest options to both pytest runs.
@@ -176,16 +182,21 @@ stage_ansible_lint() {
   PATH="$venv/bin:$PATH" "$venv/bin/ansible-lint" --offline "${dirs[@]}"
 }
 
-# pytest exit code 5 = no tests collected: not a failure.
+# run_pytest JUNIT ARGS...: pytest; exit 5 (no tests collected) is a failure, and so is any skipped test
+# that tests/allowed_skips.txt does not list.
 run_pytest() {
   local xml=$1 rc
   shift
+  rm -f "$xml"
   # shellcheck disable=SC2086
   "$py" -m pytest -p no:cacheprovider --junitxml="$xml" ${DBOPS_PYTEST_ARGS:-} "$@"
   rc=$?
   if [ "$rc" = 5 ]; then
-    echo "(no tests collected)"
-    return 0
+    echo "pytest collected no tests: that is a failure (pytest $*)" >&2
+    return 5
+  fi
+  if ! "$py" tests/harness/check_skips.py "$xml" tests/allowed_skips.txt; then
+    [ "$rc" = 0 ] && rc=1
   fi
   return "$rc"
 }
@@ -204,8 +215,17 @@ stage_integration() {
     return 1
   fi
   # The real alembic, Django, knex and dbmate, for the migration conformance tests (fast when installed).
-  DBOPS_PYTHON="$py" bash "$here/scripts/install-conformance-tools.sh"
+  DBOPS_PYTHON="$py" bash "$here/scripts/install-conformance-tools.sh" || return 1
   run_pytest "$work/junit-integration.xml" -n 2 tests/integration
+}
+
+stage_mutation() {
+  if [ -z "${DBOPS_SERVERS_STATE:-}" ]; then
+    echo "servers did not start: the mutation check cannot run" >&2
+    return 1
+  fi
+  # The baseline (the same tests on the unmutated code) is the integration stage's run, when there was one.
+  DBOPS_PYTHON="$py" DBOPS_MUTATION_BASELINE_JUNIT="$work/junit-integration.xml" bash "$here/scripts/mutation-check.sh"
 }
 
 stage_molecule() {
@@ -249,7 +269,7 @@ if [ "${results[0]}" = FAIL ]; then
   exit 1
 fi
 run_stage tree stage_tree always
-if want_stage integration; then
+if want_stage integration || want_stage mutation; then
   servers_started=1
   run_stage servers stage_servers always
 fi
@@ -258,6 +278,7 @@ run_stage sanity stage_sanity
 run_stage ansible-lint stage_ansible_lint
 run_stage unit stage_unit
 run_stage integration stage_integration
+run_stage mutation stage_mutation
 run_stage molecule stage_molecule
 
 # ---------------------------------------------------------------------------

@@ -193,3 +193,45 @@ def test_migration_review_refuses_a_drop_table_then_rehearses_a_safe_fix(ansible
     assert sqlite_db.query("SELECT sql FROM sqlite_master ORDER BY name") == schema
     assert sqlite_db.query("SELECT body FROM notes") == [("keep me",)]
     assert not list(Path(sqlite_db.name).parent.glob("dbops_scratch_*"))
+
+
+def test_a_failed_host_is_rolled_back_to_the_seed(ansible, pg_db, tmp_path):
+    """A check after the change fails: the host's row says rolled back, and the database IS the seed again
+    (read from the database, not from the report)."""
+    if pg_db.server.name != "pg15":
+        pytest.skip("the rollback path does not depend on the server version: one PostgreSQL server is enough")
+    pg_db.execute('''CREATE TYPE "CredentialType" AS ENUM ('API_KEY', 'COOKIE')''')
+    pg_db.execute('CREATE TABLE "ExternalCredential" (id serial PRIMARY KEY, type "CredentialType", note text)')
+    pg_db.execute('''INSERT INTO "ExternalCredential" (type, note) VALUES ('COOKIE', 'a'), ('API_KEY', 'b')''')
+
+    def content():
+        return (pg_db.query('SELECT unnest(enum_range(NULL::"CredentialType"))::text'),
+                pg_db.query('SELECT id, type::text, note FROM "ExternalCredential" ORDER BY id'),
+                pg_db.query("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                            "WHERE table_schema = 'public' ORDER BY 1, 2"))
+
+    seed = content()
+    # A declared check that passes before the change and on the rehearsal copy (another database), and fails
+    # on production once the new value is there: the post-change verify fails, after production changed.
+    failing = {"name": "no credential rows may change after the fix",
+               "sql": "SELECT count(*) = 0 FROM pg_stat_user_tables WHERE relname = 'ExternalCredential' "
+                      "AND current_database() = '%s' AND EXISTS (SELECT 1 FROM pg_enum WHERE enumlabel = "
+                      "'PERSONAL_ACCESS_TOKEN')" % pg_db.name}
+    extra = dict(conn_vars(pg_db, tmp_path), dbops_enum_name="CredentialType", dbops_enum_values="PERSONAL_ACCESS_TOKEN",
+                 dbops_verify_queries=[failing], dbops_report_run_id="rb1")
+    r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=extra)
+    assert r.rc != 0, r.stdout[-4000:]
+    [report] = reports(tmp_path)
+    [host] = report["hosts"]
+    # roles/report: outcome rolled_back (maintenance.yml marks a host whose restore succeeded), the rollback
+    # record says restored and verified (roles/rollback), the summary counts it.
+    assert host["outcome"] == "rolled_back", json.dumps(host, indent=1)[:3000]
+    assert host["rollback"]["restored"] is True and host["rollback"]["verified"] is True, host["rollback"]
+    assert report["summary"]["rolled_back"] == 1 and report["summary"]["changed"] == 0, report["summary"]
+    # production had changed (so the rollback undid something)
+    ran = [q for c in host["changes"] if not c["plan"] for q in c["queries"]]
+    assert any("ALTER TYPE" in q and "PERSONAL_ACCESS_TOKEN" in q for q in ran), host["changes"]
+    [manifest] = manifests(tmp_path)
+    assert host["rollback"]["backup"] in (manifest, str(Path(manifest).parent / json.loads(Path(manifest).read_text())["file"]))
+    # The database content is the seed again: enum values, rows, columns.
+    assert content() == seed

@@ -40,6 +40,11 @@ def urls(db):
     if db.engine == "sqlite":
         return "sqlite:///%s" % db.name, "sqlite:%s" % db.name, None
     i = db.server.info
+    if db.engine == "mysql":
+        return ("mysql+pymysql://%s:%s@%s:%s/%s" % (i["login_user"], i["login_password"], i["login_host"],
+                                                    i["login_port"], db.name),
+                "mysql://%s:%s@%s:%s/%s" % (i["login_user"], i["login_password"], i["login_host"], i["login_port"],
+                                            db.name), None)
     sqlalchemy = "postgresql+psycopg://%s:%s@%s:%s/%s" % (
         i["login_user"], i["login_password"], i["login_host"], i["login_port"], db.name)
     dbmate = "postgres://%s:%s@%s:%s/%s?sslmode=disable" % (
@@ -49,14 +54,15 @@ def urls(db):
                  database=db.name))
 
 
-@pytest.fixture(params=["sqlite", "pg"])
+@pytest.fixture(params=["sqlite", "pg", "mariadb"])
 def cdb(request):
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_db")
     servers = request.getfixturevalue("servers")
-    if "pg16" not in servers:
-        pytest.skip("pg16 not started")
-    server = servers["pg16"]
+    name = "pg16" if request.param == "pg" else "mariadb"
+    if name not in servers:
+        pytest.skip("%s not started" % name)
+    server = servers[name]
     name = server.create_database()
     request.addfinalizer(lambda: server.drop_database(name))
     return ServerDB(server, name)
@@ -123,6 +129,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 url = os.environ["DBOPS_DJANGO_DB"].split("|")
 if url[0] == "sqlite":
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": url[1]}}
+elif url[0] == "mysql":
+    import pymysql  # Django's MySQL backend on PyMySQL (mysqlclient is not installed)
+    pymysql.install_as_MySQLdb()
+    DATABASES = {"default": {"ENGINE": "django.db.backends.mysql", "HOST": url[1], "PORT": url[2],
+                             "USER": url[3], "PASSWORD": url[4], "NAME": url[5]}}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "HOST": url[1], "PORT": url[2],
                              "USER": url[3], "PASSWORD": url[4], "NAME": url[5]}}
@@ -139,7 +150,8 @@ def test_django_agrees(ansible, cdb, tmp_path):
         spec = "sqlite|%s" % db.name
     else:
         i = db.server.info
-        spec = "pg|%s|%s|%s|%s|%s" % (i["login_host"], i["login_port"], i["login_user"], i["login_password"], db.name)
+        spec = "%s|%s|%s|%s|%s|%s" % ("mysql" if db.engine == "mysql" else "pg", i["login_host"], i["login_port"],
+                                      i["login_user"], i["login_password"], db.name)
     env = {"DBOPS_DJANGO_DB": spec, "DJANGO_SETTINGS_MODULE": "settings", "PYTHONPATH": str(proj)}
     manage = [str(VENV / "django-admin")]
     base = dict(db.params, tool="django", app="shop", migrations_path=str(proj / "shop" / "migrations"))

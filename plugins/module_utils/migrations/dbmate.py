@@ -26,7 +26,9 @@ class Dbmate(Tool):
     order_by = ('version',)
     what = 'migrations (db/migrations/<version>_<name>.sql)'
     ddl = {
-        'postgresql': ['create table if not exists {table} (version varchar(128) primary key)'],
+        # amacneil/dbmate pkg/driver/postgres/postgres.go (CreateMigrationsTable): varchar without a length on
+        # PostgreSQL (dbmate 2.x; varchar(128) is its MySQL and SQLite type)
+        'postgresql': ['create table if not exists {table} (version varchar primary key)'],
         'mysql': ['create table if not exists {table} (version varchar(128) primary key)'],
         'sqlite': ['create table if not exists {table} (version varchar(128) primary key)'],
     }

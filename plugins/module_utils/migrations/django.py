@@ -22,7 +22,8 @@ FILE = re.compile(r'^([0-9A-Za-z_]+)\.py$')
 NOW = {
     'postgresql': Expr('now()'),
     'mysql': Expr('UTC_TIMESTAMP(6)'),
-    'sqlite': Expr("strftime('%Y-%m-%d %H:%M:%f', 'now')"),
+    # Django stores str(datetime) on SQLite: microseconds, six digits (django/db/backends/sqlite3/operations.py)
+    'sqlite': Expr("strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"),
 }
 
 
