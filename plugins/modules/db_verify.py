@@ -296,8 +296,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import verify
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     ModuleFailure, dbops_argument_spec, finish_result, run_module,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
-TOOLS = ['prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose']
 CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture')
 
 
@@ -313,7 +313,7 @@ def argument_spec():
             name=dict(type='str'), schema=dict(type='str'), table=dict(type='str'), column=dict(type='str'),
             values=dict(type='list', elements='str', required=True))),
         migrations=dict(type='dict', options=dict(
-            tool=dict(type='str', required=True, choices=TOOLS), path=dict(type='path'),
+            tool=dict(type='str', required=True, choices=list(TOOLS)), path=dict(type='path'),
             history_table=dict(type='str'))),
         queries=dict(type='list', elements='dict', options=dict(
             name=dict(type='str'), sql=dict(type='str', required=True))),
@@ -365,7 +365,7 @@ def validate_baseline(module, baseline):
 
 def migrations_status(db, spec):
     """Check results of the migrations check, from migration_status' reading of the history."""
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import pending
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending
     return pending.verify_checks(db, spec)
 
 

@@ -253,8 +253,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
-TOOLS = ['prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose']
 
 
 def argument_spec():
@@ -263,7 +263,7 @@ def argument_spec():
     spec.update(
         path=dict(type='list', elements='path'),
         sql=dict(type='str'),
-        tool=dict(type='str', choices=TOOLS),
+        tool=dict(type='str', choices=list(TOOLS)),
         only_pending=dict(type='bool', default=False),
         history_table=dict(type='str'),
         rules=dict(type='list', elements='str'),
@@ -313,7 +313,7 @@ def work(module, _db):
         pending = None
         pg_version = p['pg_version']
         if p['only_pending']:
-            from ansible_collections.dbops.maintenance.plugins.module_utils.lint import pending as pending_mod
+            from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending_mod
             pending, server_version = pending_mod.pending_migrations(module, p['path'], p['tool'])
             result['pending'] = list(pending)
             if pg_version is None and server_version:

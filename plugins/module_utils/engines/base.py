@@ -378,7 +378,24 @@ class Adapter:
     def mig_ident(self, name):
         raise NotImplementedError
 
+    # A value of a history-table statement as a literal: one function, the engine's spelling in three hooks.
+    bool_literals = ('TRUE', 'FALSE')
+
     def mig_literal(self, value):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self.mig_bytes_literal(bytes(value))
+        if isinstance(value, bool):
+            return self.bool_literals[0] if value else self.bool_literals[1]
+        if value is None:
+            return 'NULL'
+        if isinstance(value, int):
+            return str(value)
+        return self.mig_text_literal(str(value))
+
+    def mig_bytes_literal(self, value):
+        return "X'%s'" % value.hex().upper()
+
+    def mig_text_literal(self, text):
         raise NotImplementedError
 
 

@@ -633,16 +633,8 @@ class MysqlAdapter(Adapter):
     def mig_ident(self, name):
         return quote_ident(name)
 
-    def mig_literal(self, value):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return "X'%s'" % bytes(value).hex().upper()
-        if isinstance(value, bool):
-            return 'TRUE' if value else 'FALSE'
-        if value is None:
-            return 'NULL'
-        if isinstance(value, int):
-            return str(value)
-        return self.conn.escape(str(value))
+    def mig_text_literal(self, text):
+        return self.conn.escape(text)
 
     def mig_columns(self, table):
         rows = self.fetchall(

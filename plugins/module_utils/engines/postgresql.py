@@ -532,16 +532,13 @@ class PostgresAdapter(Adapter):
         schema, table = self.mig_split(name)
         return self.render(sql.Identifier(schema, table) if schema else sql.Identifier(table))
 
-    def mig_literal(self, value):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return "'\\x%s'::bytea" % bytes(value).hex()
-        if isinstance(value, bool):
-            return 'true' if value else 'false'
-        if value is None:
-            return 'NULL'
-        if isinstance(value, int):
-            return str(value)
-        return self.render(sql.Literal(str(value)))
+    bool_literals = ('true', 'false')
+
+    def mig_bytes_literal(self, value):
+        return "'\\x%s'::bytea" % value.hex()
+
+    def mig_text_literal(self, text):
+        return self.render(sql.Literal(text))
 
     def mig_columns(self, table):
         schema, name = self.mig_split(table)

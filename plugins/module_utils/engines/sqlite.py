@@ -174,16 +174,9 @@ class SqliteAdapter(Adapter):
     def mig_ident(self, name):
         return quote_ident(name)
 
-    def mig_literal(self, value):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return "X'%s'" % bytes(value).hex().upper()
-        if isinstance(value, bool):
-            return '1' if value else '0'
-        if value is None:
-            return 'NULL'
-        if isinstance(value, int):
-            return str(value)
-        text = str(value)
+    bool_literals = ('1', '0')
+
+    def mig_text_literal(self, text):
         if '\x00' in text:
             raise DbopsError('A value for the history table contains a NUL character; SQLite text cannot hold it.')
         return "'%s'" % text.replace("'", "''")

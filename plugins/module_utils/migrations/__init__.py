@@ -11,11 +11,4 @@ registry.py lists them: adding a tool is adding one file and one line there.
 
 from __future__ import annotations
 
-# The tool names (the modules' tool option); registry.TOOLS maps them to their descriptions.
-TOOLS = ('prisma', 'alembic', 'flyway', 'django', 'golang-migrate', 'sqlx', 'knex', 'rails', 'dbmate', 'goose')
-
-
-def get_tool(name):
-    """The Tool description of a tool name (imported on first use)."""
-    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import get_tool as _get
-    return _get(name)
+# The tool names and their descriptions are registry.TOOLS: the modules' tool option takes its choices from it.

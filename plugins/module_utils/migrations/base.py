@@ -199,6 +199,21 @@ def list_dir(path, what):
     return path, sorted(os.listdir(path))
 
 
+class IntegerVersions:
+    """Mixin of the tools whose migration ids are whole numbers (golang-migrate, goose, sqlx):
+    the file name up to the first underscore; ids compare as numbers."""
+
+    def normalise(self, migration):
+        try:
+            return str(int(str(migration)))
+        except ValueError:
+            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
+                             'underscore). Nothing was read or changed.' % (migration, self.name))
+
+    def sort_key(self, mid):
+        return int(mid)
+
+
 def read_bytes(path):
     with open(path, 'rb') as f:
         return f.read()

@@ -18,13 +18,13 @@ import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Delete, Insert, Local, Tool, list_dir,
+    Delete, Insert, IntegerVersions, Local, Tool, list_dir,
 )
 
 FILE = re.compile(r'^([0-9]+)_(.*)\.(up|down)\.(.*)$')
 
 
-class GolangMigrate(Tool):
+class GolangMigrate(IntegerVersions, Tool):
     name = 'golang-migrate'
     table = 'schema_migrations'
     columns = ('version', 'dirty')
@@ -49,16 +49,6 @@ class GolangMigrate(Tool):
             if m and m.group(3) == 'up':
                 seen[int(m.group(1))] = name
         return [Local(str(v), seen[v]) for v in sorted(seen)]
-
-    def normalise(self, migration):
-        try:
-            return str(int(str(migration)))
-        except ValueError:
-            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
-                             'underscore). Nothing was read or changed.' % (migration, self.name))
-
-    def sort_key(self, mid):
-        return int(mid)
 
     def row_id(self, row):
         return str(row['version'])

@@ -14,15 +14,14 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Insert, Local, Raw, Record, Tool, list_dir,
+    Insert, IntegerVersions, Local, Raw, Record, Tool, list_dir,
 )
 
 FILE = re.compile(r'^([0-9]+)_.*\.(sql|go)$')
 
 
-class Goose(Tool):
+class Goose(IntegerVersions, Tool):
     name = 'goose'
     table = 'goose_db_version'
     columns = ('id', 'version_id', 'is_applied', 'tstamp')
@@ -53,16 +52,6 @@ class Goose(Tool):
             if m:
                 out[int(m.group(1))] = Local(str(int(m.group(1))), n, os.path.join(path, n))
         return [out[v] for v in sorted(out)]
-
-    def normalise(self, migration):
-        try:
-            return str(int(str(migration)))
-        except ValueError:
-            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
-                             'underscore). Nothing was read or changed.' % (migration, self.name))
-
-    def sort_key(self, mid):
-        return int(mid)
 
     def row_id(self, row):
         return str(row['version_id'])

@@ -20,13 +20,13 @@ import re
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Delete, Insert, Local, Record, Tool, list_dir, read_bytes,
+    Delete, Insert, IntegerVersions, Local, Record, Tool, list_dir, read_bytes,
 )
 
 FILE = re.compile(r'^([0-9]+)_(.*?)(\.up|\.down)?\.sql$')
 
 
-class Sqlx(Tool):
+class Sqlx(IntegerVersions, Tool):
     name = 'sqlx'
     table = '_sqlx_migrations'
     columns = ('version', 'description', 'installed_on', 'success', 'checksum', 'execution_time')
@@ -76,16 +76,6 @@ class Sqlx(Tool):
             out[v] = Local(str(v), name, full, checksums.sha384(read_bytes(full)),
                            description=m.group(2).replace('_', ' '))
         return [out[v] for v in sorted(out)]
-
-    def normalise(self, migration):
-        try:
-            return str(int(str(migration)))
-        except ValueError:
-            raise DbopsError('%s is not a %s version: its versions are whole numbers (the file name up to the first '
-                             'underscore). Nothing was read or changed.' % (migration, self.name))
-
-    def sort_key(self, mid):
-        return int(mid)
 
     def checksum_matches(self, local, stored):
         return bytes(stored) == local.checksum
