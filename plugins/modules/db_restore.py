@@ -46,11 +46,14 @@ description:
     collection's (PostgreSQL - its COMMENT, a JSON document that keeps the original comment; MariaDB 10.5+ - its
     schema comment, else a C(dbops_marker) table; SQLite - a C(<file>.dbops.json) side record naming its inode).
     O(keep_replaced_last) removes older replaced copies of the same target, and only those that carry the marker.
-  - B(Free space) for the side copy - SQLite - C(statvfs) of the target's directory against the backup's size
-    (times 2 uncompressed, 4 to 6 compressed) plus the replaced copy. PostgreSQL and MySQL - only when the server
+  - B(Free space) for the side copy - SQLite - C(statvfs) of the target's directory against the expanded backup
+    (its size uncompressed, 4 to 6 times it compressed, an estimate), the kept replaced copy and the journal of
+    the write into the live file (each up to the target's size). PostgreSQL and MySQL - only when the server
     runs on this host and tells its data directory (C(data_directory), C(@@datadir)) - the same estimate or the
     target's current size, whichever is larger, against that file system; otherwise nothing can be known from
-    here and RV(space) says it was not checked.
+    here and RV(space) says it was not checked (PostgreSQL's size of a database is known remotely, free space on
+    its file system is not). The estimate there is the backup's size times 2 (plain, custom) or 4 to 6
+    (compressed plain dumps).
   - In check mode, lists the steps it would take (RV(steps)) and touches nothing.
   - For tests only - the environment variable C(DBOPS_TEST_FAIL_AT) (C(side_restored), C(checked), C(properties),
     C(between_renames), C(swapped)) makes the module fail at that stage; it is read only when set.
@@ -132,6 +135,19 @@ EXAMPLES = r'''
     login_password: "{{ vault_ops_password }}"
     backup: "{{ backup.manifest_path }}"
     replace: true
+
+- name: Roll back, keeping only the two newest replaced copies of shop
+  dbops.maintenance.db_restore:
+    engine: postgresql
+    backup: "{{ backup.manifest_path }}"
+    database: shop
+    replace: true
+    keep_replaced_last: 2
+  register: restored
+
+- name: Say where the replaced database went
+  ansible.builtin.debug:
+    msg: "The database before the rollback is kept as {{ restored.replaced }}"
 
 - name: Restore into a new database to look at it
   dbops.maintenance.db_restore:

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 
-from test_backup import fingerprint, seed
+from test_backup import fingerprint, mountpoint, seed  # noqa: F401  pylint: disable=unused-import
 from test_restore import (  # noqa: F401  pylint: disable=unused-import
     RESTORE, batch, databases_like, like_escape, maria_db, maria_objects, maria_seed_objects, pg16_db, pg_dress,
     pg_props, take_backup,
@@ -248,3 +248,24 @@ def test_sqlite_targets_that_must_be_refused_and_failing_stages(ansible, sqlite_
     left = [n for n in os.listdir(os.path.dirname(sqlite_db.name)) if n.startswith(".dbops-") or "_dbops_replaced_" in n]
     assert left == []
     assert fingerprint(sqlite_db, tables)["items"][0] == 3
+
+
+def test_sqlite_side_copy_that_would_not_fit_is_refused_before_anything(ansible, sqlite_db, tmp_path, mountpoint):
+    sqlite_db.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)")
+    sqlite_db.execute("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300) "
+                      "INSERT INTO blobs SELECT i, randomblob(1000) FROM s")
+    good = take_backup(ansible, sqlite_db, tmp_path / "good", compression="none")
+    assert good["size"] > 300000
+    small = mountpoint("size=512k")
+    target = small / "app.sqlite3"
+    # the side copy (~300 KB) would fit in what is free (~360 KB), but not with the kept copy of the target and
+    # the journal of the write into it (~150 KB each)
+    conn = type(sqlite_db)(target).connect()
+    conn.execute("CREATE TABLE keep (id INTEGER PRIMARY KEY, b BLOB)")
+    conn.execute("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 140) "
+                 "INSERT INTO keep SELECT i, randomblob(1000) FROM s")
+    conn.close()
+    before = file_state(target)
+    r = ansible.run(RESTORE, dict(engine="sqlite", database=str(target), backup=good["path"], replace=True))
+    assert r.failed and "Not enough free space" in r["msg"] and str(small) in r["msg"], r
+    assert file_state(target) == before and sorted(os.listdir(small)) == ["app.sqlite3"]

@@ -119,11 +119,16 @@ def one_server(servers, names):
     return None
 
 
+def new_db(srv):
+    """A fresh database on srv, as the integration conftest's DB (taken from the module that defines Server, so
+    that a run that also collects tests/unit, whose conftest shadows the name "conftest", finds it too)."""
+    return type(srv).__init__.__globals__["DB"](srv, srv.create_database())
+
+
 @pytest.fixture
 def pg16_db(servers):
-    from conftest import DB  # pylint: disable=import-outside-toplevel
     srv = one_server(servers, ["pg16", "pg15"])
-    db = DB(srv, srv.create_database())
+    db = new_db(srv)
     yield db
     drop_all_like(srv, like_escape(db.name) + "%")
     drop_all_like(srv, "dbops\\_restore\\_" + like_escape(db.name) + "%")
@@ -131,9 +136,8 @@ def pg16_db(servers):
 
 @pytest.fixture
 def maria_db(servers):
-    from conftest import DB  # pylint: disable=import-outside-toplevel
     srv = one_server(servers, ["mariadb"])
-    db = DB(srv, srv.create_database())
+    db = new_db(srv)
     yield db
     drop_all_like(srv, like_escape(db.name) + "%")
     drop_all_like(srv, "dbops\\_restore\\_" + like_escape(db.name) + "%")

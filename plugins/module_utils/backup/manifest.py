@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 

@@ -37,7 +37,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner im
 MARKER_KEY = 'dbops.maintenance'
 STAGES = ('side_restored', 'checked', 'properties', 'between_renames', 'swapped')
 # the side copy needs about the backup's size once expanded: compressed dumps are counted this many times
-EXPANSION = {'none': 2, 'gzip': 6, 'lz4': 4, 'zstd': 6}
+EXPANSION = {'none': 2, 'gzip': 6, 'lz4': 4, 'zstd': 6}  # SQLite uncompressed: 1 (the file itself)
 
 
 def fail_at(stage):
@@ -458,7 +458,11 @@ class Restore:
                                  'replace it with the backup, or give another target. Nothing was changed.'
                                  % (target, len(objects), ', '.join('%s %s' % o for o in objects[:5])))
         directory = os.path.dirname(target)
-        need = m['size'] * EXPANSION[m.get('compression') or 'none'] + (os.path.getsize(target) if objects else 0)
+        # the expanded copy (a SQLite backup is the file itself: x1 uncompressed), the kept replaced copy, and the
+        # rollback journal of the backup-API write into the live file (up to the target's size)
+        current = os.path.getsize(target) if exists else 0
+        need = m['size'] * (EXPANSION[m.get('compression') or 'none'] if m.get('compression', 'none') != 'none' else 1) \
+            + current * (2 if objects and self.p['keep_replaced'] else 1)
         result['space'] = self.space_check(directory, need, 'the side copy of %s' % target)
         replaced = self.free_name(lambda n: '%s_dbops_replaced_%s%s' % (target, self.ts, n),
                                   lambda p: os.path.lexists(p) or os.path.lexists(p + SIDE_RECORD)) if objects else None
