@@ -30,16 +30,24 @@ try:
 except ImportError:  # pragma: no cover - depends on the managed host
     HAS_PGLAST = False
 
-try:
-    import logging
-    from sqlglot import exp
-    from sqlglot.dialects.dialect import Dialect
-    from sqlglot.errors import SqlglotError
-    from sqlglot.tokens import TokenType
-    HAS_SQLGLOT = True
-    logging.getLogger('sqlglot').setLevel(logging.ERROR)
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_SQLGLOT = False
+# sqlglot is imported when first needed (it is large, and a PostgreSQL run never needs it).
+exp = Dialect = TokenType = None
+
+
+class SqlglotError(Exception):
+    """Stands for sqlglot.errors.SqlglotError until sqlglot is loaded."""
+
+
+def _load_sqlglot():
+    global exp, Dialect, SqlglotError, TokenType  # pylint: disable=global-statement
+    if exp is None:
+        import logging
+        from sqlglot import exp as _exp
+        from sqlglot.dialects.dialect import Dialect as _Dialect
+        from sqlglot.errors import SqlglotError as _SqlglotError
+        from sqlglot.tokens import TokenType as _TokenType
+        logging.getLogger('sqlglot').setLevel(logging.ERROR)
+        exp, Dialect, SqlglotError, TokenType = _exp, _Dialect, _SqlglotError, _TokenType
 
 MAX_SQL_OPTION_CHARS = 1000000
 NOTHING = 'Nothing was run and nothing was changed.'
@@ -279,6 +287,7 @@ def pg_function_denied(name):
 
 # --- MySQL / SQLite (sqlglot) ------------------------------------------------------------------
 def _dialect(engine):
+    _load_sqlglot()
     return Dialect.get_or_raise('mysql' if engine == 'mysql' else 'sqlite')
 
 
