@@ -272,6 +272,8 @@ server:
   type: dict
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
@@ -307,6 +309,9 @@ def main():
     # st_size: 4096 for a directory-format backup, the dest directory's in check mode. The result's size is
     # the backup's total bytes, so the module reports its own keys only.
     module.add_path_info = lambda kwargs: kwargs
+    # everything this run creates, and what its tools create (pg_dump's directory-format files, SQLite's journal),
+    # is private from its creation: 0600 files, 0700 directories
+    os.umask(0o077)
     install_signal_handlers()
     with open_database(module, maintenance_lock=False) as db:
         job = Backup(module, db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -178,6 +179,11 @@ def test_pg_formats_round_trip(ansible, one_pg_db, tmp_path, fmt, compression):
         total = sum(os.path.getsize(os.path.join(d, f)) for d, _s, fs in os.walk(r["path"]) for f in fs)
         assert r["size"] == r["manifest"]["size"] == total > 0
         assert "state" not in r and "mode" not in r
+        # pg_dump's own files are private from their creation too (the module's umask), not only its directory
+        assert stat.S_IMODE(os.stat(r["path"]).st_mode) == 0o700
+        for d, _s, fs in os.walk(r["path"]):
+            for f in fs:
+                assert stat.S_IMODE(os.stat(os.path.join(d, f)).st_mode) == 0o600, f
     else:
         assert r["size"] == r["manifest"]["size"] == os.path.getsize(r["path"])
     target = pg_db.name + "_r"

@@ -160,17 +160,17 @@ def write_private(path, data):
     return path
 
 
-_libc = None
+_LIBC = {}
 
 
 def _renameat2():
-    global _libc  # pylint: disable=global-statement
-    if _libc is None:
+    """libc's renameat2 (glibc 2.28+), or None."""
+    if 'libc' not in _LIBC:
         try:
-            _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+            _LIBC['libc'] = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
         except OSError:
-            _libc = False
-    return getattr(_libc, 'renameat2', None) if _libc else None
+            _LIBC['libc'] = None
+    return getattr(_LIBC['libc'], 'renameat2', None) if _LIBC['libc'] is not None else None
 
 
 def rename_noreplace(src, dst):
