@@ -41,13 +41,14 @@ class SqlglotError(Exception):
 def _load_sqlglot():
     global exp, Dialect, SqlglotError, TokenType  # pylint: disable=global-statement
     if exp is None:
-        import logging
-        from sqlglot import exp as _exp
-        from sqlglot.dialects.dialect import Dialect as _Dialect
-        from sqlglot.errors import SqlglotError as _SqlglotError
-        from sqlglot.tokens import TokenType as _TokenType
+        import logging  # pylint: disable=import-outside-toplevel
+        from sqlglot import exp as _exp  # pylint: disable=import-outside-toplevel
+        from sqlglot.dialects.dialect import Dialect as _Dialect  # pylint: disable=import-outside-toplevel
+        from sqlglot.errors import SqlglotError as _SqlglotError  # pylint: disable=import-outside-toplevel,no-name-in-module
+        from sqlglot.tokens import TokenType as _TokenType  # pylint: disable=import-outside-toplevel
         logging.getLogger('sqlglot').setLevel(logging.ERROR)
         exp, Dialect, SqlglotError, TokenType = _exp, _Dialect, _SqlglotError, _TokenType
+
 
 MAX_SQL_OPTION_CHARS = 1000000
 NOTHING = 'Nothing was run and nothing was changed.'
