@@ -146,6 +146,7 @@ def test_round_trip_with_verify_restore(ansible, db, tmp_path):
     assert left == []
 
     target = db.name + "_r"
+    rep = None
     try:
         rr = ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["manifest_path"]),
                          expect_failure=False)
@@ -157,10 +158,13 @@ def test_round_trip_with_verify_restore(ansible, db, tmp_path):
         db.server.execute(target, "DELETE FROM items WHERE id > 10")
         rep = ansible.run(RESTORE, dict(db.server.params(), database=target, backup=r["path"], replace=True),
                           expect_failure=False)
-        assert rep["replaced"] is True
+        assert rep["replaced"].startswith(target + "_dbops_replaced_")
         assert fingerprint(db, tables, database=target) == before
+        assert fingerprint(db, tables, database=rep["replaced"]) != before  # the replaced copy kept, as it was
     finally:
         db.server.drop_database(target)
+        if rep is not None and rep.get("replaced"):
+            db.server.drop_database(rep["replaced"])
 
 
 @pytest.mark.parametrize("fmt,compression", [("plain", "zstd"), ("directory", "gzip")])
