@@ -16,6 +16,7 @@ import difflib
 import os
 import random
 import re
+import threading
 import time
 
 try:
@@ -130,6 +131,7 @@ class Adapter:
         self.queries = []      # statements that ran (or, in check mode, would run)
         self.attempts = []     # lock-timeout retries, for the result
         self.alternatives = []  # check mode: statements that run instead if the server refuses one
+        self.blockers_unknown = None  # why the last lock timeout's blockers could not be read
         self.conn = None
         self._secrets = [v for v in (self.params.get('login_password'),) if v]
 
@@ -200,7 +202,7 @@ class Adapter:
         """
         return []
 
-    def blockers_still_there(self, blockers):
+    def blockers_still_there(self, blockers):  # pylint: disable=unused-argument
         """Which of `blockers` still block (fresh dicts), or None when the engine cannot tell.
 
         Called between attempts from the module's second (monitoring) connection; it must
@@ -300,7 +302,7 @@ class Adapter:
         known ('pause'); 'lock_wait_total' when the deadline came first."""
         still = None
         if blockers and os.environ.get(BLIND_RETRY_ENV) != '1':
-            still = self.blockers_still_there(blockers)
+            still = self.blockers_still_there(blockers)  # pylint: disable=assignment-from-none
         if still is None:
             delay = min(self.retry_max_delay, self.retry_base_delay * (2 ** (attempt - 1)))
             delay *= random.uniform(0.8, 1.2)
@@ -314,7 +316,7 @@ class Adapter:
             if deadline is not None and time.monotonic() >= deadline:
                 return 'lock_wait_total'
             time.sleep(self.watch_interval)
-            still = self.blockers_still_there(still)
+            still = self.blockers_still_there(still)  # pylint: disable=assignment-from-none
             if still is None:  # the monitoring connection broke: fall back to one pause
                 time.sleep(min(self.retry_max_delay, self.retry_base_delay * (2 ** (attempt - 1))))
                 return 'pause'
@@ -397,6 +399,44 @@ class Adapter:
 
     def mig_text_literal(self, text):
         raise NotImplementedError
+
+
+class BlockerWatcher:
+    """While a statement waits, calls poll() (the engine's "who blocks us now", on the monitoring
+    connection) every `interval` seconds and keeps its last non-empty answer. It starts polling only
+    if the statement still runs after `delay` seconds, so quick statements cost nothing. poll()
+    returning None means the engine cannot tell: the watcher stops."""
+
+    def __init__(self, poll, delay, interval=0.05):
+        self.poll = poll
+        self.delay = delay
+        self.interval = interval
+        self.blockers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.blockers
+
+    def _run(self):
+        if self._stop.wait(self.delay):
+            return
+        try:
+            while not self._stop.is_set():
+                found = self.poll()
+                if found is None:
+                    return
+                if found:
+                    self.blockers = found
+                self._stop.wait(self.interval)
+        except Exception:  # the monitoring connection failed: the blockers stay unknown
+            pass
 
 
 # --- blockers: bookkeeping and redaction ------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
 import uuid
 
@@ -22,7 +21,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, redact_query, requested_comment,
+    Adapter, BlockerWatcher, DbopsError, LockTimeout, Step, Unsupported, did_you_mean, redact_query, requested_comment,
     requested_default,
 )
 
@@ -293,7 +292,9 @@ class MysqlAdapter(Adapter):
         """The module's second connection, opened at the first lock wait and kept until close. It reads
         performance_schema / information_schema only and takes no metadata lock on any table."""
         if getattr(self, '_monitor_conn', None) is None:
-            self._monitor_conn = pymysql.connect(**dict(self._connect_kw, program_name='dbops.maintenance/blocker-watch'))
+            kw = dict(self._connect_kw)
+            kw['program_name'] = 'dbops.maintenance/blocker-watch'
+            self._monitor_conn = pymysql.connect(**kw)
         return self._monitor_conn
 
     def close(self):
@@ -328,8 +329,7 @@ class MysqlAdapter(Adapter):
         lock timeout without performance_schema, list the open transactions (INNODB_TRX) instead."""
         watcher = None
         if getattr(self, '_mdl_on', None) is not False:
-            watcher = _Watcher(self, delay=0.2)
-            watcher.start()
+            watcher = BlockerWatcher(lambda: self._mdl_holders() if self.metadata_locks_on() else None, delay=0.2).start()
         try:
             yield
         except LockTimeout:
@@ -770,37 +770,3 @@ if HAS_PYMYSQL:
             return self._watched('ping', super().ping, reconnect)
 else:  # pragma: no cover - connect() fails with missing_required_lib first
     _WatchedConnection = None
-
-
-class _Watcher:
-    """Reads the metadata-lock holders (performance_schema) while our statement waits; it starts
-    only if the statement still runs after `delay` seconds, so quick statements cost nothing."""
-
-    def __init__(self, db, delay):
-        self.db = db
-        self.delay = delay
-        self.blockers = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return self.blockers
-
-    def _run(self):
-        if self._stop.wait(self.delay):
-            return
-        try:
-            if not self.db.metadata_locks_on():
-                return
-            while not self._stop.is_set():
-                found = self.db._mdl_holders()  # pylint: disable=protected-access
-                if found:
-                    self.blockers = found
-                self._stop.wait(0.05)
-        except Exception:
-            pass

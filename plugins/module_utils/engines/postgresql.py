@@ -12,13 +12,12 @@ before PostgreSQL 12) and a statement that fails leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    Adapter, DbopsError, LockTimeout, Step, did_you_mean, redact_query, requested_comment, requested_default,
+    Adapter, BlockerWatcher, DbopsError, LockTimeout, Step, did_you_mean, redact_query, requested_comment, requested_default,
 )
 
 try:
@@ -173,9 +172,11 @@ class PostgresAdapter(Adapter):
     def _watching_blockers(self):
         """While the block runs, note who blocks our session (pg_blocking_pids) from the monitoring
         connection; the blockers of a LockTimeout raised in the block are kept for lock_blockers()."""
-        watcher = _BlockerWatcher(self._monitor, self.conn.info.backend_pid,
-                                  delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4))
-        watcher.start()
+        pid = self.conn.info.backend_pid
+
+        def poll():
+            return [_blocker_row(r) for r in self._monitor().execute(_BlockerWatcher.QUERY, [pid]).fetchall()]
+        watcher = BlockerWatcher(poll, delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4)).start()
         try:
             yield
         except LockTimeout:
@@ -188,7 +189,8 @@ class PostgresAdapter(Adapter):
         """The module's second connection (opened at the first lock wait, kept until close):
         it only reads pg_stat_activity / pg_blocking_pids, and takes no lock on any table."""
         if getattr(self, '_monitor_conn', None) is None:
-            kw = dict(self.conninfo(), application_name='%s/blocker-watch' % APPLICATION_NAME)
+            kw = self.conninfo()
+            kw['application_name'] = '%s/blocker-watch' % APPLICATION_NAME
             self._monitor_conn = psycopg.connect(autocommit=True, **kw)
         return self._monitor_conn
 
@@ -684,46 +686,13 @@ def _blocker_row(r):
                 identity=[r[0], r[7], r[3]])
 
 
-class _BlockerWatcher:
-    """Notes which sessions block our statement while it waits for a lock (pg_blocking_pids).
-
-    It uses the monitoring connection only if the statement is still running after `delay`
-    seconds, so quick statements cost nothing.
-    """
+class _BlockerWatcher:  # pylint: disable=too-few-public-methods
+    """The queries of the PostgreSQL blocker watch (pg_blocking_pids, then pg_stat_activity)."""
 
     ACTIVITY = ("SELECT a.pid, a.usename, a.state, a.xact_start::text, left(a.query, 2000), a.application_name, "
                 "extract(epoch FROM clock_timestamp() - a.xact_start), a.backend_start::text "
                 "FROM pg_stat_activity a")
     QUERY = ACTIVITY + " WHERE a.pid = ANY (pg_blocking_pids(%s))"
-
-    def __init__(self, monitor, pid, delay):
-        self.monitor = monitor
-        self.pid = pid
-        self.delay = delay
-        self.blockers = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        return self.blockers
-
-    def _run(self):
-        if self._stop.wait(self.delay):
-            return
-        try:
-            c = self.monitor()
-            while not self._stop.is_set():
-                rows = c.execute(self.QUERY, [self.pid]).fetchall()
-                if rows:
-                    self.blockers = [_blocker_row(r) for r in rows]
-                self._stop.wait(0.05)
-        except Exception:
-            pass
 
 
 if HAS_PSYCOPG:
