@@ -14,15 +14,14 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import signal
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-# The file rules, the tool lookup and the pipeline live in files.py, tools.py and pipeline.py; their names are re-exported so that
-# `from ...backup.common import X` keeps working (issue 17 part 2: the coordinator removes them after merging).
+# The file rules, the tool lookup and the pipeline live in files.py, tools.py and pipeline.py. Their names are
+# re-exported here, the one import of the backup/restore/clone runners (`c.X`), until those import them directly.
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (  # noqa: F401 pylint: disable=unused-import
     TMP_PREFIX, PrivateDir, WorkDir, check_dest, cleanup_stale_tmp, create_private, disk_error_message, fsync_dir,
     host_tag, human_size, pid_alive, remove_path, rename_noreplace, replace_json, take_final_name, tmp_name,
