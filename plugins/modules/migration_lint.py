@@ -256,7 +256,6 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runn
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
 
-
 def argument_spec():
     spec = connection_argument_spec()
     spec['database']['required'] = False
