@@ -274,14 +274,26 @@ server:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, run_module
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     Interrupted, install_signal_handlers,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup, cleanup_tooling
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+
+
+def work(module, db):
+    # AnsibleModule.exit_json() adds stat() facts of a result's `path` (or `dest`) and overwrites `size` with
+    # st_size: 4096 for a directory-format backup, the dest directory's in check mode. The result's size is
+    # the backup's total bytes, so the module reports its own keys only.
+    module.add_path_info = lambda kwargs: kwargs
+    job = Backup(module, db)
+    try:
+        return job.run()
+    except Interrupted as e:
+        raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
+    finally:
+        cleanup_tooling(job.tools)
 
 
 def main():
@@ -304,24 +316,11 @@ def main():
         tool_path=dict(type='path'),
         stall_timeout=dict(type='float', default=300.0),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    # AnsibleModule.exit_json() adds stat() facts of a result's `path` (or `dest`) and overwrites `size` with
-    # st_size: 4096 for a directory-format backup, the dest directory's in check mode. The result's size is
-    # the backup's total bytes, so the module reports its own keys only.
-    module.add_path_info = lambda kwargs: kwargs
     # everything this run creates, and what its tools create (pg_dump's directory-format files, SQLite's journal),
     # is private from its creation: 0600 files, 0700 directories
     os.umask(0o077)
     install_signal_handlers()
-    with open_database(module, maintenance_lock=False) as db:
-        job = Backup(module, db)
-        try:
-            result = job.run()
-        except Interrupted as e:
-            raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
-        finally:
-            cleanup_tooling(job.tools)
-        module.exit_json(**result)
+    run_module(argument_spec, work, maintenance_lock=False)
 
 
 if __name__ == '__main__':

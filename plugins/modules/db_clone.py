@@ -107,9 +107,7 @@ processes:
   type: list
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, open_database
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, run_module
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import install_signal_handlers
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.clone import Clone
 
@@ -124,10 +122,8 @@ def main():
         no_owner=dict(type='bool', default=False),
         tool_path=dict(type='path'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     install_signal_handlers()
-    with open_database(module, maintenance_lock=False) as db:
-        module.exit_json(**Clone(module, db).run())
+    run_module(argument_spec, lambda module, db: Clone(module, db).run(), maintenance_lock=False)
 
 
 if __name__ == '__main__':

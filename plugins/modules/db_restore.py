@@ -211,16 +211,27 @@ processes:
   type: list
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
-    connection_argument_spec, safety_argument_spec, validate_safety,
+    connection_argument_spec, run_module, safety_argument_spec, validate_safety,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     Interrupted, install_signal_handlers,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import Restore
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+
+
+def validate(module):
+    validate_safety(module)
+    if module.params['keep_replaced_last'] is not None and module.params['keep_replaced_last'] < 1:
+        module.fail_json(msg='keep_replaced_last must be 1 or more (the copy just replaced is always kept).')
+
+
+def work(module, _db):
+    try:
+        return Restore(module).run()
+    except Interrupted as e:
+        raise DbopsError('The restore was interrupted (%s).' % e)
 
 
 def main():
@@ -237,20 +248,8 @@ def main():
         no_owner=dict(type='bool', default=False),
         tool_path=dict(type='path'),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    validate_safety(module)
-    if module.params['keep_replaced_last'] is not None and module.params['keep_replaced_last'] < 1:
-        module.fail_json(msg='keep_replaced_last must be 1 or more (the copy just replaced is always kept).')
     install_signal_handlers()
-    secret = module.params.get('login_password')
-    try:
-        result = Restore(module).run()
-    except Interrupted as e:
-        module.fail_json(msg='The restore was interrupted (%s).' % e)
-    except DbopsError as e:
-        msg = str(e).replace(secret, '********') if secret else str(e)
-        module.fail_json(msg=msg, **e.details)
-    module.exit_json(**result)
+    run_module(spec, work, validate=validate, connect=False)
 
 
 if __name__ == '__main__':

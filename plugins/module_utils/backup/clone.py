@@ -133,7 +133,7 @@ class Clone:
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))
             finally:
                 os.close(fd)
-            self.tools.backup_to(tmp, schema_only=self.p['schema_only'])
+            self.tools.backup_to(tmp, schema_only=self.p['schema_only'], created=True)
             os.rename(tmp, target)
             rst = os.stat(target)
             rec = {MARKER_KEY: 'clone', 'target': target, 'source': self.db.path, 'at': c.iso(c.utcnow()),

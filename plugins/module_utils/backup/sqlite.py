@@ -128,16 +128,18 @@ class SqliteTooling:
         return dict(page_size=self.db.conn.execute('PRAGMA page_size').fetchone()[0],
                     journal_mode=self.db.conn.execute('PRAGMA journal_mode').fetchone()[0])
 
-    def backup_to(self, path, schema_only=False, dest=None):
+    def backup_to(self, path, schema_only=False, dest=None, created=False):
         """Copy the database to `path` with the backup API (one step = one consistent snapshot).
 
         path is created first as a new 0600 file (O_CREAT|O_EXCL|O_NOFOLLOW): the copy is private from its first
-        byte and never written through a symlink or into an existing file. dest names the directory in messages
-        (a full file system is the destination's problem, not the source's)."""
-        try:
-            os.close(create_private(path))
-        except OSError as e:
-            raise DbopsError(disk_error_message(e, dest or os.path.dirname(path)))
+        byte and never written through a symlink or into an existing file; created=True: the caller has just
+        created it that way itself (db_clone, with the source's mode and owner). dest names the directory in
+        messages (a full file system is the destination's problem, not the source's)."""
+        if not created:
+            try:
+                os.close(create_private(path))
+            except OSError as e:
+                raise DbopsError(disk_error_message(e, dest or os.path.dirname(path)))
         target = sqlite3.connect(path, isolation_level=None)
         try:
             if schema_only:
