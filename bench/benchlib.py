@@ -69,7 +69,7 @@ def describe(env):
 def alternate(reps, run_a, run_b):
     """A B A B ... reps times each; returns ([a results], [b results])."""
     a, b = [], []
-    for _ in range(reps):
+    for _rep in range(reps):
         a.append(run_a())
         b.append(run_b())
     return a, b

@@ -75,7 +75,7 @@ options:
         that the server is alive and still has the session; it checks again every O(connect_timeout) seconds while
         the statement runs. A server that does not answer that check (hung, or the network to it gone silent), or that
         no longer has the session, makes the module close the connection and fail, naming the server, its port, the
-        phase and the statement. A long statement on a live server is not cut off by this; O(statement_timeout)
+        phase and the statement. A long statement on a live server is not cut off by this; C(statement_timeout)
         limits that.
     type: int
     default: 10

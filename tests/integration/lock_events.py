@@ -203,7 +203,7 @@ class ServerView(threading.Thread):
         return sum(1 for t, m, _r, _w in self.samples if t0 <= t <= t1 and m)
 
     def count(self, t0, t1):
-        return sum(1 for t, *_ in self.samples if t0 <= t <= t1)
+        return sum(1 for t, *_rest in self.samples if t0 <= t <= t1)
 
     def finish(self):
         self.stop.set()

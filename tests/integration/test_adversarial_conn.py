@@ -134,7 +134,7 @@ def cases(name, spec, tmp):
 
 @pytest.mark.parametrize("name", MODULES)
 def test_password_never_printed_for_any_wrong_typed_option(ansible, name):
-    spec, _ = module_spec(name)
+    spec, _doc = module_spec(name)
     marker = "Mk" + secrets.token_hex(12)
     with tempfile.TemporaryDirectory(prefix="dbops-sweep-") as tmp:
         all_cases = cases(name, spec, Path(tmp))
@@ -200,7 +200,7 @@ class SilentServer:
     def _run(self):
         while not self._stop:
             try:
-                c, _ = self.sock.accept()
+                c, _addr = self.sock.accept()
             except OSError:
                 return
             self.conns.append(c)
@@ -233,7 +233,7 @@ class SilencingProxy:
     def _accept(self):
         while True:
             try:
-                c, _ = self.sock.accept()
+                c, _addr = self.sock.accept()
             except OSError:
                 return
             self.held.append(c)
