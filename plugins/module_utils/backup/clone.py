@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import stat
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
@@ -124,15 +123,7 @@ class Clone:
         directory = os.path.dirname(target)
         tmp = os.path.join(directory, '.dbops-clone-%s-%s' % (secrets.token_hex(8), os.path.basename(target)))
         try:
-            # the copy is created with the source's mode (0600 from the start when the source is 0600) and owner
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
-                         stat.S_IMODE(st.st_mode) & 0o600 or 0o600)
-            try:
-                if os.geteuid() == 0:
-                    os.fchown(fd, st.st_uid, st.st_gid)
-                os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            finally:
-                os.close(fd)
+            c.create_like(tmp, st)  # the source's mode (0600 from the start when the source is 0600) and owner
             self.tools.backup_to(tmp, schema_only=self.p['schema_only'], created=True)
             os.rename(tmp, target)
             rst = os.stat(target)

@@ -23,7 +23,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 # The file rules, the tool lookup and the pipeline live in files.py, tools.py and pipeline.py. Their names are
 # re-exported here, the one import of the backup/restore/clone runners (`c.X`), until those import them directly.
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (  # noqa: F401 pylint: disable=unused-import
-    TMP_PREFIX, PrivateDir, WorkDir, check_dest, cleanup_stale_tmp, create_private, disk_error_message, fsync_dir,
+    TMP_PREFIX, PrivateDir, WorkDir, check_dest, cleanup_stale_tmp, create_like, create_private, disk_error_message,
+    fsync_dir,
     host_tag, human_size, pid_alive, remove_path, rename_noreplace, replace_json, take_final_name, tmp_name,
     write_json_atomic,
 )

@@ -150,6 +150,18 @@ def create_private(path):
     return os.open(path, PRIVATE_FLAGS, 0o600)
 
 
+def create_like(path, st):
+    """A new file at path (never an existing file, never through a symlink) with the owner (when root) and mode of
+    the stat result st: created with at most 0600, so it is never more open than wanted before its owner is set."""
+    fd = os.open(path, PRIVATE_FLAGS, stat.S_IMODE(st.st_mode) & 0o600 or 0o600)
+    try:
+        if os.geteuid() == 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(fd)
+
+
 def write_private(path, data):
     """create_private + write + fsync (bytes or str)."""
     fd = create_private(path)

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import sqlite3
-import stat
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
@@ -521,14 +520,7 @@ class Restore:
         """Copy with the backup API. dest is created first (O_EXCL, 0600 or the mode/owner of st) when st is given,
         else it is the live file: written in one transaction, it keeps its inode, owner and mode."""
         if st is not None:
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
-                         stat.S_IMODE(st.st_mode) & 0o777 or 0o600)
-            try:
-                if os.geteuid() == 0:
-                    os.fchown(fd, st.st_uid, st.st_gid)
-                os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            finally:
-                os.close(fd)
+            c.create_like(dest, st)
         src = sqlite3.connect('file:%s?mode=ro' % source.replace('?', '%3f').replace('#', '%23'), uri=True)
         try:
             dst = sqlite3.connect(dest, timeout=30)
