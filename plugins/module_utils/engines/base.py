@@ -141,12 +141,15 @@ class Adapter:
 
     def close(self):
         self.release_maintenance_lock()
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
+        # the engine's second connection (the lock-blocker watch, opened at the first lock wait), then the main one
+        monitor, self._monitor_conn = getattr(self, '_monitor_conn', None), None
+        for conn in (monitor, self.conn):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+        self.conn = None
 
     def redact(self, text):
         """Remove the password from any text that could reach the output."""

@@ -297,15 +297,6 @@ class MysqlAdapter(Adapter):
             self._monitor_conn = pymysql.connect(**kw)
         return self._monitor_conn
 
-    def close(self):
-        monitor, self._monitor_conn = getattr(self, '_monitor_conn', None), None
-        if monitor is not None:
-            try:
-                monitor.close()
-            except Exception:
-                pass
-        super().close()
-
     def _monitor_rows(self, query, params):
         with self._monitor().cursor() as cur:
             cur.execute(query, params)

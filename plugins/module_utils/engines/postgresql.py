@@ -194,15 +194,6 @@ class PostgresAdapter(Adapter):
             self._monitor_conn = psycopg.connect(autocommit=True, **kw)
         return self._monitor_conn
 
-    def close(self):
-        monitor, self._monitor_conn = getattr(self, '_monitor_conn', None), None
-        if monitor is not None:
-            try:
-                monitor.close()
-            except Exception:
-                pass
-        super().close()
-
     def lock_blockers(self):
         return getattr(self, '_last_blockers', [])
 
