@@ -285,6 +285,7 @@ def test_retention_prunes_only_own_backups_of_the_same_label(tmp_path):
 def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp_path, monkeypatch, capsys):
     from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
     from ansible_collections.dbops.maintenance.plugins.modules import db_backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dbops.maintenance.plugins.module_utils import connection  # pylint: disable=import-outside-toplevel
     backup_dir = tmp_path / "shop.dir"
     backup_dir.mkdir()
     (backup_dir / "toc.dat").write_bytes(b"x" * 10000)
@@ -302,7 +303,8 @@ def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp
         yield FakeDb()
 
     monkeypatch.setattr(db_backup, "Backup", StubBackup)
-    monkeypatch.setattr(db_backup, "open_database", no_database)
+    # db_backup goes through run_module(), which opens the database with connection.open_database
+    monkeypatch.setattr(connection, "open_database", no_database)
     with patch_module_args(dict(engine="sqlite", database=str(tmp_path / "x.db"), dest=str(tmp_path))):
         with pytest.raises(SystemExit):
             db_backup.main()
