@@ -1,4 +1,4 @@
-"""DDL benchmark of dbops.maintenance on PostgreSQL, under live read/write traffic.
+"""DDL benchmark of dbops.maintenance on PostgreSQL (and MariaDB), under live read/write traffic.
 
 Run by hand (not a test), from the repository root:
 
@@ -24,10 +24,18 @@ runs small INSERT/UPDATE/SELECT statements on the table at a steady pace:
     column_ensure watching its blocker, each at lock_timeout 0.5 and 2 s,
     alternated (ABAB).
 
+With --engine mariadb, scenario (b) only, on MariaDB: the holder is an open transaction that read the
+table (BEGIN; SELECT ... LIMIT 1: a shared metadata lock, conflicting only with the ALTER's exclusive
+one), plain is the mariadb client, the monitor reads information_schema.PROCESSLIST, and the stall goal
+is judged against the effective lock_wait_timeout (whole seconds: the module rounds 0.5 s up to 1 s).
+The engine-specific parts are the PgEngine / MariaEngine classes; the flow and the analysis are shared.
+--servers-state DIR uses servers already running (the shared test servers) without starting or
+stopping them.
+
 Exits 1 when a goal was not met or not evaluated.
 
-Prints tables and writes bench/results/ddl_bench_<UTC timestamp>.{json,md}.
-The servers are stopped (and their data removed) at the end.
+Prints tables and writes bench/results/ddl_bench_[mariadb_]<UTC timestamp>.{json,md}.
+The servers it started are stopped (and their data removed) at the end.
 """
 
 from __future__ import annotations
