@@ -1206,7 +1206,7 @@ class Bench:
                     details.append(f"{label_of(n)} ours (lock_timeout {lt:g} s{eff_txt}): max stall {stall:.3f} s "
                                    f"(goal <= {eff + 0.2:g}), blocked {blocked:.2f} s = "
                                    f"{'n/a' if ratio is None else f'{ratio * 100:.0f} %'} of plain's "
-                                   f"{plain_blocked if plain_blocked is not None else 'n/a'} s (goal <= 20 %)"
+                                   f"{'n/a' if plain_blocked is None else f'{plain_blocked:.2f}'} s (goal <= 20 %)"
                                    + ("" if this else " [NOT MET]"))
         return met, "; ".join(details), rows
 
