@@ -326,11 +326,12 @@ class MysqlAdapter(Adapter):
         except LockTimeout:
             self._last_blockers = watcher.stop() if watcher is not None else []
             if not self._last_blockers and not self.metadata_locks_on():
-                self._last_blockers = self._trx_holders()
-                if not self._last_blockers:
-                    # INNODB_TRX is a snapshot the server refreshes at most every 0.1 s: read it once more.
-                    time.sleep(0.15)
+                # INNODB_TRX is a cache that the server refreshes only when nobody has read it for 0.1 s (any
+                # session: on a busy server it can be stale for longer): read it up to three times.
+                for _attempt in range(3):
                     self._last_blockers = self._trx_holders()
+                    if self._last_blockers:
+                        break
             raise
         finally:
             if watcher is not None:
@@ -345,7 +346,14 @@ class MysqlAdapter(Adapter):
     def _mdl_holders(self):
         return [self._blocker(r, 'metadata_locks') for r in self._monitor_rows(self.MDL_HOLDERS, [self.conn.thread_id()])]
 
+    # information_schema.INNODB_TRX is served from a cache that InnoDB refreshes only when it has not been read
+    # for 0.1 s (trx0i_s: CACHE_MIN_IDLE_TIME_US); reading it again sooner returns the same, possibly stale, rows.
+    TRX_CACHE_IDLE = 0.15
+
     def _trx_holders(self):
+        pause = getattr(self, '_trx_read_at', 0.0) + self.TRX_CACHE_IDLE - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         try:
             # A transaction that held the lock for the whole wait is at least lock_wait_timeout old
             # (trx_started has whole seconds: one second of slack).
@@ -355,6 +363,8 @@ class MysqlAdapter(Adapter):
         except pymysql.MySQLError as e:
             self.blockers_unknown = 'cannot read INNODB_TRX: %s' % (e.args[1] if len(e.args) > 1 else e)
             return []
+        finally:
+            self._trx_read_at = time.monotonic()
 
     def lock_blockers(self):
         return getattr(self, '_last_blockers', [])
