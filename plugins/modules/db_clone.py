@@ -57,6 +57,15 @@ options:
     description:
       - Directory searched first for the client tools.
     type: path
+  stall_timeout:
+    description:
+      - Seconds without progress after which the copy is stopped. Progress is any byte through the pipe, any
+        byte read or written by one of the pipeline's processes, or a statement the server is still executing for
+        it (an index build); this is not a limit on a long copy.
+      - On a stall every process of the pipeline (with its children) is killed, the error names the tool, the
+        server's host and port and the phase, and the half-made clone is dropped. C(0) turns the watchdog off.
+    type: float
+    default: 300
 extends_documentation_fragment:
   - dbops.maintenance.connection
 attributes:
@@ -112,6 +121,11 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common im
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.clone import Clone
 
 
+def validate(module):
+    if module.params['stall_timeout'] is not None and module.params['stall_timeout'] < 0:
+        module.fail_json(msg='stall_timeout must be 0 (no watchdog) or more seconds.')
+
+
 def main():
     argument_spec = dbops_argument_spec(
         changes=False,
@@ -121,9 +135,10 @@ def main():
         scratch_prefix=dict(type='str', default='dbops_scratch_'),
         no_owner=dict(type='bool', default=False),
         tool_path=dict(type='path'),
+        stall_timeout=dict(type='float', default=300.0),
     )
     install_signal_handlers()
-    run_module(argument_spec, lambda module, db: Clone(module, db).run(), maintenance_lock=False)
+    run_module(argument_spec, lambda module, db: Clone(module, db).run(), validate=validate, maintenance_lock=False)
 
 
 if __name__ == '__main__':

@@ -109,6 +109,15 @@ options:
     description:
       - Directory searched first for the client tools and decompressors.
     type: path
+  stall_timeout:
+    description:
+      - Seconds without progress after which the restore into the side database is stopped. Progress is any byte through the pipe, any
+        byte read or written by one of the pipeline's processes, or a statement the server is still executing for
+        it (an index build); this is not a limit on a long restore.
+      - On a stall every process of the pipeline (with its children) is killed, the error names the tool, the
+        server's host and port and the phase, and the side database is dropped: the target is left as it was. C(0) turns the watchdog off.
+    type: float
+    default: 300
 extends_documentation_fragment:
   - dbops.maintenance.connection
   - dbops.maintenance.connection.safety
@@ -225,6 +234,8 @@ def validate(module):
     validate_safety(module)
     if module.params['keep_replaced_last'] is not None and module.params['keep_replaced_last'] < 1:
         module.fail_json(msg='keep_replaced_last must be 1 or more (the copy just replaced is always kept).')
+    if module.params['stall_timeout'] is not None and module.params['stall_timeout'] < 0:
+        module.fail_json(msg='stall_timeout must be 0 (no watchdog) or more seconds.')
 
 
 def work(module, _db):
@@ -247,6 +258,7 @@ def main():
         jobs=dict(type='int', default=1),
         no_owner=dict(type='bool', default=False),
         tool_path=dict(type='path'),
+        stall_timeout=dict(type='float', default=300.0),
     )
     install_signal_handlers()
     run_module(spec, work, validate=validate, connect=False)

@@ -468,3 +468,36 @@ def test_verify_restore_as_a_non_superuser_says_why_in_the_message(ansible, serv
         for row in server.query(None, "SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = %s", [role]):
             server.drop_database(row[0])
         server.execute(None, "DROP ROLE IF EXISTS %s" % role)
+
+
+def test_a_stalled_restore_is_stopped_and_the_target_is_left_as_it_was(ansible, servers, tmp_path):
+    """db_restore's side-copy restore runs under the same stall watchdog: a pg_restore that stops making progress
+    is killed after stall_timeout, the side database is dropped, and the target keeps its rows."""
+    from conftest import DB  # pylint: disable=import-outside-toplevel
+    server = servers["pg16" if "pg16" in servers else "pg15"]
+    db = DB(server, server.create_database())
+    try:
+        db.execute("CREATE TABLE keep (id int PRIMARY KEY)")
+        db.execute("INSERT INTO keep SELECT generate_series(1, 50)")
+        dest = tmp_path / "bk"
+        dest.mkdir(mode=0o700)
+        b = ansible.run(BACKUP, dict(db.params, dest=str(dest), format="custom"), expect_failure=False)
+        db.execute("DELETE FROM keep WHERE id > 10")  # the target now differs from the backup
+        marker = "1000.%d" % secrets.randbelow(10 ** 6)
+        real = server.info["bin_dir"]
+        stall = ('for a in "$@"; do case "$a" in --dbname=*) printf -- "-- a little\\n" >&2; sleep %s & wait; exit 1;; '
+                 'esac; done\nexec %s/pg_restore "$@"\n' % (marker, real))
+        tools = make_tool_dir(tmp_path, {"pg_restore": stall},
+                              links=[(n, os.path.join(real, n)) for n in ("pg_dump", "psql")])
+        r = ansible.run("dbops.maintenance.db_restore", dict(db.params, backup=b["manifest_path"], replace=True,
+                                                              tool_path=tools, stall_timeout=2))
+        assert r.failed, "the stalled restore was not stopped"
+        assert "pg_restore made no progress for" in r["msg"], r["msg"]
+        assert "phase restore into dbops_restore_" in r["msg"], r["msg"]
+        assert db.query("SELECT count(*) FROM keep") == [(10,)], "the target was touched"
+        left = server.query(None, "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                            ["dbops_restore_%s%%" % db.name[:20]])
+        assert left == [], left
+        assert no_process_with(marker), "a process of the stalled pipeline is still running"
+    finally:
+        server.drop_database(db.name)

@@ -13,7 +13,7 @@ import time
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
-    cleanup_tooling, tooling_for,
+    cleanup_tooling, tooling_for, where,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import (
     MARKER_KEY, SIDE_RECORD, marker_text, parse_marker, read_side_record,
@@ -70,7 +70,9 @@ class Clone:
             try:
                 self.tools.set_comment(admin, name, self.marker())
                 stages, tools = self.tools.clone_stages(p['database'], name, p['schema_only'], no_owner=p['no_owner'])
-                pipe = c.Pipeline(stages, redact=self.db.redact)
+                pipe = c.Pipeline(stages, redact=self.db.redact, stall_timeout=p.get('stall_timeout'),
+                                  where=where(p, 'copy into %s' % name),
+                                  server_busy=lambda: self.tools.scratch_busy(admin, name))
                 pipe.run()
                 if not pipe.ok:
                     raise pipe.failure('Copying %s to %s' % (p['database'], name))

@@ -30,7 +30,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
-    FORMATS, cleanup_tooling, compare_counts, tooling_for,
+    FORMATS, cleanup_tooling, compare_counts, tooling_for, where,
 )
 
 MARKER_KEY = 'dbops.maintenance'
@@ -274,7 +274,9 @@ class Restore:
         tools.create_database(admin, side, m)
         try:
             stages, stdin = tools.restore_stages(backup, m, side, jobs=self.p['jobs'] or 1, no_owner=self.p['no_owner'])
-            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin)
+            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin, stall_timeout=self.p.get('stall_timeout'),
+                              where=where(self.p, 'restore into %s' % side),
+                              server_busy=lambda: tools.scratch_busy(admin, side))
             pipe.run()
             if not pipe.ok:
                 err = pipe.failure('Restoring %s into the side database %s' % (backup, side))

@@ -64,6 +64,15 @@ def compare_counts(want, got):
 # db_backup
 # ==========================================================================
 
+
+def where(p, phase):
+    """The server of the module's parameters p and the phase, for the messages of the stall watchdog."""
+    if p.get('login_unix_socket'):
+        return 'server socket %s, phase %s' % (p['login_unix_socket'], phase)
+    return 'server %s port %s, phase %s' % (p.get('login_host') or 'localhost',
+                                            p.get('login_port') or {'postgresql': 5432}.get(p['engine'], 3306), phase)
+
+
 class Backup:
     def __init__(self, module, adapter):
         self.module = module
@@ -107,12 +116,7 @@ class Backup:
         """The server and the phase, for the messages of the stall watchdog."""
         if self.engine == 'sqlite':
             return 'SQLite database %s, phase %s' % (self.source_identity(), phase)
-        p = self.p
-        if p.get('login_unix_socket'):
-            return 'server socket %s, phase %s' % (p['login_unix_socket'], phase)
-        return 'server %s port %s, phase %s' % (p.get('login_host') or 'localhost',
-                                                p.get('login_port') or {'postgresql': 5432}.get(self.engine, 3306),
-                                                phase)
+        return where(self.p, phase)
 
     def source_identity(self):
         if self.engine == 'sqlite':
