@@ -489,8 +489,8 @@ def test_a_stalled_restore_is_stopped_and_the_target_is_left_as_it_was(ansible, 
                  'esac; done\nexec %s/pg_restore "$@"\n' % (marker, real))
         tools = make_tool_dir(tmp_path, {"pg_restore": stall},
                               links=[(n, os.path.join(real, n)) for n in ("pg_dump", "psql")])
-        r = ansible.run("dbops.maintenance.db_restore", dict(db.params, backup=b["manifest_path"], replace=True,
-                                                              tool_path=tools, stall_timeout=2))
+        args = dict(db.params, backup=b["manifest_path"], replace=True, tool_path=tools, stall_timeout=2)
+        r = ansible.run("dbops.maintenance.db_restore", args)
         assert r.failed, "the stalled restore was not stopped"
         assert "pg_restore made no progress for" in r["msg"], r["msg"]
         assert "phase restore into dbops_restore_" in r["msg"], r["msg"]
