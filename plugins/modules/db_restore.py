@@ -115,7 +115,7 @@ options:
         byte read or written by one of the pipeline's processes, or a statement the server is still executing for
         it (an index build); this is not a limit on a long restore.
       - On a stall every process of the pipeline (with its children) is killed, the error names the tool, the
-        server's host and port and the phase, and the side database is dropped: the target is left as it was. C(0) turns the watchdog off.
+        server's host and port and the phase, and the side database is dropped, so the target is left as it was. C(0) turns the watchdog off.
     type: float
     default: 300
 extends_documentation_fragment:
