@@ -32,6 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "bench"))
+import benchlib  # noqa: E402  pylint: disable=wrong-import-position
+
+GOAL_OVERHEAD_PCT = 5.0  # db_backup's overhead over the bare dump command, best-of, per case
 
 
 def load_servers(state_dir):
@@ -236,11 +240,20 @@ def main():
     print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
+    goals = [("overhead of %s <= %.0f%% (best-of)" % (r["case"], GOAL_OVERHEAD_PCT), r["overhead_pct"] <= GOAL_OVERHEAD_PCT)
+             for r in rows]
+    code = benchlib.code_state()
+    dirty = " + uncommitted: %s" % ", ".join(code["uncommitted"]) if code["uncommitted"] else " (clean)"
+    tail = "\nCode: %s%s\n\n%s\n" % (code["head"][:12], dirty, "\n".join(benchlib.goals_text(goals)))
+    print(tail)
+    text += tail
     (out / f"backup_bench_{ts}.md").write_text(text)
-    summary = dict(sizes_mib=sizes, rows=rows, load=load, load_start=load_start, cpus=os.cpu_count(), reps=a.reps)
+    summary = dict(sizes_mib=sizes, rows=rows, load=load, load_start=load_start, cpus=os.cpu_count(), reps=a.reps,
+                   code=code, goals=dict(goals))
     (out / f"backup_bench_{ts}.json").write_text(json.dumps(summary, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
+    return benchlib.exit_code(goals)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

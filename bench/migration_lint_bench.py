@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  pylint: disable=wrong-import-position
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MODULE = ROOT / "plugins" / "modules" / "migration_lint.py"
@@ -193,9 +196,12 @@ def main():
         print(json.dumps(big_rows, indent=2))
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         RESULTS.mkdir(parents=True, exist_ok=True)
+        goals = [("%s %.0f MB file finishes" % (r["engine"], r["megabytes"]), r["finished"]) for r in big_rows]
+        print("\n".join(benchlib.goals_text(goals)))
         (RESULTS / ("migration_lint_big_%s.json" % stamp)).write_text(json.dumps(dict(
-            big=big_rows, root=str(TARGET["root"]), load=os.getloadavg()), indent=2))
-        return 0
+            big=big_rows, root=str(TARGET["root"]), load=os.getloadavg(), code=benchlib.code_state(),
+            goals=dict(goals)), indent=2))
+        return benchlib.exit_code(goals)
     largest = max(sizes)
     ok = True
     lines = ["| engine | files | statements | findings | wall time (s) | CPU time (s) | ms / file (wall) | "
@@ -227,6 +233,7 @@ def main():
     except ImportError:
         pass
     env["root"] = str(TARGET["root"])
+    env["code"] = benchlib.code_state()
     md = "# migration_lint benchmark %s\n\n%s\n\n%s\n\nEnvironment: %s\n" % (
         stamp, "\n".join(lines), "\n".join(verdicts), json.dumps(env))
     if big_rows:
