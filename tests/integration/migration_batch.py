@@ -1,8 +1,9 @@
 """Run many module tasks in ONE ansible-playbook (each ansible-playbook start costs ~3 s).
 
-``run_tasks(ansible, tasks)``: tasks is a list of dicts ``{"name", "module", "args", "check", "diff"}``
-or ``{"name", "shell": "..."}`` (a local command, e.g. to move a migration file); every task has
-``ignore_errors``; returns {name: result dict} parsed from the dbops_json callback.
+``run_tasks(ansible, tasks, output=False)``: tasks is a list of dicts ``{"name", "module", "args", "check",
+"diff", "env"}`` or ``{"name", "shell": "..."}`` (a local command, e.g. to move a migration file); every task
+has ``ignore_errors``; returns {name: result dict} parsed from the dbops_json callback (with output=True also
+``_stdout`` / ``_stderr``: the run's whole output, for tests that a secret never reaches it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ansible_run import JSON_BEGIN, JSON_END, _write_private, to_yaml
 from conftest import DB
 
 
-def run_tasks(ansible, tasks):
+def run_tasks(ansible, tasks, output=False):
     run_dir = ansible._run_dir()  # pylint: disable=protected-access
     play_tasks = []
     for t in tasks:
@@ -25,6 +26,8 @@ def run_tasks(ansible, tasks):
                 entry["check_mode"] = True
             if t.get("diff"):
                 entry["diff"] = True
+            if t.get("env"):
+                entry["environment"] = t["env"]
         entry["ignore_errors"] = True
         play_tasks.append(entry)
     playbook = _write_private(run_dir / "playbook.yml", to_yaml(
@@ -45,6 +48,8 @@ def run_tasks(ansible, tasks):
     missing = [t["name"] for t in tasks if t["name"] not in out]
     if missing:
         raise AssertionError("tasks did not run: %s\n%s" % (missing, stdout[-3000:]))
+    if output:
+        out["_stdout"], out["_stderr"] = stdout, stderr
     return out
 
 

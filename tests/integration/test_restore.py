@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from ansible_run import JSON_BEGIN, JSON_END, _write_private, to_yaml
+from migration_batch import run_tasks
 from test_backup import fingerprint, seed  # noqa: F401  pylint: disable=unused-import
 
 BACKUP = "dbops.maintenance.db_backup"
@@ -26,36 +26,9 @@ CLONE = "dbops.maintenance.db_clone"
 # --------------------------------------------------------------------------
 
 def batch(ansible, tasks):
-    """Many module tasks in one ansible-playbook: tasks are {"name", "module", "args", "check", "env"};
-    returns {name: result}. Every task has ignore_errors."""
-    run_dir = ansible._run_dir()  # pylint: disable=protected-access
-    play = []
-    for t in tasks:
-        entry = {"name": t["name"], t["module"]: t["args"], "register": "r", "ignore_errors": True}
-        if t.get("check"):
-            entry["check_mode"] = True
-        if t.get("env"):
-            entry["environment"] = t["env"]
-        play.append(entry)
-    playbook = _write_private(run_dir / "playbook.yml", to_yaml([{"hosts": "localhost", "gather_facts": False,
-                                                                  "tasks": play}]))
-    cmd = [ansible.ansible_playbook, "-i", ansible.inventory, playbook]
-    rc, stdout, stderr = ansible._exec(cmd, run_dir, ansible.environment(run_dir, "dbops_json"))  # pylint: disable=protected-access
-    begin, end = stdout.rfind(JSON_BEGIN), stdout.rfind(JSON_END)
-    if begin < 0 or end < begin or rc not in (0, 2):
-        raise AssertionError("ansible-playbook broke rc=%s\n%s\n%s" % (rc, stdout[-3000:], stderr[-3000:]))
-    doc = json.loads(stdout[begin + len(JSON_BEGIN):end])
-    out = {}
-    for p in doc["plays"]:
-        for t in p["tasks"]:
-            res = t["hosts"].get("localhost", {})
-            res.setdefault("changed", False)
-            res.setdefault("failed", False)
-            out[t["task"]["name"]] = res
-    missing = [t["name"] for t in tasks if t["name"] not in out]
-    assert not missing, "tasks did not run: %s" % missing
-    out["_stdout"], out["_stderr"] = stdout, stderr
-    return out
+    """Many module tasks in one ansible-playbook (migration_batch.run_tasks): tasks are {"name", "module", "args",
+    "check", "env"}; returns {name: result} and the run's _stdout/_stderr. Every task has ignore_errors."""
+    return run_tasks(ansible, tasks, output=True)
 
 
 def databases_like(server, pattern):
