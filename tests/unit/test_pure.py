@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines import base, mysql, sqlite
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines import base
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql import catalog as mysql_catalog, connection as mysql_connection
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.sqlite import catalog as sqlite_catalog, connection as sqlite_connection
 from ansible_collections.dbops.maintenance.plugins.module_utils import connection
 
 
@@ -15,7 +17,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import connectio
     ("enum('')", [""]),
 ])
 def test_parse_mysql_enum_list(text, values):
-    got, raw, end = mysql.parse_quoted_list(text, len("enum("))
+    got, raw, end = mysql_catalog.parse_quoted_list(text, len("enum("))
     assert got == values
     assert end == len(text)
     assert "enum(" + ",".join(raw) + ")" == text
@@ -23,23 +25,23 @@ def test_parse_mysql_enum_list(text, values):
 
 def test_parse_mysql_enum_list_keeps_rest_of_line():
     line = "`s` enum('a','b)') NOT NULL DEFAULT 'a' COMMENT 'x)'"
-    values, _raw, end = mysql.parse_quoted_list(line, len("`s` enum("))
+    values, _raw, end = mysql_catalog.parse_quoted_list(line, len("`s` enum("))
     assert values == ["a", "b)"] and line[end:] == " NOT NULL DEFAULT 'a' COMMENT 'x)'"
 
 
 def test_parse_mysql_enum_list_unterminated():
     with pytest.raises(ValueError):
-        mysql.parse_quoted_list("enum('a','b'", 5)
+        mysql_catalog.parse_quoted_list("enum('a','b'", 5)
 
 
 @pytest.mark.parametrize("name, quoted", [("a`b", "`a``b`"), ("x", "`x`"), ("é ü", "`é ü`")])
 def test_mysql_quote_ident(name, quoted):
-    assert mysql.quote_ident(name) == quoted
+    assert mysql_connection.quote_ident(name) == quoted
 
 
 @pytest.mark.parametrize("name, quoted", [('a"b', '"a""b"'), ("x; DROP", '"x; DROP"')])
 def test_sqlite_quote_ident(name, quoted):
-    assert sqlite.quote_ident(name) == quoted
+    assert sqlite_connection.quote_ident(name) == quoted
 
 
 @pytest.mark.parametrize("a, b, same", [
@@ -47,7 +49,7 @@ def test_sqlite_quote_ident(name, quoted):
     ("numeric(10, 2)", "NUMERIC(10,  2)", True),
 ])
 def test_sqlite_type_normalisation(a, b, same):
-    assert (sqlite.normalise_type(a) == sqlite.normalise_type(b)) is same
+    assert (sqlite_catalog.normalise_type(a) == sqlite_catalog.normalise_type(b)) is same
 
 
 def test_similar_names_prefers_case_insensitive_match():
@@ -58,11 +60,11 @@ def test_similar_names_prefers_case_insensitive_match():
 
 
 def test_flavour_table_is_complete():
-    keys = set(mysql.FLAVOURS["mariadb"])
-    assert keys == set(mysql.FLAVOURS["mysql"])
-    name, convert = mysql.FLAVOURS["mysql"]["statement_timeout"]
+    keys = set(mysql_connection.FLAVOURS["mariadb"])
+    assert keys == set(mysql_connection.FLAVOURS["mysql"])
+    name, convert = mysql_connection.FLAVOURS["mysql"]["statement_timeout"]
     assert (name, convert(1.5)) == ("max_execution_time", 1500)
-    name, convert = mysql.FLAVOURS["mariadb"]["statement_timeout"]
+    name, convert = mysql_connection.FLAVOURS["mariadb"]["statement_timeout"]
     assert (name, convert(1.5)) == ("max_statement_time", 1.5)
 
 
