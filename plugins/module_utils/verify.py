@@ -57,7 +57,7 @@ class Verifier:
     def tables(self):
         """[(schema, table)] of every user table (PostgreSQL: all non-system schemas)."""
         if self._tables is None:
-            self._tables = self.db.verify_tables()
+            self._tables = self.db.catalog_tables()
         return self._tables
 
     def empty_file_note(self):
@@ -101,7 +101,7 @@ class Verifier:
         expected = expected or 'exists'
         if (schema, table) not in self.tables():
             return check(name, 'columns', False, expected, None, 'table %s does not exist' % self.display(schema, table))
-        cols = self.db.verify_columns(schema, table)
+        cols = self.db.catalog_columns(schema, table)
         col = cols.get(spec['column'])
         if col is None:
             return check(name, 'columns', False, expected, None, 'column missing.%s' % did_you_mean(
@@ -110,7 +110,7 @@ class Verifier:
         problems = []
         if spec.get('type') is not None and not self.same_type(spec['type'], col['type']):
             problems.append('type is %s, expected %s (%s as the server spells it)' % (
-                col['type'], spec['type'], self.db.verify_normalise_type(spec['type'])))
+                col['type'], spec['type'], self.db.catalog_normalise_type(spec['type'])))
         if spec.get('nullable') is not None and spec['nullable'] != col['nullable']:
             problems.append('is %s, expected %s' % (
                 'nullable' if col['nullable'] else 'NOT NULL', 'nullable' if spec['nullable'] else 'NOT NULL'))
@@ -118,11 +118,11 @@ class Verifier:
 
     def same_type(self, expected, actual):
         """Compare after the server's own normalisation of the expected type (see the adapters'
-        verify_normalise_type); SQLite keeps declared types as written, so both sides are normalised."""
+        catalog_normalise_type); SQLite keeps declared types as written, so both sides are normalised."""
         if expected.strip().lower() == actual.strip().lower():
             return True
-        want = self.db.verify_normalise_type(expected)
-        have = self.db.verify_normalise_type(actual) if self.engine == 'sqlite' else actual
+        want = self.db.catalog_normalise_type(expected)
+        have = self.db.catalog_normalise_type(actual) if self.engine == 'sqlite' else actual
         return want.lower() == have.lower()
 
     def enum(self, spec):
@@ -140,7 +140,7 @@ class Verifier:
             name = 'enum %s.%s' % (spec['table'], spec['column'])
             if (None, spec['table']) not in self.tables():
                 return check(name, 'enum_values', False, values, None, 'table %s does not exist' % spec['table'])
-            cols = self.db.verify_columns(None, spec['table'])
+            cols = self.db.catalog_columns(None, spec['table'])
             if spec['column'] not in cols:
                 return check(name, 'enum_values', False, values, None, 'column missing.%s' % did_you_mean(
                     spec['column'], list(cols)))
@@ -154,7 +154,7 @@ class Verifier:
     def query(self, spec, index):
         name = 'query %s' % (spec.get('name') or '#%d' % (index + 1))
         try:
-            row = self.db.verify_query(spec['sql'])
+            row = self.db.run_readonly_query(spec['sql'])
         except DbopsError as e:
             return check(name, 'queries', False, 'a truthy first value', None, str(e))
         if row is None:
@@ -179,7 +179,7 @@ class Verifier:
         for schema, table in self.tables():
             if wanted is not None and (schema, table) not in wanted:
                 continue
-            out[self.count_key(schema, table)] = self.db.verify_count(schema, table)
+            out[self.count_key(schema, table)] = self.db.catalog_row_count(schema, table)
         return out
 
     def capture(self, only=None):

@@ -43,7 +43,7 @@ class Scripted(base.Adapter):
             self.timeouts += 1
             raise outcome
 
-    def mig_run_transaction(self, statements):
+    def history_run_transaction(self, statements):
         self.execute("; ".join(statements))
 
     def lock_blockers(self):
@@ -131,11 +131,11 @@ def test_lock_wait_total_ends_the_pauses():
 def test_history_transaction_uses_the_same_loop():
     a1 = blocker(11)
     a = Scripted([T, None], blockers=[[a1]], presence=[[a1], []])
-    a.mig_apply(["INSERT 1", "INSERT 2"])
+    a.history_apply(["INSERT 1", "INSERT 2"])
     assert a.queries == ["INSERT 1", "INSERT 2"] and a.attempts[0]["requeued"] == "blockers gone"
     a = Scripted([T], blockers=[[a1]], presence=[], lock_retries=0)
     with pytest.raises(base.DbopsError, match="history table.*rolled back: nothing was changed"):
-        a.mig_apply(["INSERT 1"])
+        a.history_apply(["INSERT 1"])
 
 
 def test_unsupported_is_not_a_lock_timeout():

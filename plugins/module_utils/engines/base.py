@@ -349,58 +349,58 @@ class Adapter:
         raise DbopsError(msg, **details)
 
     # --- migration history (migration_status / migration_resolve) ---
-    def mig_apply(self, statements):
+    def history_apply(self, statements):
         """Run the statements of one history change in ONE transaction (check mode: only record them).
 
         A lock timeout rolls the whole transaction back and retries it (with_lock_retries);
-        the engine hook is mig_run_transaction(statements).
+        the engine hook is history_run_transaction(statements).
         """
         if not statements:
             return
         if self.check_mode:
             self.queries.extend(statements)
             return
-        self.with_lock_retries(lambda: self.mig_run_transaction(statements), '; '.join(statements), history=True)
+        self.with_lock_retries(lambda: self.history_run_transaction(statements), '; '.join(statements), history=True)
         self.queries.extend(statements)
 
-    def mig_run_transaction(self, statements):
+    def history_run_transaction(self, statements):
         raise NotImplementedError
 
-    def mig_columns(self, table):
+    def history_columns(self, table):
         """Column names (lower case, in order) of the history table, or None when it does not exist."""
         raise NotImplementedError
 
-    def mig_select(self, table, columns, order_by=()):
+    def history_select(self, table, columns, order_by=()):
         """All rows of the history table as dicts of the given columns."""
-        q = 'SELECT %s FROM %s' % (', '.join(self.mig_ident(c) for c in columns), self.mig_ident(table))
+        q = 'SELECT %s FROM %s' % (', '.join(self.history_ident(c) for c in columns), self.history_ident(table))
         if order_by:
-            q += ' ORDER BY ' + ', '.join(self.mig_ident(c) for c in order_by)
-        return [dict(zip(columns, r)) for r in self.mig_fetch(q)]
+            q += ' ORDER BY ' + ', '.join(self.history_ident(c) for c in order_by)
+        return [dict(zip(columns, r)) for r in self.history_fetch(q)]
 
-    def mig_fetch(self, query):
+    def history_fetch(self, query):
         raise NotImplementedError
 
-    def mig_ident(self, name):
+    def history_ident(self, name):
         raise NotImplementedError
 
     # A value of a history-table statement as a literal: one function, the engine's spelling in three hooks.
     bool_literals = ('TRUE', 'FALSE')
 
-    def mig_literal(self, value):
+    def history_literal(self, value):
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self.mig_bytes_literal(bytes(value))
+            return self.history_bytes_literal(bytes(value))
         if isinstance(value, bool):
             return self.bool_literals[0] if value else self.bool_literals[1]
         if value is None:
             return 'NULL'
         if isinstance(value, int):
             return str(value)
-        return self.mig_text_literal(str(value))
+        return self.history_text_literal(str(value))
 
-    def mig_bytes_literal(self, value):
+    def history_bytes_literal(self, value):
         return "X'%s'" % value.hex().upper()
 
-    def mig_text_literal(self, text):
+    def history_text_literal(self, text):
         raise NotImplementedError
 
 

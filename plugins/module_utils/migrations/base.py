@@ -15,8 +15,8 @@ A tool (one file beside this one) says:
 * ``plan(ctx)``: the operations (Insert / Delete / Update / Raw) that bring one
   migration to the wanted state, or [] when it is already in it.
 
-Operations render to SQL with the engine adapter's quoting (mig_ident,
-mig_literal) and can be simulated on the rows read, which gives check mode
+Operations render to SQL with the engine adapter's quoting (history_ident,
+history_literal) and can be simulated on the rows read, which gives check mode
 its exact statements and its diff.
 """
 
@@ -126,13 +126,13 @@ class Sql:
         self.db = db
         self.engine = db.engine
         self.table_name = table
-        self.table = db.mig_ident(table)
+        self.table = db.history_ident(table)
 
     def ident(self, name):
-        return self.db.mig_ident(name)
+        return self.db.history_ident(name)
 
     def value(self, v):
-        return v.text if isinstance(v, Expr) else self.db.mig_literal(v)
+        return v.text if isinstance(v, Expr) else self.db.history_literal(v)
 
 
 class Local:

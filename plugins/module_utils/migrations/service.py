@@ -45,12 +45,12 @@ class History:
         self.read()
 
     def read(self):
-        present = self.db.mig_columns(self.table)
+        present = self.db.history_columns(self.table)
         self.exists = present is not None
         self.rows = []
         if self.exists:
             self.tool.check_columns(present, self.sql.table)
-            self.rows = self.db.mig_select(self.table, self.tool.read_columns(present),
+            self.rows = self.db.history_select(self.table, self.tool.read_columns(present),
                                            [c for c in self.tool.order_by if c in present])
         return self.rows
 
@@ -104,7 +104,7 @@ def resolve(db, params, check_mode):
     for op in ops:
         predicted = op.simulate(predicted)
     predicted = [dict(dict.fromkeys(tool.columns), **r) for r in predicted]
-    db.mig_apply(statements)
+    db.history_apply(statements)
     if statements and not check_mode:
         after_all = h.read()
     else:

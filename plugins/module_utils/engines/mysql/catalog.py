@@ -119,20 +119,20 @@ class MysqlCatalog:
 
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify.
-    def verify_tables(self):
+    def catalog_tables(self):
         return [(None, t) for t in sorted(self.table_names())]
 
-    def verify_columns(self, schema, table):
+    def catalog_columns(self, schema, table):
         return self.show_columns(table)
 
-    def verify_normalise_type(self, type_sql):
+    def catalog_normalise_type(self, type_sql):
         """The server's spelling of a type: probe_column's session-private temporary table, dropped at once."""
         return self.probe_column(dict(column='c', type=type_sql, nullable=True, default=None, comment=None))['type']
 
-    def verify_count(self, schema, table):
+    def catalog_row_count(self, schema, table):
         return self.fetchone('SELECT COUNT(*) FROM %s' % quote_ident(table))[0]
 
-    def verify_query(self, text):
+    def run_readonly_query(self, text):
         """First row of the operator's query, once it is proven to only read.
 
         sqlcheck.readonly_query parses it (sqlglot, mysql dialect): one SELECT (WITH, UNION) or SHOW, no INTO

@@ -16,13 +16,13 @@ class MysqlHistory:
     """Migration history-table I/O."""
 
     # --- migration history (migration_status / migration_resolve) ---
-    def mig_ident(self, name):
+    def history_ident(self, name):
         return quote_ident(name)
 
-    def mig_text_literal(self, text):
+    def history_text_literal(self, text):
         return self.conn.escape(text)
 
-    def mig_columns(self, table):
+    def history_columns(self, table):
         rows = self.fetchall(
             'SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() '
             'AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION', [table])
@@ -30,15 +30,15 @@ class MysqlHistory:
             return None
         return [r[0].lower() for r in rows]
 
-    def mig_fetch(self, query):
+    def history_fetch(self, query):
         return self.fetchall(query)
 
-    def mig_run_transaction(self, statements):
+    def history_run_transaction(self, statements):
         done = []
         with self._watching_blockers():
-            self._mig_run_transaction(statements, done)
+            self._history_run_transaction(statements, done)
 
-    def _mig_run_transaction(self, statements, done):
+    def _history_run_transaction(self, statements, done):
         statement = None
         try:
             self.conn.begin()

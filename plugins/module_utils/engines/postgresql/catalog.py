@@ -105,18 +105,18 @@ class PostgresCatalog:
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify. Nothing here writes: type normalisation and the operator's
     # queries run in a READ ONLY transaction that is rolled back (so they also work on a hot standby).
-    def verify_tables(self):
+    def catalog_tables(self):
         """[(schema, table)] of every table outside the system schemas."""
         return [(r[0], r[1]) for r in self.fetchall(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname !~ '^pg_' "
             "AND n.nspname <> 'information_schema' ORDER BY 1, 2")]
 
-    def verify_columns(self, schema, table):
+    def catalog_columns(self, schema, table):
         oid = self.find_table(schema, table)
         return {c['name']: c for c in self.columns(oid)} if oid else {}
 
-    def verify_normalise_type(self, type_sql):
+    def catalog_normalise_type(self, type_sql):
         """The server's own spelling of a type (format_type), read from the result description of
         SELECT NULL::<type> in a rolled-back READ ONLY transaction: no temporary table, nothing written."""
         query = sql.SQL('SELECT NULL::') + sql.SQL(type_sql)
@@ -131,19 +131,19 @@ class PostgresCatalog:
             raise DbopsError('PostgreSQL does not accept the type %r: %s' % (
                 type_sql, (str(e).strip().splitlines() or [''])[0]))
 
-    def verify_count(self, schema, table):
+    def catalog_row_count(self, schema, table):
         return self.count_rows(schema, table)
 
-    def verify_query(self, text):
+    def run_readonly_query(self, text):
         """First row of the operator's query, once it is proven to only read.
 
         sqlcheck.readonly_query parses it with the server's own parser (pglast): one SELECT, no INTO, no FOR
-        UPDATE/SHARE, no data-modifying WITH; verify_calls then resolves every function, operator and cast type
+        UPDATE/SHARE, no data-modifying WITH; check_readonly_calls then resolves every function, operator and cast type
         it names in this database's catalog. It runs as one statement (extended protocol) in a READ ONLY
         transaction that is rolled back: the second layer.
         """
         calls = sqlcheck.readonly_query(text, 'postgresql')
-        self.verify_calls(calls)
+        self.check_readonly_calls(calls)
         try:
             with self.conn.transaction(force_rollback=True):
                 self.conn.execute('SET TRANSACTION READ ONLY')
@@ -155,20 +155,20 @@ class PostgresCatalog:
                                                       ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
 
     # Every function of that name the call could resolve to (in the schema it names, or on the search path).
-    VERIFY_FUNCTIONS = (
+    READONLY_FUNCTION_CANDIDATES = (
         "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_proc p "
         "JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang "
         "WHERE p.proname = %(name)s AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
         "ELSE n.nspname = %(schema)s END")
 
-    VERIFY_OPERATORS = (
+    READONLY_OPERATOR_CANDIDATES = (
         "SELECT n.nspname, p.provolatile, p.proname, l.lanname FROM pg_operator o "
         "JOIN pg_namespace n ON n.oid = o.oprnamespace JOIN pg_proc p ON p.oid = o.oprcode "
         "JOIN pg_language l ON l.oid = p.prolang WHERE o.oprname = %(name)s AND CASE WHEN %(schema)s::text IS NULL "
         "THEN n.nspname = ANY (current_schemas(true)) ELSE n.nspname = %(schema)s END")
 
     # A cast to a type runs its input function and any cast function into it; a domain runs its CHECKs.
-    VERIFY_TYPES = (
+    READONLY_CAST_TYPES = (
         "SELECT t.typname, EXISTS (SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
         "JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE (p.oid IN (t.typinput, t.typoutput) "
         "OR p.oid IN (SELECT c.castfunc FROM pg_cast c WHERE c.casttarget = t.oid)) "
@@ -178,7 +178,7 @@ class PostgresCatalog:
         "AND CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY (current_schemas(true)) "
         "ELSE n.nspname = %(schema)s END")
 
-    def verify_calls(self, calls):
+    def check_readonly_calls(self, calls):
         """Refuse (nothing run) unless every function/operator the query names is immutable or stable, not on
         sqlcheck's deny list, and built in (pg_catalog) or compiled code of an extension (language C or internal,
         which only a superuser can install: citext's = operator, for one), whatever overload the call resolves
@@ -188,8 +188,8 @@ class PostgresCatalog:
         refuse = sqlcheck.SqlRefused
         tail = (' db_verify runs only immutable or stable functions that are built in or compiled extension code. %s'
                 % sqlcheck.NOTHING)
-        for kind, query, items in (('function', self.VERIFY_FUNCTIONS, calls['functions']),
-                                   ('operator', self.VERIFY_OPERATORS, calls['operators'])):
+        for kind, query, items in (('function', self.READONLY_FUNCTION_CANDIDATES, calls['functions']),
+                                   ('operator', self.READONLY_OPERATOR_CANDIDATES, calls['operators'])):
             for schema, name in items:
                 label = '%s%s' % ('%s.' % schema if schema else '', name)
                 rows = self.fetchall(query, dict(name=name, schema=schema))
@@ -206,7 +206,7 @@ class PostgresCatalog:
                             else 'on the deny list of functions that act (files, sessions, settings, locks, waits)',
                             tail))
         for schema, name in calls.get('types', ()):
-            for _typname, user_code, domain_checks in self.fetchall(self.VERIFY_TYPES, dict(name=name, schema=schema)):
+            for _typname, user_code, domain_checks in self.fetchall(self.READONLY_CAST_TYPES, dict(name=name, schema=schema)):
                 if user_code or domain_checks:
                     raise refuse('The query casts to the type %s, whose %s user code. %s' % (
                         name, 'input or cast functions are' if user_code else 'domain CHECK constraints may call',

@@ -16,27 +16,27 @@ class PostgresHistory:
     """Migration history-table I/O."""
 
     # --- migration history (migration_status / migration_resolve) ---
-    def mig_split(self, table):
+    def history_split(self, table):
         if '.' in table:
             schema, name = table.split('.', 1)
             return schema, name
         return None, table
 
-    def mig_ident(self, name):
+    def history_ident(self, name):
         """A table may be given as schema.table; a column never has a dot."""
-        schema, table = self.mig_split(name)
+        schema, table = self.history_split(name)
         return self.render(sql.Identifier(schema, table) if schema else sql.Identifier(table))
 
     bool_literals = ('true', 'false')
 
-    def mig_bytes_literal(self, value):
+    def history_bytes_literal(self, value):
         return "'\\x%s'::bytea" % value.hex()
 
-    def mig_text_literal(self, text):
+    def history_text_literal(self, text):
         return self.render(sql.Literal(text))
 
-    def mig_columns(self, table):
-        schema, name = self.mig_split(table)
+    def history_columns(self, table):
+        schema, name = self.history_split(table)
         rows = self.fetchall(
             'SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid '
             'JOIN pg_namespace n ON n.oid = c.relnamespace '
@@ -46,11 +46,11 @@ class PostgresHistory:
             return None
         return [r[0].lower() for r in rows]
 
-    def mig_fetch(self, query):
+    def history_fetch(self, query):
         rows = self.fetchall(query)
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
 
-    def mig_run_transaction(self, statements):
+    def history_run_transaction(self, statements):
         try:
             with self._watching_blockers():
                 try:

@@ -36,19 +36,19 @@ class SqliteCatalog:
 
     # --- verification (db_verify) ---
     # Read-only helpers of db_verify.
-    def verify_tables(self):
+    def catalog_tables(self):
         return [(None, t) for t in self.table_names()]
 
-    def verify_columns(self, schema, table):
+    def catalog_columns(self, schema, table):
         return self.columns(table)
 
-    def verify_normalise_type(self, type_sql):
+    def catalog_normalise_type(self, type_sql):
         return normalise_type(type_sql)
 
-    def verify_count(self, schema, table):
+    def catalog_row_count(self, schema, table):
         return self.fetchall('SELECT count(*) FROM %s' % quote_ident(table))[0][0]
 
-    def verify_query(self, text):
+    def run_readonly_query(self, text):
         """First row of the operator's query, once it is proven to only read, on a connection that cannot write.
 
         sqlcheck.readonly_query parses it (sqlglot, sqlite dialect): one SELECT (WITH, UNION, VALUES). It then

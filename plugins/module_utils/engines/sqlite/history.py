@@ -16,25 +16,25 @@ class SqliteHistory:
     """Migration history-table I/O."""
 
     # --- migration history (migration_status / migration_resolve) ---
-    def mig_ident(self, name):
+    def history_ident(self, name):
         return quote_ident(name)
 
     bool_literals = ('1', '0')
 
-    def mig_text_literal(self, text):
+    def history_text_literal(self, text):
         if '\x00' in text:
             raise DbopsError('A value for the history table contains a NUL character; SQLite text cannot hold it.')
         return "'%s'" % text.replace("'", "''")
 
-    def mig_columns(self, table):
+    def history_columns(self, table):
         if not self.fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)):
             return None
         return [r[0].lower() for r in self.fetchall('SELECT name FROM pragma_table_info(?)', (table,))]
 
-    def mig_fetch(self, query):
+    def history_fetch(self, query):
         return self.fetchall(query)
 
-    def mig_run_transaction(self, statements):
+    def history_run_transaction(self, statements):
         try:
             self.conn.execute('BEGIN IMMEDIATE')
         except sqlite3.OperationalError as e:
