@@ -51,7 +51,7 @@ class History:
         if self.exists:
             self.tool.check_columns(present, self.sql.table)
             self.rows = self.db.history_select(self.table, self.tool.read_columns(present),
-                                           [c for c in self.tool.order_by if c in present])
+                                               [c for c in self.tool.order_by if c in present])
         return self.rows
 
     def status(self):
