@@ -263,27 +263,27 @@ def main():
         module.fail_json(msg=str(e), changed=False, queries=[])
     with open_database(module) as db:
         plan = db.plan_column(p)
-        check_steps(plan['steps'], p['engine'])
-        result = dict(changed=False, target=plan['target'], queries=db.queries, server=db.server_info())
-        if plan.get('differences'):
-            result['differences'] = plan['differences']
-        if plan.get('refused'):
-            lines = ['  %-8s current: %-40s wanted: %s' % (k, plan['before'][k], plan['after'][k])
-                     for k in plan['differences']]
+        check_steps(plan.steps, p['engine'])
+        result = dict(changed=False, target=plan.target, queries=db.queries, server=db.server_info())
+        if plan.differences:
+            result['differences'] = plan.differences
+        if plan.refused:
+            lines = ['  %-8s current: %-40s wanted: %s' % (k, plan.before[k], plan.after[k])
+                     for k in plan.differences]
             module.fail_json(
                 msg='Column %s exists with another definition; nothing was changed.\n  current: %s\n  wanted:  %s\n%s\n'
                     'Set alter: true to change it (guards for rewrites and NULLs still apply), or fix the request.'
-                    % (plan['target'], describe(plan['before']), describe(plan['after']), '\n'.join(lines)),
+                    % (plan.target, describe(plan.before), describe(plan.after), '\n'.join(lines)),
                 **result)
-        db.apply(plan['steps'], allow=dict(allow_rewrite=p['allow_rewrite']))
-        result['changed'] = bool(plan['steps'])
-        after = plan['after']
-        if plan['steps'] and not module.check_mode:
+        db.apply(plan.steps, allow=dict(allow_rewrite=p['allow_rewrite']))
+        result['changed'] = bool(plan.steps)
+        after = plan.after
+        if plan.steps and not module.check_mode:
             after = db.read_column(p)  # what the server has now, not what was asked
         result['column'] = after
         module.exit_json(**finish_result(db, result, diff=dict(
-            before=plan['before'] or {}, after=after or {},
-            before_header='%s (before)' % plan['target'], after_header='%s (after)' % plan['target'])))
+            before=plan.before or {}, after=after or {},
+            before_header='%s (before)' % plan.target, after_header='%s (after)' % plan.target)))
 
 
 if __name__ == '__main__':

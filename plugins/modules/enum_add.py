@@ -232,19 +232,19 @@ def validate(module):
 
 def work(module, db):
     p = module.params
-    plan = db.plan_enum_add(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'],
-                            values=p['values'], before=p['before'], after=p['after'], create=p['create'])
-    db.apply(plan['steps'], allow=dict(allow_copy=p['allow_copy']))
-    result = dict(changed=bool(plan['steps']), target=plan['target'], created=plan['created'])
-    if plan['steps'] and not module.check_mode:
+    ref = db.enum_ref(p)  # the type (PostgreSQL) or the column (MySQL)
+    plan = db.plan_enum_add(values=p['values'], before=p['before'], after=p['after'], create=p['create'], **ref)
+    db.apply(plan.steps, allow=dict(allow_copy=p['allow_copy']))
+    result = dict(changed=bool(plan.steps), target=plan.target, created=plan.created)
+    if plan.steps and not module.check_mode:
         # Re-read what the server has now: the result reports facts, not intentions.
-        plan['after'] = db.enum_state(schema=p['schema'], name=p['name'], table=p['table'], column=p['column'])
-        before_values = plan['before']['values'] if plan['before'] else []
-        result['added'] = [v for v in plan['after']['values'] if v not in before_values]
+        plan.after = db.enum_state(**ref)
+        before_values = plan.before['values'] if plan.before else []
+        result['added'] = [v for v in plan.after['values'] if v not in before_values]
     else:
-        result['added'] = plan['added']
-    result['values'] = plan['after']['values']
-    return finish_result(db, result, diff=dict(before=plan['before'] or {}, after=plan['after']))
+        result['added'] = plan.added
+    result['values'] = plan.after['values']
+    return finish_result(db, result, diff=dict(before=plan.before or {}, after=plan.after))
 
 
 def main():

@@ -13,6 +13,7 @@ apply(); they never write engine-specific SQL themselves.
 from __future__ import annotations
 
 import difflib
+import operator
 import os
 import random
 import re
@@ -76,6 +77,52 @@ class Step:
 
     def __repr__(self):
         return 'Step(%r)' % self.sql
+
+
+class Plan:
+    """What an adapter's plan_* method decided: the steps to hand to apply(), and the object around them.
+
+    target: the object worked on, quoted as the server needs it. before / after: its state now and as it
+    will be (None: absent). steps: the Step list (empty: nothing to do). differences: the attributes in
+    which an existing column differs from the request (column_ensure). refused: it differs and alter is
+    false: the module fails showing both, nothing runs. added / created: enum_add's values to add, and
+    whether the enum type is created.
+    """
+
+    def __init__(self, target, before=None, after=None, steps=None, differences=None, refused=False, added=None,
+                 created=False):
+        self.target = target
+        self.before = before
+        self.after = after
+        self.steps = list(steps or [])
+        self.differences = list(differences or [])
+        self.refused = refused
+        self.added = list(added or [])
+        self.created = created
+
+    def __repr__(self):
+        return 'Plan(%r, steps=%r%s)' % (self.target, self.steps, ', refused' if self.refused else '')
+
+
+# The attributes of a column that column_ensure manages (MySQL adds collation).
+COLUMN_ATTRIBUTES = ('type', 'nullable', 'default', 'comment')
+
+
+def compare_column(target, current, desired, alter, keys=COLUMN_ATTRIBUTES, same=None):
+    """Compare an existing column with the request: returns (differences, plan).
+
+    differences: the attributes of `keys` (in that order) in which `current` and `desired` differ, by
+    `same[key](current_value, desired_value)` where given (SQLite compares types normalised), else by ==.
+    plan: the finished Plan when nothing differs (no steps, after = current) or when something does and
+    alter is false (refused, after = desired); None when the caller has to plan the change of `differences`.
+    """
+    same = same or {}
+    differences = [k for k in keys if not same.get(k, operator.eq)(current[k], desired[k])]
+    if not differences:
+        return differences, Plan(target, before=current, after=current)
+    if not alter:
+        return differences, Plan(target, before=current, after=desired, differences=differences, refused=True)
+    return differences, None
 
 
 def similar(name, candidates, n=5):

@@ -91,7 +91,11 @@ class MysqlCatalog:
         return rows[column]
 
     # --- enums -----------------------------------------------------------------------------
-    def enum_state(self, table, column, **_ignored):
+    def enum_ref(self, params):
+        """enum_add's options that name the ENUM (a column): the keyword arguments of enum_state / plan_enum_add."""
+        return dict(table=params['table'], column=params['column'])
+
+    def enum_state(self, table, column):
         line = self.show_create_line(table, column)
         head = '%s enum(' % quote_ident(column)
         values, _raw, _end = parse_quoted_list(line, len(head))

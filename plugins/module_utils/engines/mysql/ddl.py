@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    DbopsError, Step, requested_comment, requested_default,
+    COLUMN_ATTRIBUTES, DbopsError, Plan, Step, compare_column, requested_comment, requested_default,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql.catalog import parse_quoted_list
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql.connection import quote_ident
@@ -21,7 +21,10 @@ MAX_ENUM_VALUES = 65535
 class MysqlDdl:
     """DDL planning."""
 
-    def plan_enum_add(self, table, column, values, before=None, after=None, **_ignored):
+    def plan_enum_add(self, table, column, values, before=None, after=None, create=False):
+        """Plan (engines/base.py) for enum_add of the ENUM column table.column."""
+        if create:
+            self.fail('create is PostgreSQL only; on MySQL add the ENUM column with column_ensure.')
         self.require_table(table)
         row = self.require_column(table, column)
         target = '%s.%s' % (quote_ident(table), quote_ident(column))
@@ -38,9 +41,8 @@ class MysqlDdl:
             self.fail('%s %r is not a value of %s (values: %s); nothing was changed.'
                       % ('before' if before else 'after', anchor, target, ', '.join(current)))
         to_add = [v for v in values if v not in current]
-        result = dict(before=state, target=target, added=to_add, created=False)
         if not to_add:
-            return dict(result, steps=[], after=state)
+            return Plan(target, before=state, after=state)
         final = list(current)
         if after is not None:
             pos = final.index(after) + 1
@@ -70,7 +72,7 @@ class MysqlDdl:
                           % ('in the middle' if pos != len(current) else 'past 255 values', target))
             steps = [copy]
         after_state = dict(state, values=final, definition=new_line)
-        return dict(result, steps=steps, after=after_state)
+        return Plan(target, before=state, after=after_state, steps=steps, added=to_add)
 
     def probe_column(self, spec, charset=None):
         """Let the server normalise the requested definition on a temporary table that is dropped at once.
@@ -113,21 +115,21 @@ class MysqlDdl:
         return text
 
     def plan_column(self, spec):
+        """Plan (engines/base.py) for column_ensure. spec: the module's options."""
         table, column = spec['table'], spec['column']
         self.require_one_statement_protocol()
         self.require_table(table)
         current = self.show_columns(table).get(column)
         target = '%s.%s' % (quote_ident(table), quote_ident(column))
-        res = dict(target=target, before=current)
         qt = quote_ident(table)
         if spec['state'] == 'absent':
             if current is None:
-                return dict(res, steps=[], after=None)
+                return Plan(target, before=None, after=None)
             if not spec.get('allow_drop'):
                 self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
                           '(after a backup). Nothing was changed.' % target)
             base = 'ALTER TABLE %s DROP COLUMN %s' % (qt, quote_ident(column))
-            return dict(res, after=None, steps=[self.algorithm_steps(base, 'drop the column')])
+            return Plan(target, before=current, after=None, steps=[self.algorithm_steps(base, 'drop the column')])
 
         managed_default, default_expr = requested_default(spec)
         managed_comment, comment = requested_comment(spec)
@@ -143,7 +145,7 @@ class MysqlDdl:
                               'Nothing was changed.' % (target, qt, rows_n), row_count=rows_n)
             base = 'ALTER TABLE %s ADD COLUMN %s %s' % (
                 qt, quote_ident(column), self.definition(spec['type'], spec['nullable'], default_expr, comment))
-            return dict(res, after=want, steps=[self.algorithm_steps(base, 'add the column')])
+            return Plan(target, before=None, after=want, steps=[self.algorithm_steps(base, 'add the column')])
 
         extra = (current['extra'] or '').lower()
         if 'generated' in extra or 'virtual' in extra or 'persistent' in extra:
@@ -162,11 +164,10 @@ class MysqlDdl:
             if current['collation'] != table_collation:
                 want_spec['collation'] = current['collation']
         want['extra'] = current['extra']
-        differences = [k for k in ('type', 'nullable', 'default', 'comment', 'collation') if current[k] != want[k]]
-        if not differences:
-            return dict(res, steps=[], after=current)
-        if not spec.get('alter'):
-            return dict(res, steps=[], after=want, differences=differences, refused=True)
+        differences, plan = compare_column(target, current, want, spec.get('alter'),
+                                           keys=COLUMN_ATTRIBUTES + ('collation',))
+        if plan is not None:
+            return plan
         if 'nullable' in differences and not want['nullable']:
             nulls = self.fetchone('SELECT COUNT(*) FROM %s WHERE %s IS NULL' % (qt, quote_ident(column)))[0]
             if nulls:
@@ -176,7 +177,7 @@ class MysqlDdl:
         base = 'ALTER TABLE %s MODIFY COLUMN %s %s' % (qt, quote_ident(column), self.definition(
             spec['type'], spec['nullable'], want_spec['default'], want_spec['comment'], current['extra'],
             collation=want_spec.get('collation')))
-        return dict(res, after=want, differences=differences,
+        return Plan(target, before=current, after=want, differences=differences,
                     steps=[self.algorithm_steps(base, 'alter the column: %s' % ', '.join(differences))])
 
     def default_as_sql(self, table, column):

@@ -53,7 +53,11 @@ class PostgresCatalog:
             "SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
             "WHERE t.typtype = 'e' ORDER BY 1, 2")]
 
-    def enum_state(self, schema, name, **_ignored):
+    def enum_ref(self, params):
+        """enum_add's options that name the enum (a type): the keyword arguments of enum_state / plan_enum_add."""
+        return dict(schema=params.get('schema'), name=params['name'])
+
+    def enum_state(self, schema, name):
         schema = schema or self.current_schema()
         values, _kind = self.find_enum(schema, name)
         return dict(type=self.display(schema, name), values=values)

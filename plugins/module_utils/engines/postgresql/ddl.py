@@ -10,7 +10,7 @@ Quoting is psycopg.sql's; values are sql.Literal.
 from __future__ import annotations
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    DbopsError, Step, did_you_mean, requested_comment, requested_default,
+    DbopsError, Plan, Step, compare_column, did_you_mean, requested_comment, requested_default,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.postgresql.connection import psycopg, sql
 
@@ -22,8 +22,8 @@ class PostgresDdl:
     def max_label_bytes(self):
         return int(self.fetchone('SHOW max_identifier_length')[0])
 
-    def plan_enum_add(self, schema, name, values, before=None, after=None, create=False, **_ignored):
-        """Plan for enum_add. Returns dict(steps, before, after, added, target)."""
+    def plan_enum_add(self, schema, name, values, before=None, after=None, create=False):
+        """Plan for enum_add of the enum type schema.name (schema None: the current schema)."""
         schema = schema or self.current_schema()
         target = self.display(schema, name)
         limit = self.max_label_bytes()
@@ -52,9 +52,8 @@ class PostgresDdl:
                 self.fail('before/after cannot be used when creating the type %s: it has no values yet.' % target)
             stmt = sql.SQL('CREATE TYPE {} AS ENUM ({})').format(
                 self.qualified(schema, name), sql.SQL(', ').join(sql.Literal(v) for v in values))
-            return dict(steps=[Step(self.render(stmt), 'create the enum type')], before=None,
-                        after=dict(type=target, values=list(values)), added=list(values), target=target,
-                        created=True)
+            return Plan(target, before=None, after=dict(type=target, values=list(values)), added=list(values),
+                        steps=[Step(self.render(stmt), 'create the enum type')], created=True)
         anchor = before or after
         if anchor is not None and anchor not in current:
             self.fail('%s %r is not a value of %s (values: %s); nothing was changed.'
@@ -78,8 +77,8 @@ class PostgresDdl:
                     self.qualified(schema, name), sql.Literal(v))
                 final.append(v)
             steps.append(Step(self.render(stmt), 'add enum value %r' % v))
-        return dict(steps=steps, before=dict(type=target, values=current), after=dict(type=target, values=final),
-                    added=to_add, target=target, created=False)
+        return Plan(target, before=dict(type=target, values=current), after=dict(type=target, values=final),
+                    steps=steps, added=to_add)
 
     def probe_column(self, column, type_sql, default_sql):
         """Ask the server itself how it reads a column definition, in a transaction that is rolled back.
@@ -141,7 +140,7 @@ class PostgresDdl:
                 str(e).strip().splitlines()[0], hint))
 
     def plan_column(self, spec):
-        """Plan for column_ensure. spec: the module's options. Returns dict(steps, before, after, ...)."""
+        """Plan (engines/base.py) for column_ensure. spec: the module's options."""
         schema = spec.get('schema') or self.current_schema()
         table, column = spec['table'], spec['column']
         target = self.display(schema, table)
@@ -158,16 +157,16 @@ class PostgresDdl:
         cols = {c['name']: c for c in self.columns(oid)}
         current = cols.get(column)
         qtable, qcol = self.qualified(schema, table), sql.Identifier(column)
-        res = dict(target='%s.%s' % (target, sql.Identifier(column).as_string(self.conn)), before=current)
+        where = '%s.%s' % (target, sql.Identifier(column).as_string(self.conn))
 
         if spec['state'] == 'absent':
             if current is None:
-                return dict(res, steps=[], after=None)
+                return Plan(where, before=None, after=None)
             if not spec.get('allow_drop'):
                 self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
-                          '(after a backup). Nothing was changed.' % res['target'])
+                          '(after a backup). Nothing was changed.' % where)
             stmt = sql.SQL('ALTER TABLE {} DROP COLUMN {}').format(qtable, qcol)
-            return dict(res, steps=[Step(self.render(stmt), 'drop the column')], after=None)
+            return Plan(where, before=current, after=None, steps=[Step(self.render(stmt), 'drop the column')])
 
         managed_default, default_expr = requested_default(spec)
         managed_comment, comment = requested_comment(spec)
@@ -184,12 +183,12 @@ class PostgresDdl:
                 if rows:
                     self.fail('Cannot add %s as NOT NULL without a default: %s has %d row(s), which would have no '
                               'value. Give a default (default: ...), or add it nullable, backfill, then set '
-                              'nullable: false. Nothing was changed.' % (res['target'], target, rows), row_count=rows)
+                              'nullable: false. Nothing was changed.' % (where, target, rows), row_count=rows)
             if not want['fast_default'] and not spec.get('allow_rewrite'):
                 self.fail('The default %r is volatile: adding %s with it rewrites every row of %s under an '
                           'ACCESS EXCLUSIVE lock. Set allow_rewrite: true to accept that, or add the column without '
                           'a default and backfill in batches. Nothing was changed.'
-                          % (default_expr, res['target'], target))
+                          % (default_expr, where, target))
             stmt = sql.SQL('ALTER TABLE {} ADD COLUMN {} ').format(qtable, qcol) + sql.SQL(spec['type'])
             if not spec['nullable']:
                 stmt = stmt + sql.SQL(' NOT NULL')
@@ -198,20 +197,18 @@ class PostgresDdl:
             steps.append(Step(self.render(stmt), 'add the column'))
             if desired['comment'] is not None:
                 steps.append(Step(self.render(comment_stmt), 'set the comment'))
-            return dict(res, steps=steps, after=desired)
+            return Plan(where, before=None, after=desired, steps=steps)
 
-        differences = [k for k in ('type', 'nullable', 'default', 'comment') if current[k] != desired[k]]
-        if not differences:
-            return dict(res, steps=[], after=current)
-        if not spec.get('alter'):
-            return dict(res, steps=[], after=desired, differences=differences, refused=True)
+        differences, plan = compare_column(where, current, desired, spec.get('alter'))
+        if plan is not None:
+            return plan
         parts = []
         if 'type' in differences:
             if self.probe_rewrite(column, current['type'], spec['type'], spec.get('using')) \
                     and not spec.get('allow_rewrite'):
                 self.fail('Changing %s from %s to %s rewrites the whole table %s under an ACCESS EXCLUSIVE lock. '
                           'Set allow_rewrite: true to accept that (in a maintenance window). Nothing was changed.'
-                          % (res['target'], current['type'], want['type'], target))
+                          % (where, current['type'], want['type'], target))
             part = sql.SQL('ALTER COLUMN {} TYPE ').format(qcol) + sql.SQL(spec['type'])
             if spec.get('using'):
                 part = part + sql.SQL(' USING ') + sql.SQL(spec['using'])
@@ -229,7 +226,7 @@ class PostgresDdl:
                 if nulls:
                     self.fail('Cannot make %s NOT NULL: %d row(s) have NULL in it. Backfill them first '
                               '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
-                              % (res['target'], nulls, column, column), null_count=nulls)
+                              % (where, nulls, column, column), null_count=nulls)
                 parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
         if parts:
             stmt = sql.SQL('ALTER TABLE {} ').format(qtable) + sql.SQL(', ').join(parts)
@@ -237,4 +234,4 @@ class PostgresDdl:
                 d for d in differences if d != 'comment')))
         if 'comment' in differences:
             steps.append(Step(self.render(comment_stmt), 'set the comment'))
-        return dict(res, steps=steps, after=desired, differences=differences)
+        return Plan(where, before=current, after=desired, steps=steps, differences=differences)
