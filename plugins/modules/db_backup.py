@@ -278,7 +278,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     Interrupted, install_signal_handlers,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup, cleanup_tooling
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
 
@@ -293,7 +293,7 @@ def work(module, db):
     except Interrupted as e:
         raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
     finally:
-        cleanup_tooling(job.tools)
+        job.tools.cleanup()
 
 
 def main():

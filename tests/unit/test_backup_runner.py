@@ -15,6 +15,8 @@ import pytest
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import runner
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
 SECRET = "s3cret-pw"
@@ -43,13 +45,22 @@ class FakeDb:
         return dict(engine="postgresql", version="15.18")
 
 
-class FakeTools:
+class FakeTools(Tooling):
     """A PostgreSQL-like engine whose dump is `argv` (a file format) or writes a directory (format directory)."""
 
-    def __init__(self, argv=None, dir_script=None):
+    engine = "postgresql"
+    default_port = 5432
+    check_mode_tools = PgTooling.check_mode_tools  # the real hook, on the fake bin_dir below
+
+    def __init__(self, argv=None, dir_script=None):  # pylint: disable=super-init-not-called
         self.argv = argv or ["printf", "CREATE TABLE t;\\n-- dump complete\\n"]
         self.dir_script = dir_script or 'mkdir "$0" && printf abc > "$0/toc.dat" && printf 12345 > "$0/3001.dat.gz"'
         self.calls = []
+
+    def bind(self, module, db):
+        """The module and adapter a real Tooling gets at construction."""
+        Tooling.__init__(self, module, db)
+        return self
 
     @staticmethod
     def default_format():
@@ -93,7 +104,7 @@ class FakeTools:
 def backup(dest, tools=None, check_mode=False, **params):
     module = FakeModule(check_mode=check_mode, dest=str(dest), **params)
     job = runner.Backup(module, FakeDb())
-    job.tools = tools or FakeTools()
+    job.tools = (tools or FakeTools()).bind(module, job.db)
     return job, job.run()
 
 
@@ -292,7 +303,7 @@ def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp
 
     class StubBackup:
         def __init__(self, module, _db):
-            self.tools = None
+            self.tools = Tooling(module, None)  # nothing to clean up
 
         @staticmethod
         def run():
@@ -393,7 +404,6 @@ def fake_pg_bin(directory, version, sleep=0):
 @pytest.mark.parametrize("fmt", ["custom", "directory"])
 @pytest.mark.parametrize("compression", ["zstd", "lz4"])
 def test_pg_check_options_refuses_lz4_zstd_before_16_with_the_dump_time_message(tmp_path, fmt, compression):
-    from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling  # pylint: disable=import-outside-toplevel
     tools = PgTooling(FakeModule(tool_path=fake_pg_bin(tmp_path / "bin", "15.18")), PgAdapterStub())
     opts = dict(format=fmt, compression=compression, compression_level=None, jobs=1, schema_only=False)
     with pytest.raises(DbopsError) as at_check:

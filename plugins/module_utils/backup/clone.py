@@ -12,21 +12,18 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
-    cleanup_tooling, tooling_for, where,
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
+    MARKER_KEY, Tooling, marker_text, parse_marker,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import (
-    MARKER_KEY, SIDE_RECORD, marker_text, parse_marker, read_side_record,
-)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.restore import SIDE_RECORD, read_side_record
 
 
 class Clone:
     def __init__(self, module, adapter):
         self.module = module
         self.p = module.params
-        self.engine = self.p['engine']
         self.db = adapter
-        self.tools = tooling_for(module, adapter)
+        self.tools = Tooling.for_module(module, adapter)
 
     def marker(self):
         return marker_text('clone', self.p['name'], c.iso(c.utcnow()), source=self.p['database'])
@@ -37,7 +34,7 @@ class Clone:
         name = p['name']
         if not prefix:
             raise DbopsError('scratch_prefix cannot be empty: it is what stops db_clone from dropping a real database.')
-        if self.engine == 'sqlite':
+        if self.tools.whole_file:
             return self.run_sqlite(name, prefix)
         if not name.startswith(prefix):
             raise DbopsError('%s does not start with the scratch prefix %r. db_clone only creates and drops databases '
@@ -71,7 +68,7 @@ class Clone:
                 self.tools.set_comment(admin, name, self.marker())
                 stages, tools = self.tools.clone_stages(p['database'], name, p['schema_only'], no_owner=p['no_owner'])
                 pipe = c.Pipeline(stages, redact=self.db.redact, stall_timeout=p.get('stall_timeout'),
-                                  where=where(p, 'copy into %s' % name),
+                                  where=self.tools.where('copy into %s' % name),
                                   server_busy=lambda: self.tools.scratch_busy(admin, name))
                 pipe.run()
                 if not pipe.ok:
@@ -81,8 +78,7 @@ class Clone:
                 raise
             tdb = self.tools.open_db(name)
             try:
-                tables = self.tools.all_tables(tdb) if self.engine == 'postgresql' else \
-                    self.tools.all_tables(tdb, database=name)
+                tables = self.tools.tables_of(tdb, name)
                 tables = [t for t in tables if t['name'] != getattr(self.tools, 'MARKER_TABLE', None)]
                 counts = self.tools.exact_counts(tdb, tables)
             finally:
@@ -92,7 +88,7 @@ class Clone:
                           msg='Copied %s to %s: %d tables.' % (p['database'], name, len(counts)))
             return result
         finally:
-            cleanup_tooling(self.tools)
+            self.tools.cleanup()
             admin.close()
 
     def run_sqlite(self, name, prefix):

@@ -200,19 +200,3 @@ class Progress:
     def remove(self):
         if self.path:
             remove_path(self.path)
-
-
-class ModuleView:
-    """What an engine adapter needs from a module, with other parameters (e.g. another database)."""
-
-    def __init__(self, module, **overrides):
-        self._module = module
-        self.params = dict(module.params, **overrides)
-        self.check_mode = module.check_mode
-        self._name = module._name
-
-    def fail_json(self, **kw):
-        self._module.fail_json(**kw)
-
-    def warn(self, msg):
-        self._module.warn(msg)

@@ -16,8 +16,11 @@ import os
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
+    ModuleView, Tooling, fail_at, marker_text,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, ModuleView, Pipeline, PrivateDir, Stage, VersionProbe, compressor_argv, find_tool, tool_version,
+    COMPRESSION_EXT, Interrupted, iso, Pipeline, PrivateDir, Stage, VersionProbe, compressor_argv, find_tool, tool_version,
 )
 
 DUMP_OPTIONS = ['--single-transaction', '--quick', '--routines', '--triggers', '--events', '--hex-blob',
@@ -67,14 +70,14 @@ def option_path(path, option):
 SYSTEM_TABLES_WITHOUT_DATA = {'mysql': ('general_log', 'slow_log', 'transaction_registry')}
 
 
-class MysqlTooling:
+class MysqlTooling(Tooling):
     engine = 'mysql'
+    default_port = 3306
+    counts_note = (' (MySQL: the counts come from a snapshot taken just before the dump; writes in between show '
+                   'up here)')
 
     def __init__(self, module, adapter):
-        self.module = module
-        self.db = adapter
-        self.params = module.params
-        self.tool_path = module.params.get('tool_path')
+        super().__init__(module, adapter)
         self.secret_dir = None
         self._defaults = None
 
@@ -480,3 +483,91 @@ class MysqlTooling:
         row = admin.fetchone('SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM '
                              'information_schema.SCHEMATA WHERE SCHEMA_NAME = %s', [name])
         return dict(charset=row[0], collation=row[1])
+
+    def tables_of(self, db, name):
+        return self.all_tables(db, database=name)
+
+    def guard_replaced(self, admin, target, tdb, objects):
+        """Replacing moves the target's tables (RENAME TABLE), which waits for every session using them."""
+        others = self.sessions(admin, target, own=tdb)
+        if others and objects:
+            raise DbopsError('Database %s has %d other session(s) (%s); replacing it moves its tables, '
+                             'which waits for them. Stop the application first. Nothing was changed.'
+                             % (target, len(others), '; '.join(str(tuple(o)) for o in others[:5])))
+
+    def swap_plan(self, target, side, replaced):
+        return ['CREATE DATABASE %s (marked as this collection\'s)' % replaced,
+                'drop the triggers and views of %s and %s (RENAME TABLE cannot move them)' % (side, target),
+                'RENAME TABLE %s.* TO %s.*, %s.* TO %s.* (one atomic statement)' % (target, replaced, side, target),
+                'recreate in %s the views, routines, triggers and events of the backup, and in %s those of '
+                'the replaced database' % (target, replaced),
+                'DROP DATABASE %s (now empty)' % side]
+
+    def move_in(self, admin, side, target):
+        """A new target: create it, move the side schema's tables there in one RENAME TABLE, recreate the rest."""
+        facts = self.schema_facts(admin, side)
+        self.create_database(admin, target, dict(database_facts=facts))
+        try:
+            objects = self.objects(admin, side)
+            self.drop_objects(admin, side, [o for o in objects if o[0] in ('TRIGGER', 'VIEW')])
+            tables = self.base_tables(admin, side)
+            if tables:
+                self.run(admin, 'RENAME TABLE ' + ', '.join(
+                    '%s.%s TO %s.%s' % (quote_ident(side), quote_ident(t), quote_ident(target), quote_ident(t)) for t in tables))
+            self.create_objects(admin, target, objects)
+        except BaseException:
+            self.drop_database(admin, target)
+            self.drop_database(admin, side)
+            raise
+        self.drop_database(admin, side)
+
+    def swap_in(self, admin, target, side, replaced, tdb, now):  # pylint: disable=unused-argument
+        """One atomic multi-table RENAME TABLE: target.a -> replaced.a and side.a -> target.a for every table.
+        What RENAME TABLE cannot move between schemas (views, triggers, routines, events) is recreated from its
+        definition: the target's triggers are dropped just before the RENAME and the backup's are created right
+        after it, so between the two, writes to the target fire no trigger and its views/routines may be the old
+        ones (the window documented in db_restore). Any failure renames back and recreates what was dropped."""
+        facts = self.schema_facts(admin, target)
+        self.create_database(admin, replaced, dict(database_facts=facts))
+        self.set_comment(admin, replaced, marker_text('replaced', target, iso(now)))
+        new_objects = self.objects(admin, side)
+        old_objects = self.objects(admin, target)
+        side_tables = self.base_tables(admin, side)
+        old_tables = self.base_tables(admin, target)
+        moved = False
+        try:
+            self.drop_objects(admin, side, [o for o in new_objects if o[0] in ('TRIGGER', 'VIEW')])
+            self.drop_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
+            fail_at('between_renames')
+            self.run(admin, 'RENAME TABLE ' + ', '.join(
+                ['%s.%s TO %s.%s' % (quote_ident(target), quote_ident(t), quote_ident(replaced), quote_ident(t)) for t in old_tables]
+                + ['%s.%s TO %s.%s' % (quote_ident(side), quote_ident(t), quote_ident(target), quote_ident(t)) for t in side_tables]))
+            moved = True
+            self.drop_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
+            self.create_objects(admin, target, new_objects)
+            fail_at('swapped')
+        except BaseException as e:
+            try:
+                if moved:
+                    self.drop_objects(admin, target, new_objects)
+                    self.run(admin, 'RENAME TABLE ' + ', '.join(
+                        ['%s.%s TO %s.%s' % (quote_ident(target), quote_ident(t), quote_ident(side), quote_ident(t)) for t in side_tables]
+                        + ['%s.%s TO %s.%s' % (quote_ident(replaced), quote_ident(t), quote_ident(target), quote_ident(t)) for t in old_tables]))
+                    self.create_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
+                self.create_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
+                self.drop_database(admin, side)
+                self.drop_database(admin, replaced)
+            except Exception as e2:  # pylint: disable=broad-except
+                raise DbopsError('Swapping in the restored schema failed (%s), and undoing it failed too (%s). The '
+                                 'original tables are in %s, the restored ones in %s; put them in place by hand.'
+                                 % (e, e2, replaced if moved else target, target if moved else side))
+            if isinstance(e, Interrupted) or not isinstance(e, Exception):
+                raise
+            raise DbopsError('%s Nothing was replaced: the tables and objects of %s are as they were; the side '
+                             'schema %s was dropped.' % (e, target, side), **getattr(e, 'details', {}))
+        try:
+            self.create_objects(admin, replaced, old_objects)
+        except Exception as e:  # pylint: disable=broad-except
+            self.module.warn('The replaced copy %s holds the old tables, but not all of their views/routines/'
+                             'triggers/events could be recreated there: %s' % (replaced, e))
+        self.drop_database(admin, side)

@@ -15,8 +15,11 @@ import os
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
+    ModuleView, Tooling, fail_at, marker_text,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, ModuleView, Pipeline, Stage, map_threads, run_tool,
+    COMPRESSION_EXT, Interrupted, Pipeline, Stage, iso, map_threads, run_tool,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (
     VersionProbe, candidate_bin_dirs, compressor_argv, is_pg_wrapper, parse_major, tool_version,
@@ -30,15 +33,17 @@ except ImportError:  # pragma: no cover - the adapter reports the missing driver
 SYSTEM_SCHEMAS = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'"
 
 
-class PgTooling:
+class PgTooling(Tooling):
     engine = 'postgresql'
+    default_port = 5432
 
     def __init__(self, module, adapter):
-        self.module = module
-        self.db = adapter
-        self.params = module.params
-        self.tool_path = module.params.get('tool_path')
+        super().__init__(module, adapter)
         self._bin = {}
+
+    def check_mode_tools(self):
+        d, _major, line = self.bin_dir()
+        return dict(pg_dump=dict(path=os.path.join(d, 'pg_dump'), version=line))
 
     # --- environment and tools ------------------------------------------------------
     def env(self, database=None):
@@ -526,6 +531,59 @@ class PgTooling:
 
     def rename(self, admin, old, new):
         self.run(admin, sql.SQL('ALTER DATABASE {} RENAME TO {}').format(sql.Identifier(old), sql.Identifier(new)))
+
+    def swap_plan(self, target, side, replaced):
+        return ['give %s the database-level properties of %s: owner, GRANTs, ALTER DATABASE/ROLE ... SET '
+                'settings, comment, connection limit' % (side, target),
+                'ALTER DATABASE %s ALLOW_CONNECTIONS false; terminate its sessions until none is left' % target,
+                'ALTER DATABASE %s RENAME TO %s' % (target, replaced),
+                'ALTER DATABASE %s RENAME TO %s' % (side, target),
+                'restore ALLOW_CONNECTIONS; mark %s as this collection\'s (COMMENT)' % replaced]
+
+    def swap_in(self, admin, target, side, replaced, tdb, now):
+        """From the maintenance database: the side database gets the target's database-level properties, the
+        target stops taking connections and its sessions are terminated, then two renames. Any failure puts
+        the target back (rename back, connections allowed as before) and drops the side database."""
+        props = self.properties(admin, target)
+        renamed = False
+        try:
+            for q in self.property_statements(side, props):
+                self.run(admin, q)
+            fail_at('properties')
+            tdb.close()  # our own session on the target (and its maintenance lock; server_lock stays held)
+            self.allow_connections(admin, target, False)
+            self.end_sessions(admin, target)
+            self.rename(admin, target, replaced)
+            renamed = True
+            fail_at('between_renames')
+            self.rename(admin, side, target)
+        except BaseException as e:
+            undo = []
+            try:
+                if renamed:
+                    self.rename(admin, replaced, target)
+                    undo.append('renamed %s back to %s' % (replaced, target))
+                if props['allowconn']:
+                    self.allow_connections(admin, target, True)
+                self.drop_database(admin, side, force=True)
+                undo.append('dropped the side database %s' % side)
+            except Exception as e2:  # pylint: disable=broad-except
+                raise DbopsError('Swapping in the restored database failed (%s), and undoing it failed too (%s). '
+                                 'The original database is %s; the restored copy is %s. Put them in place by hand.'
+                                 % (e, e2, replaced if renamed else target, side))
+            if isinstance(e, Interrupted) or not isinstance(e, Exception):
+                raise
+            raise DbopsError('%s Nothing was replaced: %s; %s is as it was.'
+                             % (e, ', '.join(undo), target), **getattr(e, 'details', {}))
+        # the swap is done: the replaced copy keeps its properties, and is marked as ours
+        if props['allowconn']:
+            self.allow_connections(admin, replaced, True)
+        else:
+            self.allow_connections(admin, target, False)
+        self.set_comment(admin, replaced, marker_text('replaced', target, iso(now), comment=props['comment']))
+
+    def move_in(self, admin, side, target):
+        self.rename(admin, side, target)
 
 
 def conninfo_dbname(name):

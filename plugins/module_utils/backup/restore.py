@@ -9,7 +9,7 @@
 2. The backup is restored into a side database (``dbops_restore_<target>_<ts>``; SQLite: a private 0600 file
    beside the target), and the side copy is checked: the manifest's tables, exactly, and its exact row counts
    when the manifest has them.
-3. Only then is the side copy swapped in (per engine, see swap_postgresql / swap_mysql / run_sqlite). The
+3. Only then is the side copy swapped in (per engine: the Tooling's swap_in, or run_sqlite). The
    replaced database is kept as ``<target>_dbops_replaced_<ts>`` (keep_replaced), marked as this collection's.
 
 Any failure before the swap drops the side copy and leaves the target as it was; a failure inside the swap
@@ -29,20 +29,14 @@ import time
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import (
-    FORMATS, cleanup_tooling, compare_counts, tooling_for, where,
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
+    MARKER_KEY, Tooling, fail_at, parse_marker,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import FORMATS, compare_counts
 
-MARKER_KEY = 'dbops.maintenance'
 STAGES = ('side_restored', 'checked', 'properties', 'between_renames', 'swapped')
 # the side copy needs about the backup's size once expanded: compressed dumps are counted this many times
 EXPANSION = {'none': 2, 'gzip': 6, 'lz4': 4, 'zstd': 6}  # SQLite uncompressed: 1 (the file itself)
-
-
-def fail_at(stage):
-    """Test-only fault injection: DBOPS_TEST_FAIL_AT=<stage> makes the run fail right there."""
-    if os.environ.get('DBOPS_TEST_FAIL_AT') == stage:
-        raise DbopsError('DBOPS_TEST_FAIL_AT=%s: failing on purpose at this stage (a test-only hook).' % stage)
 
 
 def bounded_name(prefix, middle, suffix, limit):
@@ -54,20 +48,6 @@ def bounded_name(prefix, middle, suffix, limit):
     room = limit - len((prefix + suffix + digest).encode('utf-8'))
     cut = middle.encode('utf-8')[:max(room, 0)].decode('utf-8', 'ignore')
     return prefix + cut + digest + suffix
-
-
-def marker_text(kind, target, at, **extra):
-    return json.dumps(dict({MARKER_KEY: kind, 'target': target, 'at': at}, **extra), sort_keys=True)
-
-
-def parse_marker(text, kind):
-    try:
-        data = json.loads(text or '')
-    except ValueError:
-        return None
-    if isinstance(data, dict) and data.get(MARKER_KEY) == kind:
-        return data
-    return None
 
 
 def resolve_backup(path):
@@ -146,9 +126,9 @@ class Restore:
         target = p['database'] or m['database']
         result = dict(changed=False, backup=backup, manifest_path=mpath, database=target, source_database=m['database'],
                       sha256=m['sha256'], backup_finished_at=m['finished_at'], replaced=None)
-        if self.engine == 'sqlite':
+        tools = Tooling.for_module(self.module, None)
+        if tools.whole_file:
             return self.run_sqlite(m, backup, target, result, started)
-        tools = tooling_for(self.module, None)
         tools.decompress_stages(m)  # the decompressor is there (or a clear error) before anything is touched
         c.check_backup_integrity(backup, m)
         admin = tools.admin()
@@ -168,14 +148,7 @@ class Restore:
                                      'it with the backup (the current one is kept as %s_dbops_replaced_<time>), or '
                                      'restore into another database (target). Nothing was changed.'
                                      % (target, objects, target))
-                if self.engine == 'mysql':
-                    others = tools.sessions(admin, target, own=tdb)
-                    if others and objects:
-                        raise DbopsError('Database %s has %d other session(s) (%s); replacing it moves its tables, '
-                                         'which waits for them. Stop the application first. Nothing was changed.'
-                                         % (target, len(others), '; '.join(str(tuple(o)) for o in others[:5])))
-                elif objects and not self.module.check_mode:
-                    tdb.acquire_maintenance_lock(p.get('wait_for_lock') or 0)
+                tools.guard_replaced(admin, target, tdb, objects)
             limit = tools.name_limit
             side = self.free_name(lambda n: bounded_name('dbops_restore_', target, '_' + self.ts + n, limit),
                                   lambda name: tools.database_exists(admin, name))
@@ -186,7 +159,7 @@ class Restore:
             self.step('check %s: tables %s%s' % (side, ', '.join(sorted(t['name'] for t in m['tables'])[:20]),
                                                  ' and the manifest\'s exact row counts' if m.get('row_counts') else ''))
             if exists:
-                self.plan_swap(target, side, replaced)
+                self.plan_swap(tools, target, side, replaced)
             else:
                 self.step('rename %s to %s' % (side, target))
             if self.module.check_mode:
@@ -197,21 +170,14 @@ class Restore:
                 return result
             counts = self.restore_side(tools, admin, m, backup, side, target, exists)
             if exists:
-                if self.engine == 'postgresql':
-                    self.swap_postgresql(tools, admin, target, side, replaced, tdb)
-                    tdb = None
-                else:
-                    self.swap_mysql(tools, admin, target, side, replaced)
+                tools.swap_in(admin, target, side, replaced, tdb, self.now)
                 if p['keep_replaced'] and objects:
                     result['replaced'] = replaced
                     result['pruned_replaced'] = self.retention(tools, admin, target, protect=replaced)
                 else:
                     tools.drop_database(admin, replaced, force=True)
             else:
-                if self.engine == 'postgresql':
-                    tools.rename(admin, side, target)
-                else:
-                    self.move_schema(tools, admin, side, target)
+                tools.move_in(admin, side, target)
             result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()], row_counts=counts,
                           duration=round(time.monotonic() - started, 3), queries=admin.queries, steps=self.steps,
                           matches_backup_counts=True if m.get('row_counts') else None)
@@ -222,7 +188,7 @@ class Restore:
         finally:
             if tdb is not None:
                 tdb.close()
-            cleanup_tooling(tools)
+            tools.cleanup()
             admin.close()
 
     @staticmethod
@@ -249,23 +215,9 @@ class Restore:
                    tools.database_size(admin, target) if target else 0)
         return self.space_check(datadir, need, 'the server\'s data directory')
 
-    def plan_swap(self, target, side, replaced):
-        if self.engine == 'postgresql':
-            for text in ('give %s the database-level properties of %s: owner, GRANTs, ALTER DATABASE/ROLE ... SET '
-                         'settings, comment, connection limit' % (side, target),
-                         'ALTER DATABASE %s ALLOW_CONNECTIONS false; terminate its sessions until none is left' % target,
-                         'ALTER DATABASE %s RENAME TO %s' % (target, replaced),
-                         'ALTER DATABASE %s RENAME TO %s' % (side, target),
-                         'restore ALLOW_CONNECTIONS; mark %s as this collection\'s (COMMENT)' % replaced):
-                self.step(text)
-        else:
-            for text in ('CREATE DATABASE %s (marked as this collection\'s)' % replaced,
-                         'drop the triggers and views of %s and %s (RENAME TABLE cannot move them)' % (side, target),
-                         'RENAME TABLE %s.* TO %s.*, %s.* TO %s.* (one atomic statement)' % (target, replaced, side, target),
-                         'recreate in %s the views, routines, triggers and events of the backup, and in %s those of '
-                         'the replaced database' % (target, replaced),
-                         'DROP DATABASE %s (now empty)' % side):
-                self.step(text)
+    def plan_swap(self, tools, target, side, replaced):
+        for text in tools.swap_plan(target, side, replaced):
+            self.step(text)
         if not self.p['keep_replaced']:
             self.step('DROP DATABASE %s (keep_replaced: false)' % replaced)
 
@@ -275,7 +227,7 @@ class Restore:
         try:
             stages, stdin = tools.restore_stages(backup, m, side, jobs=self.p['jobs'] or 1, no_owner=self.p['no_owner'])
             pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin, stall_timeout=self.p.get('stall_timeout'),
-                              where=where(self.p, 'restore into %s' % side),
+                              where=tools.where('restore into %s' % side),
                               server_busy=lambda: tools.scratch_busy(admin, side))
             pipe.run()
             if not pipe.ok:
@@ -286,7 +238,7 @@ class Restore:
             fail_at('side_restored')
             sdb = tools.open_db(side)
             try:
-                tables = tools.all_tables(sdb) if self.engine == 'postgresql' else tools.all_tables(sdb, database=side)
+                tables = tools.tables_of(sdb, side)
                 counts = tools.exact_counts(sdb, tables)
             finally:
                 sdb.close()
@@ -303,119 +255,6 @@ class Restore:
             except Exception as e:  # pylint: disable=broad-except
                 self.module.warn('Could not drop the side database %s: %s' % (side, e))
             raise
-
-    # --- PostgreSQL ----------------------------------------------------------------------------------
-    def swap_postgresql(self, tools, admin, target, side, replaced, tdb):
-        """From the maintenance database: the side database gets the target's database-level properties, the
-        target stops taking connections and its sessions are terminated, then two renames. Any failure puts
-        the target back (rename back, connections allowed as before) and drops the side database."""
-        props = tools.properties(admin, target)
-        renamed = False
-        try:
-            for q in tools.property_statements(side, props):
-                tools.run(admin, q)
-            fail_at('properties')
-            tdb.close()  # our own session on the target (and its maintenance lock; server_lock stays held)
-            tools.allow_connections(admin, target, False)
-            tools.end_sessions(admin, target)
-            tools.rename(admin, target, replaced)
-            renamed = True
-            fail_at('between_renames')
-            tools.rename(admin, side, target)
-        except BaseException as e:
-            undo = []
-            try:
-                if renamed:
-                    tools.rename(admin, replaced, target)
-                    undo.append('renamed %s back to %s' % (replaced, target))
-                if props['allowconn']:
-                    tools.allow_connections(admin, target, True)
-                tools.drop_database(admin, side, force=True)
-                undo.append('dropped the side database %s' % side)
-            except Exception as e2:  # pylint: disable=broad-except
-                raise DbopsError('Swapping in the restored database failed (%s), and undoing it failed too (%s). '
-                                 'The original database is %s; the restored copy is %s. Put them in place by hand.'
-                                 % (e, e2, replaced if renamed else target, side))
-            if isinstance(e, c.Interrupted) or not isinstance(e, Exception):
-                raise
-            raise DbopsError('%s Nothing was replaced: %s; %s is as it was.'
-                             % (e, ', '.join(undo), target), **getattr(e, 'details', {}))
-        # the swap is done: the replaced copy keeps its properties, and is marked as ours
-        if props['allowconn']:
-            tools.allow_connections(admin, replaced, True)
-        else:
-            tools.allow_connections(admin, target, False)
-        tools.set_comment(admin, replaced, marker_text('replaced', target, c.iso(self.now), comment=props['comment']))
-
-    # --- MySQL / MariaDB -----------------------------------------------------------------------------
-    def move_schema(self, tools, admin, side, target):
-        """A new target: create it, move the side schema's tables there in one RENAME TABLE, recreate the rest."""
-        facts = tools.schema_facts(admin, side)
-        tools.create_database(admin, target, dict(database_facts=facts))
-        try:
-            objects = tools.objects(admin, side)
-            tools.drop_objects(admin, side, [o for o in objects if o[0] in ('TRIGGER', 'VIEW')])
-            tables = tools.base_tables(admin, side)
-            if tables:
-                tools.run(admin, 'RENAME TABLE ' + ', '.join(
-                    '%s.%s TO %s.%s' % (q(side), q(t), q(target), q(t)) for t in tables))
-            tools.create_objects(admin, target, objects)
-        except BaseException:
-            tools.drop_database(admin, target)
-            tools.drop_database(admin, side)
-            raise
-        tools.drop_database(admin, side)
-
-    def swap_mysql(self, tools, admin, target, side, replaced):
-        """One atomic multi-table RENAME TABLE: target.a -> replaced.a and side.a -> target.a for every table.
-        What RENAME TABLE cannot move between schemas (views, triggers, routines, events) is recreated from its
-        definition: the target's triggers are dropped just before the RENAME and the backup's are created right
-        after it, so between the two, writes to the target fire no trigger and its views/routines may be the old
-        ones (the window documented in db_restore). Any failure renames back and recreates what was dropped."""
-        facts = tools.schema_facts(admin, target)
-        tools.create_database(admin, replaced, dict(database_facts=facts))
-        tools.set_comment(admin, replaced, marker_text('replaced', target, c.iso(self.now)))
-        new_objects = tools.objects(admin, side)
-        old_objects = tools.objects(admin, target)
-        side_tables = tools.base_tables(admin, side)
-        old_tables = tools.base_tables(admin, target)
-        moved = False
-        try:
-            tools.drop_objects(admin, side, [o for o in new_objects if o[0] in ('TRIGGER', 'VIEW')])
-            tools.drop_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
-            fail_at('between_renames')
-            tools.run(admin, 'RENAME TABLE ' + ', '.join(
-                ['%s.%s TO %s.%s' % (q(target), q(t), q(replaced), q(t)) for t in old_tables]
-                + ['%s.%s TO %s.%s' % (q(side), q(t), q(target), q(t)) for t in side_tables]))
-            moved = True
-            tools.drop_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
-            tools.create_objects(admin, target, new_objects)
-            fail_at('swapped')
-        except BaseException as e:
-            try:
-                if moved:
-                    tools.drop_objects(admin, target, new_objects)
-                    tools.run(admin, 'RENAME TABLE ' + ', '.join(
-                        ['%s.%s TO %s.%s' % (q(target), q(t), q(side), q(t)) for t in side_tables]
-                        + ['%s.%s TO %s.%s' % (q(replaced), q(t), q(target), q(t)) for t in old_tables]))
-                    tools.create_objects(admin, target, [o for o in old_objects if o[0] != 'TRIGGER'])
-                tools.create_objects(admin, target, [o for o in old_objects if o[0] == 'TRIGGER'])
-                tools.drop_database(admin, side)
-                tools.drop_database(admin, replaced)
-            except Exception as e2:  # pylint: disable=broad-except
-                raise DbopsError('Swapping in the restored schema failed (%s), and undoing it failed too (%s). The '
-                                 'original tables are in %s, the restored ones in %s; put them in place by hand.'
-                                 % (e, e2, replaced if moved else target, target if moved else side))
-            if isinstance(e, c.Interrupted) or not isinstance(e, Exception):
-                raise
-            raise DbopsError('%s Nothing was replaced: the tables and objects of %s are as they were; the side '
-                             'schema %s was dropped.' % (e, target, side), **getattr(e, 'details', {}))
-        try:
-            tools.create_objects(admin, replaced, old_objects)
-        except Exception as e:  # pylint: disable=broad-except
-            self.module.warn('The replaced copy %s holds the old tables, but not all of their views/routines/'
-                             'triggers/events could be recreated there: %s' % (replaced, e))
-        tools.drop_database(admin, side)
 
     # --- retention of replaced copies ----------------------------------------------------------------
     def retention(self, tools, admin, target, protect):
@@ -579,7 +418,3 @@ def read_side_record(path, kind):
     if rec.get('dev') != st.st_dev or rec.get('ino') != st.st_ino:
         return None
     return rec
-
-
-def q(name):
-    return '`%s`' % name.replace('`', '``')

@@ -20,27 +20,11 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
 
 VERIFY_LEVELS = ['none', 'checksum', 'list', 'restore']
 FORMATS = {'postgresql': ['custom', 'directory', 'plain'], 'mysql': ['plain'], 'sqlite': ['sqlite']}
 COLLECTION = 'dbops.maintenance'
-
-
-def tooling_for(module, adapter):
-    engine = module.params['engine']
-    if engine == 'postgresql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling
-        return PgTooling(module, adapter)
-    if engine == 'mysql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.backup.mysql import MysqlTooling
-        return MysqlTooling(module, adapter)
-    from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import SqliteTooling
-    return SqliteTooling(module, adapter)
-
-
-def cleanup_tooling(tools):
-    if hasattr(tools, 'cleanup'):
-        tools.cleanup()
 
 
 def scratch_name(prefix, what):
@@ -65,21 +49,13 @@ def compare_counts(want, got):
 # ==========================================================================
 
 
-def where(p, phase):
-    """The server of the module's parameters p and the phase, for the messages of the stall watchdog."""
-    if p.get('login_unix_socket'):
-        return 'server socket %s, phase %s' % (p['login_unix_socket'], phase)
-    return 'server %s port %s, phase %s' % (p.get('login_host') or 'localhost',
-                                            p.get('login_port') or {'postgresql': 5432}.get(p['engine'], 3306), phase)
-
-
 class Backup:
     def __init__(self, module, adapter):
         self.module = module
         self.p = module.params
         self.db = adapter
         self.engine = self.p['engine']
-        self.tools = tooling_for(module, adapter)
+        self.tools = Tooling.for_module(module, adapter)
         self.result = dict(changed=False)
 
     # --- validation ------------------------------------------------------------------
@@ -114,21 +90,13 @@ class Backup:
 
     def where(self, phase):
         """The server and the phase, for the messages of the stall watchdog."""
-        if self.engine == 'sqlite':
-            return 'SQLite database %s, phase %s' % (self.source_identity(), phase)
-        return where(self.p, phase)
+        return self.tools.where(phase)
 
     def source_identity(self):
-        if self.engine == 'sqlite':
-            return os.path.abspath(os.path.expanduser(self.p['database']))
-        return self.p['database']
+        return self.tools.source_identity()
 
     def label(self):
-        if self.p['label']:
-            return c.safe_label(self.p['label'])
-        if self.engine == 'sqlite':
-            return c.safe_label(os.path.splitext(os.path.basename(self.p['database']))[0])
-        return c.safe_label(self.p['database'])
+        return c.safe_label(self.p['label'] or self.tools.default_label())
 
     # --- reuse ---------------------------------------------------------------------------
     def find_reusable(self, group, opts, selection, now):
@@ -201,9 +169,9 @@ class Backup:
                                tables=[t['name'] for t in selection['tables']], verified='none',
                                msg='Would back up %s to %s (check mode: nothing written).'
                                    % (self.source_identity(), final))
-            if self.engine == 'postgresql':
-                d, major, line = self.tools.bin_dir()
-                self.result['tools'] = dict(pg_dump=dict(path=os.path.join(d, 'pg_dump'), version=line))
+            tools = self.tools.check_mode_tools()
+            if tools:
+                self.result['tools'] = tools
             return self.result
 
         c.cleanup_stale_tmp(dest)
@@ -241,7 +209,7 @@ class Backup:
         started = time.monotonic()
         try:
             want_counts = None
-            if self.engine == 'sqlite':
+            if self.tools.whole_file:
                 sha, size, tools, want_counts = self.take_sqlite(tmp, opts, progress, dest)
                 files = None
             else:
@@ -363,8 +331,6 @@ class Backup:
         if selection.get('without_data'):
             m['tables_without_data'] = list(selection['without_data'])
             m['tables_without_data_reason'] = selection.get('without_data_reason')
-        if self.engine == 'sqlite':
-            m['tables'] = [dict(name=t['name'], rows_estimate=None) for t in selection['tables']]
         if files is not None:
             m['files'] = files
         if m['server'].get('version_full'):
@@ -381,7 +347,7 @@ class Backup:
         done['level'] = 'checksum'
         if level == 'checksum':
             return done
-        if self.engine == 'sqlite':
+        if self.tools.whole_file:
             return self.verify_sqlite(path, manifest, level, want_counts, done)
         done['checks'].append(dict(check='list', result=self.tools.verify_list(path, manifest)))
         done['level'] = 'list'
@@ -436,18 +402,14 @@ class Backup:
                                  **err.details)
             scratch = self.tools.open_db(name)
             try:
-                got_tables = self.tools.all_tables(scratch) if self.engine == 'postgresql' else \
-                    self.tools.all_tables(scratch, database=name)
+                got_tables = self.tools.tables_of(scratch, name)
                 got = self.tools.exact_counts(scratch, got_tables)
             finally:
                 scratch.close()
             problems = compare_counts(want_counts or {}, got)
             if problems:
                 raise DbopsError('verify=restore: the restored copy differs from the source snapshot: %s%s. The '
-                                 'backup was not kept.' % ('; '.join(problems[:20]),
-                                                           ' (MySQL: the counts come from a snapshot taken just '
-                                                           'before the dump; writes in between show up here)'
-                                                           if self.engine == 'mysql' else ''))
+                                 'backup was not kept.' % ('; '.join(problems[:20]), self.tools.counts_note))
             return dict(scratch_database=name, tables=len(got), rows=sum(got.values()), row_counts=got)
         finally:
             if created:

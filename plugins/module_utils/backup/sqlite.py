@@ -16,6 +16,7 @@ import os
 import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     COMPRESSION_EXT, Pipeline, Stage, VersionProbe, compressor_argv, remove_path,
 )
@@ -93,14 +94,18 @@ def check_database_file(path, what):
     return True
 
 
-class SqliteTooling:
+class SqliteTooling(Tooling):
     engine = 'sqlite'
+    whole_file = True
 
-    def __init__(self, module, adapter):
-        self.module = module
-        self.db = adapter
-        self.params = module.params
-        self.tool_path = module.params.get('tool_path')
+    def where(self, phase):
+        return 'SQLite database %s, phase %s' % (self.source_identity(), phase)
+
+    def source_identity(self):
+        return os.path.abspath(os.path.expanduser(self.params['database']))
+
+    def default_label(self):
+        return os.path.splitext(os.path.basename(self.params['database']))[0]
 
     @staticmethod
     def layout(_fmt):
