@@ -13,8 +13,11 @@ import stat
 import pytest
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup import runner
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import files as fl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import runner
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import tools as tl
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.postgresql import PgTooling
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
@@ -87,9 +90,9 @@ class FakeTools(Tooling):
         self.calls.append(("dump", opts["format"], out_path))
         tools = dict(pg_dump=dict(path="/usr/bin/pg_dump", version="pg_dump (PostgreSQL) 15.18"))
         if opts["format"] == "directory":
-            return dict(stages=[c.Stage("pg_dump", ["sh", "-c", self.dir_script, out_path])], writes_dir=True,
+            return dict(stages=[pl.Stage("pg_dump", ["sh", "-c", self.dir_script, out_path])], writes_dir=True,
                         tools=tools)
-        return dict(stages=[c.Stage("pg_dump", list(self.argv), env=dict(os.environ, PGPASSWORD=SECRET))],
+        return dict(stages=[pl.Stage("pg_dump", list(self.argv), env=dict(os.environ, PGPASSWORD=SECRET))],
                     writes_dir=False, tools=tools)
 
     def verify_list(self, path, _manifest):
@@ -144,7 +147,7 @@ def test_directory_backup_size_is_the_total_of_its_files(tmp_path):
     assert os.path.isdir(r["path"])
     assert r["size"] == r["manifest"]["size"] == 8 == c.current_size(r["path"])
     assert set(r["manifest"]["files"]) == {"toc.dat", "3001.dat.gz"}
-    assert r["sha256"] == c.sha256_tree(r["path"])[0]
+    assert r["sha256"] == pl.sha256_tree(r["path"])[0]
     assert r["verified"] == "list"
 
 
@@ -154,7 +157,7 @@ def test_verify_list_runs_on_the_temporary_name_before_the_rename(tmp_path):
     listed = [call[1] for call in tools.calls if call[0] == "list"]
     # the temporary name is inside the run's private directory in dest (<dest>/.dbops-tmp-<pid>.<host>-<random>/)
     workdir = os.path.dirname(listed[0])
-    assert len(listed) == 1 and os.path.basename(workdir).startswith(c.TMP_PREFIX)
+    assert len(listed) == 1 and os.path.basename(workdir).startswith(fl.TMP_PREFIX)
     assert os.path.dirname(workdir) == str(tmp_path) and listed[0] != r["path"]
 
 
@@ -198,14 +201,14 @@ def test_a_failed_verification_keeps_nothing(tmp_path):
 def test_no_backup_is_kept_without_its_manifest(tmp_path, monkeypatch):
     def no_manifest(path, _data, **_kw):
         raise DbopsError("Cannot write the manifest %s: disk full" % path)
-    monkeypatch.setattr(c, "write_json_atomic", no_manifest)
+    monkeypatch.setattr(fl, "write_json_atomic", no_manifest)
     with pytest.raises(DbopsError, match="Cannot write the manifest"):
         backup(tmp_path)
     assert listing(tmp_path) == []
 
 
 def test_stale_temp_files_of_dead_runs_are_removed_before_a_backup(tmp_path):
-    stale = tmp_path / ("%s%d-shop-20200101T000000Z.dump" % (c.TMP_PREFIX, 2 ** 22 + 4321))
+    stale = tmp_path / ("%s%d-shop-20200101T000000Z.dump" % (fl.TMP_PREFIX, 2 ** 22 + 4321))
     stale.write_text("half a dump")
     _job, r = backup(tmp_path)
     assert not stale.exists() and os.path.exists(r["path"])
@@ -281,7 +284,7 @@ def test_retention_prunes_only_own_backups_of_the_same_label(tmp_path):
     paths = [r["path"] for r in runs]
     # oldest first, one at a time (the newest, just taken, always counts as kept)
     assert [r["pruned"] for r in runs] == [[], [], [paths[0]], [paths[1]]]
-    shop = [m["file"] for _mp, m in c.list_backups(str(tmp_path)) if m["label"] == "shop"]
+    shop = [m["file"] for _mp, m in mf.list_backups(str(tmp_path)) if m["label"] == "shop"]
     assert shop == [os.path.basename(paths[2]), os.path.basename(paths[3])]
     present = set(listing(tmp_path))
     for p in (paths[2], paths[3], other["path"]):
@@ -334,7 +337,7 @@ class FailingHash:
 
 
 def test_a_failed_hashing_thread_fails_the_backup_and_keeps_nothing(tmp_path, monkeypatch):
-    real = c.StreamHasher
+    real = pl.StreamHasher
     monkeypatch.setattr(pl, "StreamHasher", lambda: real(factory=FailingHash))
     dest = tmp_path / "bk"
     with pytest.raises(DbopsError, match="sha256 of the backup failed.*simulated hashing failure"):
@@ -343,11 +346,11 @@ def test_a_failed_hashing_thread_fails_the_backup_and_keeps_nothing(tmp_path, mo
 
 
 def test_a_large_backup_has_hashlibs_sha256_of_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(c, "SYNC_EVERY", c.CHUNK)  # background fdatasync several times on the way
-    _job, r = backup(tmp_path / "bk", tools=FakeTools(argv=["head", "-c", str(5 * c.CHUNK + 3), "/dev/urandom"]))
+    monkeypatch.setattr(pl, "SYNC_EVERY", pl.CHUNK)  # background fdatasync several times on the way
+    _job, r = backup(tmp_path / "bk", tools=FakeTools(argv=["head", "-c", str(5 * pl.CHUNK + 3), "/dev/urandom"]))
     data = open(r["path"], "rb").read()
-    assert len(data) == r["size"] == 5 * c.CHUNK + 3
-    assert r["sha256"] == hashlib.sha256(data).hexdigest() == c.sha256_file(r["path"])
+    assert len(data) == r["size"] == 5 * pl.CHUNK + 3
+    assert r["sha256"] == hashlib.sha256(data).hexdigest() == pl.sha256_file(r["path"])
 
 
 def test_tool_versions_probed_during_the_dump_are_plain_strings_in_the_manifest(tmp_path):
@@ -358,7 +361,7 @@ def test_tool_versions_probed_during_the_dump_are_plain_strings_in_the_manifest(
     class Probed(FakeTools):
         def dump_plan(self, opts, out_path, selection, snapshot=None):
             plan = super().dump_plan(opts, out_path, selection, snapshot)
-            plan["tools"]["zstd"] = dict(path=str(tool), version=c.VersionProbe(str(tool)))
+            plan["tools"]["zstd"] = dict(path=str(tool), version=tl.VersionProbe(str(tool)))
             return plan
     _job, r = backup(tmp_path / "bk", tools=Probed())
     assert r["manifest"]["tools"]["zstd"] == dict(path=str(tool), version="faketool 1.2.3")
@@ -483,9 +486,9 @@ def test_symlinks_planted_at_every_predictable_name_are_never_followed(tmp_path,
     when = c.utcnow().replace(microsecond=0)
     monkeypatch.setattr(c, "utcnow", lambda: when)
     name = "app-%s.sqlite3.gz" % c.timestamp_name(when)
-    old_tmp = str(dest / ("%s%d.%s-%s" % (c.TMP_PREFIX, os.getpid(), c.host_tag(), name)))
+    old_tmp = str(dest / ("%s%d.%s-%s" % (fl.TMP_PREFIX, os.getpid(), fl.host_tag(), name)))
     planted = [old_tmp + ".raw", old_tmp + ".progress.json", old_tmp + ".progress.json.new",
-               str(dest / ("%s%d.%s-%s.manifest.json" % (c.TMP_PREFIX, os.getpid(), c.host_tag(), name)))]
+               str(dest / ("%s%d.%s-%s.manifest.json" % (fl.TMP_PREFIX, os.getpid(), fl.host_tag(), name)))]
     for path in planted:
         os.symlink(str(victim), path)
     module = FakeModule(engine="sqlite", database=src, dest=str(dest), label="app", verify="restore")
@@ -503,13 +506,13 @@ def test_an_entry_appearing_at_the_final_name_fails_the_run_and_is_not_replaced(
     dest = tmp_path / "bk"
     victim = tmp_path / "victim"
     victim.write_text("precious")
-    real = c.take_final_name
+    real = fl.take_final_name
 
     def racing(src, dst):
         if not os.path.lexists(dst):
             os.symlink(str(victim), dst)  # planted between the choice of the name and the rename
         return real(src, dst)
-    monkeypatch.setattr(c, "take_final_name", racing)
+    monkeypatch.setattr(fl, "take_final_name", racing)
     with pytest.raises(DbopsError, match="appeared at .*Nothing was overwritten"):
         backup(dest)
     assert victim.read_text() == "precious"

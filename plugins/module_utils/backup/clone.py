@@ -12,6 +12,8 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import files as fl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
     MARKER_KEY, Tooling, marker_text, parse_marker,
 )
@@ -67,9 +69,9 @@ class Clone:
             try:
                 self.tools.set_comment(admin, name, self.marker())
                 stages, tools = self.tools.clone_stages(p['database'], name, p['schema_only'], no_owner=p['no_owner'])
-                pipe = c.Pipeline(stages, redact=self.db.redact, stall_timeout=p.get('stall_timeout'),
-                                  where=self.tools.where('copy into %s' % name),
-                                  server_busy=lambda: self.tools.scratch_busy(admin, name))
+                pipe = pl.Pipeline(stages, redact=self.db.redact, stall_timeout=p.get('stall_timeout'),
+                                   where=self.tools.where('copy into %s' % name),
+                                   server_busy=lambda: self.tools.scratch_busy(admin, name))
                 pipe.run()
                 if not pipe.ok:
                     raise pipe.failure('Copying %s to %s' % (p['database'], name))
@@ -108,7 +110,7 @@ class Clone:
                                  'state=absent will not remove it. Nothing was changed.' % (target, SIDE_RECORD))
             if exists and not self.module.check_mode:
                 for suffix in ('', '-wal', '-shm', '-journal', SIDE_RECORD):
-                    c.remove_path(target + suffix)
+                    fl.remove_path(target + suffix)
             result['changed'] = exists
             return result
         if exists:
@@ -121,7 +123,7 @@ class Clone:
         directory = os.path.dirname(target)
         tmp = os.path.join(directory, '.dbops-clone-%s-%s' % (secrets.token_hex(8), os.path.basename(target)))
         try:
-            c.create_like(tmp, st)  # the source's mode (0600 from the start when the source is 0600) and owner
+            fl.create_like(tmp, st)  # the source's mode (0600 from the start when the source is 0600) and owner
             self.tools.backup_to(tmp, schema_only=self.p['schema_only'], created=True)
             os.rename(tmp, target)
             rst = os.stat(target)
@@ -131,7 +133,7 @@ class Clone:
             with os.fdopen(fd, 'w') as f:
                 json.dump(rec, f)
         except BaseException:
-            c.remove_path(tmp)
+            fl.remove_path(tmp)
             raise
         _checks, _names, counts = integrity(target)
         result.update(changed=True, tables=[dict(name=k, rows=v) for k, v in counts.items()])

@@ -1,14 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What db_backup, db_restore and db_clone share, whatever the engine.
+"""What db_backup, db_restore and db_clone share, whatever the engine, beside the modules of their own:
+the manifest constants, signals, times and durations, labels, retention (which only ever looks at files
+that have this collection's manifest) and the progress file.
 
-* The pipeline (processes, pipes, hashing, fsync, the stall watchdog) is in
-  pipeline.py, the file rules (private temporary directory, O_EXCL|O_NOFOLLOW
-  0600 files, no-replace renames, dest checks) in files.py, finding the tools
-  and their versions in tools.py; all re-exported here.
-* Manifests (<backup>.manifest.json) and retention, which only ever looks at
-  files that have this collection's manifest.
+The pipeline (processes, pipes, hashing, fsync, the stall watchdog) is pipeline.py, the file rules
+(private temporary directory, O_EXCL|O_NOFOLLOW 0600 files, no-replace renames, dest checks) files.py,
+finding the tools and their versions tools.py, reading and validating manifests manifest.py.
 """
 
 from __future__ import annotations
@@ -20,21 +19,8 @@ import signal
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-# The file rules, the tool lookup and the pipeline live in files.py, tools.py and pipeline.py. Their names are
-# re-exported here, the one import of the backup/restore/clone runners (`c.X`), until those import them directly.
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (  # noqa: F401 pylint: disable=unused-import
-    TMP_PREFIX, PrivateDir, WorkDir, check_dest, cleanup_stale_tmp, create_like, create_private, disk_error_message,
-    fsync_dir,
-    host_tag, human_size, pid_alive, remove_path, rename_noreplace, replace_json, take_final_name, tmp_name,
-    write_json_atomic,
-)
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (  # noqa: F401 pylint: disable=unused-import
-    COMPRESSOR_TOOL, VersionProbe, compressor_argv, find_tool, require_tool, resolve_versions, tool_version,
-)
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.pipeline import (  # noqa: F401 pylint: disable=unused-import
-    CHUNK, F_SETPIPE_SZ, HASH_QUEUE, PIPE_SIZE, STDERR_KEEP, SYNC_EVERY, BackgroundSync, Pipeline, PipelineFailed,
-    PipelineStalled, Stage, StreamHasher, describe_rc, fsync_tree, map_threads, run_tool, sha256_file, sha256_tree,
-    widen_pipe,
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (
+    fsync_dir, human_size, remove_path, replace_json,
 )
 
 MANIFEST_KIND = 'dbops.maintenance/backup'
@@ -96,15 +82,6 @@ def safe_label(text):
 
 def timestamp_name(ts):
     return ts.strftime('%Y%m%dT%H%M%SZ')
-
-
-# --------------------------------------------------------------------------
-# manifests
-# --------------------------------------------------------------------------
-
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.manifest import (  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-    backup_file_of, check_backup_integrity, list_backups, manifest_path_for, read_manifest,
-)
 
 
 def current_size(path):

@@ -1,10 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading backup manifests (<backup>.manifest.json) and checking a backup against its manifest.
-
-(Moved out of backup/common.py, which re-exports these names.)
-"""
+"""Reading backup manifests (<backup>.manifest.json) and checking a backup against its manifest."""
 
 from __future__ import annotations
 
@@ -13,16 +10,12 @@ import os
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-
-
-def _common():
-    # common.py re-exports this module's functions, so it is imported when first needed, not at import time
-    from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common
-    return common
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
 
 
 def manifest_path_for(backup_path):
-    return backup_path.rstrip('/') + _common().MANIFEST_SUFFIX
+    return backup_path.rstrip('/') + common.MANIFEST_SUFFIX
 
 
 def read_manifest(path):
@@ -33,8 +26,8 @@ def read_manifest(path):
         raise DbopsError('Manifest %s does not exist.' % path)
     except (OSError, ValueError) as e:
         raise DbopsError('Cannot read the manifest %s: %s' % (path, e))
-    if not isinstance(data, dict) or data.get('kind') != _common().MANIFEST_KIND:
-        raise DbopsError('%s is not a dbops.maintenance backup manifest (no "kind": "%s").' % (path, _common().MANIFEST_KIND))
+    if not isinstance(data, dict) or data.get('kind') != common.MANIFEST_KIND:
+        raise DbopsError('%s is not a dbops.maintenance backup manifest (no "kind": "%s").' % (path, common.MANIFEST_KIND))
     return data
 
 
@@ -53,15 +46,15 @@ def list_backups(directory):
     except OSError:
         return found
     for name in names:
-        if not name.endswith(_common().MANIFEST_SUFFIX) or name.startswith('.'):
+        if not name.endswith(common.MANIFEST_SUFFIX) or name.startswith('.'):
             continue
         path = os.path.join(directory, name)
         try:
             m = read_manifest(path)
-            _common().parse_iso(m['finished_at'])
+            common.parse_iso(m['finished_at'])
         except (DbopsError, KeyError, ValueError, TypeError):
             continue
-        if m.get('file') and '/' not in m['file'] and name == m['file'] + _common().MANIFEST_SUFFIX:
+        if m.get('file') and '/' not in m['file'] and name == m['file'] + common.MANIFEST_SUFFIX:
             found.append((path, m))
     found.sort(key=lambda pm: pm[1]['finished_at'])
     return found
@@ -72,7 +65,7 @@ def check_backup_integrity(backup_path, manifest):
     if not os.path.exists(backup_path):
         raise DbopsError('The backup %s named by its manifest does not exist.' % backup_path)
     if manifest.get('layout') == 'directory':
-        digest, files, _size = _common().sha256_tree(backup_path)
+        digest, files, _size = pl.sha256_tree(backup_path)
         if digest != manifest.get('sha256'):
             want = manifest.get('files') or {}
             bad = sorted(set(k for k in set(want) | set(files) if want.get(k) != files.get(k)))
@@ -80,7 +73,7 @@ def check_backup_integrity(backup_path, manifest):
                              '(files that differ: %s). It was changed or damaged after it was written; it cannot be '
                              'trusted.' % (backup_path, digest, manifest.get('sha256'), ', '.join(bad[:10]) or '?'))
         return digest
-    digest = _common().sha256_file(backup_path)
+    digest = pl.sha256_file(backup_path)
     if digest != manifest.get('sha256'):
         raise DbopsError('The backup %s does not match its manifest: sha256 %s, the manifest says %s (size %d, '
                          'manifest %s). It was changed or damaged after it was written; it cannot be trusted.'
@@ -170,7 +163,7 @@ def validate_manifest(m, mpath):
     if not isinstance(m.get('finished_at'), str):
         bad('finished_at', 'is not a time stamp')
     try:
-        _common().parse_iso(m['finished_at'])
+        common.parse_iso(m['finished_at'])
     except ValueError:
         bad('finished_at', '%r is not a time stamp like 2025-01-01T02:00:00.000000Z' % m['finished_at'])
     tools = m.get('tools', {})

@@ -19,8 +19,11 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
     ModuleView, Tooling, fail_at, marker_text,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, Interrupted, iso, Pipeline, PrivateDir, Stage, VersionProbe, compressor_argv, find_tool, tool_version,
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import COMPRESSION_EXT, Interrupted, iso
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import PrivateDir
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.pipeline import Pipeline, Stage
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (
+    VersionProbe, compressor_argv, find_tool, tool_version,
 )
 
 DUMP_OPTIONS = ['--single-transaction', '--quick', '--routines', '--triggers', '--events', '--hex-blob',

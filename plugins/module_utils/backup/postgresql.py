@@ -18,9 +18,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
     ModuleView, Tooling, fail_at, marker_text,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, Interrupted, Pipeline, Stage, iso, map_threads, run_tool,
-)
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import COMPRESSION_EXT, Interrupted, iso
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.pipeline import Pipeline, Stage, map_threads, run_tool
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import (
     VersionProbe, candidate_bin_dirs, compressor_argv, is_pg_wrapper, parse_major, tool_version,
 )

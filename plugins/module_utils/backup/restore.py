@@ -28,7 +28,9 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import files as fl
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import (
     MARKER_KEY, Tooling, fail_at, parse_marker,
 )
@@ -55,12 +57,12 @@ def resolve_backup(path):
     if path.endswith(c.MANIFEST_SUFFIX):
         mpath = path
     else:
-        mpath = c.manifest_path_for(path)
+        mpath = mf.manifest_path_for(path)
     if not os.path.exists(mpath):
         raise DbopsError('No manifest %s for the backup %s. db_restore only restores backups taken by db_backup, '
                          'whose manifest records the sha256 it checks before restoring.' % (mpath, path))
-    m = mf.validate_manifest(c.read_manifest(mpath), mpath)
-    return mpath, m, c.backup_file_of(mpath, m)
+    m = mf.validate_manifest(mf.read_manifest(mpath), mpath)
+    return mpath, m, mf.backup_file_of(mpath, m)
 
 
 class Restore:
@@ -114,7 +116,7 @@ class Restore:
         if free < need:
             raise DbopsError('Not enough free space for the side copy of the restore: %s needs about %s, the file '
                              'system of %s has %s free. Free space there first. Nothing was changed.'
-                             % (what, c.human_size(need), free_dir, c.human_size(free)))
+                             % (what, fl.human_size(need), free_dir, fl.human_size(free)))
         return dict(checked=True, directory=free_dir, needed=need, free=free)
 
     # --- the run -------------------------------------------------------------------------------------
@@ -130,7 +132,7 @@ class Restore:
         if tools.whole_file:
             return self.run_sqlite(m, backup, target, result, started)
         tools.decompress_stages(m)  # the decompressor is there (or a clear error) before anything is touched
-        c.check_backup_integrity(backup, m)
+        mf.check_backup_integrity(backup, m)
         admin = tools.admin()
         tdb = None
         try:
@@ -226,9 +228,9 @@ class Restore:
         tools.create_database(admin, side, m)
         try:
             stages, stdin = tools.restore_stages(backup, m, side, jobs=self.p['jobs'] or 1, no_owner=self.p['no_owner'])
-            pipe = c.Pipeline(stages, redact=admin.redact, stdin_path=stdin, stall_timeout=self.p.get('stall_timeout'),
-                              where=tools.where('restore into %s' % side),
-                              server_busy=lambda: tools.scratch_busy(admin, side))
+            pipe = pl.Pipeline(stages, redact=admin.redact, stdin_path=stdin, stall_timeout=self.p.get('stall_timeout'),
+                               where=tools.where('restore into %s' % side),
+                               server_busy=lambda: tools.scratch_busy(admin, side))
             pipe.run()
             if not pipe.ok:
                 err = pipe.failure('Restoring %s into the side database %s' % (backup, side))
@@ -281,7 +283,7 @@ class Restore:
         tools = SqliteTooling(self.module, None)
         exists = check_database_file(target, 'The restore target')
         tools.decompress_stages(m)
-        c.check_backup_integrity(backup, m)
+        mf.check_backup_integrity(backup, m)
         objects = []
         if exists and os.path.getsize(target) > 0:
             try:
@@ -333,13 +335,13 @@ class Restore:
                     self.write_side_record(replaced, target)
                 fail_at('between_renames')
                 self.sqlite_copy(tmp, target, None)
-                c.remove_path(tmp)
-            c.fsync_dir(directory)
+                fl.remove_path(tmp)
+            fl.fsync_dir(directory)
         except BaseException as e:
-            c.remove_path(tmp)
+            fl.remove_path(tmp)
             if kept:
-                c.remove_path(kept)
-                c.remove_path(kept + SIDE_RECORD)
+                fl.remove_path(kept)
+                fl.remove_path(kept + SIDE_RECORD)
             if isinstance(e, DbopsError):
                 raise DbopsError('%s Nothing was replaced: %s is as it was.' % (e, target), **e.details)
             if isinstance(e, (OSError, sqlite3.Error)):
@@ -361,7 +363,7 @@ class Restore:
         """Copy with the backup API. dest is created first (O_EXCL, 0600 or the mode/owner of st) when st is given,
         else it is the live file: written in one transaction, it keeps its inode, owner and mode."""
         if st is not None:
-            c.create_like(dest, st)
+            fl.create_like(dest, st)
         src = sqlite3.connect('file:%s?mode=ro' % source.replace('?', '%3f').replace('#', '%23'), uri=True)
         try:
             dst = sqlite3.connect(dest, timeout=30)
@@ -397,7 +399,7 @@ class Restore:
         doomed = [path for _at, path in ours[max(keep - 1, 0):]]
         for path in doomed:
             for suffix in ('', '-wal', '-shm', '-journal', SIDE_RECORD):
-                c.remove_path(path + suffix)
+                fl.remove_path(path + suffix)
         return doomed
 
 

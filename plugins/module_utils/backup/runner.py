@@ -20,6 +20,10 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup import common as c
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import files as fl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import manifest as mf
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import pipeline as pl
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import tools as tl
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
 
 VERIFY_LEVELS = ['none', 'checksum', 'list', 'restore']
@@ -114,9 +118,9 @@ class Backup:
                     or (m.get('verification') or {}).get('level', 'none') == 'none'
                     or VERIFY_LEVELS.index(m['verification']['level']) < VERIFY_LEVELS.index(opts['verify'])):
                 continue
-            path = c.backup_file_of(mpath, m)
+            path = mf.backup_file_of(mpath, m)
             try:
-                c.check_backup_integrity(path, m)
+                mf.check_backup_integrity(path, m)
             except DbopsError as e:
                 self.module.warn('Not reusing %s: %s' % (path, e))
                 continue
@@ -130,21 +134,21 @@ class Backup:
         dest = os.path.abspath(os.path.expanduser(p['dest']))
         # a dangling symlink, a non-directory, a world-writable dest without the sticky bit, or one owned by
         # another user is refused (in check mode too); a missing dest is created 0700 (not in check mode)
-        c.check_dest(dest, create=not module.check_mode)
+        fl.check_dest(dest, create=not module.check_mode)
         if not module.check_mode and not os.access(dest, os.W_OK):
             raise DbopsError('Cannot write into dest %s (permission denied for the module user). Choose a dest it can '
                              'write to.' % dest)
         selection = self.tools.select_tables(p['tables'], p['exclude_tables'])
         label = self.label()
         now = c.utcnow()
-        group = [(mp, m) for mp, m in c.list_backups(dest) if m.get('label') == label]
+        group = [(mp, m) for mp, m in mf.list_backups(dest) if m.get('label') == label]
         self.result.update(server=self.db.server_info(), label=label, dest=dest)
 
         reuse = self.find_reusable(group, opts, selection, now)
         if reuse:
             mpath, m, age = reuse
             pruned = self.retention(dest, group, opts, now, protect={mpath})
-            self.result.update(changed=bool(pruned), reused=True, path=c.backup_file_of(mpath, m),
+            self.result.update(changed=bool(pruned), reused=True, path=mf.backup_file_of(mpath, m),
                                manifest_path=mpath, manifest=m, size=m['size'], sha256=m['sha256'],
                                duration=0.0, throughput=0, verified=m['verification']['level'], pruned=pruned,
                                msg='Reused the backup taken %.0f seconds ago (reuse_within=%s).'
@@ -174,7 +178,7 @@ class Backup:
                 self.result['tools'] = tools
             return self.result
 
-        c.cleanup_stale_tmp(dest)
+        fl.cleanup_stale_tmp(dest)
         manifest = self.take(dest, final, opts, selection, now, label)
         pruned = self.retention(dest, group + [(final + c.MANIFEST_SUFFIX, manifest)], opts, c.utcnow(),
                                 protect={final + c.MANIFEST_SUFFIX})
@@ -183,8 +187,8 @@ class Backup:
             size=manifest['size'], sha256=manifest['sha256'], duration=manifest['duration'],
             throughput=manifest['throughput'], verified=manifest['verification']['level'], pruned=pruned,
             msg='Backed up %s: %s in %.1fs (%s/s), verified: %s.' % (
-                self.source_identity(), c.human_size(manifest['size']), manifest['duration'],
-                c.human_size(manifest['throughput']), manifest['verification']['level']))
+                self.source_identity(), fl.human_size(manifest['size']), manifest['duration'],
+                fl.human_size(manifest['throughput']), manifest['verification']['level']))
         return self.result
 
     def retention(self, dest, group, opts, now, protect):
@@ -195,7 +199,7 @@ class Backup:
 
     def take(self, dest, final, opts, selection, now, label):
         # everything temporary lives in a private 0700 directory with an unpredictable name inside dest
-        work = c.WorkDir(dest)
+        work = fl.WorkDir(dest)
         try:
             return self._take(work, dest, final, opts, selection, now, label)
         finally:
@@ -217,9 +221,9 @@ class Backup:
                 if opts['verify'] == 'restore':
                     snap, snapshot = self.tools.export_snapshot()
                 plan = self.tools.dump_plan(opts, tmp, selection, snapshot=snapshot)
-                pipe = c.Pipeline(plan['stages'], redact=self.db.redact, progress=progress,
-                                  stall_timeout=opts['stall_timeout'], where=self.where('dump'),
-                                  watch_path=tmp if plan['writes_dir'] else None)
+                pipe = pl.Pipeline(plan['stages'], redact=self.db.redact, progress=progress,
+                                   stall_timeout=opts['stall_timeout'], where=self.where('dump'),
+                                   watch_path=tmp if plan['writes_dir'] else None)
                 if plan['writes_dir']:
                     pipe.run()
                 else:
@@ -228,19 +232,19 @@ class Backup:
                         pipe.run_to_file(fd, dest)
                         os.fsync(fd)
                     except OSError as e:
-                        raise DbopsError(c.disk_error_message(e, dest, pipe.bytes))
+                        raise DbopsError(fl.disk_error_message(e, dest, pipe.bytes))
                     finally:
                         os.close(fd)
                 if not pipe.ok:
                     err = pipe.failure('The dump of %s' % self.source_identity())
                     if any('No space left' in st.stderr for st in pipe.stages):
-                        err = DbopsError('%s %s' % (err, c.disk_error_message(OSError(28, 'ENOSPC'), dest)),
+                        err = DbopsError('%s %s' % (err, fl.disk_error_message(OSError(28, 'ENOSPC'), dest)),
                                          **err.details)
                     raise err
-                tools = c.resolve_versions(plan['tools'])  # version probes ran while the dump did
+                tools = tl.resolve_versions(plan['tools'])  # version probes ran while the dump did
                 if plan['writes_dir']:
-                    c.fsync_tree(tmp)
-                    sha, files, size = c.sha256_tree(tmp)
+                    pl.fsync_tree(tmp)
+                    sha, files, size = pl.sha256_tree(tmp)
                 else:
                     sha, files, size = pipe.sha256.hexdigest(), None, pipe.bytes
                 if size == 0:
@@ -262,8 +266,8 @@ class Backup:
             if want_counts is not None:
                 manifest['row_counts'] = want_counts
             # never onto something planted at the final name (a symlink is neither followed nor replaced)
-            c.take_final_name(tmp, final)
-            c.fsync_dir(dest)
+            fl.take_final_name(tmp, final)
+            fl.fsync_dir(dest)
         except BaseException:
             if snap is not None:
                 snap.close()
@@ -272,18 +276,18 @@ class Backup:
         progress.remove()
         manifest['progress'] = progress.samples
         try:
-            c.write_json_atomic(final + c.MANIFEST_SUFFIX, manifest, replace=False, workdir=work.path)
+            fl.write_json_atomic(final + c.MANIFEST_SUFFIX, manifest, replace=False, workdir=work.path)
         except BaseException:
-            c.remove_path(final)  # no backup without its manifest
+            fl.remove_path(final)  # no backup without its manifest
             raise
         return manifest
 
     @staticmethod
     def open_tmp(tmp, dest):
         try:
-            return c.create_private(tmp)
+            return fl.create_private(tmp)
         except OSError as e:
-            raise DbopsError(c.disk_error_message(e, dest))
+            raise DbopsError(fl.disk_error_message(e, dest))
 
     def take_sqlite(self, tmp, opts, progress, dest):
         raw = tmp + '.raw'
@@ -292,29 +296,29 @@ class Backup:
             from ansible_collections.dbops.maintenance.plugins.module_utils.backup.sqlite import integrity
             _checks, _names, counts = integrity(raw)
             stages, tools = self.tools.compress_stages(opts)
-            pipe = c.Pipeline(stages, stdin_path=raw, progress=progress, stall_timeout=opts['stall_timeout'],
-                              where=self.where('compress'))
+            pipe = pl.Pipeline(stages, stdin_path=raw, progress=progress, stall_timeout=opts['stall_timeout'],
+                               where=self.where('compress'))
             fd = self.open_tmp(tmp, dest)
             try:
                 pipe.run_to_file(fd, dest)
                 os.fsync(fd)
             except OSError as e:
-                raise DbopsError(c.disk_error_message(e, dest, pipe.bytes))
+                raise DbopsError(fl.disk_error_message(e, dest, pipe.bytes))
             finally:
                 os.close(fd)
             if not pipe.ok:
                 err = pipe.failure('Compressing the SQLite backup')
                 if any('No space left' in st.stderr for st in pipe.stages):
-                    err = DbopsError('%s %s' % (err, c.disk_error_message(OSError(28, 'ENOSPC'), dest)), **err.details)
+                    err = DbopsError('%s %s' % (err, fl.disk_error_message(OSError(28, 'ENOSPC'), dest)), **err.details)
                 raise err
-            tools = dict(c.resolve_versions(tools),
+            tools = dict(tl.resolve_versions(tools),
                          sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
             return pipe.sha256.hexdigest(), pipe.bytes, tools, counts
         except OSError as e:
-            raise DbopsError(c.disk_error_message(e, dest))
+            raise DbopsError(fl.disk_error_message(e, dest))
         finally:
-            c.remove_path(raw)
-            c.remove_path(raw + '-journal')
+            fl.remove_path(raw)
+            fl.remove_path(raw + '-journal')
 
     def manifest(self, final, opts, selection, started, finished, duration, sha, size, files, tools, label, layout):
         m = dict(kind=c.MANIFEST_KIND, manifest_version=c.MANIFEST_VERSION, created_by='%s.db_backup' % COLLECTION,
@@ -342,7 +346,7 @@ class Backup:
         done = dict(level='none', checks=[])
         if level == 'none':
             return done
-        digest = c.check_backup_integrity(path, manifest)
+        digest = mf.check_backup_integrity(path, manifest)
         done['checks'].append(dict(check='checksum', sha256=digest, result='re-read from disk, matches'))
         done['level'] = 'checksum'
         if level == 'checksum':
@@ -359,12 +363,12 @@ class Backup:
 
     def verify_sqlite(self, path, manifest, level, want_counts, done):
         prefix = self.p.get('scratch_prefix') or 'dbops_scratch_'
-        scratch = c.tmp_name(os.path.dirname(path), scratch_name(prefix, 'verify'))
+        scratch = fl.tmp_name(os.path.dirname(path), scratch_name(prefix, 'verify'))
         try:
             self.tools.expand(path, manifest, scratch)
             got = self.tools.verify_expanded(scratch, manifest, want_counts if level == 'restore' else None)
         finally:
-            c.remove_path(scratch)
+            fl.remove_path(scratch)
         done['checks'].append(dict(check='list', result='PRAGMA integrity_check ok'))
         done['level'] = 'list'
         if level == 'restore':
@@ -389,10 +393,10 @@ class Backup:
                                  % (name, self.db.redact(str(e).strip())))
             created = True
             stages, stdin = self.tools.restore_stages(path, manifest, name, jobs=manifest.get('jobs') or 1)
-            pipe = c.Pipeline(stages, redact=self.db.redact, stdin_path=stdin,
-                              stall_timeout=self.options()['stall_timeout'],
-                              where=self.where('verify=restore into %s' % name),
-                              server_busy=lambda: self.tools.scratch_busy(admin, name))
+            pipe = pl.Pipeline(stages, redact=self.db.redact, stdin_path=stdin,
+                               stall_timeout=self.options()['stall_timeout'],
+                               where=self.where('verify=restore into %s' % name),
+                               server_busy=lambda: self.tools.scratch_busy(admin, name))
             pipe.run()
             if not pipe.ok:
                 err = pipe.failure('verify=restore: restoring the backup into the scratch database %s' % name)

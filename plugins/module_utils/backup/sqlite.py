@@ -17,10 +17,12 @@ import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.base import Tooling
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    COMPRESSION_EXT, Pipeline, Stage, VersionProbe, compressor_argv, remove_path,
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import COMPRESSION_EXT
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import (
+    create_private, disk_error_message, remove_path,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import create_private, disk_error_message
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.pipeline import Pipeline, Stage
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import VersionProbe, compressor_argv
 
 SQLITE_FULL = 13       # result codes of sqlite3.h (sqlite3.Error.sqlite_errorcode, Python 3.11+)
 SQLITE_IOERR = 10
