@@ -48,3 +48,17 @@ def test_plan_defaults_are_fresh_lists():
     a.steps.append(base.Step('S'))
     assert b.steps == [] and a.added == [] and a.differences == [] and not a.created
     assert 'x' in repr(a)
+
+
+class _Module:  # pylint: disable=too-few-public-methods
+    params = dict(login_password=None)
+    check_mode = False
+
+
+def test_an_absent_column_is_dropped_only_with_allow_drop():
+    a = base.Adapter(_Module())
+    nothing = a.plan_absent_column(dict(allow_drop=False), 't.c', None)
+    assert nothing.steps == [] and nothing.before is None and nothing.after is None
+    with pytest.raises(base.DbopsError, match='allow_drop: true'):
+        a.plan_absent_column(dict(allow_drop=False), 't.c', COL)
+    assert a.plan_absent_column(dict(allow_drop=True), 't.c', COL) is None  # the engine plans the drop

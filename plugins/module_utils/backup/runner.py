@@ -227,20 +227,9 @@ class Backup:
                 if plan['writes_dir']:
                     pipe.run()
                 else:
-                    fd = self.open_tmp(tmp, dest)
-                    try:
-                        pipe.run_to_file(fd, dest)
-                        os.fsync(fd)
-                    except OSError as e:
-                        raise DbopsError(fl.disk_error_message(e, dest, pipe.bytes))
-                    finally:
-                        os.close(fd)
+                    self.run_into(pipe, tmp, dest)
                 if not pipe.ok:
-                    err = pipe.failure('The dump of %s' % self.source_identity())
-                    if any('No space left' in st.stderr for st in pipe.stages):
-                        err = DbopsError('%s %s' % (err, fl.disk_error_message(OSError(28, 'ENOSPC'), dest)),
-                                         **err.details)
-                    raise err
+                    raise self.pipe_failure(pipe, 'The dump of %s' % self.source_identity(), dest)
                 tools = tl.resolve_versions(plan['tools'])  # version probes ran while the dump did
                 if plan['writes_dir']:
                     pl.fsync_tree(tmp)
@@ -289,6 +278,25 @@ class Backup:
         except OSError as e:
             raise DbopsError(fl.disk_error_message(e, dest))
 
+    def run_into(self, pipe, tmp, dest):
+        """Run the pipeline into the new private file tmp and fsync it; a disk error names dest."""
+        fd = self.open_tmp(tmp, dest)
+        try:
+            pipe.run_to_file(fd, dest)
+            os.fsync(fd)
+        except OSError as e:
+            raise DbopsError(fl.disk_error_message(e, dest, pipe.bytes))
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def pipe_failure(pipe, what, dest):
+        """The DbopsError of a failed pipeline; a tool that ran out of space says so, with dest's free space."""
+        err = pipe.failure(what)
+        if any('No space left' in st.stderr for st in pipe.stages):
+            err = DbopsError('%s %s' % (err, fl.disk_error_message(OSError(28, 'ENOSPC'), dest)), **err.details)
+        return err
+
     def take_sqlite(self, tmp, opts, progress, dest):
         raw = tmp + '.raw'
         try:
@@ -298,19 +306,9 @@ class Backup:
             stages, tools = self.tools.compress_stages(opts)
             pipe = pl.Pipeline(stages, stdin_path=raw, progress=progress, stall_timeout=opts['stall_timeout'],
                                where=self.where('compress'))
-            fd = self.open_tmp(tmp, dest)
-            try:
-                pipe.run_to_file(fd, dest)
-                os.fsync(fd)
-            except OSError as e:
-                raise DbopsError(fl.disk_error_message(e, dest, pipe.bytes))
-            finally:
-                os.close(fd)
+            self.run_into(pipe, tmp, dest)
             if not pipe.ok:
-                err = pipe.failure('Compressing the SQLite backup')
-                if any('No space left' in st.stderr for st in pipe.stages):
-                    err = DbopsError('%s %s' % (err, fl.disk_error_message(OSError(28, 'ENOSPC'), dest)), **err.details)
-                raise err
+                raise self.pipe_failure(pipe, 'Compressing the SQLite backup', dest)
             tools = dict(tl.resolve_versions(tools),
                          sqlite=dict(version=self.db.server_info()['version'], method='online backup API'))
             return pipe.sha256.hexdigest(), pipe.bytes, tools, counts

@@ -395,6 +395,16 @@ class Adapter:
     def fail(self, msg, **details):
         raise DbopsError(msg, **details)
 
+    def plan_absent_column(self, spec, target, current):
+        """column_ensure state=absent: the finished Plan when the column is not there; DbopsError unless
+        allow_drop; None when the engine plans the drop."""
+        if current is None:
+            return Plan(target, before=None, after=None)
+        if not spec.get('allow_drop'):
+            self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
+                      '(after a backup). Nothing was changed.' % target)
+        return None
+
     # --- migration history (migration_status / migration_resolve) ---
     def history_apply(self, statements):
         """Run the statements of one history change in ONE transaction (check mode: only record them).

@@ -123,11 +123,9 @@ class MysqlDdl:
         target = '%s.%s' % (quote_ident(table), quote_ident(column))
         qt = quote_ident(table)
         if spec['state'] == 'absent':
-            if current is None:
-                return Plan(target, before=None, after=None)
-            if not spec.get('allow_drop'):
-                self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
-                          '(after a backup). Nothing was changed.' % target)
+            absent = self.plan_absent_column(spec, target, current)
+            if absent is not None:
+                return absent
             base = 'ALTER TABLE %s DROP COLUMN %s' % (qt, quote_ident(column))
             return Plan(target, before=current, after=None, steps=[self.algorithm_steps(base, 'drop the column')])
 

@@ -160,11 +160,9 @@ class PostgresDdl:
         where = '%s.%s' % (target, sql.Identifier(column).as_string(self.conn))
 
         if spec['state'] == 'absent':
-            if current is None:
-                return Plan(where, before=None, after=None)
-            if not spec.get('allow_drop'):
-                self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
-                          '(after a backup). Nothing was changed.' % where)
+            absent = self.plan_absent_column(spec, where, current)
+            if absent is not None:
+                return absent
             stmt = sql.SQL('ALTER TABLE {} DROP COLUMN {}').format(qtable, qcol)
             return Plan(where, before=current, after=None, steps=[Step(self.render(stmt), 'drop the column')])
 

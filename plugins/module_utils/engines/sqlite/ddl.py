@@ -33,11 +33,9 @@ class SqliteDdl:
         if spec.get('comment') is not None:
             self.fail('SQLite has no column comments; remove the comment option for SQLite.')
         if spec['state'] == 'absent':
-            if current is None:
-                return Plan(target, before=None, after=None)
-            if not spec.get('allow_drop'):
-                self.fail('Column %s exists; dropping it deletes its data for good. Set allow_drop: true to drop it '
-                          '(after a backup). Nothing was changed.' % target)
+            absent = self.plan_absent_column(spec, target, current)
+            if absent is not None:
+                return absent
             if sqlite3.sqlite_version_info < (3, 35, 0):
                 self.fail('SQLite %s cannot drop columns (3.35 or later can).' % sqlite3.sqlite_version)
             stmt = 'ALTER TABLE %s DROP COLUMN %s' % (quote_ident(table), quote_ident(column))
