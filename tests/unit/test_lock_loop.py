@@ -1,11 +1,11 @@
 """engines/base.py with_lock_retries(): the one lock-retry loop, with a scripted adapter
-(the real servers are in tests/integration/test_lock_retries.py), and redact_query()."""
+(the real servers are in tests/integration/test_lock_retries.py), and engines/redact.py redact_query()."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines import base
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines import base, redact
 
 
 class FakeModule:
@@ -157,11 +157,11 @@ def test_unsupported_is_not_a_lock_timeout():
     ("sqlite", "SELECT 'TopSecret'", "SELECT", "TopSecret"),
 ])
 def test_redact_query(engine, text, shown, hidden):
-    out = base.redact_query(text, engine)
+    out = redact.redact_query(text, engine)
     assert shown in out and hidden not in out, out
 
 
 def test_redact_query_cuts_to_length():
-    out = base.redact_query("SELECT " + ", ".join("c%d" % i for i in range(500)) + " FROM t", "postgresql")
-    assert len(out) <= base.BLOCKER_QUERY_MAX and out.endswith("...")
-    assert base.redact_query(None, "postgresql") is None
+    out = redact.redact_query("SELECT " + ", ".join("c%d" % i for i in range(500)) + " FROM t", "postgresql")
+    assert len(out) <= redact.BLOCKER_QUERY_MAX and out.endswith("...")
+    assert redact.redact_query(None, "postgresql") is None

@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every engine adapter shares: statement log, check mode, lock-timeout retries.
+"""What every engine adapter shares: statement log, check mode, lock-timeout retries, the blocker watch,
+the shared part of the migration history table, and the plans (Plan, Step, compare_column).
 
-An engine adapter (postgresql.py, mysql.py, sqlite.py beside this file) owns
-everything that differs between engines: connecting, quoting, introspection,
-the DDL it writes, how a lock timeout shows up and who holds a lock. The
-modules ask it for a plan (a list of Step) and hand the plan back to
-apply(); they never write engine-specific SQL themselves.
+An engine adapter (the packages postgresql/, mysql/, sqlite/ beside this file, one mixin per
+capability: connection, catalog, ddl, history) owns everything that differs between engines:
+connecting, quoting, introspection, the DDL it writes, how a lock timeout shows up and who holds
+a lock. The modules ask it for a Plan and hand its steps back to apply(); they never write
+engine-specific SQL themselves. A blocker's query is redacted by redact.py.
 """
 
 from __future__ import annotations
@@ -16,27 +17,12 @@ import difflib
 import operator
 import os
 import random
-import re
 import threading
 import time
-
-try:
-    from pglast.parser import normalize as _pg_normalize, scan as _pg_scan, ParseError as _PgParseError
-    HAS_PGLAST = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_PGLAST = False
-try:
-    from sqlglot.dialects.mysql import MySQL as _SqlglotMySQL
-    from sqlglot.errors import TokenError as _SqlglotTokenError
-    HAS_SQLGLOT = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_SQLGLOT = False
 
 # Set to 1 in the module's environment to re-queue blindly after each pause (the behaviour before
 # the blocker watch). Used by bench/run_ddl_bench.py only, to measure the difference; not an option.
 BLIND_RETRY_ENV = 'DBOPS_LOCK_RETRY_BLIND'
-# Longest blocker query (after redaction) that reaches the output.
-BLOCKER_QUERY_MAX = 200
 
 
 class DbopsError(Exception):
@@ -517,84 +503,3 @@ def _note_blockers(seen, blockers):
         if prev is not None and prev.get('held_s') is not None and b.get('held_s') is None:
             b = dict(b, held_s=prev['held_s'])
         seen[key] = b
-
-
-_PG_LITERALS = ('SCONST', 'USCONST', 'FCONST', 'ICONST', 'BCONST', 'XCONST', 'PARAM')
-_MYSQL_LITERALS = ('STRING', 'NUMBER', 'HEX_STRING', 'BIT_STRING', 'NATIONAL_STRING', 'BYTE_STRING', 'RAW_STRING',
-                   'HEREDOC_STRING', 'UNICODE_STRING')
-# Where a literal may start: a quote of any kind, a dollar quote, or a digit not inside a word.
-_LITERAL_START = re.compile(r"""['"]|\$[A-Za-z_0-9]*\$|(?<![A-Za-z_0-9$])[0-9]""")
-
-
-def _replace_spans(text, spans, mark):
-    out, pos = [], 0
-    for start, end in spans:
-        out.append(text[pos:start])
-        out.append(mark)
-        pos = end
-    out.append(text[pos:])
-    return ''.join(out)
-
-
-def _cut_at_first_literal(text, mark):
-    """Last resort: everything from the first possible literal on is replaced by `mark`."""
-    m = _LITERAL_START.search(text)
-    return text if m is None else text[:m.start()] + mark + ' ...'
-
-
-def _redact_pg(text):
-    try:
-        return _pg_normalize(text)
-    except _PgParseError:
-        pass
-    # Not a whole statement (cut by track_activity_query_size, or not SQL): PostgreSQL's own
-    # scanner finds the literals; the tail it cannot scan (an unterminated string) is dropped.
-    limit = len(text)
-    while True:
-        try:
-            tokens = _pg_scan(text[:limit])
-            break
-        except _PgParseError as e:
-            where = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0
-            if where <= 0 or where >= limit:
-                return _cut_at_first_literal(text, '$?')
-            limit = where
-    spans = [(t.start, t.end + 1) for t in tokens if t.name in _PG_LITERALS]
-    out = _replace_spans(text[:limit], spans, '$?')
-    return out if limit == len(text) else _cut_at_first_literal(out + text[limit:], '$?')
-
-
-def _redact_mysql(text):
-    try:
-        tokens = _SqlglotMySQL().tokenize(text)
-    except _SqlglotTokenError:
-        # Unterminated string (the server cut the text): scan only what comes before it.
-        return _cut_at_first_literal(text, '?')
-    spans = [(t.start, t.end + 1) for t in tokens if t.token_type.name in _MYSQL_LITERALS]
-    return _replace_spans(text, spans, '?')
-
-
-def redact_query(text, engine, limit=BLOCKER_QUERY_MAX):
-    """A blocker's query for the output: every literal replaced by a placeholder (pg_stat_statements
-    style $1 on PostgreSQL, ? on MySQL/MariaDB), comments and names kept, cut to `limit` characters.
-
-    The text comes from another session and may hold secrets (ALTER ROLE ... PASSWORD '...').
-    When it cannot be parsed nor scanned, everything from the first quote or number on is dropped:
-    it is never shown raw.
-    """
-    if text is None:
-        return None
-    text = str(text)
-    try:
-        if engine == 'postgresql' and HAS_PGLAST:
-            out = _redact_pg(text)
-        elif engine == 'mysql' and HAS_SQLGLOT:
-            out = _redact_mysql(text)
-        else:
-            out = _cut_at_first_literal(text, '?')
-    except Exception:  # a redactor bug must not show the text
-        out = _cut_at_first_literal(text, '?')
-    out = ' '.join(out.split())
-    if len(out) > limit:
-        out = out[:limit - 3].rstrip() + '...'
-    return out

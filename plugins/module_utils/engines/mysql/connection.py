@@ -20,8 +20,9 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    BlockerWatcher, DbopsError, LockTimeout, Unsupported, redact_query,
+    BlockerWatcher, DbopsError, LockTimeout, Unsupported,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.redact import redact_query
 
 # The one import of the driver: catalog.py and history.py take pymysql from here.
 try:

@@ -16,8 +16,9 @@ import contextlib
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    BlockerWatcher, DbopsError, LockTimeout, redact_query,
+    BlockerWatcher, DbopsError, LockTimeout,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.redact import redact_query
 
 # The one import of the driver: catalog.py, ddl.py and history.py take psycopg, sql and pg_errors from here.
 try:
