@@ -191,6 +191,14 @@ class AnsibleRunner:
         return out
 
     def _exec(self, cmd, run_dir, env):
+        count_file = os.environ.get("DBOPS_COUNT_PLAYBOOKS")
+        if count_file:  # one line per ansible-playbook start, for measuring the suite (tests/README.md)
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+            fd = os.open(count_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (test + "\n").encode())
+            finally:
+                os.close(fd)
         proc = subprocess.run(cmd, cwd=run_dir, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=DEFAULT_TIMEOUT, check=False)
         return proc.returncode, proc.stdout, proc.stderr
