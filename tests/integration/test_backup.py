@@ -21,6 +21,13 @@ CLONE = "dbops.maintenance.db_clone"
 # helpers
 # --------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def _one_db(servers, names):
     from conftest import DB  # pylint: disable=import-outside-toplevel
     for name in names:
@@ -535,22 +542,28 @@ def test_check_mode_writes_nothing(ansible, mysql_db, tmp_path):
 # --------------------------------------------------------------------------
 
 def recording_tool_dir(tmp_path, real_dirs, names, record):
-    """tool_path with a wrapper for each tool: it appends its own argv (NUL-separated, one record per line) to
-    `record` before it execs the real tool, so every command line of every process the module starts is seen,
-    however short it lives (no polling of /proc)."""
+    """tool_path with a wrapper for each tool: it writes its own argv (NUL-separated) to a file of its own in the
+    directory `record` before it execs the real tool, so every command line of every process the module starts is
+    seen, however short it lives (no polling of /proc); one file per process, so the records of tools that run at
+    the same time (mariadb-dump | gzip) cannot interleave."""
     scripts = {}
     for name in names:
         real = next(os.path.join(d, name) for d in real_dirs if os.path.exists(os.path.join(d, name)))
-        scripts[name] = ('{ printf "%%s\\0" "$0" "$@"; printf "\\n"; } >> %s\n'
+        scripts[name] = ('printf "%%s\\0" "$0" "$@" > %s/$$.argv\n'
                          'exec %s "$@"\n' % (record, real))
     return make_tool_dir(tmp_path, real_dirs[0], scripts)
+
+
+def recorded_argvs(record):
+    return [p.read_text().split("\0")[:-1] for p in sorted(record.iterdir())]
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 def test_password_never_in_any_command_line_manifest_or_verbose_output(ansible, engine, engine_db, tmp_path):
     db = engine_db
     seed(db, rows=20)
-    record = tmp_path / "argv.log"
+    record = tmp_path / "argv"
+    record.mkdir()
     if engine == "postgresql":
         names, dirs = ["pg_dump", "pg_restore", "psql"], [db.server.info["bin_dir"]]
     else:
@@ -558,7 +571,7 @@ def test_password_never_in_any_command_line_manifest_or_verbose_output(ansible, 
     tools = recording_tool_dir(tmp_path, dirs, names, record)
     r = ansible.run(BACKUP, dict(db.params, dest=str(tmp_path / "bk"), tool_path=tools, verify="restore"),
                     verbosity=4, expect_failure=False)
-    runs = [line.split("\0")[:-1] for line in record.read_text().splitlines() if line]
+    runs = recorded_argvs(record)
     seen = set(os.path.basename(argv[0]) for argv in runs if "--version" not in argv)
     want = {"pg_dump", "pg_restore"} if engine == "postgresql" else {"mariadb-dump", "mariadb", "gzip"}
     assert want <= seen, "not every tool ran through its wrapper: %s" % sorted(seen)

@@ -13,6 +13,13 @@ from test_backup import fingerprint, seed
 from test_restore import CLONE, batch, databases_like, like_escape, maria_db, pg16_db  # noqa: F401  pylint: disable=unused-import
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def table_rows(srv, database):
     """{table: rows} of a database, read from the database itself."""
     if srv.engine == "postgresql":

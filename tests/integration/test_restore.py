@@ -25,6 +25,13 @@ CLONE = "dbops.maintenance.db_clone"
 # helpers
 # --------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def batch(ansible, tasks):
     """Many module tasks in one ansible-playbook (migration_batch.run_tasks): tasks are {"name", "module", "args",
     "check", "env"}; returns {name: result} and the run's _stdout/_stderr. Every task has ignore_errors."""
