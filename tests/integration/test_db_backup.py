@@ -14,7 +14,6 @@ import pytest
 
 BACKUP = "dbops.maintenance.db_backup"
 RESTORE = "dbops.maintenance.db_restore"
-CLONE = "dbops.maintenance.db_clone"
 
 
 # --------------------------------------------------------------------------
@@ -434,31 +433,6 @@ def test_failing_compressor_fails_the_task(ansible, mysql_db, tmp_path):
     assert_nothing_left(dest)
 
 
-def test_corrupted_backup_is_refused(ansible, one_pg_db, tmp_path):
-    pg_db = one_pg_db
-    seed(pg_db, rows=20)
-    r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path)), expect_failure=False)
-    target = pg_db.name + "_r"
-    # a restore that fails stops there and does not leave behind the database it created
-    real = pg_db.server.info["bin_dir"]
-    tools = make_tool_dir(tmp_path, real, {
-        "pg_restore": 'if [ "$1" = --version ]; then exec %s/pg_restore --version; fi\n'
-                      'echo "pg_restore: error: simulated failure" >&2; exit 1\n' % real}, links=["pg_dump", "psql"])
-    failed = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"], tool_path=tools))
-    assert failed.failed and "simulated failure" in failed["msg"] and "dropped again" in failed["msg"]
-    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
-    with open(r["path"], "r+b") as f:
-        f.seek(r["size"] // 2)
-        byte = f.read(1)
-        f.seek(r["size"] // 2)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    rr = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"]))
-    assert rr.failed and "does not match its manifest" in rr["msg"]
-    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
-    wrong = ansible.run(RESTORE, dict(engine="mysql", login_host="127.0.0.1", backup=r["path"]))
-    assert wrong.failed and "postgresql backup" in wrong["msg"]
-
-
 def test_pg_compression_the_tool_lacks_gives_a_clear_error(ansible, one_pg_db, tmp_path):
     pg_db = one_pg_db
     r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path / "bk"), compression="zstd"))
@@ -641,38 +615,3 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(ansible, engine, engine_d
     r = ansible.run(BACKUP, args)
     assert r.failed and "No space left" in r["msg"], r["msg"]
     assert_nothing_left(small)
-
-
-# --------------------------------------------------------------------------
-# db_clone
-# --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_clone_present_absent_and_prefix_guard(ansible, engine, engine_db):
-    db = engine_db
-    tables = seed(db, rows=30)
-    name = "dbops_scratch_" + db.name
-    srv = db.server
-    try:
-        r = ansible.run(CLONE, dict(db.params, name=name), expect_failure=False)
-        assert r.changed and fingerprint(db, tables, database=name) == fingerprint(db, tables)
-        assert not ansible.run(CLONE, dict(db.params, name=name), expect_failure=False).changed
-        refused = ansible.run(CLONE, dict(db.params, name=db.name + "_copy", state="absent"))
-        assert refused.failed and "scratch prefix" in refused["msg"]
-        gone = ansible.run(CLONE, dict(db.params, name=name, state="absent"), expect_failure=False)
-        assert gone.changed
-        schema = ansible.run(CLONE, dict(db.params, name=name, schema_only=True), expect_failure=False)
-        assert schema.changed and all(t["rows"] == 0 for t in schema["tables"])
-    finally:
-        srv.drop_database(name)
-
-
-def test_clone_sqlite(ansible, sqlite_db, tmp_path):
-    seed(sqlite_db, rows=10)
-    target = tmp_path / "dbops_scratch_copy.sqlite3"
-    r = ansible.run(CLONE, dict(sqlite_db.params, name=str(target)), expect_failure=False)
-    assert r.changed and target.exists()
-    bad = ansible.run(CLONE, dict(sqlite_db.params, name=sqlite_db.name, state="absent"))
-    assert bad.failed and os.path.exists(sqlite_db.name)
-    assert ansible.run(CLONE, dict(sqlite_db.params, name=str(target), state="absent"), expect_failure=False).changed
-    assert not target.exists()
