@@ -501,32 +501,52 @@ class PlaybookSession:
                                    expect_failure=expect_failure, unsafe_args=unsafe_args,
                                    task_vars=task_vars)
         try:
-            if self._proc is not None and self._served >= self.MAX_STEPS - 1:
-                self._finish()
-            if self._proc is None:
-                self._start()
-            self._n += 1
-            name = f"dbops-task-{self._n}"
+            name = f"dbops-task-{self._n + 1}"
             task = _module_task(name, module, args, unsafe_args, task_vars)
             if check:
                 task["check_mode"] = True
             if diff:
                 task["diff"] = True
-            path = _write_private(self._rdir / f"task-{self._n:04d}.yml", to_yaml([task]))
-            self._answer(path, f"before {module}")
-            self._served += 1
-            self._pending = self._accept(f"while {module} ran")  # the task has ended
-            res = [r for r in self._results() if r["task"] == name and r["host"] == "localhost"]
-            if not res:
+            path, results = self._include([task], module)
+            res = results.get(name)
+            if res is None:
                 raise self._broke(f"no result for {module}")
-            res = res[-1]["result"]
-            if res.get("unreachable"):
-                raise self._broke("localhost unreachable")
             result = SessionTaskResult(res)
             result.playbook = path
             return _checked(result, module, expect_failure, "(in the session's stderr)")
         finally:
             self._lock.release()
+
+    def run_play_tasks(self, play_tasks):
+        """Run a list of play tasks (what ``migration_batch.run_tasks`` builds) as one include of the
+        session; returns (path of the task file, {task name: result}), or None when another thread
+        is running a task in the session (the caller then starts its own ansible-playbook)."""
+        if not self._lock.acquire(blocking=False):  # pylint: disable=consider-using-with
+            return None
+        try:
+            return self._include(play_tasks, "a batch of %d tasks" % len(play_tasks))
+        finally:
+            self._lock.release()
+
+    def _include(self, play_tasks, what):
+        """Hand the playbook one task file and wait until it asks for the next: {name: result}."""
+        if self._proc is not None and self._served >= self.MAX_STEPS - 1:
+            self._finish()
+        if self._proc is None:
+            self._start()
+        self._n += 1
+        path = _write_private(self._rdir / f"task-{self._n:04d}.yml", to_yaml(play_tasks))
+        self._answer(path, f"before {what}")
+        self._served += 1
+        self._pending = self._accept(f"while {what} ran")  # its tasks have ended
+        results = {}
+        for rec in self._results():
+            if rec["host"] != "localhost":
+                continue
+            if rec["result"].get("unreachable"):
+                raise self._broke("localhost unreachable")
+            results[rec["task"]] = rec["result"]
+        return path, results
 
     def _finish(self):
         """End the playbook (it must exit 0)."""
