@@ -164,7 +164,7 @@ def test_session_runs_each_task_in_order_in_one_ansible_playbook(ansible, tmp_pa
                                     {"name": "b", "module": "ansible.builtin.command", "args": {"cmd": "echo b"}}])
         templated = session.run("ansible.builtin.debug", {"msg": "{{ 40 + 2 }}"}, unsafe_args=True)
         with pytest.raises(AssertionError, match="no output of its own"):
-            _ = first.stdout
+            print(first.stdout)
         assert _starts(count) == 1
     assert first["stdout"] == "one" and failed.failed and failed["rc"] == 1
     assert second["stdout"] == "between"
