@@ -42,7 +42,7 @@ def test_clone_absent_drops_only_what_db_clone_created(ansible, engine, request)
     srv.create_database(real)
     try:
         srv.execute(real, "CREATE TABLE keep (id int)")
-        res = batch(ansible, [
+        res = batch(ansible, output=False, tasks=[
             dict(name="create", module=CLONE, args=dict(db.params, name=clone)),
             dict(name="real with default prefix", module=CLONE, args=dict(db.params, name=real, state="absent")),
             dict(name="prefix matching the source", module=CLONE,
@@ -84,7 +84,7 @@ def test_sqlite_clone_marker_mode_and_dangling_symlink(ansible, sqlite_db, tmp_p
     type(sqlite_db)(planted).execute("CREATE TABLE keep (id int)")
     dangling = tmp_path / "dbops_scratch_dangling.sqlite3"
     os.symlink(str(tmp_path / "nowhere.sqlite3"), str(dangling))
-    res = batch(ansible, [
+    res = batch(ansible, output=False, tasks=[
         dict(name="create", module=CLONE, args=dict(sqlite_db.params, name=str(clone))),
         dict(name="planted", module=CLONE, args=dict(sqlite_db.params, name=str(planted), state="absent")),
         dict(name="dangling", module=CLONE, args=dict(sqlite_db.params, name=str(dangling))),

@@ -32,10 +32,11 @@ def ansible(ansible):  # pylint: disable=redefined-outer-name
         yield session
 
 
-def batch(ansible, tasks):
+def batch(ansible, tasks, output=True):
     """Many module tasks in one ansible-playbook (migration_batch.run_tasks): tasks are {"name", "module", "args",
-    "check", "env"}; returns {name: result} and the run's _stdout/_stderr. Every task has ignore_errors."""
-    return run_tasks(ansible, tasks, output=True)
+    "check", "env"}; returns {name: result} and (output=True) the run's _stdout/_stderr. Every task has
+    ignore_errors. output=False: in this file's PlaybookSession (no playbook start)."""
+    return run_tasks(ansible, tasks, output=output)
 
 
 def databases_like(server, pattern):
@@ -146,7 +147,7 @@ def test_pg_replace_swaps_in_a_checked_copy_and_keeps_the_old_one(ansible, pg16_
         # an application session on the target: the swap terminates it (and any that come back) until none is left
         app = db.connect()
         app.execute("SELECT 1")
-        res = batch(ansible, [
+        res = batch(ansible, output=False, tasks=[
             dict(name="check", module=RESTORE, args=params, check=True),
             dict(name="first", module=RESTORE, args=params),
             dict(name="second", module=RESTORE, args=dict(params, keep_replaced_last=1)),
