@@ -16,7 +16,9 @@ Fixture API:
   ``mariadb``: the MariaDB Server.
 * ``pg_db`` / ``mysql_db`` / ``db`` (function): a fresh empty database (``DB``) on
   pg_server / mariadb / any_server, dropped afterwards; ``sqlite_db``: a fresh sqlite file.
-* ``ansible`` (session): tests/integration/ansible_run.py ``AnsibleRunner``.
+* ``ansible`` (session): tests/integration/ansible_run.py ``AnsibleRunner``.  A test file that overrides it
+  with a module-scoped ``ansible.session()`` (``PlaybookSession``, same ``run`` API) sends all its module runs
+  to one long-lived ansible-playbook per xdist worker (tests/README.md, "Time").
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import json
 import os
 import shutil
 
-from test_backup import fingerprint, mountpoint, seed  # noqa: F401  pylint: disable=unused-import
-from test_restore import (  # noqa: F401  pylint: disable=unused-import
+from test_db_backup import fingerprint, mountpoint, seed  # noqa: F401  pylint: disable=unused-import
+from test_db_restore import (  # noqa: F401  pylint: disable=unused-import
     RESTORE, batch, databases_like, like_escape, maria_db, maria_objects, maria_seed_objects, pg16_db, pg_dress,
     pg_props, take_backup,
 )

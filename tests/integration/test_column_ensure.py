@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 
 MODULE = "dbops.maintenance.column_ensure"
 
@@ -23,6 +25,13 @@ INVALID_TYPE = "int); drop table t; --"
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
 
 def is_pg(db):
     return db.engine == "postgresql"

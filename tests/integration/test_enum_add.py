@@ -8,6 +8,13 @@ MOD = "dbops.maintenance.enum_add"
 SEED_VALUES = ["API_KEY", "OAUTH_TOKEN", "COOKIE", "PASSWORD", "ENCRYPTED"]
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def pg_enum(db, name, schema="public"):
     return [r[0] for r in db.query(
         "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "

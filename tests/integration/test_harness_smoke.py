@@ -136,3 +136,67 @@ def test_ansible_runner_playbook(ansible):
         extra_vars={"who": "harness"})
     assert res.rc == 0, res.stdout + res.stderr
     assert "hello harness" in res.stdout
+
+
+# --------------------------------------------------------------------------
+# PlaybookSession: many module runs in one ansible-playbook (ansible_run.py)
+# --------------------------------------------------------------------------
+
+def _starts(path):
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_session_runs_each_task_in_order_in_one_ansible_playbook(ansible, tmp_path, monkeypatch):
+    from migration_batch import run_tasks  # pylint: disable=import-outside-toplevel
+    count = tmp_path / "starts"
+    monkeypatch.setenv("DBOPS_COUNT_PLAYBOOKS", str(count))
+    mark = tmp_path / "mark"
+    with ansible.session() as session:
+        first = session.run("ansible.builtin.command", {"cmd": "echo one"}, expect_failure=False)
+        # check mode and diff are the task's: the file is not written, the diff is reported
+        check = session.run("ansible.builtin.copy", {"content": "x\n", "dest": str(mark)}, check=True, diff=True)
+        assert check.changed and not mark.exists() and check["diff"][0]["after"] == "x\n"
+        failed = session.run("ansible.builtin.command", {"cmd": "false"}, expect_failure=True)
+        # each result is back before the test goes on: the next task sees what the test did meanwhile
+        mark.write_text("between\n")
+        second = session.run("ansible.builtin.command", {"cmd": "cat %s" % mark}, expect_failure=False)
+        batch = run_tasks(session, [{"name": "a", "shell": "echo a"},
+                                    {"name": "b", "module": "ansible.builtin.command", "args": {"cmd": "echo b"}}])
+        templated = session.run("ansible.builtin.debug", {"msg": "{{ 40 + 2 }}"}, unsafe_args=True)
+        with pytest.raises(AssertionError, match="no output of its own"):
+            print(first.stdout)
+        assert _starts(count) == 1
+    assert first["stdout"] == "one" and failed.failed and failed["rc"] == 1
+    assert second["stdout"] == "between"
+    assert batch["a"]["stdout"] == "a" and batch["b"]["stdout"] == "b"
+    assert templated["msg"] == "{{ 40 + 2 }}"
+    assert session._proc is None  # pylint: disable=protected-access  # close() ended it (rc 0, or it raises)
+
+
+def test_session_restarts_after_max_steps_and_after_a_broken_playbook(ansible, tmp_path, monkeypatch):
+    count = tmp_path / "starts"
+    monkeypatch.setenv("DBOPS_COUNT_PLAYBOOKS", str(count))
+    with ansible.session() as session:
+        session.MAX_STEPS = 3  # two tasks per ansible-playbook
+        for i in range(3):
+            assert session.run("ansible.builtin.command", {"cmd": "echo %d" % i})["stdout"] == str(i)
+        assert _starts(count) == 2
+        # a task file ansible-playbook cannot load ends that playbook: seen, reported, and the next run restarts
+        with pytest.raises(AssertionError, match="session broke"):
+            session.run("dbops.maintenance.no_such_module", {})
+        assert session.run("ansible.builtin.command", {"cmd": "echo after"})["stdout"] == "after"
+        assert _starts(count) == 3
+
+
+def test_session_falls_back_to_a_fresh_playbook_when_busy_or_verbose(ansible, tmp_path, monkeypatch):
+    count = tmp_path / "starts"
+    monkeypatch.setenv("DBOPS_COUNT_PLAYBOOKS", str(count))
+    with ansible.session() as session:
+        session.run("ansible.builtin.command", {"cmd": "true"}, expect_failure=False)
+        with session._lock:  # pylint: disable=protected-access  # another thread's task is running in it
+            busy = session.run("ansible.builtin.command", {"cmd": "echo fresh"}, expect_failure=False)
+        verbose = session.run("ansible.builtin.command", {"cmd": "echo v"}, verbosity=2, expect_failure=False)
+        assert _starts(count) == 3
+    # fresh runs have their own output
+    assert busy["stdout"] == "fresh" and "fresh" in busy.stdout
+    assert verbose["stdout"] == "v" and busy.rc == 0

@@ -52,6 +52,13 @@ FILE_OF = {
 }
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 @pytest.fixture(params=["pg", "mariadb", "sqlite"])
 def target(request):
     """A fresh database on PostgreSQL (15 and 16 alternate by tool), MariaDB or SQLite."""

@@ -20,6 +20,13 @@ ENUM = "dbops.maintenance.enum_add"
 LOCK_CLASS = 0x64626F70
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def pg_pid(conn):
     return conn.info.backend_pid
 

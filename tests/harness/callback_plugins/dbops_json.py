@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from ansible.plugins.callback import CallbackBase
 
@@ -68,6 +69,12 @@ class CallbackModule(CallbackBase):
         res.update(extra)
         host = result._host.get_name()  # pylint: disable=protected-access
         self.plays[-1]["tasks"][-1]["hosts"][host] = res
+        stream = os.environ.get("DBOPS_JSON_STREAM")
+        if stream:  # a PlaybookSession (ansible_run.py) reads each result as soon as its task ends
+            line = json.dumps({"task": self.plays[-1]["tasks"][-1]["task"]["name"], "host": host, "result": res},
+                              sort_keys=True, default=str)
+            with open(stream, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
 
     def v2_runner_on_ok(self, result):
         self._record(result)

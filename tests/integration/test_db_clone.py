@@ -9,8 +9,15 @@ import stat
 
 import pytest
 
-from test_backup import fingerprint, seed
-from test_restore import CLONE, batch, databases_like, like_escape, maria_db, pg16_db  # noqa: F401  pylint: disable=unused-import
+from test_db_backup import engine_db, fingerprint, seed  # noqa: F401  pylint: disable=unused-import
+from test_db_restore import CLONE, batch, databases_like, like_escape, maria_db, pg16_db  # noqa: F401  pylint: disable=unused-import
+
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
 
 
 def table_rows(srv, database):
@@ -35,7 +42,7 @@ def test_clone_absent_drops_only_what_db_clone_created(ansible, engine, request)
     srv.create_database(real)
     try:
         srv.execute(real, "CREATE TABLE keep (id int)")
-        res = batch(ansible, [
+        res = batch(ansible, output=False, tasks=[
             dict(name="create", module=CLONE, args=dict(db.params, name=clone)),
             dict(name="real with default prefix", module=CLONE, args=dict(db.params, name=real, state="absent")),
             dict(name="prefix matching the source", module=CLONE,
@@ -77,7 +84,7 @@ def test_sqlite_clone_marker_mode_and_dangling_symlink(ansible, sqlite_db, tmp_p
     type(sqlite_db)(planted).execute("CREATE TABLE keep (id int)")
     dangling = tmp_path / "dbops_scratch_dangling.sqlite3"
     os.symlink(str(tmp_path / "nowhere.sqlite3"), str(dangling))
-    res = batch(ansible, [
+    res = batch(ansible, output=False, tasks=[
         dict(name="create", module=CLONE, args=dict(sqlite_db.params, name=str(clone))),
         dict(name="planted", module=CLONE, args=dict(sqlite_db.params, name=str(planted), state="absent")),
         dict(name="dangling", module=CLONE, args=dict(sqlite_db.params, name=str(dangling))),
@@ -98,3 +105,38 @@ def test_sqlite_clone_marker_mode_and_dangling_symlink(ansible, sqlite_db, tmp_p
     os.replace(str(planted), str(clone))
     swapped = ansible.run(CLONE, dict(sqlite_db.params, name=str(clone), state="absent"))
     assert swapped.failed and clone.exists()
+
+
+# --------------------------------------------------------------------------
+# present / absent / schema_only, the prefix guard, SQLite (from test_backup.py)
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_clone_present_absent_and_prefix_guard(ansible, engine, engine_db):
+    db = engine_db
+    tables = seed(db, rows=30)
+    name = "dbops_scratch_" + db.name
+    srv = db.server
+    try:
+        r = ansible.run(CLONE, dict(db.params, name=name), expect_failure=False)
+        assert r.changed and fingerprint(db, tables, database=name) == fingerprint(db, tables)
+        assert not ansible.run(CLONE, dict(db.params, name=name), expect_failure=False).changed
+        refused = ansible.run(CLONE, dict(db.params, name=db.name + "_copy", state="absent"))
+        assert refused.failed and "scratch prefix" in refused["msg"]
+        gone = ansible.run(CLONE, dict(db.params, name=name, state="absent"), expect_failure=False)
+        assert gone.changed
+        schema = ansible.run(CLONE, dict(db.params, name=name, schema_only=True), expect_failure=False)
+        assert schema.changed and all(t["rows"] == 0 for t in schema["tables"])
+    finally:
+        srv.drop_database(name)
+
+
+def test_clone_sqlite(ansible, sqlite_db, tmp_path):
+    seed(sqlite_db, rows=10)
+    target = tmp_path / "dbops_scratch_copy.sqlite3"
+    r = ansible.run(CLONE, dict(sqlite_db.params, name=str(target)), expect_failure=False)
+    assert r.changed and target.exists()
+    bad = ansible.run(CLONE, dict(sqlite_db.params, name=sqlite_db.name, state="absent"))
+    assert bad.failed and os.path.exists(sqlite_db.name)
+    assert ansible.run(CLONE, dict(sqlite_db.params, name=str(target), state="absent"), expect_failure=False).changed
+    assert not target.exists()

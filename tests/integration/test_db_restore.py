@@ -1,7 +1,7 @@
 """db_restore through ansible-playbook against the real servers: the side database and the swap succeed, carry
 the target's properties over, keep the replaced copy (marked as ours) and check mode touches nothing.
 
-The helpers here (batch, pg_props, databases_like, ...) are shared with test_clone.py and
+The helpers here (batch, pg_props, databases_like, ...) are shared with test_db_clone.py and
 test_adversarial_restore.py.
 """
 
@@ -14,7 +14,7 @@ import stat
 import pytest
 
 from migration_batch import run_tasks
-from test_backup import fingerprint, seed  # noqa: F401  pylint: disable=unused-import
+from test_db_backup import fingerprint, make_tool_dir, one_pg_db, seed  # noqa: F401  pylint: disable=unused-import
 
 BACKUP = "dbops.maintenance.db_backup"
 RESTORE = "dbops.maintenance.db_restore"
@@ -25,10 +25,18 @@ CLONE = "dbops.maintenance.db_clone"
 # helpers
 # --------------------------------------------------------------------------
 
-def batch(ansible, tasks):
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
+def batch(ansible, tasks, output=True):
     """Many module tasks in one ansible-playbook (migration_batch.run_tasks): tasks are {"name", "module", "args",
-    "check", "env"}; returns {name: result} and the run's _stdout/_stderr. Every task has ignore_errors."""
-    return run_tasks(ansible, tasks, output=True)
+    "check", "env"}; returns {name: result} and (output=True) the run's _stdout/_stderr. Every task has
+    ignore_errors. output=False: in this file's PlaybookSession (no playbook start)."""
+    return run_tasks(ansible, tasks, output=output)
 
 
 def databases_like(server, pattern):
@@ -139,7 +147,7 @@ def test_pg_replace_swaps_in_a_checked_copy_and_keeps_the_old_one(ansible, pg16_
         # an application session on the target: the swap terminates it (and any that come back) until none is left
         app = db.connect()
         app.execute("SELECT 1")
-        res = batch(ansible, [
+        res = batch(ansible, output=False, tasks=[
             dict(name="check", module=RESTORE, args=params, check=True),
             dict(name="first", module=RESTORE, args=params),
             dict(name="second", module=RESTORE, args=dict(params, keep_replaced_last=1)),
@@ -324,3 +332,32 @@ def test_rollback_role_records_the_replaced_database(ansible, sqlite_db, tmp_pat
     rec = json.loads(out.read_text())
     assert rec["restored"] and rec["replaced"].startswith(sqlite_db.name + "_dbops_replaced_")
     assert os.path.exists(rec["replaced"]) and fingerprint(sqlite_db, tables) == want
+
+
+# --------------------------------------------------------------------------
+# a backup that does not match its manifest is refused (from test_backup.py)
+# --------------------------------------------------------------------------
+
+def test_corrupted_backup_is_refused(ansible, one_pg_db, tmp_path):
+    pg_db = one_pg_db
+    seed(pg_db, rows=20)
+    r = ansible.run(BACKUP, dict(pg_db.params, dest=str(tmp_path)), expect_failure=False)
+    target = pg_db.name + "_r"
+    # a restore that fails stops there and does not leave behind the database it created
+    real = pg_db.server.info["bin_dir"]
+    tools = make_tool_dir(tmp_path, real, {
+        "pg_restore": 'if [ "$1" = --version ]; then exec %s/pg_restore --version; fi\n'
+                      'echo "pg_restore: error: simulated failure" >&2; exit 1\n' % real}, links=["pg_dump", "psql"])
+    failed = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"], tool_path=tools))
+    assert failed.failed and "simulated failure" in failed["msg"] and "dropped again" in failed["msg"]
+    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
+    with open(r["path"], "r+b") as f:
+        f.seek(r["size"] // 2)
+        byte = f.read(1)
+        f.seek(r["size"] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    rr = ansible.run(RESTORE, dict(pg_db.server.params(), database=target, backup=r["path"]))
+    assert rr.failed and "does not match its manifest" in rr["msg"]
+    assert pg_db.server.query(None, "SELECT 1 FROM pg_database WHERE datname = %s", [target]) == []
+    wrong = ansible.run(RESTORE, dict(engine="mysql", login_host="127.0.0.1", backup=r["path"]))
+    assert wrong.failed and "postgresql backup" in wrong["msg"]

@@ -13,6 +13,13 @@ import pytest
 MOD = "dbops.maintenance.db_verify"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 class ServerDB:
     """A fresh database on one of the servers (what conftest's db fixture gives, for any server)."""
 

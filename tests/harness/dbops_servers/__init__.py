@@ -1,0 +1,1 @@
+"""The parts of tests/harness/servers.py, one module per server kind (see servers.py)."""
