@@ -33,18 +33,18 @@ def _selected(rule, select, ignore):
 def missing_parser(engine):
     """(library name, import error) when the parser for engine is not installed, else None."""
     if engine == 'postgresql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
-        return None if front_pg.HAS_PGLAST else ('pglast', front_pg.PGLAST_IMPORT_ERROR)
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
-    return None if front_sqlglot.HAS_SQLGLOT else ('sqlglot', front_sqlglot.SQLGLOT_IMPORT_ERROR)
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import postgres_parser
+        return None if postgres_parser.HAS_PGLAST else ('pglast', postgres_parser.PGLAST_IMPORT_ERROR)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sqlglot_parser
+    return None if sqlglot_parser.HAS_SQLGLOT else ('sqlglot', sqlglot_parser.SQLGLOT_IMPORT_ERROR)
 
 
 def parse(text, engine, line_offset=0):
     if engine == 'postgresql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
-        return front_pg.parse(text, line_offset)
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
-    return front_sqlglot.parse(text, engine, line_offset)
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import postgres_parser
+        return postgres_parser.parse(text, line_offset)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sqlglot_parser
+    return sqlglot_parser.parse(text, engine, line_offset)
 
 
 def _finding(source, stmt, rule, message, severity=None):
