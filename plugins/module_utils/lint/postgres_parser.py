@@ -67,16 +67,102 @@ def _light_alters():
     return LIGHT_ALTERS
 
 
-def _column_def_events(table, coldef, events):
+# Functions PostgreSQL evaluates once per statement (STABLE / IMMUTABLE built-ins): a DEFAULT made only of them
+# and constants is stored in the catalog (PostgreSQL 11+) instead of rewriting the table. Any other function,
+# including every user-defined one (VOLATILE unless declared otherwise), is taken as volatile.
+NON_VOLATILE_FUNCS = frozenset((
+    'now', 'transaction_timestamp', 'statement_timestamp', 'current_date', 'current_time', 'current_timestamp',
+    'localtime', 'localtimestamp', 'current_user', 'current_schema', 'current_database', 'session_user', 'lower',
+    'upper', 'btrim', 'ltrim', 'rtrim', 'trim', 'concat', 'concat_ws', 'coalesce', 'nullif', 'greatest', 'least',
+    'to_timestamp', 'to_date', 'to_char', 'to_number', 'make_date', 'make_time', 'make_interval', 'make_timestamp',
+    'make_timestamptz', 'date_trunc', 'jsonb_build_object', 'json_build_object', 'jsonb_build_array',
+    'json_build_array', 'array_fill', 'format', 'md5', 'length', 'replace', 'substring', 'substr', 'abs', 'round',
+    'floor', 'ceil', 'int4range', 'int8range', 'numrange', 'tstzrange', 'daterange', 'tsrange', 'to_jsonb',
+    'to_json', 'jsonb', 'json', 'array_to_string', 'string_to_array', 'repeat', 'lpad', 'rpad', 'left', 'right',
+    'age', 'date_part', 'extract', 'timezone', 'encode', 'decode', 'sha256', 'inet', 'cidr', 'point', 'pg_catalog',
+))
+SERIAL_TYPES = {'serial': 'int4', 'serial4': 'int4', 'smallserial': 'int2', 'serial2': 'int2', 'bigserial': 'int8',
+                'serial8': 'int8'}
+INT_TYPES = {'int4': 'integer', 'int2': 'smallint', 'integer': 'integer', 'int': 'integer', 'smallint': 'smallint'}
+
+
+def _is_constant(node):
+    """Whether a DEFAULT expression is the same value for every row (no table rewrite on PostgreSQL 11+)."""
+    if node is None or isinstance(node, (ast.A_Const, ast.SQLValueFunction)):
+        return True
+    if isinstance(node, ast.TypeCast):
+        return _is_constant(node.arg)
+    if isinstance(node, ast.CollateClause):
+        return _is_constant(node.arg)
+    if isinstance(node, ast.A_ArrayExpr):
+        return all(_is_constant(e) for e in node.elements or ())
+    if isinstance(node, ast.A_Expr):
+        return _is_constant(node.lexpr) and _is_constant(node.rexpr)
+    if isinstance(node, ast.BoolExpr):
+        return all(_is_constant(a) for a in node.args or ())
+    if isinstance(node, (ast.CoalesceExpr, ast.MinMaxExpr)):
+        return all(_is_constant(a) for a in node.args or ())
+    if isinstance(node, ast.FuncCall):
+        name = _name(node.funcname).rsplit('.', 1)[-1].lower()
+        return name in NON_VOLATILE_FUNCS and all(_is_constant(a) for a in node.args or ())
+    return False
+
+
+def _column_facts(coldef):
+    """What the rules want to know about a column definition (CREATE TABLE or ADD COLUMN)."""
     C = enums.ConstrType
-    kinds = [int(c.contype) for c in (coldef.constraints or ())]
-    type_text = _type_text(coldef.typeName)
-    serial = type_text.lower() in ('serial', 'bigserial', 'smallserial', 'serial4', 'serial8', 'serial2')
-    has_default = (int(C.CONSTR_DEFAULT) in kinds or int(C.CONSTR_IDENTITY) in kinds or
-                   int(C.CONSTR_GENERATED) in kinds or serial or coldef.raw_default is not None)
-    not_null = int(C.CONSTR_NOTNULL) in kinds or int(C.CONSTR_PRIMARY) in kinds
-    events.append(Event('add_column', table=table, column=coldef.colname, not_null=not_null,
-                        has_default=has_default, type=type_text))
+    names = [getattr(p, 'sval', '') for p in (coldef.typeName.names or ())] if coldef.typeName is not None else []
+    base = names[-1].lower() if names else ''
+    type_text = _type_text(coldef.typeName) if coldef.typeName is not None else ''
+    facts = dict(column=coldef.colname, type=type_text, base=base, typmods=bool(coldef.typeName is not None and
+                                                                                 coldef.typeName.typmods),
+                 array=bool(coldef.typeName is not None and coldef.typeName.arrayBounds),
+                 serial=base in SERIAL_TYPES, not_null=False, primary_key=False, unique=False, references=None,
+                 default=None, identity=False, generated_stored=False)
+    for con in coldef.constraints or ():
+        kind = int(con.contype)
+        if kind == int(C.CONSTR_DEFAULT):
+            facts['default'] = 'constant' if _is_constant(con.raw_expr) else 'volatile'
+        elif kind == int(C.CONSTR_IDENTITY):
+            facts['identity'] = True
+        elif kind == int(C.CONSTR_GENERATED):
+            facts['generated_stored'] = True
+        elif kind == int(C.CONSTR_NOTNULL):
+            facts['not_null'] = True
+        elif kind == int(C.CONSTR_PRIMARY):
+            facts['primary_key'] = facts['not_null'] = True
+        elif kind == int(C.CONSTR_UNIQUE):
+            facts['unique'] = True
+        elif kind == int(C.CONSTR_FOREIGN):
+            facts['references'] = _name(con.pktable)
+    if coldef.raw_default is not None and facts['default'] is None:
+        facts['default'] = 'constant' if _is_constant(coldef.raw_default) else 'volatile'
+    return facts
+
+
+def _column_type_event(table, facts, how, ev):
+    ev.append(Event('column_type', table=table, how=how, **facts))
+
+
+def _column_def_events(table, coldef, events, if_not_exists=False):
+    facts = _column_facts(coldef)
+    has_default = bool(facts['default'] or facts['identity'] or facts['generated_stored'] or facts['serial'])
+    events.append(Event('add_column', table=table, column=coldef.colname, not_null=facts['not_null'],
+                        has_default=has_default, type=facts['type'],
+                        default=('serial' if facts['serial'] else 'identity' if facts['identity'] else
+                                 'generated' if facts['generated_stored'] else facts['default']),
+                        if_not_exists=if_not_exists))
+    _column_type_event(table, facts, 'add', events)
+    if facts['primary_key'] or facts['unique']:
+        events.append(Event('add_index_constraint', table=table, constraint=None,
+                            what='PRIMARY KEY' if facts['primary_key'] else 'UNIQUE', using_index=False))
+    if facts['references']:
+        events.append(Event('add_constraint', table=table, constraint=None, what='FOREIGN KEY', not_valid=False,
+                            inline=True))
+
+
+LOCK_MODES = {1: 'ACCESS SHARE', 2: 'ROW SHARE', 3: 'ROW EXCLUSIVE', 4: 'SHARE UPDATE EXCLUSIVE', 5: 'SHARE',
+              6: 'SHARE ROW EXCLUSIVE', 7: 'EXCLUSIVE', 8: 'ACCESS EXCLUSIVE'}
 
 
 def statement_events(node):
@@ -93,18 +179,32 @@ def statement_events(node):
     elif isinstance(node, ast.VariableSetStmt):
         if node.name == 'lock_timeout':
             ev.append(Event('set_lock_timeout'))
+        elif node.name == 'statement_timeout':
+            ev.append(Event('set_statement_timeout'))
     elif isinstance(node, ast.SelectStmt):
         for target in node.targetList or ():
             val = getattr(target, 'val', None)
             if isinstance(val, ast.FuncCall) and _name(val.funcname).rsplit('.', 1)[-1] == 'set_config' and \
-                    val.args and _const_text(val.args[0]) == 'lock_timeout':
-                ev.append(Event('set_lock_timeout'))
+                    val.args and _const_text(val.args[0]) in ('lock_timeout', 'statement_timeout'):
+                ev.append(Event('set_' + _const_text(val.args[0])))
     elif isinstance(node, ast.CreateStmt):
-        ev.append(Event('create_table', table=_name(node.relation)))
+        table = _name(node.relation)
+        ev.append(Event('create_table', table=table, if_not_exists=bool(node.if_not_exists)))
+        for elt in node.tableElts or ():
+            if isinstance(elt, ast.ColumnDef):
+                _column_type_event(table, _column_facts(elt), 'create', ev)
     elif isinstance(node, ast.CreateEnumStmt):
         ev.append(Event('create_type', type=_name(node.typeName)))
+    elif isinstance(node, ast.CreateDomainStmt):
+        ev.append(Event('create_type', type=_name(node.domainname)))
+        checks = [c for c in node.constraints or () if int(c.contype) == int(enums.ConstrType.CONSTR_CHECK)]
+        if checks:
+            ev.append(Event('domain_constraint', domain=_name(node.domainname), how='create'))
+    elif isinstance(node, ast.AlterDomainStmt):
+        if node.subtype == 'C' and node.def_ is not None and not getattr(node.def_, 'skip_validation', False):
+            ev.append(Event('domain_constraint', domain=_name(node.typeName), how='alter'))
     elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
-        ev.append(Event('create_table', table=_name(node.into.rel)))
+        ev.append(Event('create_table', table=_name(node.into.rel), if_not_exists=bool(node.if_not_exists)))
     elif isinstance(node, ast.InsertStmt):
         sources = []
         if node.selectStmt is not None and isinstance(node.selectStmt, ast.SelectStmt):
@@ -123,7 +223,9 @@ def statement_events(node):
                 name = getattr(obj, 'sval', None) or (_name(obj) if isinstance(obj, tuple) else str(obj))
                 ev.append(Event('drop_schema', schema=name))
         elif rtype == int(O.OBJECT_INDEX):
-            ev.append(Event('drop_index', concurrently=bool(node.concurrent)))
+            names = [_name(obj) for obj in node.objects or ()]
+            ev.append(Event('drop_index', concurrently=bool(node.concurrent), index=', '.join(names),
+                            if_exists=bool(node.missing_ok)))
     elif isinstance(node, ast.DropdbStmt):
         ev.append(Event('drop_schema', schema=node.dbname, database=True))
     elif isinstance(node, ast.TruncateStmt):
@@ -136,12 +238,34 @@ def statement_events(node):
     elif isinstance(node, ast.UpdateStmt):
         if node.whereClause is None:
             ev.append(Event('update_all', table=_name(node.relation)))
+        seen, dup = set(), []
+        for target in node.targetList or ():
+            name = getattr(target, 'name', None)
+            if name in seen and name not in dup:
+                dup.append(name)
+            seen.add(name)
+        if dup:
+            ev.append(Event('duplicate_assignment', table=_name(node.relation), columns=dup))
     elif isinstance(node, ast.IndexStmt):
         ev.append(Event('create_index', table=_name(node.relation), concurrently=bool(node.concurrent),
-                        index=node.idxname))
+                        index=node.idxname, unique=bool(node.unique), if_not_exists=bool(node.if_not_exists)))
+        ev.append(Event('share_lock', table=_name(node.relation), concurrently=bool(node.concurrent)))
     elif isinstance(node, ast.ReindexStmt):
         params = [getattr(p, 'defname', '') for p in (node.params or ())]
-        ev.append(Event('reindex', concurrently='concurrently' in params))
+        target = _name(node.relation) if node.relation is not None else node.name
+        ev.append(Event('reindex', concurrently='concurrently' in params, target=target))
+    elif isinstance(node, ast.VacuumStmt):
+        opts = [getattr(o, 'defname', '') for o in (node.options or ())]
+        if node.is_vacuumcmd and 'full' in opts:
+            tables = [_name(r.relation) for r in node.rels or () if getattr(r, 'relation', None) is not None]
+            ev.append(Event('table_rewrite', command='VACUUM FULL', tables=tables))
+    elif isinstance(node, ast.ClusterStmt):
+        ev.append(Event('table_rewrite', command='CLUSTER',
+                        tables=[_name(node.relation)] if node.relation is not None else []))
+    elif isinstance(node, ast.LockStmt):
+        tables = [_name(r) for r in node.relations or ()]
+        ev.append(Event('lock_table', tables=tables, mode=LOCK_MODES.get(int(node.mode), str(node.mode)),
+                        nowait=bool(node.nowait)))
     elif isinstance(node, ast.AlterEnumStmt):
         type_name = _name(node.typeName)
         if node.oldVal is not None:
@@ -171,24 +295,50 @@ def _alter_table_events(node, ev):
         sub = int(cmd.subtype)
         if sub not in _light_alters():
             heavy = True
+        ev.append(Event('alter_action', table=table, robust=bool(cmd.missing_ok)))
         if sub == int(T.AT_AddColumn) and isinstance(cmd.def_, ast.ColumnDef):
-            _column_def_events(table, cmd.def_, ev)
+            _column_def_events(table, cmd.def_, ev, if_not_exists=bool(cmd.missing_ok))
         elif sub == int(T.AT_DropColumn):
             ev.append(Event('drop_column', table=table, column=cmd.name))
         elif sub == int(T.AT_AlterColumnType) and isinstance(cmd.def_, ast.ColumnDef):
             ev.append(Event('alter_column_type', table=table, column=cmd.name,
                             type=_type_text(cmd.def_.typeName), using=cmd.def_.raw_default is not None))
+            facts = _column_facts(cmd.def_)
+            facts['column'] = cmd.name
+            _column_type_event(table, facts, 'alter', ev)
+        elif sub == int(T.AT_SetNotNull):
+            ev.append(Event('set_not_null', table=table, column=cmd.name))
+        elif sub == int(T.AT_DropNotNull):
+            ev.append(Event('drop_not_null', table=table, column=cmd.name))
+        elif sub == int(T.AT_DetachPartition) and isinstance(cmd.def_, ast.PartitionCmd):
+            ev.append(Event('detach_partition', table=table, partition=_name(cmd.def_.name),
+                            concurrently=bool(cmd.def_.concurrent)))
+        elif sub == int(T.AT_ValidateConstraint):
+            ev.append(Event('validate_constraint', table=table, constraint=cmd.name))
         elif sub == int(T.AT_AddConstraint) and isinstance(cmd.def_, ast.Constraint):
             con = cmd.def_
             contype = int(con.contype)
             if contype in (int(C.CONSTR_FOREIGN), int(C.CONSTR_CHECK)):
                 ev.append(Event('add_constraint', table=table, constraint=con.conname,
                                 what='FOREIGN KEY' if contype == int(C.CONSTR_FOREIGN) else 'CHECK',
-                                not_valid=bool(con.skip_validation)))
+                                not_valid=bool(con.skip_validation), not_null_of=_not_null_check(con)))
                 if contype == int(C.CONSTR_FOREIGN) and len(node.cmds) == 1:
                     heavy = False    # SHARE ROW EXCLUSIVE, not ACCESS EXCLUSIVE
+            elif contype in (int(C.CONSTR_UNIQUE), int(C.CONSTR_PRIMARY), int(C.CONSTR_EXCLUSION)):
+                ev.append(Event('add_index_constraint', table=table, constraint=con.conname,
+                                what={int(C.CONSTR_UNIQUE): 'UNIQUE', int(C.CONSTR_PRIMARY): 'PRIMARY KEY'}.get(
+                                    contype, 'EXCLUDE'), using_index=con.indexname))
     if heavy:
         ev.append(Event('exclusive_lock', table=table))
+
+
+def _not_null_check(con):
+    """The column of CHECK (col IS NOT NULL), else None."""
+    expr = getattr(con, 'raw_expr', None)
+    if isinstance(expr, ast.NullTest) and int(expr.nulltesttype) == int(enums.NullTestType.IS_NOT_NULL) and \
+            isinstance(expr.arg, ast.ColumnRef) and expr.arg.fields:
+        return getattr(expr.arg.fields[-1], 'sval', None)
+    return None
 
 
 def _scan(text):
@@ -216,6 +366,28 @@ def _split(text, tokens):
     if first is not None:
         out.append((first, last + 1))
     return out
+
+
+MAX_IDENTIFIER_BYTES = 63
+
+
+def _long_identifiers(text, tokens, placed):
+    """An identifier_too_long event on the statement of each identifier over 63 bytes (NAMEDATALEN - 1), which
+    PostgreSQL truncates silently (a NOTICE only): the object gets another name than the migration says."""
+    long_ones = [t for t in tokens if t.name == 'IDENT' and t.end - t.start >= MAX_IDENTIFIER_BYTES]
+    if not long_ones or not placed:
+        return
+    begins = [b for _s, b, _e in placed]
+    for tok in long_ones:
+        raw = text[tok.start:tok.end + 1]
+        name = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
+        size = len(name.encode('utf-8'))
+        if size <= MAX_IDENTIFIER_BYTES:
+            continue
+        i = bisect.bisect_right(begins, tok.start) - 1
+        if i < 0 or placed[i][0].error is not None:
+            continue
+        placed[i][0].events.append(Event('identifier_too_long', name=name, size=size))
 
 
 def parse(text, line_offset=0):
@@ -264,6 +436,7 @@ def parse(text, line_offset=0):
         else:
             stmt = Statement(stmt_text, line, statement_events(node))
         placed.append((stmt, begin, end))
+    _long_identifiers(text, tokens, placed)
     if 'dbops:ignore' in text:
         comments = []
         for tok in tokens:
