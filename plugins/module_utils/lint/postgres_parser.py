@@ -161,6 +161,13 @@ def _column_def_events(table, coldef, events, if_not_exists=False):
                             inline=True))
 
 
+# Statements on existing objects that take a lock worth a lock_timeout even when it is not ACCESS EXCLUSIVE
+# (a catalog lock, SHARE UPDATE EXCLUSIVE of CONCURRENTLY, ...). CREATE TABLE, DML, SET, BEGIN are not among them.
+WEAK_LOCK_NODES = tuple(getattr(ast, n) for n in (
+    'AlterTableStmt', 'AlterEnumStmt', 'AlterDomainStmt', 'CreateDomainStmt', 'ViewStmt', 'IndexStmt', 'DropStmt',
+    'DropdbStmt', 'VacuumStmt', 'ClusterStmt', 'LockStmt', 'ReindexStmt', 'RenameStmt', 'TruncateStmt',
+    'AlterObjectSchemaStmt', 'AlterOwnerStmt', 'CreateTrigStmt', 'RuleStmt', 'RefreshMatViewStmt',
+    'CreatePolicyStmt', 'AlterPolicyStmt', 'CommentStmt', 'GrantStmt') if HAS_PGLAST and hasattr(ast, n))
 LOCK_MODES = {1: 'ACCESS SHARE', 2: 'ROW SHARE', 3: 'ROW EXCLUSIVE', 4: 'SHARE UPDATE EXCLUSIVE', 5: 'SHARE',
               6: 'SHARE ROW EXCLUSIVE', 7: 'EXCLUSIVE', 8: 'ACCESS EXCLUSIVE'}
 
@@ -216,7 +223,7 @@ def statement_events(node):
         rtype = int(node.removeType)
         if rtype == int(O.OBJECT_TABLE):
             for obj in node.objects or ():
-                ev.append(Event('drop_table', table=_name(obj)))
+                ev.append(Event('drop_table', table=_name(obj), if_exists=bool(node.missing_ok)))
                 ev.append(Event('exclusive_lock', table=_name(obj)))
         elif rtype == int(O.OBJECT_SCHEMA):
             for obj in node.objects or ():
@@ -226,6 +233,8 @@ def statement_events(node):
             names = [_name(obj) for obj in node.objects or ()]
             ev.append(Event('drop_index', concurrently=bool(node.concurrent), index=', '.join(names),
                             if_exists=bool(node.missing_ok)))
+            if not node.concurrent:
+                ev.append(Event('exclusive_lock', table=None, what='the table of index %s' % ', '.join(names)))
     elif isinstance(node, ast.DropdbStmt):
         ev.append(Event('drop_schema', schema=node.dbname, database=True))
     elif isinstance(node, ast.TruncateStmt):
@@ -254,18 +263,23 @@ def statement_events(node):
         params = [getattr(p, 'defname', '') for p in (node.params or ())]
         target = _name(node.relation) if node.relation is not None else node.name
         ev.append(Event('reindex', concurrently='concurrently' in params, target=target))
+        ev.append(Event('share_lock', table=None, what='%s (REINDEX)' % target, concurrently='concurrently' in params))
     elif isinstance(node, ast.VacuumStmt):
         opts = [getattr(o, 'defname', '') for o in (node.options or ())]
         if node.is_vacuumcmd and 'full' in opts:
             tables = [_name(r.relation) for r in node.rels or () if getattr(r, 'relation', None) is not None]
             ev.append(Event('table_rewrite', command='VACUUM FULL', tables=tables))
+            ev.append(Event('exclusive_lock', table=tables[0] if tables else None, what='every table'))
     elif isinstance(node, ast.ClusterStmt):
         ev.append(Event('table_rewrite', command='CLUSTER',
                         tables=[_name(node.relation)] if node.relation is not None else []))
+        ev.append(Event('exclusive_lock', table=_name(node.relation) if node.relation is not None else None,
+                        what='every clustered table'))
     elif isinstance(node, ast.LockStmt):
         tables = [_name(r) for r in node.relations or ()]
         ev.append(Event('lock_table', tables=tables, mode=LOCK_MODES.get(int(node.mode), str(node.mode)),
                         nowait=bool(node.nowait)))
+        ev.append(Event('exclusive_lock' if int(node.mode) >= 5 else 'weak_lock', table=tables[0] if tables else None))
     elif isinstance(node, ast.AlterEnumStmt):
         type_name = _name(node.typeName)
         if node.oldVal is not None:
@@ -276,13 +290,19 @@ def statement_events(node):
     elif isinstance(node, ast.RenameStmt):
         rtype = int(node.renameType)
         if rtype == int(O.OBJECT_TABLE):
-            ev.append(Event('rename_table', table=_name(node.relation), new=node.newname))
+            ev.append(Event('rename_table', table=_name(node.relation), new=node.newname,
+                            if_exists=bool(node.missing_ok)))
             ev.append(Event('exclusive_lock', table=_name(node.relation)))
         elif rtype == int(O.OBJECT_COLUMN) and int(node.relationType) == int(O.OBJECT_TABLE):
-            ev.append(Event('rename_column', table=_name(node.relation), column=node.subname, new=node.newname))
+            ev.append(Event('rename_column', table=_name(node.relation), column=node.subname, new=node.newname,
+                            if_exists=bool(node.missing_ok)))
             ev.append(Event('exclusive_lock', table=_name(node.relation)))
     elif isinstance(node, ast.AlterTableStmt) and int(node.objtype) == int(O.OBJECT_TABLE):
         _alter_table_events(node, ev)
+    if isinstance(node, WEAK_LOCK_NODES) and not any(e.kind in ('exclusive_lock', 'share_lock') for e in ev):
+        table = getattr(node, 'relation', None)
+        ev.append(Event('weak_lock', table=_name(table) if table is not None else None,
+                        what=type(node).__name__.replace('Stmt', '').upper()))
     return ev
 
 
@@ -313,6 +333,8 @@ def _alter_table_events(node, ev):
         elif sub == int(T.AT_DetachPartition) and isinstance(cmd.def_, ast.PartitionCmd):
             ev.append(Event('detach_partition', table=table, partition=_name(cmd.def_.name),
                             concurrently=bool(cmd.def_.concurrent)))
+        elif sub == int(T.AT_DropConstraint):
+            ev.append(Event('drop_constraint', table=table, constraint=cmd.name))
         elif sub == int(T.AT_ValidateConstraint):
             ev.append(Event('validate_constraint', table=table, constraint=cmd.name))
         elif sub == int(T.AT_AddConstraint) and isinstance(cmd.def_, ast.Constraint):

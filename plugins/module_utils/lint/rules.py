@@ -57,7 +57,7 @@ class Context:
         self.txn_id = 0               # which transaction a statement runs in (0: none / the tool's)
         self.created = set()
         self.lock_timeout = False
-        self.lock_reported = False
+        self.lock_reported = 0        # the strongest lock level reported (see _lock_level)
         self.statement_timeout = False
         self.statement_timeout_reported = False
         self.not_valid = {}           # constraint -> transaction id it was added NOT VALID in
@@ -258,18 +258,35 @@ def _not_valid(e, ctx):
                ' (on both tables)' if e['what'] == 'FOREIGN KEY' else ''))
 
 
+LOCK_LEVELS = {'weak_lock': 1, 'share_lock': 2, 'exclusive_lock': 3}
+
+
+def _lock_level(e):
+    """1: a lock that blocks schema changes only (or a catalog lock); 2: SHARE (blocks writes); 3: ACCESS EXCLUSIVE."""
+    if e.kind == 'share_lock' and e.get('concurrently'):
+        return 1
+    return LOCK_LEVELS[e.kind]
+
+
+def _lock_what(e):
+    if e.get('table'):
+        return q(e['table'])
+    return e.get('what') or 'an existing object'
+
+
 def _lock_timeout(e, ctx):
-    if ctx.lock_timeout or ctx.lock_reported or ctx.is_new(e['table']):
+    level = _lock_level(e)
+    if ctx.lock_timeout or ctx.lock_reported >= level or ctx.is_new(e.get('table')):
         return None
-    if e.kind == 'share_lock':
-        if e.get('concurrently'):
-            return None
-        ctx.lock_reported = True
-        return ('This migration takes a SHARE lock on %s (CREATE INDEX) without a lock_timeout: while it waits behind '
-                'a long transaction, every write to the table queues behind it.' % q(e['table']))
-    ctx.lock_reported = True
-    return ('This migration takes an ACCESS EXCLUSIVE lock on %s without a lock_timeout: while it waits behind any '
-            'long transaction, every query on the table queues behind it (an outage).' % q(e['table']))
+    ctx.lock_reported = level
+    if level == 3:
+        return ('This migration takes an ACCESS EXCLUSIVE lock on %s without a lock_timeout: while it waits behind '
+                'any long transaction, every query on the table queues behind it (an outage).' % _lock_what(e))
+    if level == 2:
+        return ('This migration takes a SHARE lock on %s without a lock_timeout: while it waits behind a long '
+                'transaction, every write to the table queues behind it.' % _lock_what(e))
+    return ('This migration takes a lock on %s without a lock_timeout: it waits behind long transactions, and '
+            'schema changes queue behind it.' % _lock_what(e), 'info')
 
 
 def _parse_error(e, _ctx):
@@ -435,6 +452,14 @@ def _table_rewrite(e, _ctx):
             'copy takes, and it needs free disk for a second copy.' % (e['command'], tables))
 
 
+def _vacuum_full(e, ctx):
+    return _table_rewrite(e, ctx) if e['command'] == 'VACUUM FULL' else None
+
+
+def _cluster(e, ctx):
+    return _table_rewrite(e, ctx) if e['command'] == 'CLUSTER' else None
+
+
 def _lock_table(e, _ctx):
     return ('LOCK TABLE %s IN %s MODE%s: queries that conflict with that lock wait until the transaction ends.'
             % (', '.join(map(q, e['tables'])), e['mode'], ' NOWAIT' if e.get('nowait') else ''))
@@ -462,13 +487,18 @@ def _nesting(e, ctx):
 
 
 def _statement_timeout(e, ctx):
-    if ctx.statement_timeout or ctx.statement_timeout_reported or ctx.is_new(e['table']):
-        return None
-    if e.kind == 'share_lock' and e.get('concurrently'):
+    if ctx.statement_timeout or ctx.statement_timeout_reported or ctx.is_new(e.get('table')):
         return None
     ctx.statement_timeout_reported = True
     return ('This migration takes a lock on %s without a statement_timeout: a statement that runs far longer than '
-            'planned keeps the lock until someone cancels it.' % q(e['table']))
+            'planned keeps the lock until someone cancels it.' % _lock_what(e))
+
+
+def _drop_constraint(e, ctx):
+    if ctx.is_new(e['table']):
+        return None
+    return ('DROP CONSTRAINT %s on %s: rows that violate it can be written at once, and adding it back later scans '
+            'the table (NOT VALID, then VALIDATE) and fails on them.' % (q(e['constraint']), q(e['table'])))
 
 
 def _robust(e, ctx):
@@ -487,6 +517,13 @@ def _robust(e, ctx):
     if e.kind == 'drop_index':
         return ('DROP INDEX %s runs outside a transaction without IF EXISTS: if the migration fails after it, '
                 'running it again fails here.' % e.get('index'))
+    if e.kind in ('create_table', 'drop_table'):
+        return ('%s %s runs outside a transaction without IF %sEXISTS: if the migration fails after it, running it '
+                'again fails here.' % ('CREATE TABLE' if e.kind == 'create_table' else 'DROP TABLE', q(e['table']),
+                                       'NOT ' if e.kind == 'create_table' else ''))
+    if e.kind in ('rename_table', 'rename_column'):
+        return ('ALTER TABLE %s RENAME runs outside a transaction without IF EXISTS: if the migration fails after '
+                'it, running it again fails here.' % q(e['table']))
     return None
 
 
@@ -568,7 +605,7 @@ RULES = [
          'ADD CONSTRAINT ... NOT VALID (instant; new rows are checked), then ALTER TABLE ... VALIDATE CONSTRAINT '
          'in a separate transaction (it does not block writes): dbops.maintenance.constraint_ensure does both.',
          _not_valid),
-    Rule('missing-lock-timeout', 'warning', ('postgresql',), ('exclusive_lock', 'share_lock'), 'no lock_timeout',
+    Rule('missing-lock-timeout', 'warning', ('postgresql',), ('exclusive_lock', 'share_lock', 'weak_lock'), 'no lock_timeout',
          'A statement that needs an ACCESS EXCLUSIVE lock waits behind any long transaction, and every query on '
          'the table queues behind it: a short DDL becomes an outage.',
          "SET lock_timeout = '2s' (or SET LOCAL in a transaction) at the top of the migration, and retry "
@@ -651,12 +688,22 @@ RULES = [
          'dbops.maintenance.constraint_ensure), or add the domain constraint NOT VALID and VALIDATE it later.',
          _domain_constraint, also=(('squawk', 'ban-create-domain-with-constraint'),
                                    ('squawk', 'ban-alter-domain-with-add-constraint'))),
-    Rule('vacuum-full', 'error', ('postgresql',), ('table_rewrite',), 'VACUUM FULL / CLUSTER',
-         'VACUUM FULL and CLUSTER copy the whole table under an ACCESS EXCLUSIVE lock: reads and writes wait for as '
-         'long as the table is big, and the copy needs as much free disk again.',
+    Rule('vacuum-full', 'error', ('postgresql',), ('table_rewrite',), 'VACUUM FULL',
+         'VACUUM FULL copies the whole table under an ACCESS EXCLUSIVE lock: reads and writes wait for as long as '
+         'the table is big, and the copy needs as much free disk again.',
          'pg_repack (or pg_squeeze), which rebuild online, run by an operator outside the migration; plain VACUUM '
-         '(no lock on reads/writes) to reclaim space for reuse.', _table_rewrite,
-         also=(('squawk', 'prefer-repack'), ('bytebase', 'statement.disallow-vacuum-full'))),
+         '(no lock on reads/writes) to make the space reusable.', _vacuum_full,
+         also=(('squawk', 'prefer-repack (PostgreSQL 19+ only)'),)),
+    Rule('cluster', 'error', ('postgresql',), ('table_rewrite',), 'CLUSTER',
+         'CLUSTER rewrites the table in index order under an ACCESS EXCLUSIVE lock: reads and writes wait for as '
+         'long as the table is big.',
+         'pg_repack --order-by (online), run by an operator outside the migration.', _cluster,
+         also=(('squawk', 'prefer-repack (PostgreSQL 19+ only)'),)),
+    Rule('drop-not-null', 'warning', ('postgresql',), ('drop_not_null',), 'DROP NOT NULL',
+         'Code and readers written for a NOT NULL column break on the first NULL; once NULLs are written the '
+         'constraint cannot simply be put back.',
+         'Make sure every reader handles NULL first (deploy that), then drop NOT NULL; or keep the column NOT NULL '
+         'with a default.', _drop_not_null, also=(('squawk', 'ban-drop-not-null'),)),
     Rule('lock-table', 'warning', ('postgresql',), ('lock_table',), 'LOCK TABLE',
          'An explicit LOCK TABLE holds its lock (ACCESS EXCLUSIVE unless a mode is given) until the transaction ends, '
          'and waits behind every running query first.',
@@ -674,12 +721,19 @@ RULES = [
          'PostgreSQL has no nested transactions: a BEGIN inside one is ignored, and its COMMIT ends the outer one.',
          'Remove BEGIN/COMMIT from migrations the tool runs in a transaction (or turn the tool\'s transaction off for '
          'that migration).', _nesting, also=(('squawk', 'transaction-nesting'),)),
-    Rule('missing-statement-timeout', 'info', ('postgresql',), ('exclusive_lock', 'share_lock'),
+    Rule('missing-statement-timeout', 'info', ('postgresql',), ('exclusive_lock', 'share_lock', 'weak_lock'),
          'no statement_timeout',
          'Without statement_timeout, a statement that holds a lock and runs longer than planned is not stopped.',
          "SET statement_timeout = '...' at the top of the migration (dbops.maintenance modules set both timeouts "
          'for the statements they run).', _statement_timeout, also=(('squawk', 'require-statement-timeout'),)),
-    Rule('prefer-robust-statements', 'info', ('postgresql',), ('alter_action', 'create_index', 'drop_index'),
+    Rule('drop-constraint', 'warning', ('postgresql',), ('drop_constraint',), 'DROP CONSTRAINT',
+         'Dropping a constraint lets the data break the rule it enforced; code written for the rule does not expect '
+         'that, and re-adding it needs a scan.',
+         'Keep the constraint until no code relies on it; to replace it, add the new one first (NOT VALID, then '
+         'VALIDATE: dbops.maintenance.constraint_ensure), then drop the old one.', _drop_constraint,
+         also=(('squawk', 'ban-drop-constraint'), ('atlas', 'CD101'))),
+    Rule('prefer-robust-statements', 'info', ('postgresql',),
+         ('alter_action', 'create_index', 'drop_index', 'create_table', 'drop_table', 'rename_table', 'rename_column'),
          'not re-runnable outside a transaction',
          'A migration that does not run in a transaction and fails part way leaves its first statements applied; '
          'without IF [NOT] EXISTS, running it again fails on them.',
