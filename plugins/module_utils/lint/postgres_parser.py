@@ -396,7 +396,8 @@ MAX_IDENTIFIER_BYTES = 63
 def _long_identifiers(text, tokens, placed):
     """An identifier_too_long event on the statement of each identifier over 63 bytes (NAMEDATALEN - 1), which
     PostgreSQL truncates silently (a NOTICE only): the object gets another name than the migration says."""
-    long_ones = [t for t in tokens if t.name == 'IDENT' and t.end - t.start >= MAX_IDENTIFIER_BYTES]
+    # offsets count characters; a character is at most 4 bytes in UTF-8
+    long_ones = [t for t in tokens if t.name == 'IDENT' and (t.end - t.start + 1) * 4 > MAX_IDENTIFIER_BYTES]
     if not long_ones or not placed:
         return
     begins = [b for _s, b, _e in placed]
