@@ -742,6 +742,40 @@ RULES = [
          _robust, also=(('squawk', 'prefer-robust-stmts'),)),
 ]
 
+# The other linters that check the rules written before issue 13 (for the docs' rules table).
+_ALSO = {
+    'parse-error': (('squawk', 'syntax-error'),),
+    'drop-table': (('squawk', 'ban-drop-table'), ('atlas', 'DS102'), ('bytebase', 'schema.backward-compatibility')),
+    'drop-column': (('squawk', 'ban-drop-column'), ('strong_migrations', 'remove_column'), ('atlas', 'DS103'),
+                    ('bytebase', 'schema.backward-compatibility')),
+    'drop-schema': (('squawk', 'ban-drop-database'), ('squawk', 'ban-drop-schema'), ('atlas', 'DS101'),
+                    ('bytebase', 'database.drop-empty-database')),
+    'truncate': (('squawk', 'ban-truncate-cascade'), ('bytebase', 'statement.disallow-truncate')),
+    'delete-without-where': (('bytebase', 'statement.where.require'),),
+    'update-without-where': (('bytebase', 'statement.where.require'), ('strong_migrations', 'backfill (guide)')),
+    'add-column-not-null-no-default': (('squawk', 'adding-required-field'), ('atlas', 'MF103'), ('atlas', 'MY101'),
+                                       ('bytebase', 'column.require-default')),
+    'column-type-rewrite': (('squawk', 'changing-column-type'), ('strong_migrations', 'change_column'),
+                            ('atlas', 'PG303'), ('bytebase', 'column.disallow-change-type')),
+    'index-not-concurrently': (('squawk', 'require-concurrent-index-creation'), ('strong_migrations', 'add_index'),
+                               ('atlas', 'PG101'), ('bytebase', 'index.create-concurrently')),
+    'concurrently-in-transaction': (('squawk', 'ban-concurrent-index-creation-in-transaction'),
+                                    ('atlas', 'PG103'), ('strong_migrations', 'disable_ddl_transaction!')),
+    'enum-value-in-transaction': (('atlas', 'PG105'),),
+    'enum-change': (('squawk', 'renaming-object'), ('atlas', 'MY110-MY113'), ('strong_migrations', 'change_column')),
+    'rename-table': (('squawk', 'renaming-table'), ('strong_migrations', 'rename_table'), ('atlas', 'BC101'),
+                     ('bytebase', 'schema.backward-compatibility')),
+    'rename-column': (('squawk', 'renaming-column'), ('strong_migrations', 'rename_column'), ('atlas', 'BC102'),
+                      ('bytebase', 'schema.backward-compatibility')),
+    'constraint-not-valid': (('squawk', 'constraint-missing-not-valid'), ('squawk', 'adding-foreign-key-constraint'),
+                             ('strong_migrations', 'add_foreign_key / add_check_constraint'),
+                             ('bytebase', 'statement.add-check-not-valid / statement.add-foreign-key-not-valid')),
+    'missing-lock-timeout': (('squawk', 'require-lock-timeout'), ('strong_migrations', 'lock_timeout (setting)')),
+}
+for _rule in RULES:
+    if not _rule.also and _rule.id in _ALSO:
+        _rule.also = _ALSO[_rule.id]
+
 RULES_BY_ID = dict((r.id, r) for r in RULES)
 
 
