@@ -111,6 +111,33 @@ options:
         is not parsed; it gets a C(too-large) finding with its line.
     type: int
     default: 1048576
+  format:
+    description:
+      - Also write the findings to O(dest) in a format CI reads. C(sarif) is SARIF 2.1.0 (GitHub code scanning
+        upload-sarif, and other review tools; ignored findings are results with an in-source suppression giving the
+        reason). C(github) is GitHub Actions workflow commands (C(::error file=...,line=...::...)), one per line, to
+        print in a step so the findings show as annotations. C(gitlab) is a GitLab code quality report (JSON).
+        C(junit) is JUnit XML, one test case per finding.
+      - The file is written (atomically) even when the task then fails on O(fail_on), so CI can upload it; it is
+        only rewritten when its content changes (the task reports changed then; in check mode it is not written).
+    type: str
+    choices: [sarif, github, gitlab, junit]
+  dest:
+    description:
+      - With O(format), the file to write, on the host the module runs on. Its directory must exist.
+    type: path
+  report_root:
+    description:
+      - With O(format), file paths in the report are made relative to this directory when they are under it (CI
+        systems want paths relative to the repository root). Default is the paths as given in O(path).
+    type: path
+  mysql_version:
+    description:
+      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29) or C(10.11) (MariaDB
+        from 10), for the rules that depend on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and
+        MariaDB 10.3). Unknown means
+        the rules assume a current server.
+    type: str
   pg_version:
     description:
       - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
@@ -238,12 +265,19 @@ statements:
   description: Number of statements parsed.
   returned: always
   type: int
+dest:
+  description: With O(format), the report file written.
+  returned: when format
+  type: str
 pending:
   description: With O(only_pending), the ids of the migrations that were linted.
   returned: when only_pending
   type: list
   elements: str
 '''
+
+import os
+import tempfile
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -252,7 +286,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
-from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
 
@@ -271,6 +305,10 @@ def argument_spec():
         pg_version=dict(type='int'),
         max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
         max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
+        format=dict(type='str', choices=list(report.FORMATS)),
+        dest=dict(type='path'),
+        report_root=dict(type='path'),
+        mysql_version=dict(type='str'),
     )
     return spec
 
@@ -299,6 +337,15 @@ def validate(module):
             module.fail_json(msg='only_pending reads the migration history: give database and the connection options.')
     if p['pg_version'] is not None and p['engine'] != 'postgresql':
         module.warn('pg_version only matters for engine=postgresql.')
+    if p['mysql_version'] is not None:
+        if p['engine'] != 'mysql':
+            module.warn('mysql_version only matters for engine=mysql.')
+        if lint_rules.parse_mysql_version(p['mysql_version']) is None:
+            module.fail_json(msg='mysql_version is a version such as 8.0.29 or 10.11 (it is %r).' % p['mysql_version'])
+    if bool(p['format']) != bool(p['dest']):
+        module.fail_json(msg='format and dest go together: format says what to write, dest where.')
+    if p['dest'] and os.path.isdir(p['dest']):
+        module.fail_json(msg='dest %s is a directory; give the path of the report file.' % p['dest'])
 
 
 def work(module, _db):
@@ -320,16 +367,50 @@ def work(module, _db):
         srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
                                max_file_size=p['max_file_size'])
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
-                          max_statement_size=p['max_statement_size'])
+                          max_statement_size=p['max_statement_size'], mysql_version=p['mysql_version'])
     except DbopsError:
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
         unexpected(module, e, context='while linting')
     result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
                   counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
+    if p['format']:
+        text = report.render(p['format'], out, list(lint_rules.RULES) + [runner.CODE_RULE, runner.TOO_LARGE_RULE],
+                             root=p['report_root'])
+        result['changed'] = write_report(module, p['dest'], text)
+        result['dest'] = p['dest']
     if runner.failing(out['findings'], p['fail_on']):
         raise ModuleFailure(result['summary'], **result)
     return result
+
+
+def write_report(module, dest, text):
+    """Write text to dest atomically when it differs; True when it (would have) changed."""
+    data = text.encode('utf-8')
+    try:
+        with open(dest, 'rb') as f:
+            if f.read() == data:
+                return False
+    except OSError:
+        pass
+    if module.check_mode:
+        return True
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
+        raise DbopsError('Cannot write the report %s: directory %s does not exist.' % (dest, directory))
+    fd, tmp = tempfile.mkstemp(prefix='.migration_lint.', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise DbopsError('Cannot write the report %s: %s' % (dest, e.strerror or e))
+    return True
 
 
 def main():

@@ -105,6 +105,22 @@ CASES = {
                                   "ALTER TABLE users ADD COLUMN IF NOT EXISTS note text;", None)],
     "drop-constraint": [((PG,), "ALTER TABLE orders DROP CONSTRAINT orders_total_positive;",
                          "ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;", None)],
+    "mysql-algorithm-copy": [((MY,), "ALTER TABLE users ADD COLUMN note TEXT, ALGORITHM=COPY;",
+                              "ALTER TABLE users ADD COLUMN note TEXT, ALGORITHM=INSTANT;", None)],
+    "mysql-lock-option": [((MY,), "ALTER TABLE users ADD INDEX users_email (email), LOCK=EXCLUSIVE;",
+                           "ALTER TABLE users ADD INDEX users_email (email), ALGORITHM=INPLACE, LOCK=NONE;", None)],
+    "optimize-table": [((MY,), "OPTIMIZE TABLE sessions;", "ANALYZE TABLE sessions;", None)],
+    "mysql-charset-convert": [((MY,), "ALTER TABLE users CONVERT TO CHARACTER SET utf8mb4;",
+                               "ALTER TABLE users CHARACTER SET = utf8mb4;", None)],
+    "sqlite-alter-unsupported": [((SQ,), "ALTER TABLE users ALTER COLUMN age TYPE BIGINT;",
+                                  "ALTER TABLE users ADD COLUMN age_big BIGINT;", None)],
+    "sqlite-table-rebuild": [((SQ,), "CREATE TABLE new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n"
+                              "INSERT INTO new_users (id, email) SELECT id, email FROM users;\nDROP TABLE users;\n"
+                              "ALTER TABLE new_users RENAME TO users;",
+                              "ALTER TABLE users ADD COLUMN email2 TEXT;", None)],
+    "sqlite-foreign-keys-off": [((SQ,), "PRAGMA foreign_keys=OFF;\nDELETE FROM users WHERE id = 1;",
+                                 "PRAGMA foreign_keys=OFF;\nDELETE FROM users WHERE id = 1;\nPRAGMA foreign_keys=ON;",
+                                 None)],
     "parse-error": [((PG, MY, SQ), "CREATE TABLE (id int;", "CREATE TABLE t (id int);", None)],
     "unparsed-statement": [((MY, SQ), "ALTER TABLE t ADD x;", "ALTER TABLE t ADD COLUMN x INT;", None)],
 }

@@ -20,5 +20,8 @@ def test_every_rule_has_a_tested_example():
     sys.path.insert(0, str(ROOT / "scripts"))
     import lint_docs  # pylint: disable=import-outside-toplevel
     all_rules, cases = lint_docs.load()
-    without = [r.id for r in all_rules if r.id not in cases and r.id not in ("code-migration", "too-large")]
+    # mysql-add-column-rebuild needs mysql_version (tests/unit/test_lint_parity.py); the runner's own two rules are
+    # about files, not statements
+    untested = ("code-migration", "too-large", "mysql-add-column-rebuild")
+    without = [r.id for r in all_rules if r.id not in cases and r.id not in untested]
     assert without == []

@@ -128,7 +128,7 @@ def test_mysql_enum_model_across_files():
 def test_sqlite_rebuild_pattern_is_not_data_loss_but_a_plain_drop_is():
     rebuild = ('CREATE TABLE "new_U" (id INTEGER);\nINSERT INTO "new_U" (id) SELECT id FROM "U";\n'
                'DROP TABLE "U";\nALTER TABLE "new_U" RENAME TO "U";\n')
-    assert lint(rebuild, "sqlite") == []
+    assert rules_of(lint(rebuild, "sqlite")) == [(3, "sqlite-table-rebuild")]     # an info since issue 13
     assert rules_of(lint('DROP TABLE "U";\n', "sqlite")) == [(1, "drop-table")]
 
 

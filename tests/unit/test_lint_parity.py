@@ -125,3 +125,33 @@ def test_orm_generated_sql_for_common_changes_is_not_refused(sql):
     out = runner.lint([sources.Source("m.sql", sql)], "postgresql", pg_version=16)["findings"]
     assert runner.failing(out, "error") == [], [(f["rule"], f["message"]) for f in out if f["severity"] == "error"]
     assert out      # but they are not silent: warnings say what locks
+
+
+@pytest.mark.parametrize("version,sql,expected", [
+    ("5.7.44", "ALTER TABLE t ADD COLUMN x INT;", ["warning"]),
+    ("8.0.11", "ALTER TABLE t ADD COLUMN x INT;", ["warning"]),
+    ("8.0.12", "ALTER TABLE t ADD COLUMN x INT;", []),
+    ("8.0.20", "ALTER TABLE t ADD COLUMN x INT AFTER id;", ["warning"]),
+    ("8.0.29", "ALTER TABLE t ADD COLUMN x INT AFTER id;", []),
+    ("10.2.44", "ALTER TABLE t ADD COLUMN x INT;", ["warning"]),
+    ("10.3.2", "ALTER TABLE t ADD COLUMN x INT;", []),
+    ("10.11.6-MariaDB", "ALTER TABLE t ADD COLUMN x INT;", []),
+    (None, "ALTER TABLE t ADD COLUMN x INT;", []),
+    ("5.7.44", "ALTER TABLE t ADD COLUMN x INT, ALGORITHM=INSTANT;", []),     # the server refuses: no copy
+])
+def test_mysql_instant_add_column_is_version_aware(version, sql, expected):
+    out = runner.lint([sources.Source("m.sql", sql)], "mysql", mysql_version=version)["findings"]
+    assert [f["severity"] for f in out if f["rule"] == "mysql-add-column-rebuild"] == expected
+
+
+def test_mysql_version_parsing():
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint.rules import parse_mysql_version
+    assert parse_mysql_version("8.0.36-log") == (8, 0, 36)
+    assert parse_mysql_version("10.11") == (10, 11, 0)
+    assert parse_mysql_version("eight") is None
+
+
+def test_sqlite_foreign_keys_and_rebuild_are_per_source():
+    srcs = [sources.Source("1.sql", "PRAGMA foreign_keys=OFF;\n"), sources.Source("2.sql", "PRAGMA foreign_keys=ON;\n")]
+    out = runner.lint(srcs, "sqlite")["findings"]
+    assert [(f["file"], f["rule"]) for f in out] == [("1.sql", "sqlite-foreign-keys-off")]

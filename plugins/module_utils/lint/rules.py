@@ -44,9 +44,10 @@ class Context:
     (kept across the files of one run, in order).
     """
 
-    def __init__(self, engine, pg_version=None, enum_columns=None):
+    def __init__(self, engine, pg_version=None, enum_columns=None, mysql_version=None):
         self.engine = engine
         self.pg_version = pg_version
+        self.mysql_version = parse_mysql_version(mysql_version) if isinstance(mysql_version, str) else mysql_version
         self.enum_columns = enum_columns if enum_columns is not None else {}
         self.reset()
 
@@ -64,6 +65,7 @@ class Context:
         self.not_null_checks = {}     # (table, column) -> constraint name of CHECK (col IS NOT NULL)
         self.validated = {}           # (table, column) -> transaction id the CHECK was validated in
         self.concurrent_indexes = set()
+        self.foreign_keys_off = None  # the statement of a PRAGMA foreign_keys=OFF not yet turned back ON
         self.rebuilds = set()     # tables rebuilt by create-copy-drop-rename (recognised per source)
 
     def key(self, name):
@@ -527,6 +529,89 @@ def _robust(e, ctx):
     return None
 
 
+# --- MySQL / MariaDB and SQLite (issue 13) -------------------------------------------------------------------
+def parse_mysql_version(text):
+    """'8.0.29' -> (8, 0, 29); '10.11' -> (10, 11, 0); '8.0.36-log', '10.6.16-MariaDB' too. None if unreadable."""
+    if text is None:
+        return None
+    parts = []
+    for piece in str(text).strip().split('-', 1)[0].split('.')[:3]:
+        if not piece.isdigit():
+            return None
+        parts.append(int(piece))
+    if not parts:
+        return None
+    while len(parts) < 3:
+        parts.append(0)
+    return tuple(parts)
+
+
+def _mysql_is_mariadb(version):
+    return version is not None and version[0] >= 10
+
+
+def _algorithm_copy(e, ctx):
+    if e.get('algorithm') != 'COPY' or ctx.is_new(e['table']):
+        return None
+    return ('ALTER TABLE %s ... ALGORITHM=COPY copies every row into a new table while writes wait (reads too at '
+            'the end), for as long as the table is big.' % q(e['table']))
+
+
+def _lock_option(e, ctx):
+    lock = e.get('lock')
+    if lock not in ('SHARED', 'EXCLUSIVE') or ctx.is_new(e['table']):
+        return None
+    if lock == 'EXCLUSIVE':
+        return ('ALTER TABLE %s ... LOCK=EXCLUSIVE blocks reads and writes for the whole operation.' % q(e['table']))
+    return ('ALTER TABLE %s ... LOCK=SHARED blocks writes for the whole operation.' % q(e['table']), 'warning')
+
+
+def _optimize(e, _ctx):
+    return ('OPTIMIZE TABLE %s rebuilds the table (InnoDB: ALTER TABLE ... FORCE): it needs free disk for a second '
+            'copy, replicas lag behind it, and tables with FULLTEXT indexes are copied with writes blocked.'
+            % ', '.join(map(q, e['tables'])))
+
+
+def _charset_convert(e, ctx):
+    if ctx.is_new(e['table']):
+        return None
+    return ('ALTER TABLE %s CONVERT TO CHARACTER SET %s rewrites every text column and copies the table '
+            '(ALGORITHM=COPY) with writes blocked, for as long as the table is big.' % (q(e['table']),
+                                                                                      e.get('charset') or ''))
+
+
+def _add_column_rebuild(e, ctx):
+    version = ctx.mysql_version
+    if version is None or ctx.is_new(e['table']) or e.get('algorithm') in ('INSTANT', 'COPY'):
+        return None
+    if _mysql_is_mariadb(version):
+        if version >= (10, 3, 2):
+            return None
+        name = 'MariaDB %d.%d' % version[:2]
+    else:
+        if version >= (8, 0, 29) or (version >= (8, 0, 12) and not e.get('positioned')):
+            return None
+        name = 'MySQL %d.%d.%d' % version
+    return ('ADD COLUMN %s to %s rebuilds the table on %s (instant ADD COLUMN needs MySQL 8.0.12, 8.0.29 for '
+            'FIRST/AFTER, or MariaDB 10.3.2): concurrent writes are allowed but it takes as long as a copy.'
+            % (q(e['column']), q(e['table']), name))
+
+
+def _sqlite_unsupported(e, _ctx):
+    return ('SQLite has no ALTER TABLE ... %s: the statement fails on %s.' % (e['what'], q(e['table'])))
+
+
+def _sqlite_rebuild(e, _ctx):
+    return ('This migration rebuilds %s (create a new table, copy every row, drop, rename): the copy holds the '
+            'database write lock for as long as the table is big, and foreign keys must be off meanwhile '
+            '(PRAGMA foreign_keys=OFF before, ON after).' % q(e['table']))
+
+
+def _foreign_keys_off(e, _ctx):
+    return ('PRAGMA foreign_keys=OFF on line %d is not turned back ON in this migration: the connection goes on '
+            'without foreign key checks.' % e['line'])
+
+
 RULES = [
     Rule('parse-error', 'error', ALL, ('parse_error',), 'unreadable SQL',
          'A statement the parser cannot read is not checked by any rule; it is often a syntax error that '
@@ -732,6 +817,45 @@ RULES = [
          'Keep the constraint until no code relies on it; to replace it, add the new one first (NOT VALID, then '
          'VALIDATE: dbops.maintenance.constraint_ensure), then drop the old one.', _drop_constraint,
          also=(('squawk', 'ban-drop-constraint'), ('atlas', 'CD101'))),
+    Rule('mysql-algorithm-copy', 'error', ('mysql',), ('alter_options',), 'ALGORITHM=COPY',
+         'ALGORITHM=COPY makes InnoDB copy the table row by row with writes blocked, for as long as it is big.',
+         'ALGORITHM=INSTANT or ALGORITHM=INPLACE, LOCK=NONE (the server refuses when it cannot); when only a copy '
+         'will do, dbops.maintenance.column_ensure with method: online (pt-online-schema-change) copies without '
+         'blocking writes.', _algorithm_copy, also=(('bytebase', 'statement.disallow-offline-ddl'),)),
+    Rule('mysql-lock-option', 'error', ('mysql',), ('alter_options',), 'LOCK=SHARED / LOCK=EXCLUSIVE',
+         'LOCK=EXCLUSIVE blocks reads and writes, LOCK=SHARED blocks writes, for the whole ALTER (a warning for '
+         'SHARED).',
+         'LOCK=NONE with ALGORITHM=INPLACE or INSTANT; or dbops.maintenance.column_ensure with method: online '
+         '(pt-online-schema-change).', _lock_option),
+    Rule('optimize-table', 'warning', ('mysql',), ('optimize',), 'OPTIMIZE TABLE',
+         'OPTIMIZE TABLE rebuilds the whole table: disk for a second copy, replica lag, writes blocked with '
+         'FULLTEXT indexes.',
+         'Run it (or pt-online-schema-change --alter "ENGINE=InnoDB") as an operator task in a quiet hour, not '
+         'from a migration.', _optimize),
+    Rule('mysql-charset-convert', 'error', ('mysql',), ('charset_convert',), 'CONVERT TO CHARACTER SET',
+         'Converting a table\'s character set rewrites every text column, with ALGORITHM=COPY: writes wait for '
+         'the whole copy.',
+         'dbops.maintenance.column_ensure with method: online (pt-online-schema-change) for each table; '
+         'ALTER TABLE ... CHARACTER SET = ... alone only changes the default for new columns (no copy).',
+         _charset_convert),
+    Rule('mysql-add-column-rebuild', 'warning', ('mysql',), ('add_column',), 'ADD COLUMN that rebuilds (old server)',
+         'Before MySQL 8.0.12 (8.0.29 for FIRST/AFTER) and MariaDB 10.3.2, ADD COLUMN rebuilds the table; only '
+         'reported when mysql_version says the server is that old.',
+         'Add the column at the end with ALGORITHM=INSTANT on a server that has it, or use '
+         'dbops.maintenance.column_ensure with method: online (pt-online-schema-change).', _add_column_rebuild),
+    Rule('sqlite-alter-unsupported', 'error', ('sqlite',), ('sqlite_unsupported',), 'ALTER that SQLite cannot do',
+         'SQLite\'s ALTER TABLE only renames, adds and drops columns: ALTER COLUMN and ADD/DROP CONSTRAINT fail.',
+         'Rebuild the table: PRAGMA foreign_keys=OFF; CREATE TABLE new_t (...); INSERT INTO new_t SELECT ... FROM t; '
+         'DROP TABLE t; ALTER TABLE new_t RENAME TO t; PRAGMA foreign_keys=ON (what Prisma and Django generate).',
+         _sqlite_unsupported),
+    Rule('sqlite-table-rebuild', 'info', ('sqlite',), ('table_rebuild',), 'SQLite table rebuild',
+         'A rebuild copies every row while holding the database\'s write lock.',
+         'Fine for small tables; for a big one, run it when writers can wait, with foreign keys off around it.',
+         _sqlite_rebuild),
+    Rule('sqlite-foreign-keys-off', 'warning', ('sqlite',), ('foreign_keys_left_off',), 'foreign_keys left OFF',
+         'PRAGMA foreign_keys=OFF lasts for the connection: left off, every later write skips the checks.',
+         'End the migration with PRAGMA foreign_keys=ON (and PRAGMA foreign_key_check to find rows the rebuild '
+         'broke).', _foreign_keys_off),
     Rule('prefer-robust-statements', 'info', ('postgresql',),
          ('alter_action', 'create_index', 'drop_index', 'create_table', 'drop_table', 'rename_table', 'rename_column'),
          'not re-runnable outside a transaction',
@@ -846,6 +970,10 @@ def check_source(statements, ctx, rules):
         # State changes after the checks of the statement.
         for e in events:
             kind = e.kind
+            if kind == 'drop_table' and ctx.engine == 'sqlite' and ctx.key(e['table']) in ctx.rebuilds:
+                run(stmt, Event('table_rebuild', table=e['table']))
+            elif kind == 'foreign_keys':
+                ctx.foreign_keys_off = None if e['on'] else stmt
             if kind == 'begin':
                 if not ctx.explicit_txn:
                     ctx.txn_id += 1
@@ -884,6 +1012,8 @@ def check_source(statements, ctx, rules):
                                         ctx.transaction()))
             elif kind == 'enum_column' and 'enum-change' not in [r.id for r in rules]:
                 ctx.enum_columns[(ctx.key(e['table']), (e.get('new') or e['column'] or '').lower())] = list(e['values'])
+    if ctx.foreign_keys_off is not None:
+        run(ctx.foreign_keys_off, Event('foreign_keys_left_off', line=ctx.foreign_keys_off.line))
     if ctx.explicit_txn and ctx.begin_stmt is not None and ctx.engine == 'postgresql':
         run(ctx.begin_stmt, Event('uncommitted', line=ctx.begin_stmt.line))
     return out

@@ -81,10 +81,13 @@ def parse_source(source, engine, max_statement_size=None):
     return parse(source.text, engine, source.line_offset), [], 0
 
 
-def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE):
-    """Lint the sources in order. Returns dict(findings, files, statements)."""
+def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE,
+         mysql_version=None):
+    """Lint the sources in order. Returns dict(findings, files, statements).
+
+    mysql_version: '8.0.29' / '10.11' (MariaDB) or a tuple, for the MySQL rules that depend on it."""
     rules = rules_mod.rules_for(engine, select, ignore)
-    ctx = rules_mod.Context(engine, pg_version=pg_version)
+    ctx = rules_mod.Context(engine, pg_version=pg_version, mysql_version=mysql_version)
     findings = []
     files = set()
     count = 0
