@@ -19,16 +19,26 @@ description:
     what it accepts is exactly what PostgreSQL accepts. B(MySQL/MariaDB) and B(SQLite) are parsed with C(sqlglot)
     in its C(mysql) / C(sqlite) dialect. A statement the parser cannot read is reported (rule C(parse-error)),
     never skipped; a statement C(sqlglot) only accepts as an opaque command is reported as C(unparsed-statement).
-  - 'Rules (id, default severity, engines): C(parse-error) (error, all); C(unparsed-statement) (warning, MySQL,
-    SQLite); C(drop-table), C(drop-column) (error, all); C(drop-schema) (error, PostgreSQL, MySQL); C(truncate) (error, PostgreSQL, MySQL);
-    C(delete-without-where), C(update-without-where) (error, all); C(add-column-not-null-no-default) (error, all);
-    C(column-type-rewrite) (warning, PostgreSQL, MySQL); C(index-not-concurrently) (warning, PostgreSQL);
-    C(concurrently-in-transaction) (error, PostgreSQL); C(enum-value-in-transaction) (error, PostgreSQL, a warning
-    while the server version is unknown);
-    C(enum-change) (warning, PostgreSQL, MySQL); C(rename-table), C(rename-column) (warning, all);
-    C(constraint-not-valid) (warning, PostgreSQL); C(missing-lock-timeout) (warning, PostgreSQL);
-    C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby); C(too-large) (error, all: a
-    file over O(max_file_size) or a statement over O(max_statement_size), not linted).'
+  - 'Rules: data loss (C(drop-table), C(drop-column), C(drop-schema), C(truncate), C(delete-without-where),
+    C(update-without-where)); statements that fail (C(parse-error), C(add-column-not-null-no-default),
+    C(concurrently-in-transaction), C(enum-value-in-transaction), C(duplicate-assignment), C(uncommitted-transaction),
+    C(sqlite-alter-unsupported)); table rewrites and long locks (C(add-column-volatile-default), C(column-type-rewrite),
+    C(reindex-not-concurrently), C(vacuum-full), C(cluster), C(mysql-algorithm-copy), C(mysql-lock-option),
+    C(mysql-charset-convert), C(mysql-add-column-rebuild), C(optimize-table), C(sqlite-table-rebuild)); locks to
+    review (C(index-not-concurrently), C(drop-index-not-concurrently), C(detach-partition-not-concurrently),
+    C(set-not-null), C(add-unique-without-index), C(constraint-not-valid), C(lock-table), C(missing-lock-timeout),
+    C(missing-statement-timeout)); breaking changes (C(rename-table), C(rename-column), C(enum-change),
+    C(drop-not-null), C(drop-constraint), C(domain-constraint), C(transaction-nesting), C(sqlite-foreign-keys-off));
+    style (C(prefer-bigint), C(prefer-identity), C(char-column), C(prefer-text-field), C(timestamp-without-time-zone),
+    C(identifier-too-long), C(enum-value-ordering), C(prefer-robust-statements)); and C(unparsed-statement),
+    C(code-migration), C(too-large).'
+  - Each rule's severity, engines, example, safe alternative (naming the module of this collection that does the
+    change safely, e.g. M(dbops.maintenance.column_ensure), C(dbops.maintenance.index_ensure),
+    C(dbops.maintenance.constraint_ensure)) and the rules of squawk, Atlas, strong_migrations and Bytebase that check
+    the same hazard are in the collection's C(docs/lint/README.md), one page per rule under C(docs/lint/rules/).
+  - C(error) is only for data loss, statements that fail, and statements that rewrite or lock a table for as long as
+    it is big; the SQL that Prisma, Django, Rails and Alembic generate by default for common changes gets warnings
+    and infos, so it deploys with the default O(fail_on=error).
   - Statements on a table created earlier in the same file are not reported (the table is new and empty), nor
     the C(DROP TABLE) and C(RENAME) of the SQLite table rebuild that Prisma and Django write
     (create C(new_t), copy, drop C(t), rename C(new_t) to C(t)).

@@ -120,10 +120,10 @@ def side_by_side(ansible):
     version = subprocess.run([str(SQUAWK), "--version"], capture_output=True, text=True, timeout=60, check=True)
     assert version.stdout.split()[-1] == SQUAWK_VERSION, version.stdout
     tasks = [
-        dict(name="plain", module=MOD, args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION,
-                                                   fail_on="never")),
-        dict(name="sqlx", module=MOD, args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx",
-                                                  pg_version=PG_VERSION, fail_on="never")),
+        dict(name="plain", module=MOD,
+             args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION, fail_on="never")),
+        dict(name="sqlx", module=MOD,
+             args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx", pg_version=PG_VERSION, fail_on="never")),
     ]
     res = run_tasks(ansible, tasks)
     ours = {}

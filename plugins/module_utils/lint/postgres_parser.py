@@ -114,8 +114,8 @@ def _column_facts(coldef):
     names = [getattr(p, 'sval', '') for p in (coldef.typeName.names or ())] if coldef.typeName is not None else []
     base = names[-1].lower() if names else ''
     type_text = _type_text(coldef.typeName) if coldef.typeName is not None else ''
-    facts = dict(column=coldef.colname, type=type_text, base=base, typmods=bool(coldef.typeName is not None and
-                                                                                 coldef.typeName.typmods),
+    typmods = bool(coldef.typeName is not None and coldef.typeName.typmods)
+    facts = dict(column=coldef.colname, type=type_text, base=base, typmods=typmods,
                  array=bool(coldef.typeName is not None and coldef.typeName.arrayBounds),
                  serial=base in SERIAL_TYPES, not_null=False, primary_key=False, unique=False, references=None,
                  default=None, identity=False, generated_stored=False)

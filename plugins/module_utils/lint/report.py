@@ -134,8 +134,8 @@ def junit(result, root=None):
             failures += 1
             body += '<failure type=%s message=%s>%s</failure>' % (
                 quoteattr(f['severity']), quoteattr(f['message']),
-                escape('%s\nStatement: %s\nWhy: %s\nInstead: %s' % (f['message'], f.get('statement') or '',
-                                                                     f['why'], f['alternative'])))
+                escape('%s\nStatement: %s\nWhy: %s\nInstead: %s' % (
+                    f['message'], f.get('statement') or '', f['why'], f['alternative'])))
         cases.append(body + '</testcase>')
     if not cases:
         cases.append('<testcase classname="migration_lint" name=%s/>' % quoteattr(

@@ -374,8 +374,8 @@ def _detach(e, ctx):
         return None
     if ctx.version_at_least(14) is False:
         return ('DETACH PARTITION %s from %s takes an ACCESS EXCLUSIVE lock on the partitioned table (PostgreSQL %d '
-                'has no DETACH ... CONCURRENTLY; it arrives in 14).' % (q(e['partition']), q(e['table']),
-                                                                     ctx.pg_version), 'info')
+                'has no DETACH ... CONCURRENTLY; it arrives in 14).'
+                % (q(e['partition']), q(e['table']), ctx.pg_version), 'info')
     return ('DETACH PARTITION %s from %s without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the partitioned '
             'table: every query on any partition waits.' % (q(e['partition']), q(e['table'])))
 
@@ -398,8 +398,8 @@ def _prefer_bigint(e, ctx):
     what = 'smallint (max 32,767)' if small else 'integer (max 2,147,483,647)'
     if key:
         return ('%s.%s is a %s key: once the sequence passes its maximum, every INSERT fails, and widening the '
-                'column later rewrites the table under an ACCESS EXCLUSIVE lock.' % (q(e['table']), q(e['column']),
-                                                                                    what))
+                'column later rewrites the table under an ACCESS EXCLUSIVE lock.'
+                % (q(e['table']), q(e['column']), what))
     return ('%s.%s is %s: values that outgrow it fail, and widening it later rewrites the table.'
             % (q(e['table']), q(e['column']), what), 'info')
 
@@ -576,8 +576,8 @@ def _charset_convert(e, ctx):
     if ctx.is_new(e['table']):
         return None
     return ('ALTER TABLE %s CONVERT TO CHARACTER SET %s rewrites every text column and copies the table '
-            '(ALGORITHM=COPY) with writes blocked, for as long as the table is big.' % (q(e['table']),
-                                                                                      e.get('charset') or ''))
+            '(ALGORITHM=COPY) with writes blocked, for as long as the table is big.'
+            % (q(e['table']), e.get('charset') or ''))
 
 
 def _add_column_rebuild(e, ctx):

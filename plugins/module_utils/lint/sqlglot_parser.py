@@ -205,9 +205,8 @@ def _alter_events(node, ev, engine='mysql'):
         if engine == 'sqlite' and isinstance(action, (exp.AlterColumn, exp.AddConstraint)) or \
                 engine == 'sqlite' and isinstance(action, exp.Drop) and \
                 (action.args.get('kind') or '').upper() == 'CONSTRAINT':
-            ev.append(Event('sqlite_unsupported', table=table, what={
-                'AlterColumn': 'ALTER COLUMN', 'AddConstraint': 'ADD CONSTRAINT'}.get(type(action).__name__,
-                                                                                   'DROP CONSTRAINT')))
+            what = {'AlterColumn': 'ALTER COLUMN', 'AddConstraint': 'ADD CONSTRAINT'}
+            ev.append(Event('sqlite_unsupported', table=table, what=what.get(type(action).__name__, 'DROP CONSTRAINT')))
             continue
         if isinstance(action, exp.ColumnDef):
             facts = _column_def_facts(action)
@@ -263,8 +262,7 @@ def _command_events(node, tokens, ev, engine):
             pass
     words = [t.text for t in tokens]
     upper = [w.upper() for w in words]
-    if upper[:1] == ['OPTIMIZE'] or upper[:2] in (['OPTIMIZE', 'TABLE'], ['OPTIMIZE', 'NO_WRITE_TO_BINLOG'],
-                                                 ['OPTIMIZE', 'LOCAL']):
+    if upper[:1] == ['OPTIMIZE']:
         names = [w for w, u in zip(words[1:], upper[1:]) if u not in ('TABLE', 'NO_WRITE_TO_BINLOG', 'LOCAL', ',')]
         ev.append(Event('optimize', tables=names))
         return
