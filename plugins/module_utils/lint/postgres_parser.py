@@ -108,12 +108,18 @@ def _is_constant(node):
     return False
 
 
-def _column_facts(coldef):
+# Types whose text a rule message shows; printing a type costs about as much as parsing it, so the columns of a
+# CREATE TABLE get their type printed only when it is one of these.
+TYPES_SHOWN = frozenset(('varchar', 'bpchar', 'timestamp', 'time'))
+
+
+def _column_facts(coldef, with_text=True):
     """What the rules want to know about a column definition (CREATE TABLE or ADD COLUMN)."""
     C = enums.ConstrType
     names = [getattr(p, 'sval', '') for p in (coldef.typeName.names or ())] if coldef.typeName is not None else []
     base = names[-1].lower() if names else ''
-    type_text = _type_text(coldef.typeName) if coldef.typeName is not None else ''
+    type_text = _type_text(coldef.typeName) if coldef.typeName is not None and (
+        with_text or base in TYPES_SHOWN) else base
     typmods = bool(coldef.typeName is not None and coldef.typeName.typmods)
     facts = dict(column=coldef.colname, type=type_text, base=base, typmods=typmods,
                  array=bool(coldef.typeName is not None and coldef.typeName.arrayBounds),
@@ -199,7 +205,7 @@ def statement_events(node):
         ev.append(Event('create_table', table=table, if_not_exists=bool(node.if_not_exists)))
         for elt in node.tableElts or ():
             if isinstance(elt, ast.ColumnDef):
-                _column_type_event(table, _column_facts(elt), 'create', ev)
+                _column_type_event(table, _column_facts(elt, with_text=False), 'create', ev)
     elif isinstance(node, ast.CreateEnumStmt):
         ev.append(Event('create_type', type=_name(node.typeName)))
     elif isinstance(node, ast.CreateDomainStmt):
