@@ -155,3 +155,12 @@ def test_sqlite_foreign_keys_and_rebuild_are_per_source():
     srcs = [sources.Source("1.sql", "PRAGMA foreign_keys=OFF;\n"), sources.Source("2.sql", "PRAGMA foreign_keys=ON;\n")]
     out = runner.lint(srcs, "sqlite")["findings"]
     assert [(f["file"], f["rule"]) for f in out] == [("1.sql", "sqlite-foreign-keys-off")]
+
+
+def test_index_built_concurrently_then_used_by_the_constraint_is_fine():
+    sql = ("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n"
+           "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_idx;\n")
+    got = {r for _l, r, _s in found(sql)}
+    assert not got & {"add-unique-without-index", "index-not-concurrently", "concurrently-in-transaction"}
+    assert "add-unique-without-index" in {r for _l, r, _s in found(sql.replace(" USING INDEX users_email_idx",
+                                                                                " (email)"))}
