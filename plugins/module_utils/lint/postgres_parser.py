@@ -108,9 +108,18 @@ def _is_constant(node):
     return False
 
 
-# Types whose text a rule message shows; printing a type costs about as much as parsing it, so the columns of a
-# CREATE TABLE get their type printed only when it is one of these.
-TYPES_SHOWN = frozenset(('varchar', 'bpchar', 'timestamp', 'time'))
+SHORT_TYPE_NAMES = {'bpchar': 'char', 'int4': 'integer', 'int2': 'smallint', 'int8': 'bigint',
+                    'timestamp': 'timestamp', 'timestamptz': 'timestamptz', 'varchar': 'varchar'}
+
+
+def _short_type_text(type_name, base):
+    """The type as the messages show it, without pglast's printer (which costs as much as parsing)."""
+    mods = []
+    for mod in type_name.typmods or ():
+        val = getattr(getattr(mod, 'val', None), 'ival', None)
+        mods.append(str(val) if val is not None else '?')
+    text = SHORT_TYPE_NAMES.get(base, base) + ('(%s)' % ', '.join(mods) if mods else '')
+    return text + ('[]' if type_name.arrayBounds else '')
 
 
 def _column_facts(coldef, with_text=True):
@@ -118,8 +127,12 @@ def _column_facts(coldef, with_text=True):
     C = enums.ConstrType
     names = [getattr(p, 'sval', '') for p in (coldef.typeName.names or ())] if coldef.typeName is not None else []
     base = names[-1].lower() if names else ''
-    type_text = _type_text(coldef.typeName) if coldef.typeName is not None and (
-        with_text or base in TYPES_SHOWN) else base
+    if coldef.typeName is None:
+        type_text = ''
+    elif with_text:
+        type_text = _type_text(coldef.typeName)
+    else:
+        type_text = _short_type_text(coldef.typeName, base)
     typmods = bool(coldef.typeName is not None and coldef.typeName.typmods)
     facts = dict(column=coldef.colname, type=type_text, base=base, typmods=typmods,
                  array=bool(coldef.typeName is not None and coldef.typeName.arrayBounds),

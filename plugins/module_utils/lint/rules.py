@@ -938,6 +938,23 @@ def find_rebuilds(statements, ctx):
     return found
 
 
+# Rules that would report the same thing many times: one finding per statement (the columns of a CREATE TABLE)
+# or per source (every DDL statement of a file run outside a transaction), naming the others in its message.
+AGGREGATE_PER_STATEMENT = frozenset(('prefer-bigint', 'prefer-identity', 'char-column', 'prefer-text-field',
+                                     'timestamp-without-time-zone', 'identifier-too-long'))
+AGGREGATE_PER_SOURCE = frozenset(('prefer-robust-statements',))
+
+
+def _aggregate_note(rule_id, extra):
+    if rule_id in AGGREGATE_PER_SOURCE:
+        lines = sorted(set(line for line, _what in extra))
+        return (' The same holds for %d more statement(s) of this migration, on line(s) %s.'
+                % (len(extra), ', '.join(str(n) for n in lines[:20]) + (' ...' if len(lines) > 20 else '')))
+    names = [what for _line, what in extra if what]
+    return ' The statement has %d more such column(s)%s.' % (
+        len(extra), (': ' + ', '.join(names[:20]) + (' ...' if len(names) > 20 else '')) if names else '')
+
+
 def check_source(statements, ctx, rules):
     """Run the rules over one source's statements. Returns (statement, rule, message) triples."""
     by_kind = {}
@@ -949,11 +966,22 @@ def check_source(statements, ctx, rules):
     new_enum_values = []    # (quoted value, type, line, transaction id) added in a transaction
     check_enum_use = 'enum_value_used' in by_kind
 
+    grouped = {}            # aggregation key -> (index in out, [(line, column) of the findings merged into it])
+
     def run(stmt, e):
         for rule in by_kind.get(e.kind, ()):
             message = rule.check(e, ctx)
-            if message:
-                out.append((stmt, rule, message))   # message may be (text, severity)
+            if not message:
+                continue
+            key = None
+            if rule.id in AGGREGATE_PER_STATEMENT or rule.id in AGGREGATE_PER_SOURCE:
+                severity = message[1] if isinstance(message, tuple) else rule.severity
+                key = (rule.id, severity, id(stmt) if rule.id in AGGREGATE_PER_STATEMENT else None)
+                if key in grouped:
+                    grouped[key][1].append((stmt.line, e.get('column') or e.get('name')))
+                    continue
+                grouped[key] = (len(out), [])
+            out.append((stmt, rule, message))   # message may be (text, severity)
 
     for stmt in statements:
         if stmt.error is not None:
@@ -1012,6 +1040,14 @@ def check_source(statements, ctx, rules):
                                         ctx.transaction()))
             elif kind == 'enum_column' and 'enum-change' not in [r.id for r in rules]:
                 ctx.enum_columns[(ctx.key(e['table']), (e.get('new') or e['column'] or '').lower())] = list(e['values'])
+    for (rule_id, _severity, _stmt), (index, extra) in grouped.items():
+        if extra:
+            stmt, rule, message = out[index]
+            if isinstance(message, tuple):
+                message = (message[0] + _aggregate_note(rule_id, extra), message[1])
+            else:
+                message = message + _aggregate_note(rule_id, extra)
+            out[index] = (stmt, rule, message)
     if ctx.foreign_keys_off is not None:
         run(ctx.foreign_keys_off, Event('foreign_keys_left_off', line=ctx.foreign_keys_off.line))
     if ctx.explicit_txn and ctx.begin_stmt is not None and ctx.engine == 'postgresql':

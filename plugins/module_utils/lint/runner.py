@@ -47,10 +47,22 @@ def parse(text, engine, line_offset=0):
     return sqlglot_parser.parse(text, engine, line_offset)
 
 
-def _finding(source, stmt, rule, message, severity=None):
-    text = ' '.join(stmt.text.split()) if stmt is not None else ''
-    if len(text) > MAX_STATEMENT_CHARS:
-        text = text[:MAX_STATEMENT_CHARS - 3] + '...'
+def _one_line(stmt, cache):
+    """The statement on one line, shortened; computed once per statement however many findings it has."""
+    if stmt is None:
+        return ''
+    key = id(stmt)
+    text = cache.get(key)
+    if text is None:
+        text = ' '.join(stmt.text[:MAX_STATEMENT_CHARS * 4].split())
+        if len(text) > MAX_STATEMENT_CHARS:
+            text = text[:MAX_STATEMENT_CHARS - 3] + '...'
+        cache[key] = text
+    return text
+
+
+def _finding(source, stmt, rule, message, severity=None, cache=None):
+    text = _one_line(stmt, cache if cache is not None else {})
     out = dict(rule=rule.id, severity=severity or rule.severity, title=rule.title, file=source.name,
                line=stmt.line if stmt is not None else source.line_offset + 1, statement=text, message=message,
                why=rule.why, alternative=rule.alternative, ignored=False)
@@ -119,11 +131,12 @@ def lint(sources, engine, select=None, ignore=None, pg_version=None, max_stateme
         if wrapped == 'multi':
             wrapped = len(statements) > 1
         ctx.reset(wrapped=bool(wrapped))
+        cache = {}
         for stmt, rule, message in rules_mod.check_source(statements, ctx, rules):
             severity = None
             if isinstance(message, tuple):
                 message, severity = message
-            finding = _finding(source, stmt, rule, message, severity)
+            finding = _finding(source, stmt, rule, message, severity, cache)
             _apply_ignores(finding, stmt)
             findings.append(finding)
     return dict(findings=findings, files=len(files), statements=count)
