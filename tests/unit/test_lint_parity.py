@@ -164,3 +164,13 @@ def test_index_built_concurrently_then_used_by_the_constraint_is_fine():
     assert not got & {"add-unique-without-index", "index-not-concurrently", "concurrently-in-transaction"}
     assert "add-unique-without-index" in {r for _l, r, _s in found(sql.replace(" USING INDEX users_email_idx",
                                                                                 " (email)"))}
+
+
+def test_style_findings_are_one_per_statement_and_robust_one_per_migration():
+    sql = ("CREATE TABLE t (a varchar(10), b varchar(20), c varchar(30));\n"
+           "ALTER TABLE u ADD COLUMN x text;\nALTER TABLE v ADD COLUMN y text;\n")
+    out = runner.lint([sources.Source("m.sql", sql)], "postgresql")["findings"]
+    text = [f for f in out if f["rule"] == "prefer-text-field"]
+    assert len(text) == 1 and 'more such column(s): b, c' in text[0]["message"]
+    robust = [f for f in out if f["rule"] == "prefer-robust-statements"]
+    assert [f["line"] for f in robust] == [1] and "line(s) 2, 3" in robust[0]["message"]
