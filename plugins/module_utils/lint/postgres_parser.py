@@ -13,6 +13,7 @@ checked. Comments come from the same scanner (SQL_COMMENT / C_COMMENT tokens).
 from __future__ import annotations
 
 import bisect
+import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import (
@@ -320,8 +321,9 @@ def statement_events(node):
         _alter_table_events(node, ev)
     if isinstance(node, WEAK_LOCK_NODES) and not any(e.kind in ('exclusive_lock', 'share_lock') for e in ev):
         table = getattr(node, 'relation', None)
+        command = re.sub(r'(?<=[a-z])(?=[A-Z])', ' ', type(node).__name__[:-4]).upper()
         ev.append(Event('weak_lock', table=_name(table) if table is not None else None,
-                        what=type(node).__name__.replace('Stmt', '').upper()))
+                        what='the object this %s statement changes' % command))
     return ev
 
 

@@ -397,7 +397,7 @@ def _prefer_bigint(e, ctx):
     key = e.get('primary_key') or e.get('serial') or e.get('identity')
     what = 'smallint (max 32,767)' if small else 'integer (max 2,147,483,647)'
     if key:
-        return ('%s.%s is a %s key: once the sequence passes its maximum, every INSERT fails, and widening the '
+        return ('%s.%s is a key of type %s: once the sequence passes its maximum, every INSERT fails, and widening the '
                 'column later rewrites the table under an ACCESS EXCLUSIVE lock.'
                 % (q(e['table']), q(e['column']), what))
     return ('%s.%s is %s: values that outgrow it fail, and widening it later rewrites the table.'
