@@ -14,6 +14,8 @@ wall time exceeds CPU time; the load average is recorded with the results.
 The goal: under 10 s for 5,000 files, and time growing linearly with the number of files.
 Prints a table; writes bench/results/migration_lint_<UTC time>.json and .md. Exit 1 if the goal is not met.
 
+``--ignore rule,rule`` passes the module's ignore option (to compare with an older checkout on the same findings).
+
 Big files (issue 10 item 12): ``--big-mb 50`` also lints one file of that many MB shaped like a data dump (schema,
 then COPY ... FROM stdin data on PostgreSQL or INSERT ... VALUES rows, then DDL after it), with max_file_size
 raised so that it is linted, not skipped; ``--timeout`` stops a run that takes longer (reported as not finished).
@@ -151,7 +153,10 @@ def main():
     ap.add_argument("--big-mb", type=int, default=0, help="also lint one dump-like file of this many MB")
     ap.add_argument("--timeout", type=float, default=None, help="seconds after which a big-file run is stopped")
     ap.add_argument("--root", default=None, help="run the module of this checkout instead of this one")
+    ap.add_argument("--ignore", default="", help="rules to pass as the module's ignore option (comma-separated), e.g. "
+                    "the style rules added in issue 13, to compare throughput on the same findings as before")
     opts = ap.parse_args()
+    extra = dict(ignore=[r for r in opts.ignore.split(",") if r]) if opts.ignore else None
     sizes = sorted(int(s) for s in opts.sizes.split(",") if s)
     engines = [e for e in opts.engines.split(",") if e]
     if opts.root:
@@ -183,7 +188,7 @@ def main():
                 d = work / ("%s-%d" % (engine, size))
                 d.mkdir()
                 generate(d, engine, size)
-                wall, cpu, peak, result = run_module(d, engine, work)
+                wall, cpu, peak, result = run_module(d, engine, work, extra)
                 rows.append(dict(engine=engine, files=size, statements=result["statements"],
                                  findings=len(result["findings"]), wall_s=round(wall, 3), cpu_s=round(cpu, 3),
                                  ms_per_file=round(1000 * wall / size, 3), peak_rss_mib=round(peak, 1)))

@@ -19,16 +19,26 @@ description:
     what it accepts is exactly what PostgreSQL accepts. B(MySQL/MariaDB) and B(SQLite) are parsed with C(sqlglot)
     in its C(mysql) / C(sqlite) dialect. A statement the parser cannot read is reported (rule C(parse-error)),
     never skipped; a statement C(sqlglot) only accepts as an opaque command is reported as C(unparsed-statement).
-  - 'Rules (id, default severity, engines): C(parse-error) (error, all); C(unparsed-statement) (warning, MySQL,
-    SQLite); C(drop-table), C(drop-column) (error, all); C(drop-schema) (error, PostgreSQL, MySQL); C(truncate) (error, PostgreSQL, MySQL);
-    C(delete-without-where), C(update-without-where) (error, all); C(add-column-not-null-no-default) (error, all);
-    C(column-type-rewrite) (warning, PostgreSQL, MySQL); C(index-not-concurrently) (warning, PostgreSQL);
-    C(concurrently-in-transaction) (error, PostgreSQL); C(enum-value-in-transaction) (error, PostgreSQL, a warning
-    while the server version is unknown);
-    C(enum-change) (warning, PostgreSQL, MySQL); C(rename-table), C(rename-column) (warning, all);
-    C(constraint-not-valid) (warning, PostgreSQL); C(missing-lock-timeout) (warning, PostgreSQL);
-    C(code-migration) (info, all: a migration written in Python, JavaScript or Ruby); C(too-large) (error, all: a
-    file over O(max_file_size) or a statement over O(max_statement_size), not linted).'
+  - 'Rules: data loss (C(drop-table), C(drop-column), C(drop-schema), C(truncate), C(delete-without-where),
+    C(update-without-where)); statements that fail (C(parse-error), C(add-column-not-null-no-default),
+    C(concurrently-in-transaction), C(enum-value-in-transaction), C(duplicate-assignment), C(uncommitted-transaction),
+    C(sqlite-alter-unsupported)); table rewrites and long locks (C(add-column-volatile-default), C(column-type-rewrite),
+    C(reindex-not-concurrently), C(vacuum-full), C(cluster), C(mysql-algorithm-copy), C(mysql-lock-option),
+    C(mysql-charset-convert), C(mysql-add-column-rebuild), C(optimize-table), C(sqlite-table-rebuild)); locks to
+    review (C(index-not-concurrently), C(drop-index-not-concurrently), C(detach-partition-not-concurrently),
+    C(set-not-null), C(add-unique-without-index), C(constraint-not-valid), C(lock-table), C(missing-lock-timeout),
+    C(missing-statement-timeout)); breaking changes (C(rename-table), C(rename-column), C(enum-change),
+    C(drop-not-null), C(drop-constraint), C(domain-constraint), C(transaction-nesting), C(sqlite-foreign-keys-off));
+    style (C(prefer-bigint), C(prefer-identity), C(char-column), C(prefer-text-field), C(timestamp-without-time-zone),
+    C(identifier-too-long), C(enum-value-ordering), C(prefer-robust-statements)); and C(unparsed-statement),
+    C(code-migration), C(too-large).'
+  - Each rule's severity, engines, example, safe alternative (naming the module of this collection that does the
+    change safely, e.g. M(dbops.maintenance.column_ensure), C(dbops.maintenance.index_ensure),
+    C(dbops.maintenance.constraint_ensure)) and the rules of squawk, Atlas, strong_migrations and Bytebase that check
+    the same hazard are in the collection's C(docs/lint/README.md), one page per rule under C(docs/lint/rules/).
+  - C(error) is only for data loss, statements that fail, and statements that rewrite or lock a table for as long as
+    it is big; the SQL that Prisma, Django, Rails and Alembic generate by default for common changes gets warnings
+    and infos, so it deploys with the default O(fail_on=error).
   - Statements on a table created earlier in the same file are not reported (the table is new and empty), nor
     the C(DROP TABLE) and C(RENAME) of the SQLite table rebuild that Prisma and Django write
     (create C(new_t), copy, drop C(t), rename C(new_t) to C(t)).
@@ -111,6 +121,33 @@ options:
         is not parsed; it gets a C(too-large) finding with its line.
     type: int
     default: 1048576
+  format:
+    description:
+      - Also write the findings to O(dest) in a format CI reads. C(sarif) is SARIF 2.1.0 (GitHub code scanning
+        upload-sarif, and other review tools; ignored findings are results with an in-source suppression giving the
+        reason). C(github) is GitHub Actions workflow commands (C(::error file=...,line=...::...)), one per line, to
+        print in a step so the findings show as annotations. C(gitlab) is a GitLab code quality report (JSON).
+        C(junit) is JUnit XML, one test case per finding.
+      - The file is written (atomically) even when the task then fails on O(fail_on), so CI can upload it; it is
+        only rewritten when its content changes (the task reports changed then; in check mode it is not written).
+    type: str
+    choices: [sarif, github, gitlab, junit]
+  dest:
+    description:
+      - With O(format), the file to write, on the host the module runs on. Its directory must exist.
+    type: path
+  report_root:
+    description:
+      - With O(format), file paths in the report are made relative to this directory when they are under it (CI
+        systems want paths relative to the repository root). Default is the paths as given in O(path).
+    type: path
+  mysql_version:
+    description:
+      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29) or C(10.11) (MariaDB
+        from 10), for the rules that depend on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and
+        MariaDB 10.3). Unknown means
+        the rules assume a current server.
+    type: str
   pg_version:
     description:
       - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
@@ -238,12 +275,19 @@ statements:
   description: Number of statements parsed.
   returned: always
   type: int
+dest:
+  description: With O(format), the report file written.
+  returned: when format
+  type: str
 pending:
   description: With O(only_pending), the ids of the migrations that were linted.
   returned: when only_pending
   type: list
   elements: str
 '''
+
+import os
+import tempfile
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -252,7 +296,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, did_you_mean
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
-from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
 
@@ -271,6 +315,10 @@ def argument_spec():
         pg_version=dict(type='int'),
         max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
         max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
+        format=dict(type='str', choices=list(report.FORMATS)),
+        dest=dict(type='path'),
+        report_root=dict(type='path'),
+        mysql_version=dict(type='str'),
     )
     return spec
 
@@ -299,6 +347,15 @@ def validate(module):
             module.fail_json(msg='only_pending reads the migration history: give database and the connection options.')
     if p['pg_version'] is not None and p['engine'] != 'postgresql':
         module.warn('pg_version only matters for engine=postgresql.')
+    if p['mysql_version'] is not None:
+        if p['engine'] != 'mysql':
+            module.warn('mysql_version only matters for engine=mysql.')
+        if lint_rules.parse_mysql_version(p['mysql_version']) is None:
+            module.fail_json(msg='mysql_version is a version such as 8.0.29 or 10.11 (it is %r).' % p['mysql_version'])
+    if bool(p['format']) != bool(p['dest']):
+        module.fail_json(msg='format and dest go together: format says what to write, dest where.')
+    if p['dest'] and os.path.isdir(p['dest']):
+        module.fail_json(msg='dest %s is a directory; give the path of the report file.' % p['dest'])
 
 
 def work(module, _db):
@@ -320,16 +377,50 @@ def work(module, _db):
         srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
                                max_file_size=p['max_file_size'])
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
-                          max_statement_size=p['max_statement_size'])
+                          max_statement_size=p['max_statement_size'], mysql_version=p['mysql_version'])
     except DbopsError:
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
         unexpected(module, e, context='while linting')
     result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
                   counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
+    if p['format']:
+        text = report.render(p['format'], out, list(lint_rules.RULES) + [runner.CODE_RULE, runner.TOO_LARGE_RULE],
+                             root=p['report_root'])
+        result['changed'] = write_report(module, p['dest'], text)
+        result['dest'] = p['dest']
     if runner.failing(out['findings'], p['fail_on']):
         raise ModuleFailure(result['summary'], **result)
     return result
+
+
+def write_report(module, dest, text):
+    """Write text to dest atomically when it differs; True when it (would have) changed."""
+    data = text.encode('utf-8')
+    try:
+        with open(dest, 'rb') as f:
+            if f.read() == data:
+                return False
+    except OSError:
+        pass
+    if module.check_mode:
+        return True
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
+        raise DbopsError('Cannot write the report %s: directory %s does not exist.' % (dest, directory))
+    fd, tmp = tempfile.mkstemp(prefix='.migration_lint.', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise DbopsError('Cannot write the report %s: %s' % (dest, e.strerror or e))
+    return True
 
 
 def main():

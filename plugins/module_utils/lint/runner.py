@@ -33,24 +33,36 @@ def _selected(rule, select, ignore):
 def missing_parser(engine):
     """(library name, import error) when the parser for engine is not installed, else None."""
     if engine == 'postgresql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
-        return None if front_pg.HAS_PGLAST else ('pglast', front_pg.PGLAST_IMPORT_ERROR)
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
-    return None if front_sqlglot.HAS_SQLGLOT else ('sqlglot', front_sqlglot.SQLGLOT_IMPORT_ERROR)
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import postgres_parser
+        return None if postgres_parser.HAS_PGLAST else ('pglast', postgres_parser.PGLAST_IMPORT_ERROR)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sqlglot_parser
+    return None if sqlglot_parser.HAS_SQLGLOT else ('sqlglot', sqlglot_parser.SQLGLOT_IMPORT_ERROR)
 
 
 def parse(text, engine, line_offset=0):
     if engine == 'postgresql':
-        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_pg
-        return front_pg.parse(text, line_offset)
-    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import front_sqlglot
-    return front_sqlglot.parse(text, engine, line_offset)
+        from ansible_collections.dbops.maintenance.plugins.module_utils.lint import postgres_parser
+        return postgres_parser.parse(text, line_offset)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sqlglot_parser
+    return sqlglot_parser.parse(text, engine, line_offset)
 
 
-def _finding(source, stmt, rule, message, severity=None):
-    text = ' '.join(stmt.text.split()) if stmt is not None else ''
-    if len(text) > MAX_STATEMENT_CHARS:
-        text = text[:MAX_STATEMENT_CHARS - 3] + '...'
+def _one_line(stmt, cache):
+    """The statement on one line, shortened; computed once per statement however many findings it has."""
+    if stmt is None:
+        return ''
+    key = id(stmt)
+    text = cache.get(key)
+    if text is None:
+        text = ' '.join(stmt.text[:MAX_STATEMENT_CHARS * 4].split())
+        if len(text) > MAX_STATEMENT_CHARS:
+            text = text[:MAX_STATEMENT_CHARS - 3] + '...'
+        cache[key] = text
+    return text
+
+
+def _finding(source, stmt, rule, message, severity=None, cache=None):
+    text = _one_line(stmt, cache if cache is not None else {})
     out = dict(rule=rule.id, severity=severity or rule.severity, title=rule.title, file=source.name,
                line=stmt.line if stmt is not None else source.line_offset + 1, statement=text, message=message,
                why=rule.why, alternative=rule.alternative, ignored=False)
@@ -81,10 +93,13 @@ def parse_source(source, engine, max_statement_size=None):
     return parse(source.text, engine, source.line_offset), [], 0
 
 
-def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE):
-    """Lint the sources in order. Returns dict(findings, files, statements)."""
+def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE,
+         mysql_version=None):
+    """Lint the sources in order. Returns dict(findings, files, statements).
+
+    mysql_version: '8.0.29' / '10.11' (MariaDB) or a tuple, for the MySQL rules that depend on it."""
     rules = rules_mod.rules_for(engine, select, ignore)
-    ctx = rules_mod.Context(engine, pg_version=pg_version)
+    ctx = rules_mod.Context(engine, pg_version=pg_version, mysql_version=mysql_version)
     findings = []
     files = set()
     count = 0
@@ -116,11 +131,12 @@ def lint(sources, engine, select=None, ignore=None, pg_version=None, max_stateme
         if wrapped == 'multi':
             wrapped = len(statements) > 1
         ctx.reset(wrapped=bool(wrapped))
+        cache = {}
         for stmt, rule, message in rules_mod.check_source(statements, ctx, rules):
             severity = None
             if isinstance(message, tuple):
                 message, severity = message
-            finding = _finding(source, stmt, rule, message, severity)
+            finding = _finding(source, stmt, rule, message, severity, cache)
             _apply_ignores(finding, stmt)
             findings.append(finding)
     return dict(findings=findings, files=len(files), statements=count)

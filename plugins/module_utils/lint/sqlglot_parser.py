@@ -168,23 +168,52 @@ def statement_events(node, tokens, engine):
         sources = [_ident(t) for t in node.expression.find_all(exp.Table)] if node.expression is not None else []
         ev.append(Event('insert', table=_ident(target), sources=sources))
     elif isinstance(node, exp.Alter) and (node.args.get('kind') or '').upper() == 'TABLE':
-        _alter_events(node, ev)
+        _alter_events(node, ev, engine)
+    elif isinstance(node, exp.Pragma):
+        inner = node.this
+        if isinstance(inner, exp.EQ) and _ident(inner.this).lower() == 'foreign_keys':
+            value = _ident(inner.expression)
+            value = str(value).strip("'\"").lower() if value is not None else ''
+            ev.append(Event('foreign_keys', on=value in ('on', '1', 'true', 'yes')))
     elif isinstance(node, exp.Command):
         _command_events(node, tokens, ev, engine)
     return ev
 
 
-def _alter_events(node, ev):
+def _alter_options(node):
+    algorithm = lock = None
+    for opt in node.args.get('options') or ():
+        name = type(opt).__name__
+        value = opt.this.name.upper() if getattr(opt, 'this', None) is not None else ''
+        if name == 'AlgorithmProperty':
+            algorithm = value
+        elif name == 'LockProperty':
+            lock = value
+    return algorithm, lock
+
+
+def _alter_events(node, ev, engine='mysql'):
     table = _ident(node.this)
     safe_algorithm = _safe_algorithm(node)
     actions = node.args.get('actions') or []
     if actions:
         ev.append(Event('exclusive_lock', table=table))
+    algorithm, lock = _alter_options(node)
+    if algorithm or lock:
+        ev.append(Event('alter_options', table=table, algorithm=algorithm, lock=lock))
     for action in actions:
+        if engine == 'sqlite' and isinstance(action, (exp.AlterColumn, exp.AddConstraint)) or \
+                engine == 'sqlite' and isinstance(action, exp.Drop) and \
+                (action.args.get('kind') or '').upper() == 'CONSTRAINT':
+            what = {'AlterColumn': 'ALTER COLUMN', 'AddConstraint': 'ADD CONSTRAINT'}
+            ev.append(Event('sqlite_unsupported', table=table, what=what.get(type(action).__name__, 'DROP CONSTRAINT')))
+            continue
         if isinstance(action, exp.ColumnDef):
             facts = _column_def_facts(action)
+            position = action.args.get('position')
             ev.append(Event('add_column', table=table, column=facts['column'], not_null=facts['not_null'],
-                            has_default=facts['has_default'], type=facts['type']))
+                            has_default=facts['has_default'], type=facts['type'],
+                            positioned=position is not None, algorithm=algorithm))
             if facts['enum'] is not None:
                 ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add'))
         elif isinstance(action, exp.Drop) and (action.args.get('kind') or '').upper() == 'COLUMN':
@@ -233,6 +262,17 @@ def _command_events(node, tokens, ev, engine):
             pass
     words = [t.text for t in tokens]
     upper = [w.upper() for w in words]
+    if upper[:1] == ['OPTIMIZE']:
+        names = [w for w, u in zip(words[1:], upper[1:]) if u not in ('TABLE', 'NO_WRITE_TO_BINLOG', 'LOCAL', ',')]
+        ev.append(Event('optimize', tables=names))
+        return
+    if upper[:2] == ['ALTER', 'TABLE'] and 'CONVERT' in upper:
+        at = upper.index('CONVERT')
+        if upper[at + 1:at + 2] == ['TO']:
+            ev.append(Event('charset_convert', table='.'.join(w for w in words[2:at] if w != '.'),
+                            charset=words[at + 4] if len(words) > at + 4 else None))
+            ev.append(Event('exclusive_lock', table='.'.join(w for w in words[2:at] if w != '.')))
+            return
     if upper[:2] == ['RENAME', 'TABLE']:
         i = 2
         while i + 2 < len(words) + 1:

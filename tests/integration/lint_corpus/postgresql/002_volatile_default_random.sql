@@ -1,0 +1,1 @@
+ALTER TABLE accounts ADD COLUMN score float8 DEFAULT random();

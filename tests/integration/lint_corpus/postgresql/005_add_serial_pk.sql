@@ -1,0 +1,1 @@
+ALTER TABLE events ADD COLUMN id serial PRIMARY KEY;

@@ -1,0 +1,1 @@
+CREATE TABLE gadgets (id serial PRIMARY KEY, name text);
