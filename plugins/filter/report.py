@@ -73,7 +73,7 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     ``counts``: hosts, changed, unchanged, failed, rolled_back, not_run (in check mode ``changed`` counts the hosts
     that would change). ``batches``: the serial batches in the order they ran (the first one of several is the
     canary when it holds one host), each with its hosts' records in that batch's order and the hosts that never ran
-    listed last as a batch of their own. ``hosts``: every record with ``production`` (its production changes and
+    listed last as a batch of their own; ``order``: the host names of the batches that ran. ``hosts``: every record with ``production`` (its production changes and
     their statements), ``statements`` (their count), ``open`` (show the statements without a click: failed or
     changed hosts) and ``timeline`` (bar segments, percent of the run's span).
     """
@@ -120,7 +120,7 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     counts = {'hosts': len(hosts_all), 'not_run': len(not_run)}
     for o in OUTCOMES:
         counts[o] = sum(1 for h in by_host.values() if h['outcome'] == o)
-    return {'counts': counts, 'check_mode': bool(check_mode), 'batches': out_batches,
+    return {'counts': counts, 'check_mode': bool(check_mode), 'batches': out_batches, 'order': ordered,
             'hosts': [by_host[h] for members in ordered for h in members], 'not_run': not_run,
             'span_s': round(span, 1) if starts else 0.0, 'phases': list(PHASES)}
 

@@ -171,6 +171,7 @@ def test_report_summary_orders_batches_canary_first_and_draws_the_timeline():
     assert [b["label"] for b in s["batches"]] == ["batch 1 (canary)", "batch 2", "not run"]
     assert [[h["host"] for h in b["hosts"]] for b in s["batches"]] == [["db1"], ["db2", "db3"], ["db4"]]
     assert s["check_mode"] is True and s["not_run"] == ["db4"] and s["span_s"] == 20.0
+    assert s["order"] == [["db1"], ["db2", "db3"]]
     db1, db2, db3 = s["hosts"]
     assert db1["server_label"] == "mariadb 10.11.6"
     assert [seg["phase"] for seg in db1["timeline"]] == ["preflight", "plan", "backup", "change", "verify"]
