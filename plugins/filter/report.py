@@ -74,8 +74,9 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     that would change). ``batches``: the serial batches in the order they ran (the first one of several is the
     canary when it holds one host), each with its hosts' records in that batch's order and the hosts that never ran
     listed last as a batch of their own; ``order``: the host names of the batches that ran. ``hosts``: every
-    record with ``production`` (its production changes and their statements), ``statements`` (their count), ``open`` (show the statements without a click: failed or
-    changed hosts) and ``timeline`` (bar segments, percent of the run's span).
+    record with ``production`` (its production changes and their statements), ``statements`` (their count),
+    ``open`` (show the statements without a click: failed or changed hosts) and ``timeline`` (bar segments,
+    percent of the run's span).
     """
     rows = [r for r in (rows or []) if isinstance(r, dict)]
     names = [r.get('host') for r in rows]
