@@ -27,7 +27,9 @@ def engine_db(request, servers):
         return
     from conftest import DB  # pylint: disable=import-outside-toplevel
     names = ["pg16", "pg15"] if engine == "postgresql" else ["mariadb"]
-    server = next(servers[n] for n in names if n in servers)
+    started = [servers[n] for n in names if n in servers]
+    assert started, "none of %s started" % ", ".join(names)
+    server = started[0]
     db = DB(server, server.create_database())
     yield db
     server.drop_database(db.name)
