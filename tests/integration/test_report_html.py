@@ -140,8 +140,9 @@ def test_report_html_renders_the_rollout_in_a_headless_browser(ansible, tmp_path
     # the rollout as it happened: canary first, then the batch that failed, then the host that never ran
     assert report["batches"] == [["db-canary"], ["db-a", "db-b"]], report["batches"]
     assert report["summary"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 0, "rolled_back": 1, "not_run": 1}
-    positions = [html.index('<span class="name">%s</span>' % h) for h in HOSTS]
-    assert positions == sorted(positions), positions
+    for names in ('<span class="name">%s</span>', "<td>%s</td>"):  # the hosts' sections, the table at a glance
+        positions = [html.index(names % h) for h in HOSTS]
+        assert positions == sorted(positions), positions
     assert re.findall(r"<h2>([^<]*)</h2>", html) == ["batch 1 (canary)", "batch 2", "not run"]
     assert "mariadb 10.11.19" in html and "mysql 10.11.19" not in html
     # statements of the changed and the failed host without a click; the plan's are not production's
@@ -162,7 +163,7 @@ def test_report_html_renders_the_rollout_in_a_headless_browser(ansible, tmp_path
     r, report, html_path = run(ansible, tmp_path, "check", check=True)
     html = html_path.read_text()
     assert report["check_mode"] is True and report["summary"]["changed"] == 1
-    assert "would change: 1" in html and ">would change<" in html and "<span>changed: 1" not in html
+    assert "check mode: nothing was changed" in html and "would change: 1" in html and ">would change<" in html and "<span>changed: 1" not in html
     assert "none (check mode)" in html and "sha256" not in html and ".dump.manifest.json" not in html.replace(
         "/var/backups/dbops/billing.dump.manifest.json", "")
     # at phone width
