@@ -16,6 +16,8 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
+# headless browser of the report test (tests/integration/test_report_html.py)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # node and npm for the knex and dbmate conformance tests (scripts/install-conformance-tools.sh).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)

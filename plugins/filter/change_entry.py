@@ -14,13 +14,19 @@ def change_entry(results, step, database, rehearsal=False, plan=False, check_mod
     The entry: step, database, rehearsal (ran on the scratch copy), plan (the maintenance playbook's dry
     run), check_mode, the changed items and every statement they ran, in order. Results of a loop that
     failed half-way count too: the items before the failure did change the database.
+
+    The plan and the rehearsal run their steps with ``changed_when: false`` (a recap's ``changed`` counts
+    production only), so for them an item that did not fail counts when it lists statements (``queries``: what
+    ran on the copy, or would run).
     """
     if results is None:
         results = []
     if not isinstance(results, (list, tuple)):
         raise AnsibleFilterError('change_entry: expected the list of a registered loop\'s results, got %s'
                                  % type(results).__name__)
-    changed = [r for r in results if isinstance(r, dict) and r.get('changed') is True]
+    quiet = bool(plan or rehearsal)
+    changed = [r for r in results if isinstance(r, dict) and (
+        r.get('changed') is True or (quiet and not r.get('failed') and not r.get('skipped') and r.get('queries')))]
     if not changed:
         return []
     queries = []

@@ -140,6 +140,27 @@ options:
         still executing for the restore (an index build) counts as progress. C(0) turns the watchdog off.
     type: float
     default: 300
+  space_factor:
+    description:
+      - Check mode only (the preflight, RV(preflight)). The dump is estimated at the size of the data it would hold
+        times this factor; the backup is refused when the free space of O(dest) (or of its nearest existing
+        parent) is less than that estimate plus O(min_free).
+      - The data is, for PostgreSQL, the sum of C(pg_table_size()) (heap and TOAST, without indexes, which a dump
+        does not hold) of the tables the backup selects; for MySQL/MariaDB the sum of their C(DATA_LENGTH) in
+        C(information_schema.TABLES); for SQLite the size of the database file (and its WAL). O(schema_only) counts
+        no data.
+      - The default C(1.0) errs on the side of refusing (a dump's text is about the size of its data, much smaller
+        compressed); a compressed dump of text-heavy tables is often a fifth of that, so C(0.3) is a tighter choice.
+    type: float
+    default: 1.0
+  min_free:
+    description:
+      - Check mode only (the preflight). Bytes that must stay free in O(dest) after the estimated dump
+        (see O(space_factor)); C(0) = none.
+      - A value larger than the file system makes the preflight fail whatever the data, which shows what the
+        refusal looks like.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - dbops.maintenance.connection
 attributes:
@@ -147,7 +168,8 @@ attributes:
     support: full
     description: Says which file it would write, which tools it would use and which backups retention would
       remove; writes nothing. Refuses what the real run would refuse before dumping (a compression the
-      C(pg_dump) lacks, a missing compressor).
+      C(pg_dump) lacks, a missing compressor). Runs the preflight (RV(preflight)), which fails the task when a
+      tool is missing or the estimated dump would not fit (O(space_factor), O(min_free)).
   diff_mode:
     support: none
     description: No diff; the result describes what was written.
@@ -270,6 +292,32 @@ server:
   description: Engine, flavour and version of the server.
   returned: success
   type: dict
+preflight:
+  description:
+    - Check mode. Whether the backup would work here and fit in O(dest). Returned with the failure too when it is
+      not C(ok).
+    - C(ok); C(tool) and C(tool_version), the dump tool the real run would use (SQLite, the online backup API and
+      the SQLite library's version); C(restore_tools), the client tools a restore of this backup needs (PostgreSQL
+      C(pg_restore) and C(psql); MySQL/MariaDB C(client)); C(dest) and C(checked_path) (C(dest) or its nearest
+      existing parent); C(free_bytes); C(source_bytes), the data the dump would hold; C(space_factor) and
+      C(min_free); C(estimated_bytes) (C(source_bytes) x C(space_factor)); C(needed_bytes) (plus C(min_free));
+      C(problems), a message for each thing that is not ok.
+  returned: check mode
+  type: dict
+  sample:
+    ok: true
+    tool: /usr/lib/postgresql/15/bin/pg_dump
+    tool_version: pg_dump (PostgreSQL) 15.10
+    restore_tools: {pg_restore: /usr/lib/postgresql/15/bin/pg_restore, psql: /usr/lib/postgresql/15/bin/psql}
+    dest: /var/backups/dbops
+    checked_path: /var/backups
+    free_bytes: 52613349376
+    source_bytes: 1335296
+    space_factor: 1.0
+    min_free: 0
+    estimated_bytes: 1335296
+    needed_bytes: 1335296
+    problems: []
 '''
 
 import os
@@ -278,6 +326,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
     Interrupted, install_signal_handlers,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.preflight import check as preflight_check
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
@@ -289,7 +338,13 @@ def work(module, db):
     module.add_path_info = lambda kwargs: kwargs
     job = Backup(module, db)
     try:
-        return job.run()
+        # check mode: will it work here and fit (tools, free space against an estimate of the dump)? A failing
+        # preflight fails the task with its findings, before anything else is planned.
+        found = preflight_check(module, db, job.tools) if module.check_mode else None
+        result = job.run()
+        if found is not None:
+            result['preflight'] = found
+        return result
     except Interrupted as e:
         raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
     finally:
@@ -315,6 +370,8 @@ def main():
         reuse_within=dict(type='str'),
         tool_path=dict(type='path'),
         stall_timeout=dict(type='float', default=300.0),
+        space_factor=dict(type='float', default=1.0),
+        min_free=dict(type='int', default=0),
     )
     # everything this run creates, and what its tools create (pg_dump's directory-format files, SQLite's journal),
     # is private from its creation: 0600 files, 0700 directories

@@ -235,3 +235,24 @@ def test_a_failed_host_is_rolled_back_to_the_seed(ansible, pg_db, tmp_path):
     assert host["rollback"]["backup"] in (manifest, str(Path(manifest).parent / json.loads(Path(manifest).read_text())["file"]))
     # The database content is the seed again: enum values, rows, columns.
     assert content() == seed
+
+
+def test_maintenance_tags_run_one_phase(ansible, sqlite_db, tmp_path):
+    """--tags verify runs the checks and the report only: no backup, no fix, the declared column not added.
+    --skip-tags report writes no report."""
+    sqlite_db.execute("CREATE TABLE notes (id integer PRIMARY KEY, body text)")
+    extra = dict(conn_vars(sqlite_db, tmp_path), dbops_report_run_id="tags", dbops_verify_fixes=False,
+                 dbops_columns=[{"table": "notes", "column": "title", "type": "text"}])
+    r = ansible.playbook(PLAYBOOKS / "maintenance.yml", extra_vars=extra, env={"ANSIBLE_RUN_TAGS": "verify"})
+    assert r.rc == 0, r.stdout[-4000:]
+    assert "TASK [dbops.maintenance.verify : Run the checks]" in r.stdout
+    assert "Fix the schema" not in r.stdout and "Back up]" not in r.stdout
+    assert not (tmp_path / "backups").exists()
+    assert sqlite_db.query("SELECT name FROM pragma_table_info('notes') ORDER BY cid") == [("id",), ("body",)]
+    [report] = reports(tmp_path)
+    [host] = report["hosts"]
+    assert host["outcome"] == "unchanged" and host["checks"]["failed"] == 0 and host["checks"]["passed"] >= 1
+    assert [m["phase"] for m in host["timeline"]] == ["verify", "end"]
+    r = ansible.playbook(PLAYBOOKS / "maintenance.yml", extra_vars=dict(extra, dbops_report_run_id="noreport"),
+                         env={"ANSIBLE_RUN_TAGS": "verify", "ANSIBLE_SKIP_TAGS": "report"})
+    assert r.rc == 0 and not (tmp_path / "reports" / "noreport").exists(), r.stdout[-3000:]

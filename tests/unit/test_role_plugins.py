@@ -8,6 +8,7 @@ from ansible.errors import AnsibleError, AnsibleFilterError
 from ansible_collections.dbops.maintenance.plugins.filter.change_entry import change_entry
 from ansible_collections.dbops.maintenance.plugins.filter.failure_message import failure_message
 from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks
+from ansible_collections.dbops.maintenance.plugins.filter.report import host_outcome, production_changes, report_summary
 from ansible_collections.dbops.maintenance.plugins.lookup.connection import connection_args
 
 
@@ -100,3 +101,93 @@ def test_failure_message_plain_task_stderr_and_default():
     assert failure_message({"stderr": "pg_dump: error"}) == "pg_dump: error"
     assert failure_message({}) == "unknown error"
     assert failure_message(None, "nothing") == "nothing"
+
+
+def test_change_entry_counts_the_statements_of_a_quiet_plan_or_rehearsal():
+    # changed_when: false on the plan/rehearsal steps: their would-change is in the statements
+    results = [{"item": "a", "changed": False, "queries": ["ALTER TABLE t ADD c int"]},
+               {"item": "b", "changed": False, "queries": []},
+               {"item": "c", "changed": False, "failed": True, "queries": ["ALTER TABLE t ADD d int"]}]
+    [entry] = change_entry(results, "schema_fix", "app", False, True, True)
+    assert entry["items"] == ["a"] and entry["queries"] == ["ALTER TABLE t ADD c int"] and entry["plan"]
+    assert change_entry(results, "schema_fix", "dbops_scratch_app", True)[0]["rehearsal"] is True
+    # production: only what reported changed counts
+    assert change_entry(results, "schema_fix", "app") == []
+
+
+CHANGES = [
+    {"step": "schema_fix", "plan": True, "rehearsal": False, "queries": ["ALTER TYPE x ADD VALUE 'a'"]},
+    {"step": "schema_fix", "plan": False, "rehearsal": True, "queries": ["ALTER TYPE x ADD VALUE 'a'"]},
+    {"step": "schema_fix", "plan": False, "rehearsal": False, "queries": ["ALTER TYPE x ADD VALUE 'a'"]},
+    {"step": "migration_repair", "queries": ["UPDATE _prisma_migrations SET finished_at = now()"]},
+]
+
+
+def test_production_changes_leaves_out_plan_and_rehearsal():
+    assert production_changes(CHANGES) == CHANGES[2:]
+    assert production_changes(CHANGES[:2]) == []
+    assert production_changes(None) == []
+
+
+@pytest.mark.parametrize("bad, message", [("x", "expected the list"), (["x"], "entry 0 of dbops_changes is a str")])
+def test_production_changes_refuses_what_is_not_a_change_record(bad, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        production_changes(bad)
+
+
+@pytest.mark.parametrize("changes, outcome, error, expected", [
+    (CHANGES, None, None, "changed"),
+    (CHANGES[:2], None, None, "unchanged"),      # only the plan and the rehearsal changed something
+    ([], "", "boom", "failed"),
+    (CHANGES, "rolled_back", "boom", "rolled_back"),
+    (CHANGES[:2], "unchanged", "", "unchanged"),
+])
+def test_host_outcome(changes, outcome, error, expected):
+    assert host_outcome(changes, outcome, error) == expected
+
+
+def test_host_outcome_refuses_an_unknown_outcome():
+    with pytest.raises(AnsibleFilterError, match="outcome must be one of"):
+        host_outcome([], "exploded")
+
+
+def _record(host, outcome, start, phases, changes=(), flavour="postgresql"):
+    marks, t = [], start
+    for phase, seconds in phases:
+        marks.append({"phase": phase, "at": t})
+        t += seconds
+    marks.append({"phase": "end", "at": t})
+    return {"host": host, "outcome": outcome, "changes": list(changes), "timeline": marks, "engine": "postgresql",
+            "server": {"flavour": flavour, "version": "10.11.6"}, "error": "" if outcome != "failed" else "boom"}
+
+
+def test_report_summary_orders_batches_canary_first_and_draws_the_timeline():
+    rows = [_record("db2", "unchanged", 110.0, [("preflight", 2), ("verify", 3)]),
+            _record("db1", "changed", 100.0, [("preflight", 1), ("plan", 2), ("backup", 3), ("change", 2), ("verify", 2)],
+                    CHANGES, flavour="mariadb"),
+            _record("db3", "failed", 110.0, [("preflight", 1), ("change", 4), ("rollback", 5)], CHANGES[2:3])]
+    s = report_summary(rows, ["db1", "db2", "db3", "db4"], [["db1"], ["db2", "db3"]], True)
+    assert s["counts"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 1, "rolled_back": 0, "not_run": 1}
+    assert [b["label"] for b in s["batches"]] == ["batch 1 (canary)", "batch 2", "not run"]
+    assert [[h["host"] for h in b["hosts"]] for b in s["batches"]] == [["db1"], ["db2", "db3"], ["db4"]]
+    assert s["check_mode"] is True and s["not_run"] == ["db4"] and s["span_s"] == 20.0
+    assert s["order"] == [["db1"], ["db2", "db3"]]
+    db1, db2, db3 = s["hosts"]
+    assert db1["server_label"] == "mariadb 10.11.6"
+    assert [seg["phase"] for seg in db1["timeline"]] == ["preflight", "plan", "backup", "change", "verify"]
+    assert db1["timeline"][0] == {"phase": "preflight", "seconds": 1.0, "left": 0.0, "width": 5.0}
+    assert db3["timeline"][-1] == {"phase": "rollback", "seconds": 5.0, "left": 75.0, "width": 25.0}
+    # statements shown without a click: changed and failed hosts that have some
+    assert (db1["open"], db2["open"], db3["open"]) == (True, False, True)
+    assert db1["statements"] == 2 and [c["step"] for c in db1["production"]] == ["schema_fix", "migration_repair"]
+
+
+def test_report_summary_without_batches_or_timeline():
+    rows = [{"host": "b", "changes": []}, {"host": "a", "changes": CHANGES, "outcome": ""}]
+    s = report_summary(rows)
+    assert s["counts"]["changed"] == 1 and s["counts"]["unchanged"] == 1 and s["counts"]["hosts"] == 2
+    assert [b["label"] for b in s["batches"]] == ["batch 1"]
+    assert [h["host"] for h in s["batches"][0]["hosts"]] == ["a", "b"]
+    assert all(h["timeline"] == [] for h in s["hosts"]) and s["span_s"] == 0.0
+    # one host alone is not a canary
+    assert report_summary([rows[0]], ["b"], [["b"]])["batches"][0]["canary"] is False
