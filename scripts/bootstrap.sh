@@ -16,6 +16,8 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server openssh-client)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
+# ansible-test sanity's shellcheck test skips itself without it.
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 # node and npm for the knex and dbmate conformance tests (scripts/install-conformance-tools.sh).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
