@@ -248,9 +248,9 @@ stage_molecule() {
   for s in "${scenarios[@]}"; do
     echo "--- molecule scenario $s"
     t0=$(date +%s)
-    # The base config explicitly (molecule only finds it by itself from a git work tree).
-    if PATH="$venv/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$here/build/collections" NO_COLOR=1 \
-        "$venv/bin/molecule" --base-config "$here/.config/molecule/config.yml" test -s "$s"; then
+    # scripts/molecule.sh: the venv on PATH, the base config explicitly (molecule only finds it by
+    # itself from a git work tree), the collections path, MOLECULE_GLOB.
+    if DBOPS_VENV="$venv" NO_COLOR=1 bash scripts/molecule.sh test -s "$s"; then
       echo "--- molecule scenario $s: PASS ($(( $(date +%s) - t0 ))s)"
     else
       echo "--- molecule scenario $s: FAIL ($(( $(date +%s) - t0 ))s)"
