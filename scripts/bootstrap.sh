@@ -70,3 +70,8 @@ fi
 # then dies with a BrokenPipe traceback.
 version=$("$venv/bin/ansible" --version 2>&1) || { echo "bootstrap: ansible --version failed:" >&2; echo "$version" >&2; exit 1; }
 echo "bootstrap: ready (${version%%$'\n'*})"
+case ":$PATH:" in
+  *":$venv/bin:"*) ;;
+  # molecule and ansible-test run ansible-config & co. from PATH: a bare .venv/bin/molecule fails without it.
+  *) echo "bootstrap: the tools are in $venv/bin; for molecule and ansible-test put it on PATH: export PATH=\"$venv/bin:\$PATH\" (or use scripts/molecule.sh)" ;;
+esac
