@@ -66,6 +66,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -r "$here/requirements-dev.txt"
   echo "$want" > "$stamp"
 fi
+# The oldest supported ansible-core (2.16), in a second venv, for scripts/test.sh's core-2.16 stage.
+venv216="${DBOPS_VENV_216:-$here/.venv-2.16}"
+stamp216="$venv216/.dbops-requirements.sha256"
+want216=$(cat "$here/requirements.txt" "$here/requirements-ansible2.16.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$venv216/bin/python" ]; then
+  echo "bootstrap: creating $venv216 (ansible-core 2.16)"
+  "$py" -m venv "$venv216"
+fi
+if [ "$(cat "$stamp216" 2>/dev/null)" != "$want216" ]; then
+  echo "bootstrap: pip install -r requirements-ansible2.16.txt into $venv216"
+  "$venv216/bin/python" -m pip install -q -r "$here/requirements-ansible2.16.txt"
+  echo "$want216" > "$stamp216"
+fi
 # The version line without a pipe: `ansible --version | head -1` closes the pipe early and ansible
 # then dies with a BrokenPipe traceback.
 version=$("$venv/bin/ansible" --version 2>&1) || { echo "bootstrap: ansible --version failed:" >&2; echo "$version" >&2; exit 1; }

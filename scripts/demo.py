@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORTS = ROOT / "build" / "demo-reports"
+# DBOPS_DEMO_REPORTS: another reports directory (tests/repo runs --clean on its own); state dirs go to $TMPDIR or /tmp.
+REPORTS = Path(os.environ.get("DBOPS_DEMO_REPORTS") or ROOT / "build" / "demo-reports")
 FIXES = ROOT / "examples" / "fixes"
 STATE_PREFIX = "dbops-demo-"
 MARKER = ".dbops-demo"  # in every state dir this demo made: --clean removes only those
