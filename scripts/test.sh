@@ -330,7 +330,7 @@ if [ "${results[0]}" = FAIL ]; then
   exit 1
 fi
 run_stage tree stage_tree always
-if want_stage integration || want_stage mutation; then
+if want_stage integration || want_stage mutation || want_stage core-2.16; then
   servers_started=1
   run_stage servers stage_servers always
 fi
@@ -341,6 +341,9 @@ run_stage unit stage_unit
 run_stage integration stage_integration
 run_stage mutation stage_mutation
 run_stage molecule stage_molecule
+run_stage ecosystem stage_ecosystem
+run_stage docs stage_docs
+run_stage core-2.16 stage_core_216
 
 # ---------------------------------------------------------------------------
 log "summary ($(( $(date +%s) - t_start ))s in all)"
