@@ -18,6 +18,8 @@ command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
 # headless browser of the report test (tests/integration/test_report_html.py)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# ansible-test sanity's shellcheck test skips itself without it.
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 # node and npm for the knex and dbmate conformance tests (scripts/install-conformance-tools.sh).
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
@@ -66,7 +68,25 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install -q -r "$here/requirements-dev.txt"
   echo "$want" > "$stamp"
 fi
+# The oldest supported ansible-core (2.16), in a second venv, for scripts/test.sh's core-2.16 stage.
+venv216="${DBOPS_VENV_216:-$here/.venv-2.16}"
+stamp216="$venv216/.dbops-requirements.sha256"
+want216=$(cat "$here/requirements.txt" "$here/requirements-ansible2.16.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$venv216/bin/python" ]; then
+  echo "bootstrap: creating $venv216 (ansible-core 2.16)"
+  "$py" -m venv "$venv216"
+fi
+if [ "$(cat "$stamp216" 2>/dev/null)" != "$want216" ]; then
+  echo "bootstrap: pip install -r requirements-ansible2.16.txt into $venv216"
+  "$venv216/bin/python" -m pip install -q -r "$here/requirements-ansible2.16.txt"
+  echo "$want216" > "$stamp216"
+fi
 # The version line without a pipe: `ansible --version | head -1` closes the pipe early and ansible
 # then dies with a BrokenPipe traceback.
 version=$("$venv/bin/ansible" --version 2>&1) || { echo "bootstrap: ansible --version failed:" >&2; echo "$version" >&2; exit 1; }
 echo "bootstrap: ready (${version%%$'\n'*})"
+case ":$PATH:" in
+  *":$venv/bin:"*) ;;
+  # molecule and ansible-test run ansible-config & co. from PATH: a bare .venv/bin/molecule fails without it.
+  *) echo "bootstrap: the tools are in $venv/bin; for molecule and ansible-test put it on PATH: export PATH=\"$venv/bin:\$PATH\" (or use scripts/molecule.sh)" ;;
+esac

@@ -7,6 +7,7 @@
 #   scripts/collection-tree.sh --copy DIR  real copy of the tracked and untracked-but-not-ignored
 #                                          files at DIR/ansible_collections/dbops/maintenance
 #                                          (ansible-test needs a real tree); prints that path.
+#                                          A built dbops-maintenance-*.tar.gz is never copied.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 ns=dbops
@@ -23,10 +24,13 @@ if [ "${1:-}" = "--copy" ]; then
     # Tracked files plus untracked ones that .gitignore does not exclude; skip files
     # deleted from the work tree but still in the index.
     git ls-files -z --cached --others --exclude-standard \
-      | while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done \
+      | while IFS= read -r -d '' f; do
+          case "$f" in "$ns-$name-"*.tar.gz) continue ;; esac
+          if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+        done \
       | rsync -a --from0 --files-from=- ./ "$dest/"
   else
-    rsync -a --exclude=/.venv --exclude=/build --exclude=/tests/output --exclude=.git \
+    rsync -a --exclude=/.venv --exclude='/.venv-*' --exclude="/$ns-$name-*.tar.gz" --exclude=/build --exclude=/tests/output --exclude=.git \
       --exclude=__pycache__ --exclude='*.pyc' --exclude=.pytest_cache ./ "$dest/"
   fi
   echo "$dest"

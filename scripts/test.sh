@@ -17,6 +17,14 @@
 #                  collection must make at least one of its tests fail (tests/README.md lists them)
 #   molecule       molecule test, one scenario at a time (each starts its own fleet of servers on
 #                  127.0.0.x addresses and a local sshd; see molecule/README.md)
+#   ecosystem      pytest tests/repo: the collection tarball's contents, changelogs/ (antsibull-changelog lint,
+#                  CHANGELOG.rst generated), the EE build context (ansible-builder create), examples/fixes,
+#                  demo.sh --clean, docs.sh
+#   docs           antsibull-docs lint-collection-docs, and the docs site (scripts/docs-site.sh, offline) with a
+#                  page for every module, role, filter and lookup
+#   core-2.16      the oldest supported ansible-core, from .venv-2.16: ansible-doc, unit tests, sanity, and the
+#                  integration slice tests/integration/test_every_module_once.py (every module per engine,
+#                  maintenance.yml once)
 #
 # Skipped tests: every pytest run is checked against tests/allowed_skips.txt (test id pattern + reason);
 # a skip not listed there fails the stage (DBOPS_ALLOW_SKIPS=1 turns that into a warning, for local runs
@@ -134,14 +142,14 @@ stage_ansible_doc() {
   return "$failed"
 }
 
-stage_sanity() {
-  local cached tree rc
-  # ansible-test creates one virtualenv per sanity test and bootstraps pip into it with a
-  # get-pip.py from ci-files.testing.ansible.com, which is unreachable here; it uses a cached
-  # copy first, so put our stand-in there (ensurepip + PyPI). The pinned tool versions
-  # themselves come from PyPI (needs network to PyPI the first time; cached in
-  # ~/.ansible/test/venv afterwards).
-  cached=$("$py" - <<'EOF'
+# ansible_test_get_pip PYTHON: ansible-test creates one virtualenv per sanity test and bootstraps pip
+# into it with a get-pip.py from ci-files.testing.ansible.com, which is unreachable here; it uses a
+# cached copy first, so put our stand-in there (ensurepip + PyPI), for the ansible-test of PYTHON's venv.
+# The pinned tool versions themselves come from PyPI (needs network to PyPI the first time; cached in
+# ~/.ansible/test/venv afterwards).
+ansible_test_get_pip() {
+  local cached
+  cached=$("$1" - <<'EOF'
 import os.path
 import types
 from ansible_test._internal.python_requirements import get_venv_packages
@@ -153,11 +161,16 @@ EOF
     mkdir -p "$(dirname "$cached")"
     cp tests/harness/ansible_test_get_pip.py "$cached"
   fi
+}
+
+stage_sanity() {
+  local tree rc
+  ansible_test_get_pip "$py" || return 1
   # Outside this git work tree: inside it, ansible-test would apply .gitignore (build/) and
   # find nothing to test.
   tree=$(bash scripts/collection-tree.sh --copy "$work/sanity") || return 1
-  # Every sanity test of ansible-core 2.19 runs; shellcheck and pslint skip themselves when
-  # there is no shellcheck binary / no PowerShell file.
+  # Every sanity test of ansible-core 2.19 runs (shellcheck: Debian's, from bootstrap); pslint skips itself when
+  # there is no PowerShell file.
   (cd "$tree" && PATH="$venv/bin:$PATH" "$venv/bin/ansible-test" sanity --python 3.11 --color no \
       2>&1) | tee "$work/sanity.log"
   rc=${PIPESTATUS[0]}
@@ -189,7 +202,7 @@ run_pytest() {
   shift
   rm -f "$xml"
   # shellcheck disable=SC2086
-  "$py" -m pytest -p no:cacheprovider --junitxml="$xml" ${DBOPS_PYTEST_ARGS:-} "$@"
+  "${PYTEST_PY:-$py}" -m pytest -p no:cacheprovider --junitxml="$xml" ${DBOPS_PYTEST_ARGS:-} "$@"
   rc=$?
   if [ "$rc" = 5 ]; then
     echo "pytest collected no tests: that is a failure (pytest $*)" >&2
@@ -248,9 +261,9 @@ stage_molecule() {
   for s in "${scenarios[@]}"; do
     echo "--- molecule scenario $s"
     t0=$(date +%s)
-    # The base config explicitly (molecule only finds it by itself from a git work tree).
-    if PATH="$venv/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$here/build/collections" NO_COLOR=1 \
-        "$venv/bin/molecule" --base-config "$here/.config/molecule/config.yml" test -s "$s"; then
+    # scripts/molecule.sh: the venv on PATH, the base config explicitly (molecule only finds it by
+    # itself from a git work tree), the collections path, MOLECULE_GLOB.
+    if DBOPS_VENV="$venv" NO_COLOR=1 bash scripts/molecule.sh test -s "$s"; then
       echo "--- molecule scenario $s: PASS ($(( $(date +%s) - t0 ))s)"
     else
       echo "--- molecule scenario $s: FAIL ($(( $(date +%s) - t0 ))s)"
@@ -258,6 +271,54 @@ stage_molecule() {
     fi
   done
   return "$rc"
+}
+
+stage_ecosystem() {
+  run_pytest "$work/junit-ecosystem.xml" -n 2 tests/repo
+}
+
+stage_docs() {
+  local site rc=0
+  DBOPS_VENV="$venv" bash scripts/docs-site.sh --lint || rc=1
+  site=$(DBOPS_VENV="$venv" bash scripts/docs-site.sh "$work/docs-site" | tail -1) || return 1
+  # A page for every module, role, filter and lookup the collection has (ansible-doc's own lists).
+  ANSIBLE_COLLECTIONS_PATH="$here/build/collections" "$py" scripts/check_docs_site.py "$site" \
+    "$venv/bin/ansible-doc" || rc=1
+  return "$rc"
+}
+
+stage_core_216() {
+  local v216="${DBOPS_VENV_216:-$here/.venv-2.16}" f name failed=0 tree
+  if [ ! -x "$v216/bin/ansible-doc" ]; then
+    echo "no $v216 (scripts/bootstrap.sh makes it)" >&2
+    return 1
+  fi
+  "$v216/bin/ansible-doc" --version | sed -n 1p
+  for f in plugins/modules/*.py; do
+    name=$(basename "$f" .py)
+    [ "$name" = "__init__" ] && continue
+    if "$v216/bin/ansible-doc" "dbops.maintenance.$name" >"$work/doc216.out" 2>&1 \
+        && ! grep -q '^\[ERROR\]' "$work/doc216.out"; then
+      echo "ok    ansible-doc (2.16) dbops.maintenance.$name"
+    else
+      echo "FAIL  ansible-doc (2.16) dbops.maintenance.$name"
+      sed 's/^/      /' "$work/doc216.out" | head -20
+      failed=1
+    fi
+  done
+  PYTEST_PY="$v216/bin/python" run_pytest "$work/junit-unit-2.16.xml" tests/unit || failed=1
+  # ansible-test 2.16's sanity (its own pinned tool versions; cached in ~/.ansible/test after the first run).
+  ansible_test_get_pip "$v216/bin/python" || return 1
+  tree=$(bash scripts/collection-tree.sh --copy "$work/sanity-2.16") || return 1
+  (cd "$tree" && PATH="$v216/bin:$PATH" "$v216/bin/ansible-test" sanity --python 3.11 --color no) || failed=1
+  if [ -n "${DBOPS_SERVERS_STATE:-}" ]; then
+    PYTEST_PY="$v216/bin/python" run_pytest "$work/junit-integration-2.16.xml" -n 2 \
+      tests/integration/test_every_module_once.py || failed=1
+  else
+    echo "servers did not start: the 2.16 integration slice cannot run" >&2
+    failed=1
+  fi
+  return "$failed"
 }
 
 # ---------------------------------------------------------------------------
@@ -269,7 +330,7 @@ if [ "${results[0]}" = FAIL ]; then
   exit 1
 fi
 run_stage tree stage_tree always
-if want_stage integration || want_stage mutation; then
+if want_stage integration || want_stage mutation || want_stage core-2.16; then
   servers_started=1
   run_stage servers stage_servers always
 fi
@@ -280,6 +341,9 @@ run_stage unit stage_unit
 run_stage integration stage_integration
 run_stage mutation stage_mutation
 run_stage molecule stage_molecule
+run_stage ecosystem stage_ecosystem
+run_stage docs stage_docs
+run_stage core-2.16 stage_core_216
 
 # ---------------------------------------------------------------------------
 log "summary ($(( $(date +%s) - t_start ))s in all)"

@@ -297,7 +297,15 @@ def test_retention_prunes_only_own_backups_of_the_same_label(tmp_path):
 # --------------------------------------------------------------------------
 
 def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp_path, monkeypatch, capsys):
-    from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
+    try:
+        from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
+    except ImportError:  # ansible-core < 2.19 (the core-2.16 stage): the module reads basic._ANSIBLE_ARGS
+        from ansible.module_utils import basic  # pylint: disable=import-outside-toplevel
+
+        @contextlib.contextmanager
+        def patch_module_args(args):
+            monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
+            yield
     from ansible_collections.dbops.maintenance.plugins.modules import db_backup  # pylint: disable=import-outside-toplevel
     from ansible_collections.dbops.maintenance.plugins.module_utils import connection  # pylint: disable=import-outside-toplevel
     backup_dir = tmp_path / "shop.dir"

@@ -26,8 +26,12 @@ SPEC = dict(
 def test_no_log_values_survive_a_suboption_that_does_not_parse(bad):
     params = dict(password='S3cret', queries=bad)
     # ansible-core's own collection loses the password (the upstream bug) - except when the value parses
-    core = ArgumentSpecValidator(SPEC).validate(dict(params))._no_log_values  # pylint: disable=protected-access
     assert no_log_values(SPEC, params) == {'S3cret'}
+    try:
+        core = ArgumentSpecValidator(SPEC).validate(dict(params))._no_log_values  # pylint: disable=protected-access
+    except ValueError:  # ansible-core 2.16's check_type_dict raises ValueError on 'a=b c' (2.19: a validation error)
+        assert bad == 'a=b c'
+        return
     if bad not in ('a=b c',):
         assert 'S3cret' not in core
 

@@ -1,4 +1,4 @@
-"""The smoke scenario: the fleet exists as create.yml promises, with its seed schema."""
+"""The default scenario (the smoke test of the fleet): the fleet exists as create.yml promises, with its seed schema."""
 
 import ipaddress
 import os
