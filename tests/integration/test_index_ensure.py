@@ -45,7 +45,7 @@ def my_index(db, table, name):
 
 
 def ok(r):
-    assert not r["failed"], r
+    assert not r["failed"], r.get("msg", r)
     assert "Unexpected error" not in r.get("msg", ""), r
     return r
 
@@ -355,7 +355,8 @@ def test_mysql_lifecycle_and_refusals(ansible, mysql_db):
         task(db, "again", **want),
         task(db, "other", unique=True, **want),
         task(db, "replace", unique=True, replace=True, **want),
-        task(db, "memory table in place", table="m", name="m_k", columns=["k"], method="HASH"),
+        task(db, "memory table needs a copy", table="m", name="m_k", columns=["k"], method="HASH"),
+        task(db, "memory table copy allowed", table="m", name="m_k", columns=["k"], method="HASH", allow_rewrite=True),
         task(db, "drop", state="absent", **base),
         task(db, "drop again", state="absent", **base),
     ])
@@ -367,7 +368,11 @@ def test_mysql_lifecycle_and_refusals(ansible, mysql_db):
     r = ok(res["replace"])
     assert r["queries"] == ["ALTER TABLE %s DROP INDEX %s, ADD UNIQUE INDEX %s (%s, `n`), ALGORITHM=INPLACE, "
                             "LOCK=NONE" % (qt, qn, qn, qi(db, HOSTILE_COLUMN))], r["queries"]
-    assert ok(res["memory table in place"])["changed"] is True
+    refused(res["memory table needs a copy"], "cannot do this change in place", "allow_rewrite: true")
+    assert res["memory table needs a copy"]["queries"] == []
+    assert ok(res["memory table copy allowed"])["queries"] == [
+        "ALTER TABLE `m` ADD INDEX `m_k` (`k`) USING HASH, ALGORITHM=COPY"]
+    assert my_index(db, "m", "m_k") == [(1, "k", "HASH")]
     assert ok(res["drop"])["queries"] == ["ALTER TABLE %s DROP INDEX %s, ALGORITHM=INPLACE, LOCK=NONE" % (qt, qn)]
     assert ok(res["drop again"])["changed"] is False
     assert my_index(db, table, name) == []
