@@ -24,6 +24,12 @@ description:
     change on PostgreSQL, a change MySQL cannot do INSTANT or INPLACE) without O(allow_rewrite=true), and
     dropping a column without O(allow_drop=true).
   - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
+  - On PostgreSQL 12 and later, O(nullable=false) on an existing column runs as
+    C(ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID), C(VALIDATE CONSTRAINT) (scans the table under SHARE
+    UPDATE EXCLUSIVE; writes go on), C(SET NOT NULL) (no scan, thanks to the valid check) and C(DROP CONSTRAINT),
+    each its own statement with the lock timeout and retries. The check is named C(dbops_not_null_<hash>) after the
+    table and column, so an interrupted run resumes where it stopped (a leftover valid check is reused, a leftover
+    check on a column already NOT NULL is dropped).
   - O(type), O(default) and O(using) are SQL by design, so each is proven before anything connects. O(default) and
     O(using) must be exactly one SQL expression (parsed as C(SELECT <expression>) by pglast, the PostgreSQL
     server's own parser, or by sqlglot in the C(mysql) / C(sqlite) dialect; one statement, one expression, no
@@ -205,6 +211,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     DbopsModule, dbops_argument_spec, finish_result, open_database,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
 
 
 def describe(col):
@@ -263,6 +270,7 @@ def main():
         module.fail_json(msg=str(e), changed=False, queries=[])
     with open_database(module) as db:
         plan = db.plan_column(p)
+        plan['steps'] = plan['steps'] + online_not_null.leftover_steps(db, p, plan)  # an interrupted NOT NULL sequence
         check_steps(plan['steps'], p['engine'])
         result = dict(changed=False, target=plan['target'], queries=db.queries, server=db.server_info())
         if plan.get('differences'):

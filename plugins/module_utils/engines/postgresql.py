@@ -31,6 +31,7 @@ except ImportError as e:  # pragma: no cover - depends on the managed host
     PSYCOPG_IMPORT_ERROR = e
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import watchdog as wd
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
 
 # First key of the two-key advisory lock: the bytes "dbop". The second key is
 # hashtext(current_database()), so the lock is per database.
@@ -488,6 +489,7 @@ class PostgresAdapter(Adapter):
                 parts.append(sql.SQL('ALTER COLUMN {} DROP DEFAULT').format(qcol))
             else:
                 parts.append(sql.SQL('ALTER COLUMN {} SET DEFAULT ').format(qcol) + sql.SQL(default_expr))
+        not_null = []
         if 'nullable' in differences:
             if desired['nullable']:
                 parts.append(sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(qcol))
@@ -497,11 +499,15 @@ class PostgresAdapter(Adapter):
                     self.fail('Cannot make %s NOT NULL: %d row(s) have NULL in it. Backfill them first '
                               '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
                               % (res['target'], nulls, column, column), null_count=nulls)
-                parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
+                # PostgreSQL 12+: CHECK NOT VALID -> VALIDATE -> SET NOT NULL -> drop the check (online_ddl/not_null.py)
+                not_null = online_not_null.steps(self, schema, table, column)
+                if not not_null:
+                    parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
         if parts:
             stmt = sql.SQL('ALTER TABLE {} ').format(qtable) + sql.SQL(', ').join(parts)
             steps.append(Step(self.render(stmt), 'alter the column: %s' % ', '.join(
                 d for d in differences if d != 'comment')))
+        steps.extend(not_null)
         if 'comment' in differences:
             steps.append(Step(self.render(comment_stmt), 'set the comment'))
         return dict(res, steps=steps, after=desired, differences=differences)
