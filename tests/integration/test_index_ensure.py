@@ -60,8 +60,8 @@ def refused(r, *words):
 
 
 def make_pg_table(db, table="t", rows=200):
-    db.execute("CREATE TABLE %s (id int PRIMARY KEY, %s text, n int, email text)" % (qi(db, table),
-                                                                                   qi(db, HOSTILE_COLUMN)))
+    db.execute("CREATE TABLE %s (id int PRIMARY KEY, %s text, n int, email text)"
+               % (qi(db, table), qi(db, HOSTILE_COLUMN)))
     db.execute("INSERT INTO %s SELECT g, 'v' || g, g %% 7, 'U' || g || '@x' FROM generate_series(1, %d) g"
                % (qi(db, table), rows))
 
@@ -87,8 +87,8 @@ def test_pg_lifecycle_hostile_names(ansible, pg_db):
     assert snapshot(db) == before, "check mode changed the catalog"
     r = ok(res["check create"])
     assert r["changed"] is True and r["queries"] == [create_sql], r["queries"]
-    assert r["diff"]["before"] == {} and r["diff"]["after"]["keys"] == ['"Back`tick ""quoted"" \u00fc"', "n",
-                                                                       "lower(email)"], r["diff"]
+    want_keys = ['"Back`tick ""quoted"" \u00fc"', "n", "lower(email)"]
+    assert r["diff"]["before"] == {} and r["diff"]["after"]["keys"] == want_keys, r["diff"]
     assert r["index"]["where"] == "n > 0" and r["index"]["method"] == "btree", r["index"]
     assert ok(res["check absent"])["changed"] is False and res["check absent"]["queries"] == []
     assert pg_index(db, HOSTILE_INDEX) is None

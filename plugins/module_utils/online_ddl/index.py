@@ -435,8 +435,8 @@ def _lite_definition(db, name):
     if not rows:
         return None
     table, text = rows[0]
-    unique = any(r[1] == name and r[2] for r in db.fetchall('SELECT seq, name, "unique" FROM pragma_index_list(?)',
-                                                              (table,)))
+    listed = db.fetchall('SELECT seq, name, "unique" FROM pragma_index_list(?)', (table,))
+    unique = any(r[1] == name and r[2] for r in listed)
     if text is None:
         return dict(name=name, table=quote_ident(table), unique=unique, method=None, keys=[], where=None,
                     details=dict(automatic=True), valid=True, table_name=table)
