@@ -105,7 +105,7 @@ options:
   method:
     description:
       - MySQL/MariaDB. C(online) runs the change with pt-online-schema-change (Percona Toolkit, which must be on
-        the managed host) instead of C(ALTER TABLE): the table is copied in chunks while triggers carry the writes
+        the managed host) instead of C(ALTER TABLE); the table is copied in chunks while triggers carry the writes
         over, then swapped in with one C(RENAME TABLE) that waits at most O(lock_timeout) and is retried
         (O(online.swap_tries)). For changes the server can only make by copying the table, without blocking
         writes for the whole copy (O(allow_rewrite) is not needed). The password is passed in a 0600 option file,

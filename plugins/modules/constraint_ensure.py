@@ -23,7 +23,7 @@ description:
     C(ADD CONSTRAINT ... USING INDEX) (brief lock). A PRIMARY KEY first makes its nullable columns NOT NULL with the
     online sequence of M(dbops.maintenance.column_ensure) (C(CHECK ... NOT VALID), C(VALIDATE), C(SET NOT NULL)),
     because C(USING INDEX) would otherwise scan the table under ACCESS EXCLUSIVE.
-  - O(expression) is SQL by design: it must be exactly one SQL expression (pglast, the PostgreSQL server's own
+  - O(expression) is SQL by design, so it must be exactly one SQL expression (pglast, the PostgreSQL server's own
     parser; no second statement, no comment), and every statement built from it must parse as one statement.
     DDL is sent over the extended query protocol (one statement).
   - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).

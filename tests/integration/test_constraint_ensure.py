@@ -19,6 +19,11 @@ def qi(name):
     return '"' + name.replace('"', '""') + '"'
 
 
+def merged(base, **over):
+    """base with some options replaced (a new dict)."""
+    return {**base, **over}
+
+
 def task(db, label, check=False, diff=False, **args):
     return {"name": label, "module": MODULE, "args": {**db.params, **args}, "check": check, "diff": diff}
 
@@ -59,14 +64,14 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
     res = run_tasks(ansible, [
         task(db, "check fk", check=True, diff=True, **fk),
         task(db, "check chk", check=True, **chk),
-        task(db, "injection", **dict(chk, expression="total >= 0); DROP TABLE customers; --")),
-        task(db, "comment", **dict(chk, expression="total >= 0 -- x")),
-        task(db, "unknown column", **dict(fk, columns=["customer"])),
-        task(db, "unknown table", **dict(fk, references=dict(table="customer", columns=["id"]))),
-        task(db, "column count", **dict(fk, references=dict(table="customers", columns=["id", "id"]))),
-        task(db, "bad action", **dict(fk, on_delete="explode")),
-        task(db, "references not a dict", **dict(fk, references="customers")),
-        task(db, "mysql refused", **dict(fk, engine="mysql")),
+        task(db, "injection", **merged(chk, expression="total >= 0); DROP TABLE customers; --")),
+        task(db, "comment", **merged(chk, expression="total >= 0 -- x")),
+        task(db, "unknown column", **merged(fk, columns=["customer"])),
+        task(db, "unknown table", **merged(fk, references=dict(table="customer", columns=["id"]))),
+        task(db, "column count", **merged(fk, references=dict(table="customers", columns=["id", "id"]))),
+        task(db, "bad action", **merged(fk, on_delete="explode")),
+        task(db, "references not a dict", **merged(fk, references="customers")),
+        task(db, "mysql refused", **merged(fk, engine="mysql")),
     ])
     assert snapshot(db) == before, "check mode or a refusal changed the catalog"
     r = ok(res["check fk"])
@@ -90,10 +95,10 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
         task(db, "fk", diff=True, **fk),
         task(db, "fk again", **fk),
         task(db, "chk resumes", **chk),
-        task(db, "chk respelled", **dict(chk, expression="(total>=0)")),
-        task(db, "fk other", **dict(fk, on_delete="cascade")),
-        task(db, "fk replace", **dict(fk, on_delete="cascade", replace=True)),
-        task(db, "violated", **dict(chk, name="total_big", expression="total > 100")),
+        task(db, "chk respelled", **merged(chk, expression="(total>=0)")),
+        task(db, "fk other", **merged(fk, on_delete="cascade")),
+        task(db, "fk replace", **merged(fk, on_delete="cascade", replace=True)),
+        task(db, "violated", **merged(chk, name="total_big", expression="total > 100")),
     ])
     assert ok(res["fk"])["queries"] == [fk_add, fk_validate]
     assert res["fk"]["constraint"]["valid"] is True
@@ -151,7 +156,7 @@ def test_unique_and_primary_key_via_concurrent_index(ansible, pg_db):
     res = run_tasks(ansible, [
         task(db, "uq", **uq), task(db, "uq again", **uq),
         task(db, "pk", **pk), task(db, "pk again", **pk),
-        task(db, "uq other", **dict(uq, columns=["email", "id"])),
+        task(db, "uq other", **merged(uq, columns=["email", "id"])),
         task(db, "drop uq", state="absent", table="t", name="t_email_key"),
     ])
     assert len(ok(res["uq"])["queries"]) == 2 and ok(res["uq again"])["changed"] is False

@@ -26,6 +26,11 @@ def qi(db, name):
     return '"' + name.replace('"', '""') + '"'
 
 
+def merged(base, **over):
+    """base with some options replaced (a new dict)."""
+    return {**base, **over}
+
+
 def task(db, label, check=False, diff=False, **args):
     return {"name": label, "module": MODULE, "args": {**db.params, **args}, "check": check, "diff": diff}
 
@@ -96,9 +101,9 @@ def test_pg_lifecycle_hostile_names(ansible, pg_db):
     res = run_tasks(ansible, [
         task(db, "create", diff=True, **want),
         task(db, "again", **want),
-        task(db, "same in another spelling", **dict(want, expressions=["LOWER( email )"], where="(n>0)")),
-        task(db, "other definition", **dict(want, unique=True)),
-        task(db, "check replace", check=True, replace=True, **dict(want, where="n > 1")),
+        task(db, "same in another spelling", **merged(want, expressions=["LOWER( email )"], where="(n>0)")),
+        task(db, "other definition", **merged(want, unique=True)),
+        task(db, "check replace", check=True, replace=True, **merged(want, where="n > 1")),
     ])
     r = ok(res["create"])
     assert r["changed"] is True and r["queries"] == [create_sql] and r["repaired"] is False, r
@@ -119,8 +124,8 @@ def test_pg_lifecycle_hostile_names(ansible, pg_db):
     assert valid and not unique and "WHERE (n > 0)" in definition, definition
 
     res = run_tasks(ansible, [
-        task(db, "replace", **dict(want, where="n > 1", unique=True, replace=True)),
-        task(db, "replace again", **dict(want, where="n > 1", unique=True, replace=True)),
+        task(db, "replace", **merged(want, where="n > 1", unique=True, replace=True)),
+        task(db, "replace again", **merged(want, where="n > 1", unique=True, replace=True)),
         task(db, "check drop", check=True, state="absent", **base),
         task(db, "drop", state="absent", **base),
         task(db, "drop again", state="absent", **base),
@@ -169,7 +174,7 @@ def test_pg_refusals_and_adversarial(ansible, pg_db):
         "volatile expression": dict(expressions=["random()"]),
         "zero lock timeout": dict(columns=["n"], lock_timeout=0),
     }
-    res = run_tasks(ansible, [task(db, k, **dict(dict(table="t", name="t_ix"), **v)) for k, v in cases.items()]
+    res = run_tasks(ansible, [task(db, k, **merged(dict(table="t", name="t_ix"), **v)) for k, v in cases.items()]
                     + [task(db, "duplicates", table="t", name="t_email_uq", columns=["email"], unique=True)])
     expect = {
         "semicolon in where": '";" outside any string', "second statement in expression": "expressions[0]",
@@ -334,10 +339,10 @@ def test_mysql_lifecycle_and_refusals(ansible, mysql_db):
     res = run_tasks(ansible, [
         task(db, "check", check=True, diff=True, **want),
         task(db, "where refused", where="n > 0", **want),
-        task(db, "expressions refused", **dict(base, expressions=["lower(n)"])),
+        task(db, "expressions refused", **merged(base, expressions=["lower(n)"])),
         task(db, "bad method", method="GIN", **want),
-        task(db, "primary", **dict(want, name="PRIMARY")),
-        task(db, "unknown column", **dict(want, columns=["nn"])),
+        task(db, "primary", **merged(want, name="PRIMARY")),
+        task(db, "unknown column", **merged(want, columns=["nn"])),
         task(db, "schema refused", schema="public", **want),
     ])
     assert snapshot(db) == before
@@ -397,7 +402,7 @@ def test_sqlite_lifecycle_and_refusals(ansible, sqlite_db):
     res = run_tasks(ansible, [
         task(db, "check", check=True, **want),
         task(db, "method refused", method="btree", **want),
-        task(db, "injection", **dict(want, where="n > 0; DROP TABLE t")),
+        task(db, "injection", **merged(want, where="n > 0; DROP TABLE t")),
         task(db, "automatic index", table=HOSTILE_TABLE, name=auto, columns=["n"]),
     ])
     assert snapshot(db) == before
@@ -408,9 +413,9 @@ def test_sqlite_lifecycle_and_refusals(ansible, sqlite_db):
     res = run_tasks(ansible, [
         task(db, "create", **want),
         task(db, "again", **want),
-        task(db, "again respelled", **dict(want, expressions=["LOWER(n)"], where="(n>0)")),
-        task(db, "other", **dict(want, where="n > 1")),
-        task(db, "replace", replace=True, **dict(want, where="n > 1")),
+        task(db, "again respelled", **merged(want, expressions=["LOWER(n)"], where="(n>0)")),
+        task(db, "other", **merged(want, where="n > 1")),
+        task(db, "replace", replace=True, **merged(want, where="n > 1")),
         task(db, "drop", state="absent", **base),
         task(db, "drop again", state="absent", **base),
     ])

@@ -41,6 +41,11 @@ def pg16_db(servers):
     server.drop_database(db.name)
 
 
+def merged(base, **over):
+    """base with some options replaced (a new dict)."""
+    return {**base, **over}
+
+
 def task(db, label, check=False, diff=False, **args):
     return {"name": label, "module": MODULE, "args": {**db.params, **args}, "check": check, "diff": diff}
 

@@ -27,6 +27,11 @@ def _tool():
     assert shutil.which("pt-online-schema-change"), "percona-toolkit is missing: run scripts/bootstrap.sh"
 
 
+def merged(base, **over):
+    """base with some options replaced (a new dict)."""
+    return {**base, **over}
+
+
 def task(db, label, check=False, env=None, **args):
     t = {"name": label, "module": MODULE, "args": {**db.params, **args}, "check": check}
     if env:
@@ -91,7 +96,7 @@ def test_online_check_mode_missing_tool_and_refusals(ansible, mysql_db):
         task(db, "missing tool", env={"PATH": "/nonexistent"}, table="t", **change),
         task(db, "triggers", table="trig", **change),
         task(db, "no key", table="nokey", **change),
-        task(db, "postgresql only", table="t", **dict(change, engine="postgresql")),
+        task(db, "postgresql only", table="t", **merged(change, engine="postgresql")),
     ], output=True)
     assert snapshot(db) == before, "check mode or a refusal changed the schema"
     r = ok(res["check"])
