@@ -21,7 +21,6 @@ from test_column_ensure import snapshot
 MODULE = "dbops.maintenance.column_ensure"
 
 
-
 @pytest.fixture(autouse=True)
 def _tool():
     assert shutil.which("pt-online-schema-change"), "percona-toolkit is missing: run scripts/bootstrap.sh"
