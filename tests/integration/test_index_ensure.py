@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import DB
 from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for
 from migration_batch import run_tasks
 from test_column_ensure import snapshot
@@ -279,13 +280,29 @@ def test_pg_lock_timeout_during_build_drops_invalid_and_retries(ansible, pg_db):
 # a concurrent writer is never stalled longer than lock_timeout + 0.5 s while the index builds
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_writer_not_stalled_during_build(ansible, request, engine):
-    db = request.getfixturevalue("pg_db" if engine == "postgresql" else "mysql_db")
+@pytest.fixture
+def pg16_db(servers):
+    """One PostgreSQL server is enough for the writer scene (both run every other PostgreSQL test)."""
+    server = servers["pg16"]
+    db = DB(server, server.create_database())
+    yield db
+    server.drop_database(db.name)
+
+
+def test_writer_not_stalled_during_build_postgresql(ansible, pg16_db):
+    writer_scene(ansible, pg16_db)
+
+
+def test_writer_not_stalled_during_build_mariadb(ansible, mysql_db):
+    writer_scene(ansible, mysql_db)
+
+
+def writer_scene(ansible, db):
+    engine = db.engine
     lock_timeout = 1.0
     if engine == "postgresql":
         db.execute("CREATE TABLE w (id bigserial PRIMARY KEY, v int, pad text)")
-        db.execute("INSERT INTO w (v, pad) SELECT g %% 1000, repeat('x', 40) FROM generate_series(1, 100000) g")
+        db.execute("INSERT INTO w (v, pad) SELECT g % 1000, repeat('x', 40) FROM generate_series(1, 100000) g")
         writer_sql = "INSERT INTO w (v, pad) VALUES (1, 'writer') RETURNING id"
     else:
         db.execute("CREATE TABLE w (id bigint AUTO_INCREMENT PRIMARY KEY, v int, pad varchar(60)) ENGINE=InnoDB")
