@@ -26,6 +26,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # Rails' ActiveRecord (Debian, offline) with its three drivers: the oracle for the rails history rows.
 ruby -e 'require "active_record"; require "sqlite3"; require "pg"; require "mysql2"' >/dev/null 2>&1 \
   || need_apt+=(ruby-activerecord ruby-sqlite3 ruby-pg ruby-mysql2)
+# pt-online-schema-change for column_ensure method: online (tests/integration/test_online_ptosc.py).
+command -v pt-online-schema-change >/dev/null 2>&1 || need_apt+=(percona-toolkit)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2

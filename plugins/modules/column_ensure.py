@@ -24,6 +24,12 @@ description:
     change on PostgreSQL, a change MySQL cannot do INSTANT or INPLACE) without O(allow_rewrite=true), and
     dropping a column without O(allow_drop=true).
   - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
+  - On PostgreSQL 12 and later, O(nullable=false) on an existing column runs as
+    C(ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID), C(VALIDATE CONSTRAINT) (scans the table under SHARE
+    UPDATE EXCLUSIVE; writes go on), C(SET NOT NULL) (no scan, thanks to the valid check) and C(DROP CONSTRAINT),
+    each its own statement with the lock timeout and retries. The check is named C(dbops_not_null_<hash>) after the
+    table and column, so an interrupted run resumes where it stopped (a leftover valid check is reused, a leftover
+    check on a column already NOT NULL is dropped).
   - O(type), O(default) and O(using) are SQL by design, so each is proven before anything connects. O(default) and
     O(using) must be exactly one SQL expression (parsed as C(SELECT <expression>) by pglast, the PostgreSQL
     server's own parser, or by sqlglot in the C(mysql) / C(sqlite) dialect; one statement, one expression, no
@@ -96,6 +102,48 @@ options:
       - With O(state=absent), allow dropping the column and its data.
     type: bool
     default: false
+  method:
+    description:
+      - MySQL/MariaDB. C(online) runs the change with pt-online-schema-change (Percona Toolkit, which must be on
+        the managed host) instead of C(ALTER TABLE); the table is copied in chunks while triggers carry the writes
+        over, then swapped in with one C(RENAME TABLE) that waits at most O(lock_timeout) and is retried
+        (O(online.swap_tries)). For changes the server can only make by copying the table, without blocking
+        writes for the whole copy (O(allow_rewrite) is not needed). The password is passed in a 0600 option file,
+        never on the command line. In check mode the tool runs with C(--dry-run) (it creates and drops its empty
+        C(_<table>_new) copy; the table itself is not touched). The tool's output is returned in RV(online).
+      - The tool refuses tables that already have triggers or have no primary or unique key; the task then fails
+        with its reason and the table unchanged.
+      - While the tool copies, the application's writes can meet InnoDB deadlocks (error 1213) with its chunk copy;
+        the application must retry them, as InnoDB requires of every application (the tests' writer does, and
+        loses no row).
+    type: str
+    choices: [default, online]
+    default: default
+  online:
+    description: Options of O(method=online).
+    type: dict
+    default: {}
+    suboptions:
+      max_load:
+        description: C(--max-load) of pt-online-schema-change (pause the copy above it).
+        type: str
+        default: Threads_running=25
+      critical_load:
+        description: C(--critical-load) (abort above it).
+        type: str
+        default: Threads_running=50
+      chunk_time:
+        description: C(--chunk-time), seconds each copy chunk should take.
+        type: float
+        default: 0.5
+      swap_tries:
+        description: Tries of the final swap (and of creating/dropping the triggers), each waiting at most O(lock_timeout).
+        type: int
+        default: 10
+      timeout:
+        description: Seconds after which the tool is stopped and the task fails.
+        type: float
+        default: 86400
 extends_documentation_fragment:
   - dbops.maintenance.connection
   - dbops.maintenance.connection.safety
@@ -190,6 +238,10 @@ alternatives:
     - statement: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INPLACE, LOCK=NONE
       instead_of: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INSTANT
       requires: null
+online:
+  description: O(method=online). The pt-online-schema-change command (without the option file) and the last lines of its output.
+  returned: when method=online ran the tool
+  type: dict
 attempts:
   description: Lock timeouts met on the way, with the sessions that held the lock.
   returned: when a statement had to be retried
@@ -205,6 +257,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     DbopsModule, dbops_argument_spec, finish_result, open_database,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import ptosc as online_ptosc
 
 
 def describe(col):
@@ -249,12 +303,16 @@ def main():
         using=dict(type='str'),
         allow_rewrite=dict(type='bool', default=False),
         allow_drop=dict(type='bool', default=False),
+        method=dict(type='str', default='default', choices=['default', 'online']),
+        online=dict(type='dict', default={}, options=online_ptosc.spec()),
     )
     module = DbopsModule(argument_spec=argument_spec, supports_check_mode=True,
                          required_if=[('state', 'present', ['type'])])
     p = module.params
     if p['using'] and p['engine'] != 'postgresql':
         module.fail_json(msg='using is PostgreSQL only: MySQL and SQLite convert values by the type alone.')
+    if p['method'] == 'online' and p['engine'] != 'mysql':
+        module.fail_json(msg='method: online (pt-online-schema-change) is MySQL/MariaDB only.', queries=[])
     if p['schema'] and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is PostgreSQL only; on MySQL the schema is the database option.')
     try:
@@ -263,6 +321,7 @@ def main():
         module.fail_json(msg=str(e), changed=False, queries=[])
     with open_database(module) as db:
         plan = db.plan_column(p)
+        plan.steps += online_not_null.leftover_steps(db, p, plan)  # an interrupted NOT NULL sequence
         check_steps(plan.steps, p['engine'])
         result = dict(changed=False, target=plan.target, queries=db.queries, server=db.server_info())
         if plan.differences:
@@ -275,7 +334,15 @@ def main():
                     'Set alter: true to change it (guards for rewrites and NULLs still apply), or fix the request.'
                     % (plan.target, describe(plan.before), describe(plan.after), '\n'.join(lines)),
                 **result)
-        db.apply(plan.steps, allow=dict(allow_rewrite=p['allow_rewrite']))
+        if p['method'] == 'online' and plan.steps:
+            # the clause of the one statement the MySQL plan has, run by pt-online-schema-change on a copy
+            from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql.connection import quote_ident
+            clause = online_ptosc.alter_clause(plan.steps[0].sql, quote_ident(p['table']))
+            result['online'] = online_ptosc.run(db, p['table'], clause, module.check_mode, p['online'])
+            db.queries.append('ALTER TABLE %s %s' % (quote_ident(p['table']), clause))
+            result['queries'] = db.queries
+        else:
+            db.apply(plan.steps, allow=dict(allow_rewrite=p['allow_rewrite']))
         result['changed'] = bool(plan.steps)
         after = plan.after
         if plan.steps and not module.check_mode:

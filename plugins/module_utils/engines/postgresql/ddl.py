@@ -13,6 +13,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
     DbopsError, Plan, Step, compare_column, did_you_mean, requested_comment, requested_default,
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.postgresql.connection import psycopg, sql
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
 
 
 class PostgresDdl:
@@ -216,6 +217,7 @@ class PostgresDdl:
                 parts.append(sql.SQL('ALTER COLUMN {} DROP DEFAULT').format(qcol))
             else:
                 parts.append(sql.SQL('ALTER COLUMN {} SET DEFAULT ').format(qcol) + sql.SQL(default_expr))
+        not_null = []
         if 'nullable' in differences:
             if desired['nullable']:
                 parts.append(sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(qcol))
@@ -225,11 +227,15 @@ class PostgresDdl:
                     self.fail('Cannot make %s NOT NULL: %d row(s) have NULL in it. Backfill them first '
                               '(UPDATE ... SET %s = ... WHERE %s IS NULL, in batches). Nothing was changed.'
                               % (where, nulls, column, column), null_count=nulls)
-                parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
+                # PostgreSQL 12+: CHECK NOT VALID -> VALIDATE -> SET NOT NULL -> drop the check (online_ddl/not_null.py)
+                not_null = online_not_null.steps(self, schema, table, column)
+                if not not_null:
+                    parts.append(sql.SQL('ALTER COLUMN {} SET NOT NULL').format(qcol))
         if parts:
             stmt = sql.SQL('ALTER TABLE {} ').format(qtable) + sql.SQL(', ').join(parts)
             steps.append(Step(self.render(stmt), 'alter the column: %s' % ', '.join(
                 d for d in differences if d != 'comment')))
+        steps.extend(not_null)
         if 'comment' in differences:
             steps.append(Step(self.render(comment_stmt), 'set the comment'))
         return Plan(where, before=current, after=desired, steps=steps, differences=differences)
