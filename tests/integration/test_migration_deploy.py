@@ -181,7 +181,8 @@ def test_migration_deploy_fleet(ansible, fleet, tmp_path):
     inv = inventory(fleet, ansible, tmp_path)
     extra = {"dbops_migration_tool": "dbmate", "dbops_hosts": "all", "dbops_serial": "100%",
              "dbops_max_fail_percentage": 100, "dbops_report_dir": str(tmp_path / "reports"),
-             "dbops_report_run_id": "run1", "dbops_preflight_min_free_mb": 1}
+             "dbops_report_run_id": "run1", "dbops_preflight_min_free_mb": 1,
+             "dbops_migration_deploy_create_table": True}
     before = {case: (columns(db, engine), rows(db)) for case, db in dbs.items()}
 
     r = ansible.playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
