@@ -102,7 +102,8 @@ options:
   environment:
     description:
       - Extra environment variables for O(command) (for example the application's database URL). Their values
-        are treated as secrets (never shown in the output).
+        are treated as secrets - masked wherever they would appear in the output - so give short values that
+        are not secret (C(1), C(true)) another way (a wrapper script), or they mask every match.
     type: dict
   command_timeout:
     description:

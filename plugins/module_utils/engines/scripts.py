@@ -143,7 +143,9 @@ class _Postgres(_Engine):
         except pg_errors.LockNotAvailable as e:
             raise LockTimeout(str(e).strip())
         except psycopg.Error as e:
-            raise _Failed('%s%s' % (str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
+            position = getattr(getattr(e, 'diag', None), 'statement_position', None)
+            raise _Failed('%s%s' % (str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''),
+                          statement=statement_at(statement, position))
 
     def begin(self):
         self.conn.execute('BEGIN')
@@ -211,7 +213,26 @@ class _Sqlite(_Engine):
 
 
 class _Failed(Exception):
-    pass
+    def __init__(self, msg, statement=None):
+        super().__init__(msg)
+        self.statement = statement
+
+
+def statement_at(script, position):
+    """The statement of a PostgreSQL script that holds the server's error position (1-based characters),
+    cut with pglast's scanner; None when it cannot be told."""
+    if not position:
+        return None
+    try:
+        from pglast.parser import split as pg_split
+        data = script.encode('utf-8')
+        offset = len(script[:int(position) - 1].encode('utf-8'))
+        for part in pg_split(script, with_parser=False, only_slices=True):
+            if part.start <= offset <= part.stop:
+                return data[part.start:part.stop].decode('utf-8', 'replace')
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return None
 
 
 ENGINES = {'postgresql': _Postgres, 'mysql': _Mysql, 'sqlite': _Sqlite}
@@ -249,7 +270,7 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
                     raise
                 except _Failed as e:
                     eng.rollback()
-                    raise ScriptFailed(statement, str(e), ran, True)
+                    raise ScriptFailed(e.statement or statement, str(e), ran, True)
         try:
             db.with_lock_retries(attempt, label)
         except DbopsError as e:
@@ -283,7 +304,7 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
             ran.append(statement)
     except _Failed as e:
         db.queries.extend(ran)
-        raise ScriptFailed(statement, str(e), ran, False)
+        raise ScriptFailed(e.statement or statement, str(e), ran, False)
     except ScriptFailed:
         db.queries.extend(ran)
         raise

@@ -72,7 +72,15 @@ def lint_pending(db, h, pending, params):
                          % (missing[0], db.engine, missing[0]))
     srcs = []
     for m in pending:
-        srcs.extend(sources.local_sources(h.tool.name, m, params['migrations_path']))
+        found = sources.local_sources(h.tool.name, m, params['migrations_path'])
+        if h.tool.name == 'flyway':
+            # lint what runs: the text with Flyway's placeholders replaced
+            from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.flyway import (
+                replace_placeholders)
+            for s in found:
+                if s.text:
+                    s.text = replace_placeholders(s.text, m, db.engine, params)
+        srcs.extend(found)
     pg_version = None
     if db.engine == 'postgresql':
         pg_version = db.server_version // 10000
@@ -141,11 +149,12 @@ def run_unit(db, h, unit):
         error = db.redact(e.error)
         recorded = []
         whole = unit.transaction or (len(unit.pieces) == 1 and db.engine == 'postgresql')
-        if e.lock_timeout and whole and not e.ran:
-            # rolled back whole after the lock retries: take back the rows written before it
+        if e.lock_timeout and not e.ran:
+            # nothing of it stayed (rolled back whole, or its first statement never got its lock) after the
+            # lock retries: take back the rows written before it, so the history is as before
             if unit.undo:
                 db.mig_apply(render(h, unit.undo))
-            how = 'rolled back whole after the lock timeouts; its history is as before'
+            how = 'not applied: nothing of it ran or stayed after the lock timeouts; its history is as before'
         else:
             ops = unit.failed(error)
             if ops:

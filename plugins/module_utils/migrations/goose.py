@@ -23,8 +23,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 def parse_up(text):
     """(statements, transaction) of the Up section, split as goose's sqlparser does (pressly/goose
     internal/sqlparser/parser.go ParseSQLMigration): annotations are '-- +goose <cmd>' lines; outside a
-    StatementBegin/StatementEnd block a statement ends at a line whose text ends with ';' and comment-only
-    lines are left out; inside the block every line is kept and StatementEnd ends the statement."""
+    StatementBegin/StatementEnd block a statement ends at a line whose text ends with ';'; inside the block
+    the lines are kept until StatementEnd; comment-only lines are left out everywhere, as goose does."""
     statements, buf, transaction = [], [], True
     section, in_block, seen_up = None, False, False
     for line in text.split('\n'):
@@ -51,8 +51,7 @@ def parse_up(text):
                     buf, in_block = [], False
                     continue
                 continue
-            if not in_block:
-                continue
+            continue  # goose ignores every other comment line ("Ignore comments."), in a block too
         if section != 'up':
             continue
         if not in_block and not stripped and not buf:
