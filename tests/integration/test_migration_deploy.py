@@ -12,7 +12,8 @@ Per engine (PostgreSQL 15, MariaDB, SQLite), dbmate migrations (applied natively
 * ``production_fails``: the same migrations without rehearsal: the first is applied, the second fails, the backup
   taken just before is restored (``rolled_back``), production is as before.
 * ``lint_refused``: a pending ``DROP TABLE``: the lint gate of the plan refuses it, nothing runs, no backup.
-* ``stop_at``: ``dbops_migration_deploy_to`` the first migration: only that one applied, the other still pending.
+* ``stop_at`` (SQLite only: the role passes ``to`` through, the engines are migration_apply's tests):
+  ``dbops_migration_deploy_to`` the first migration: only that one applied, the other still pending.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ CASES = {
 }
 
 
+def cases(engine):
+    return [c for c in CASES if c != "stop_at" or engine == "sqlite"]
+
+
 def columns(db, engine):
     if engine == "sqlite":
         return [r[1] for r in db.query("PRAGMA table_info(accounts)")]
@@ -129,7 +134,8 @@ def fleet_fixture(request, servers, tmp_path):
     engine = "sqlite" if server is None else server.engine
     dbs = {}
     try:
-        for case, (files, _host_vars) in CASES.items():
+        for case in cases(engine):
+            files = CASES[case][0]
             if server is None:
                 path = tmp_path / "sqlite" / case / "app.sqlite3"
                 path.parent.mkdir(parents=True)
@@ -189,7 +195,7 @@ def test_migration_deploy_fleet(ansible, fleet, tmp_path):
     out = r.stdout + r.stderr
     assert r.rc == 2, out[-6000:]  # the failing hosts fail the run; the others deployed
     rep = {h["host"]: h for h in report(tmp_path, "run1")["hosts"]}
-    assert set(rep) == set(CASES), rep.keys()
+    assert set(rep) == set(cases(engine)), rep.keys()
 
     # deploy: rehearsed, backed up, both migrations applied, history as dbmate writes it, copy dropped.
     db, row = dbs["deploy"], rep["deploy"]
@@ -243,12 +249,13 @@ def test_migration_deploy_fleet(ansible, fleet, tmp_path):
     assert backups(tmp_path, "lint_refused") == []
 
     # stop_at: only the first migration.
-    db, row = dbs["stop_at"], rep["stop_at"]
-    assert row["outcome"] == "changed", row
-    assert history(db, engine) == ["20260101000000"]
-    assert "phone" in columns(db, engine)
-    if engine == "postgresql":
-        assert db.query("SELECT unnest(enum_range(NULL::account_kind))::text") == [("USER",), ("BOT",)]
+    if "stop_at" in dbs:
+        db, row = dbs["stop_at"], rep["stop_at"]
+        assert row["outcome"] == "changed", row
+        assert history(db, engine) == ["20260101000000"]
+        assert "phone" in columns(db, engine)
+        assert "accounts_phone" not in {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert [a["name"] for a in row["migrations"]["applied"]] == ["20260101000000"], row["migrations"]
 
     # No scratch copy left, and the password never in the output or the report.
     assert not scratch_left(server, dbs["deploy"], engine)
