@@ -62,6 +62,16 @@ description:
     C(${flyway:database}), C(${flyway:table}), C(${flyway:filename})); the checksum is of the file as written.
     A failure on MySQL/MariaDB (no DDL transactions) is recorded as a C(success = false) row; on PostgreSQL
     and SQLite the transaction is rolled back and nothing is recorded."
+  - "Tool x engine, transactions (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: one query, implicit
+    transaction / none / none; dbmate: transaction / transaction, DDL commits at once / transaction;
+    golang-migrate: one query, implicit transaction / none / transaction; goose, sqlx, flyway: transaction /
+    transaction, DDL commits at once / transaction. Markers that turn it off: dbmate C(transaction:false),
+    goose C(NO TRANSACTION), sqlx C(-- no-transaction) (prisma, golang-migrate and Flyway have none read here)."
+  - "Tool x engine, a failure recorded (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: the row with finished_at
+    NULL and the error in logs, on all three; golang-migrate: the version dirty, on all three; dbmate, goose:
+    nothing, on all three; sqlx: nothing / the success = false row when a DDL statement had committed /
+    nothing; flyway: nothing / a success = false row / nothing. Each cell is tested
+    (tests/integration/test_migration_apply.py)."
   - Code-migration tools through O(command) - on PostgreSQL, O(lock_timeout) (and O(statement_timeout)) reach
     the tool's connection through C(PGOPTIONS) where its driver honours it (libpq-based drivers such as psycopg2
     and psycopg, and node-postgres with C(pg) 8; not asyncpg, pg8000 or JDBC). MySQL has no such variable.

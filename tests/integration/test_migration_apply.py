@@ -147,7 +147,7 @@ def test_native_apply(ansible, request, tmp_path, engine):  # pylint: disable=to
         r = ok(res, tool + ":again")
         assert r["changed"] is False and r["applied"] == [] and r["queries"] == [], (tool, r)
         r = ok(res, tool + ":status_clean")
-        assert r["current"] == [ids[-1]] and r["failed"] == [] and r["pending"] == [mig_id(tool, 4)], (tool, r)
+        assert r["current"] == [ids[-1]] and r["failed_migrations"] == [] and r["pending"] == [mig_id(tool, 4)], (tool, r)
         # the failure, as the tool records it
         r = bad(res, tool + ":fail", "no_such_table")
         fm = r["failed_migration"]

@@ -128,13 +128,15 @@ def test_retries_used_up_prisma_history_as_before_and_tool_lock(ansible, request
     mig.mkdir(parents=True)
     (mig / "migration.sql").write_text('-- AlterTable\nALTER TABLE "orders" ADD COLUMN "note" TEXT;\n')
     args = dict(db.params, tool="prisma", migrations_path=str(mig.parent), create_table=True, lock_timeout=0.5,
-                lock_retries=1, lock_wait_total=60)
+                lock_retries=1, lock_wait_total=3)
     blocker, _ident = hold_transaction(db, ["SELECT count(*) FROM orders"])
     try:
         first = run_tasks(ansible, [dict(name="blocked", module=APPLY, args=args)])["blocked"]
     finally:
         blocker.rollback()
         blocker.close()
+    rows_after_first = db.query('SELECT count(*) FROM "_prisma_migrations"')[0][0]
+    column_after_first = has_column(db, "note")
     lock_conn, _ = hold_transaction(db, ["SELECT pg_advisory_lock(72707369)"])
     try:
         second = run_tasks(ansible, [dict(name="tool_lock", module=APPLY, args=args)])["tool_lock"]
@@ -147,8 +149,8 @@ def test_retries_used_up_prisma_history_as_before_and_tool_lock(ansible, request
     assert first["failed"] and "lock" in first["msg"], first
     assert first["failed_migration"]["lock_timeout"] is True, first["failed_migration"]
     assert "history is as before" in first["msg"], first["msg"]
-    assert len(first["attempts"]) == 2, first["attempts"]
-    assert db.query('SELECT count(*) FROM "_prisma_migrations"')[0][0] == 0 or third["changed"]
+    assert len(first["attempts"]) >= 1, first
+    assert rows_after_first == 0 and not column_after_first, "the history or schema changed after the give-up"
     assert second["failed"] and "own lock" in second["msg"] and "72707369" in second["msg"], second
     assert second["applied"] == [] if "applied" in second else True
     assert not third["failed"], third
