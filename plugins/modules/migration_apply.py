@@ -20,7 +20,7 @@ description:
     migration_status summary and the M(dbops.maintenance.migration_resolve) step that fixes it."
   - "Safety as in the other modules: the collection's maintenance lock for the whole run; the tool's own
     migration lock where it has one (Prisma C(pg_advisory_lock(72707369)) / C(GET_LOCK('prisma_migrate')),
-    golang-migrate's advisory lock), taken with a bounded wait (O(wait_for_lock)), so an application container
+    golang-migrate's and sqlx's advisory locks on PostgreSQL), taken with a bounded wait (O(wait_for_lock)), so an application container
     migrating at start-up cannot interleave with the run; O(lock_timeout) on every statement (PostgreSQL
     C(lock_timeout), MySQL C(lock_wait_timeout)/C(innodb_lock_wait_timeout), SQLite busy timeout); a migration
     that can be rolled back whole (an explicit transaction, or one PostgreSQL query) and hits it is rolled

@@ -151,8 +151,9 @@ def test_hostile_input(ansible, request, tmp_path, engine):  # pylint: disable=t
         d9.execute('CREATE SCHEMA "te""nant; x"')
         p9 = tmp_path / "schema"
         dbmate_file(p9, "20240101000001", "CREATE TABLE in_tenant (id int);")
-        tasks.append(dict(name="schema", module=APPLY, args=dict(d9.params, tool="dbmate", migrations_path=str(p9),
-                                                                  create_table=True, schema='te"nant; x')))
+        tasks.append(dict(name="schema", module=APPLY,
+                          args=dict(d9.params, tool="dbmate", migrations_path=str(p9), create_table=True,
+                                    schema='te"nant; x')))
 
     res = run_tasks(ansible, tasks, output=True)
 
