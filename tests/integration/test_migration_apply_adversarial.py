@@ -90,8 +90,9 @@ def test_hostile_input(ansible, request, tmp_path, engine):  # pylint: disable=t
         up += ("CREATE TRIGGER notes_t AFTER INSERT ON notes BEGIN\n  INSERT INTO keep VALUES (1);\n"
                "  INSERT INTO keep VALUES (2);\nEND;\nINSERT INTO notes VALUES ('c');\n")
     dbmate_file(p4, "20240101000001", up)
+    # lint: false - migration_lint's SQLite front-end cannot read a trigger body (a parse-error finding on its END)
     tasks.append(dict(name="split", module=APPLY,
-                      args=dict(d4.params, tool="dbmate", migrations_path=str(p4), create_table=True)))
+                      args=dict(d4.params, tool="dbmate", migrations_path=str(p4), create_table=True, lint=False)))
 
     # --- a fault midway: 3 pending goose migrations, the second fails; the first stays, the third never runs
     d5 = new_db("midway")
@@ -204,7 +205,7 @@ def test_hostile_input(ansible, request, tmp_path, engine):  # pylint: disable=t
     assert not _exists(d6, "b")
 
     r = bad(res, "flyway:missing", "placeholder ${answer}", "Nothing was run")
-    assert not _exists(d7, "shop_items")
+    assert not r.get("applied") and not any("shop_items" in x for x in r.get("queries", [])), r
     r = ok(res, "flyway:given")
     assert _exists(d7, "shop_items") and d7.query("SELECT id FROM keep") == [(42,)]
     import zlib  # noqa: F401  (the checksum itself is checked by test_history_rows' golden rows)

@@ -256,7 +256,8 @@ def apply(db, params, check_mode):
     if failure is not None:
         failure.details.update(result)
         failure.details['queries'] = list(db.queries)
-        failure.details['failed_migration'] = failure.details['failed_migration']
+        if db.attempts:
+            failure.details['attempts'] = db.attempts
         raise failure
     return result
 
