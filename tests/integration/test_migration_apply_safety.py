@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -137,7 +136,7 @@ def test_retries_used_up_prisma_history_as_before_and_tool_lock(ansible, request
         blocker.close()
     rows_after_first = db.query('SELECT count(*) FROM "_prisma_migrations"')[0][0]
     column_after_first = has_column(db, "note")
-    lock_conn, _ = hold_transaction(db, ["SELECT pg_advisory_lock(72707369)"])
+    lock_conn, _lock_ident = hold_transaction(db, ["SELECT pg_advisory_lock(72707369)"])
     try:
         second = run_tasks(ansible, [dict(name="tool_lock", module=APPLY, args=args)])["tool_lock"]
     finally:
@@ -279,7 +278,6 @@ def test_alembic_command_conformance(ansible, request, tmp_path):
     conn = sqlite3.connect(dbfile)
     assert {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"a", "b"}
     conn.close()
-    _ = time
 
 
 def test_knex_command_pgoptions_reach_node_postgres(ansible, request, tmp_path):
