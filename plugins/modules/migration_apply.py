@@ -20,7 +20,7 @@ description:
     migration_status summary and the M(dbops.maintenance.migration_resolve) step that fixes it."
   - "Safety as in the other modules: the collection's maintenance lock for the whole run; the tool's own
     migration lock where it has one (Prisma C(pg_advisory_lock(72707369)) / C(GET_LOCK('prisma_migrate')),
-    golang-migrate's advisory lock), taken with a bounded wait (O(wait_for_lock)), so an application container
+    golang-migrate's and sqlx's advisory locks on PostgreSQL), taken with a bounded wait (O(wait_for_lock)), so an application container
     migrating at start-up cannot interleave with the run; O(lock_timeout) on every statement (PostgreSQL
     C(lock_timeout), MySQL C(lock_wait_timeout)/C(innodb_lock_wait_timeout), SQLite busy timeout); a migration
     that can be rolled back whole (an explicit transaction, or one PostgreSQL query) and hits it is rolled
@@ -62,6 +62,16 @@ description:
     C(${flyway:database}), C(${flyway:table}), C(${flyway:filename})); the checksum is of the file as written.
     A failure on MySQL/MariaDB (no DDL transactions) is recorded as a C(success = false) row; on PostgreSQL
     and SQLite the transaction is rolled back and nothing is recorded."
+  - "Tool x engine, transactions (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: one query, implicit
+    transaction / none / none; dbmate: transaction / transaction, DDL commits at once / transaction;
+    golang-migrate: one query, implicit transaction / none / transaction; goose, sqlx, flyway: transaction /
+    transaction, DDL commits at once / transaction. Markers that turn it off: dbmate C(transaction:false),
+    goose C(NO TRANSACTION), sqlx C(-- no-transaction) (prisma, golang-migrate and Flyway have none read here)."
+  - "Tool x engine, a failure recorded (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: the row with finished_at
+    NULL and the error in logs, on all three; golang-migrate: the version dirty, on all three; dbmate, goose:
+    nothing, on all three; sqlx: nothing / the success = false row when a DDL statement had committed /
+    nothing; flyway: nothing / a success = false row / nothing. Each cell is tested
+    (tests/integration/test_migration_apply.py)."
   - Code-migration tools through O(command) - on PostgreSQL, O(lock_timeout) (and O(statement_timeout)) reach
     the tool's connection through C(PGOPTIONS) where its driver honours it (libpq-based drivers such as psycopg2
     and psycopg, and node-postgres with C(pg) 8; not asyncpg, pg8000 or JDBC). MySQL has no such variable.

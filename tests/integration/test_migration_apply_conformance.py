@@ -75,7 +75,7 @@ def schema(db):
     out = sh([os.path.join(i["bin_dir"], "pg_dump"), "-s", "--no-owner", "--no-privileges", "-h", i["login_host"],
               "-p", str(i["login_port"]), "-U", i["login_user"], db.name],
              env={"PGPASSWORD": i["login_password"]}).stdout
-    return "\n".join(l for l in out.split("\n") if not l.startswith(("--", "\\restrict", "\\unrestrict")))
+    return "\n".join(x for x in out.split("\n") if not x.startswith(("--", "\\restrict", "\\unrestrict")))
 
 
 def history(db):

@@ -87,3 +87,11 @@ def test_flyway_placeholders():
     assert out == "GRANT ALL ON public.t TO app; -- V1__a.sql"
     with pytest.raises(DbopsError, match=r"\$\{missing\}"):
         flyway.replace_placeholders("SELECT ${missing}", local, "postgresql", params)
+
+
+def test_sqlx_lock_id_matches_sqlx():
+    # sqlx-postgres generate_lock_id: 0x3d32ad9e * crc32(database name); vectors from a project pinning it
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import sqlx
+    assert sqlx.TOOL.tool_lock("postgresql", {"database": "zone"})["key"] == 2_771_974_297_191_923_538
+    assert sqlx.TOOL.tool_lock("postgresql", {"database": "zone_test"})["key"] == 1_283_835_657_316_171_598
+    assert sqlx.TOOL.tool_lock("sqlite", {"database": "x"}) is None

@@ -196,6 +196,8 @@ def apply(db, params, check_mode):
         raise DbopsError('migrations_path is required: the directory of the %s. Nothing was run.' % h.tool.what)
     refuse_unclean(h, st)
     pending = select_pending(h, st, params.get('to'))
+    if params.get('to') is None and hasattr(h.tool, 'repeatable_pending'):
+        pending += h.tool.repeatable_pending(params['migrations_path'], h.rows)  # Flyway: R__ after the V
     result['pending'] = [m.id for m in pending]
     if pending and params.get('lint', True):
         out, bad, summary = lint_pending(db, h, pending, params)
@@ -254,7 +256,8 @@ def apply(db, params, check_mode):
     if failure is not None:
         failure.details.update(result)
         failure.details['queries'] = list(db.queries)
-        failure.details['failed_migration'] = failure.details['failed_migration']
+        if db.attempts:
+            failure.details['attempts'] = db.attempts
         raise failure
     return result
 

@@ -24,6 +24,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base 
 )
 
 FILE = re.compile(r'^V([0-9][0-9._]*?)__(.+)\.sql$')
+REPEATABLE = re.compile(r'^R__(.+)\.sql$')
 USER = {
     'postgresql': Expr('current_user'),
     'mysql': Expr("SUBSTRING_INDEX(USER(), '@', 1)"),
@@ -176,6 +177,28 @@ class Flyway(Tool):
     def deploy_state(self, rows, engine, params):
         return dict(rank=max([r['installed_rank'] for r in rows] or [0]) + 1)
 
+    def repeatable_pending(self, path, rows):
+        """The repeatable migrations (R__<description>.sql) Flyway runs after the versioned ones, in description
+        order: those never applied, or whose checksum differs from their latest successful row (Flyway matches a
+        repeatable's rows by description; MigrationInfoServiceImpl: outdated when the checksum changed)."""
+        path, entries = list_dir(path, self.what)
+        latest = {}
+        for r in rows:  # ordered by installed_rank
+            if r['version'] is None and (r['type'] or '').upper() not in MARKERS and r['success']:
+                latest[r['description']] = r['checksum']
+        out = []
+        for name in entries:
+            m = REPEATABLE.match(name)
+            if not m:
+                continue
+            full = os.path.join(path, name)
+            desc = m.group(1).replace('_', ' ')
+            local = Local('R__' + m.group(1), name, full, checksums.flyway_crc32(read_bytes(full)),
+                          description=desc, repeatable=True)
+            if desc not in latest or latest[desc] != local.checksum:
+                out.append(local)
+        return sorted(out, key=lambda x: x.meta['description'])
+
     def deploy(self, local, engine, state, params):
         """flyway migrate, per versioned migration (flyway/flyway DbMigrate.java doMigrateGroup and
         DefaultSqlScriptExecutor): placeholders replaced, the statements executed one by one in one transaction
@@ -189,7 +212,8 @@ class Flyway(Tool):
         state['rank'] += 1
 
         def row(ms, success):
-            return [Insert([('installed_rank', rank), ('version', local.id), ('description', local.meta['description']),
+            version = None if local.meta.get('repeatable') else local.id
+            return [Insert([('installed_rank', rank), ('version', version), ('description', local.meta['description']),
                             ('type', 'SQL'), ('script', local.name), ('checksum', local.checksum),
                             ('installed_by', USER[engine]), ('execution_time', ms), ('success', success)])]
         return Unit(local, split(text, engine), True, inside=lambda ms: row(ms, True),

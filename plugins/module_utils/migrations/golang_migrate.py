@@ -33,6 +33,7 @@ def advisory_lock_id(database_name, *additional):
         database_name = '\x00'.join(list(additional) + [database_name])
     return (zlib.crc32(database_name.encode('utf-8')) * ADVISORY_LOCK_ID_SALT) & 0xFFFFFFFF
 
+
 FILE = re.compile(r'^([0-9]+)_(.*)\.(up|down)\.(.*)$')
 
 

@@ -68,6 +68,7 @@ def parse_up(text):
         raise DbopsError('the last statement of the Up section does not end with a semicolon')
     return statements, transaction
 
+
 FILE = re.compile(r'^([0-9]+)_.*\.(sql|go)$')
 
 

@@ -112,14 +112,23 @@ class Sqlx(IntegerVersions, Tool):
     # --- sqlx migrate run (migration_apply) -----------------------------------------------------
     native_apply = True
 
+    def tool_lock(self, engine, params):
+        # sqlx-postgres/src/migrate.rs lock(): SELECT pg_advisory_lock($1), generate_lock_id(current database):
+        # 0x3d32ad9e * CRC-32/ISO-HDLC(database name) as i64 (Migrator.locking is true by default).
+        # MySQL's GET_LOCK name is not taken here (its spelling was not verified from the source).
+        if engine == 'postgresql':
+            import zlib
+            key = 0x3d32ad9e * zlib.crc32(params['database'].encode('utf-8'))
+            return dict(kind='pg_advisory', key=key, source='sqlx: SELECT pg_advisory_lock(%d)' % key)
+        return None
+
     def deploy(self, local, engine, state, params):
         """sqlx migrate run, per migration (launchbadge/sqlx sqlx-<engine>/src/migrate.rs apply): PostgreSQL and
         SQLite - in one transaction the script, then INSERT (version, description, success TRUE, checksum,
         execution_time -1); after the commit UPDATE execution_time. MySQL - in one transaction INSERT with
         success FALSE, the script, UPDATE success = TRUE (a DDL statement commits at once, so a later failure
         leaves the success = FALSE row sqlx then refuses: 'partially applied'). '-- no-transaction' on the first
-        line: the same statements without BEGIN/COMMIT. No advisory lock is taken here (sqlx's lock is
-        optional per run)."""
+        line: the same statements without BEGIN/COMMIT."""
         from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
         text = read_text(local)
         transaction = not text.startswith('-- no-transaction')
@@ -127,11 +136,14 @@ class Sqlx(IntegerVersions, Tool):
         row = [('version', v), ('description', local.meta['description'])]
         if engine == 'mysql':
             first = [Insert(row + [('success', False), ('checksum', local.checksum), ('execution_time', -1)])]
-            inside = lambda ms: [Update({'success': True}, {'version': v})]
+
+            def inside(_ms):
+                return [Update({'success': True}, {'version': v})]
         else:
             first = []
-            inside = lambda ms: [Insert(row + [('success', True), ('checksum', local.checksum),
-                                               ('execution_time', -1)])]
+
+            def inside(_ms):
+                return [Insert(row + [('success', True), ('checksum', local.checksum), ('execution_time', -1)])]
         return Unit(local, split(text, engine), transaction, first=first, inside=inside,
                     after=lambda ms: [Update({'execution_time': ms * 1000000}, {'version': v})],
                     note='transaction' if transaction else 'no-transaction')
