@@ -63,8 +63,8 @@ def write_private(path, text):
 def find_dbmate(given):
     """The dbmate Go binary (the npm package's .bin/dbmate is a node shim that starts it)."""
     root = REPO / "build" / "conformance" / "node" / "node_modules"
-    for pattern in ([given] if given else []) + [str(root / "@dbmate" / "*" / "bin" / "dbmate"),
-                                                str(root / ".bin" / "dbmate")]:
+    candidates = [str(root / "@dbmate" / "*" / "bin" / "dbmate"), str(root / ".bin" / "dbmate")]
+    for pattern in ([given] if given else []) + candidates:
         for path in glob.glob(pattern):
             if os.access(path, os.X_OK):
                 return os.path.realpath(path)
@@ -210,8 +210,8 @@ def run_playbook(target, migrations, work):
 
 def throughput(engine, info, work, dbmate, n, reps):
     migrations = make_migrations(work / engine, n)
-    ours, theirs = Target(engine, info, "dbops_applybench_ours", work), Target(engine, info,
-                                                                              "dbops_applybench_dbmate", work)
+    ours = Target(engine, info, "dbops_applybench_ours", work)
+    theirs = Target(engine, info, "dbops_applybench_dbmate", work)
     checks = []
 
     def one_ours(**extra):
@@ -407,7 +407,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         lines += ["", "## (b) a %g s transaction holds the table; the migration needs ACCESS EXCLUSIVE (PostgreSQL)"
                   % a.hold, "",
                   "The hold starts when the migration is first seen waiting for the lock. A reader runs "
-                  "`SELECT count(*) FROM accounts` every 20 ms; its longest single statement while the migration runs. migration_apply: lock_timeout %.1f s, lock_retries 20." % a.lock_timeout, "",
+                  "`SELECT count(*) FROM accounts` every 20 ms; its longest single statement while the migration "
+                  "runs. migration_apply: lock_timeout %.1f s, lock_retries 20." % a.lock_timeout, "",
                   "| tool | migration met the lock | run (s) | reader's longest stall (s) | "
                   "reader statements > lock_timeout + %.1f s | lock timeouts retried | column added |" % ALLOWANCE,
                   "|---|---|---:|---:|---:|---:|---|"]
