@@ -229,6 +229,22 @@ class Tool:
     needs_files = False     # state=applied needs migrations_path (checksums, graph)
     what = 'migration files'
     single_row = False      # the table describes the whole history (diff shows it whole)
+    native_apply = False    # migration_apply runs its migrations itself (SQL files)
+
+    # --- apply (migration_apply) ----------------------------------------------------
+    def deploy(self, local, engine, state, params):
+        """The Unit that runs `local` as the tool does on `engine`. state: a dict the tool may keep
+        between the migrations of one run (next installed_rank, ...), seeded from the history rows."""
+        raise NotImplementedError
+
+    def deploy_state(self, rows, engine, params):
+        """The state deploy() starts from, given the history rows read."""
+        return {}
+
+    def tool_lock(self, engine, params):
+        """The tool's own migration lock on this engine: None, or dict(kind='pg_advisory', key=int) /
+        dict(kind='mysql_named', name=str), with `source` (where the tool takes it)."""
+        return None
 
     def create_ops(self, sql):
         """The statements the tool itself runs to create its history table on this engine."""
@@ -381,3 +397,49 @@ def verdict(status, migrations_path_given):
             parts.append('%d %s (%s)' % (len(items), key, shown))
     clean = not parts
     return clean, parts
+
+
+# --- migration_apply: how a tool runs one pending migration -------------------------------------
+
+class Unit:
+    """One pending migration as its tool runs it (migration_apply).
+
+    pieces: the SQL texts sent in order (one script, or its statements where the tool splits it);
+    transaction: whether the tool wraps them in BEGIN ... COMMIT;
+    before: history Ops the tool commits before the script (Prisma's started row, golang-migrate's dirty
+    version); first: history Ops in the script's transaction before the script (sqlx on MySQL);
+    inside(ms): history Ops in the script's transaction after it (dbmate, goose, sqlx, Flyway);
+    after(ms): history Ops committed after the script (Prisma's finished_at, golang-migrate's clean
+    version, sqlx's execution_time); failed(error): history Ops the tool writes after a failure
+    (Prisma's logs; Flyway's success = false row where the engine cannot roll DDL back);
+    undo: history Ops that take back `before` when the script was rolled back whole after lock timeouts
+    (the run stops with nothing changed instead of a failed history); note: one line for the operator.
+    """
+
+    def __init__(self, local, pieces, transaction, before=(), first=(), inside=None, after=None, failed=None,
+                 undo=(), note=''):
+        self.local = local
+        self.pieces = list(pieces)
+        self.transaction = transaction
+        self.before = list(before)
+        self.first = list(first)
+        self.inside = inside or (lambda ms: [])
+        self.after = after or (lambda ms: [])
+        self.failed = failed or (lambda error: [])
+        self.undo = list(undo)
+        self.note = note
+
+
+def read_text(local):
+    """The text of a migration file as the tools read it (UTF-8; a BOM is dropped)."""
+    data = local.meta.get('data')
+    if data is None:
+        data = read_bytes(local.path)
+    text = data.decode('utf-8')
+    return text[1:] if text.startswith('\ufeff') else text
+
+
+def native_tools():
+    """The tools migration_apply runs itself (their migrations are SQL files)."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+    return [n for n, t in TOOLS.items() if getattr(t, 'native_apply', False)]

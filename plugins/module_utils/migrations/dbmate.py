@@ -12,11 +12,27 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Insert, Local, Record, Tool, list_dir,
+    Insert, Local, Record, Tool, Unit, list_dir, read_text,
 )
 
 FILE = re.compile(r'^([0-9]+)(_.*)?\.sql$')
+# amacneil/dbmate pkg/dbmate/migration.go (parseMigrationContents): the sections start at lines
+# '-- migrate:up' / '-- migrate:down', options follow the marker on the same line (transaction:false)
+UP = re.compile(r'(?m)^--\s*migrate:up(.*)$')
+DOWN = re.compile(r'(?m)^--\s*migrate:down(.*)$')
+
+
+def parse_up(text):
+    """(up section, transaction) of a dbmate migration, or DbopsError when it has no up section."""
+    up = UP.search(text)
+    if up is None:
+        raise DbopsError('dbmate requires each migration to define an up block with \'-- migrate:up\'')
+    down = DOWN.search(text, up.end())
+    body = text[up.end() + 1:down.start() if down else len(text)]
+    options = dict(o.split(':', 1) for o in up.group(1).split() if ':' in o)
+    return body, options.get('transaction', 'true').lower() != 'false'
 
 
 class Dbmate(Tool):
@@ -51,6 +67,23 @@ class Dbmate(Tool):
         if ctx.local is not None:
             version = self.require_local(ctx).id
         return [Insert([('version', version)])]
+
+    # --- dbmate up (migration_apply) ------------------------------------------------------
+    native_apply = True
+
+    def deploy(self, local, engine, state, params):
+        """dbmate up, per migration (amacneil/dbmate pkg/dbmate/db.go Migrate): the up section is executed with
+        one Exec (PostgreSQL: one simple-protocol query; MySQL: multiStatements; SQLite: statement after
+        statement) inside a transaction, unless the marker says transaction:false, and InsertMigration(version)
+        runs in the same transaction. No lock, no failed state: a failed migration leaves no row (on MySQL its
+        DDL before the failing statement is committed by the server)."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
+        try:
+            body, transaction = parse_up(read_text(local))
+        except DbopsError as e:
+            raise DbopsError('%s: %s. Nothing was run.' % (local.name, e))
+        return Unit(local, split(body, engine), transaction, inside=lambda ms: [Insert([('version', local.id)])],
+                    note='transaction' if transaction else 'transaction:false')
 
 
 TOOL = Dbmate()

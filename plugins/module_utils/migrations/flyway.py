@@ -20,10 +20,11 @@ import re
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Delete, Expr, Insert, Local, Record, Tool, list_dir, read_bytes,
+    Delete, Expr, Insert, Local, Record, Tool, Unit, list_dir, read_bytes, read_text,
 )
 
 FILE = re.compile(r'^V([0-9][0-9._]*?)__(.+)\.sql$')
+REPEATABLE = re.compile(r'^R__(.+)\.sql$')
 USER = {
     'postgresql': Expr('current_user'),
     'mysql': Expr("SUBSTRING_INDEX(USER(), '@', 1)"),
@@ -169,6 +170,82 @@ class Flyway(Tool):
             ('installed_rank', rank), ('version', m.id), ('description', m.meta['description']), ('type', 'SQL'),
             ('script', m.name), ('checksum', m.checksum), ('installed_by', USER[ctx.engine]),
             ('execution_time', 0), ('success', True)])]
+
+    # --- flyway migrate (migration_apply) ------------------------------------------------------
+    native_apply = True
+
+    def deploy_state(self, rows, engine, params):
+        return dict(rank=max([r['installed_rank'] for r in rows] or [0]) + 1)
+
+    def repeatable_pending(self, path, rows):
+        """The repeatable migrations (R__<description>.sql) Flyway runs after the versioned ones, in description
+        order: those never applied, or whose checksum differs from their latest successful row (Flyway matches a
+        repeatable's rows by description; MigrationInfoServiceImpl: outdated when the checksum changed)."""
+        path, entries = list_dir(path, self.what)
+        latest = {}
+        for r in rows:  # ordered by installed_rank
+            if r['version'] is None and (r['type'] or '').upper() not in MARKERS and r['success']:
+                latest[r['description']] = r['checksum']
+        out = []
+        for name in entries:
+            m = REPEATABLE.match(name)
+            if not m:
+                continue
+            full = os.path.join(path, name)
+            desc = m.group(1).replace('_', ' ')
+            local = Local('R__' + m.group(1), name, full, checksums.flyway_crc32(read_bytes(full)),
+                          description=desc, repeatable=True)
+            if desc not in latest or latest[desc] != local.checksum:
+                out.append(local)
+        return sorted(out, key=lambda x: x.meta['description'])
+
+    def deploy(self, local, engine, state, params):
+        """flyway migrate, per versioned migration (flyway/flyway DbMigrate.java doMigrateGroup and
+        DefaultSqlScriptExecutor): placeholders replaced, the statements executed one by one in one transaction
+        per migration, and the history row (installed_rank max + 1, checksum of the file as written, execution
+        time in ms, success true) inserted in that transaction. On a failure the transaction is rolled back; where
+        the database cannot roll DDL back (MySQL/MariaDB: supportsDdlTransactions false) a success = false row is
+        recorded (flyway repair removes it); on PostgreSQL and SQLite nothing is recorded."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
+        text = replace_placeholders(read_text(local), local, engine, params)
+        rank = state['rank']
+        state['rank'] += 1
+
+        def row(ms, success):
+            version = None if local.meta.get('repeatable') else local.id
+            return [Insert([('installed_rank', rank), ('version', version), ('description', local.meta['description']),
+                            ('type', 'SQL'), ('script', local.name), ('checksum', local.checksum),
+                            ('installed_by', USER[engine]), ('execution_time', ms), ('success', success)])]
+        return Unit(local, split(text, engine), True, inside=lambda ms: row(ms, True),
+                    failed=(lambda error: row(0, False)) if engine == 'mysql' else None,
+                    note='transaction' + (' (DDL commits at once on MySQL)' if engine == 'mysql' else ''))
+
+
+PLACEHOLDER = re.compile(r'\$\{([^}]*)\}')
+
+
+def replace_placeholders(text, local, engine, params):
+    """Flyway's placeholder replacement (PlaceholderReplacer): ${name} from placeholders, and the built-in
+    flyway:defaultSchema, flyway:user, flyway:database, flyway:table, flyway:filename. A placeholder without
+    a value is an error, as in Flyway ('No value provided for placeholder')."""
+    values = {str(k): str(v) for k, v in (params.get('placeholders') or {}).items()}
+    builtin = {
+        'flyway:defaultSchema': params.get('schema') or ('public' if engine == 'postgresql' else params['database']),
+        'flyway:user': params.get('login_user') or '',
+        'flyway:database': params['database'],
+        'flyway:table': params.get('history_table') or 'flyway_schema_history',
+        'flyway:filename': local.name,
+    }
+
+    def one(m):
+        name = m.group(1)
+        if name in values:
+            return values[name]
+        if name in builtin:
+            return builtin[name]
+        raise DbopsError('%s: no value provided for placeholder ${%s} (set placeholders.%s). Nothing was run.'
+                         % (local.name, name, name))
+    return PLACEHOLDER.sub(one, text)
 
 
 TOOL = Flyway()

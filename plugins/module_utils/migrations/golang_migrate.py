@@ -15,11 +15,24 @@ dirty database: force the last version that completed.
 from __future__ import annotations
 
 import re
+import zlib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Delete, Insert, IntegerVersions, Local, Tool, list_dir,
+    Delete, Insert, IntegerVersions, Local, Tool, Unit, list_dir, read_text,
 )
+
+# golang-migrate/migrate database/util.go
+ADVISORY_LOCK_ID_SALT = 1486364155
+
+
+def advisory_lock_id(database_name, *additional):
+    """database.GenerateAdvisoryLockId: CRC32 (IEEE) of the names joined by NUL (the additional names first),
+    times the salt, as uint32."""
+    if additional:
+        database_name = '\x00'.join(list(additional) + [database_name])
+    return (zlib.crc32(database_name.encode('utf-8')) * ADVISORY_LOCK_ID_SALT) & 0xFFFFFFFF
+
 
 FILE = re.compile(r'^([0-9]+)_(.*)\.(up|down)\.(.*)$')
 
@@ -48,7 +61,8 @@ class GolangMigrate(IntegerVersions, Tool):
             m = FILE.match(name)
             if m and m.group(3) == 'up':
                 seen[int(m.group(1))] = name
-        return [Local(str(v), seen[v]) for v in sorted(seen)]
+        import os
+        return [Local(str(v), seen[v], os.path.join(path, seen[v])) for v in sorted(seen)]
 
     def row_id(self, row):
         return str(row['version'])
@@ -105,6 +119,41 @@ class GolangMigrate(IntegerVersions, Tool):
                              % v)
         before = [int(m.id) for m in ctx.local if int(m.id) < v]
         return self.force(max(before) if before else None)
+
+    # --- migrate up (migration_apply) -------------------------------------------------------
+    native_apply = True
+
+    def tool_lock(self, engine, params):
+        table = params.get('history_table') or self.table
+        if engine == 'postgresql':
+            # database/postgres/postgres.go Lock: GenerateAdvisoryLockId(DatabaseName, migrationsSchemaName,
+            # migrationsTableName); SELECT pg_advisory_lock($1)
+            key = advisory_lock_id(params['database'], params.get('schema') or 'public', table)
+            return dict(kind='pg_advisory', key=key, source='golang-migrate: SELECT pg_advisory_lock(%d)' % key)
+        if engine == 'mysql':
+            # database/mysql/mysql.go Lock: GenerateAdvisoryLockId("<database>:<table>"); SELECT GET_LOCK(?, 10)
+            name = str(advisory_lock_id('%s:%s' % (params['database'], table)))
+            return dict(kind='mysql_named', name=name, source="golang-migrate: SELECT GET_LOCK('%s', 10)" % name)
+        return None
+
+    def deploy(self, local, engine, state, params):
+        """migrate up, per migration (migrate.go runMigrations): SetVersion(v, dirty=true) (one transaction:
+        DELETE FROM schema_migrations; INSERT version, dirty), Run(the .up file: PostgreSQL one ExecContext of
+        the whole file, i.e. one query and one implicit transaction; MySQL a multi-statement Exec, no
+        transaction; SQLite inside a transaction, database/sqlite3/sqlite3.go executeQuery), then
+        SetVersion(v, dirty=false). A failure leaves the version dirty."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
+        prev = state.get('row')
+        state['row'] = (int(local.id), False)
+        undo = self.force(None) if prev is None else [Delete(), Insert([('version', prev[0]), ('dirty', prev[1])])]
+        return Unit(local, split(read_text(local), engine), engine == 'sqlite',
+                    before=[Delete(), Insert([('version', int(local.id)), ('dirty', True)])],
+                    after=lambda ms: self.force(local.id), undo=undo,
+                    note={'postgresql': 'one query (implicit transaction)', 'mysql': 'statements, no transaction',
+                          'sqlite': 'transaction'}[engine])
+
+    def deploy_state(self, rows, engine, params):
+        return dict(row=(int(rows[0]['version']), bool(rows[0]['dirty'])) if rows else None)
 
 
 TOOL = GolangMigrate()

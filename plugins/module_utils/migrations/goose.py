@@ -15,8 +15,59 @@ import os
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Insert, IntegerVersions, Local, Raw, Record, Tool, list_dir,
+    Insert, IntegerVersions, Local, Raw, Record, Tool, Unit, list_dir, read_text,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+
+
+def parse_up(text):
+    """(statements, transaction) of the Up section, split as goose's sqlparser does (pressly/goose
+    internal/sqlparser/parser.go ParseSQLMigration): annotations are '-- +goose <cmd>' lines; outside a
+    StatementBegin/StatementEnd block a statement ends at a line whose text ends with ';'; inside the block
+    the lines are kept until StatementEnd; comment-only lines are left out everywhere, as goose does."""
+    statements, buf, transaction = [], [], True
+    section, in_block, seen_up = None, False, False
+    for line in text.split('\n'):
+        stripped = line.strip()
+        if stripped.startswith('--'):
+            cmd = stripped[2:].strip()
+            if cmd.startswith('+goose'):
+                word = cmd[len('+goose'):].strip().lower()
+                if word == 'up':
+                    section, seen_up = 'up', True
+                    continue
+                if word == 'down':
+                    section = 'down'
+                    continue
+                if word == 'no transaction':
+                    transaction = False
+                    continue
+                if section == 'up' and word == 'statementbegin':
+                    in_block = True
+                    continue
+                if section == 'up' and word == 'statementend':
+                    if buf:
+                        statements.append('\n'.join(buf))
+                    buf, in_block = [], False
+                    continue
+                continue
+            continue  # goose ignores every other comment line ("Ignore comments."), in a block too
+        if section != 'up':
+            continue
+        if not in_block and not stripped and not buf:
+            continue
+        buf.append(line)
+        if not in_block and stripped.endswith(';'):
+            statements.append('\n'.join(buf))
+            buf = []
+    if not seen_up:
+        raise DbopsError('no +goose Up annotation found (goose: failed to parse SQL migration)')
+    if in_block:
+        raise DbopsError('a -- +goose StatementBegin has no StatementEnd')
+    if buf and '\n'.join(buf).strip():
+        raise DbopsError('the last statement of the Up section does not end with a semicolon')
+    return statements, transaction
+
 
 FILE = re.compile(r'^([0-9]+)_.*\.(sql|go)$')
 
@@ -83,6 +134,22 @@ class Goose(IntegerVersions, Tool):
         if ctx.local is not None:
             version = self.require_local(ctx).id
         return [Insert([('version_id', int(version)), ('is_applied', True)])]
+
+    # --- goose up (migration_apply) ----------------------------------------------------------
+    native_apply = True
+
+    def deploy(self, local, engine, state, params):
+        """goose up, per migration (pressly/goose provider_run.go runSQL / migration.go): the statements of the
+        Up section one by one, in a transaction together with INSERT INTO goose_db_version (version_id,
+        is_applied) VALUES (v, true), unless -- +goose NO TRANSACTION (then each statement commits, and the
+        row is inserted after them). No row for a failure."""
+        try:
+            statements, transaction = parse_up(read_text(local))
+        except DbopsError as e:
+            raise DbopsError('%s: %s. Nothing was run.' % (local.name, e))
+        return Unit(local, statements, transaction,
+                    inside=lambda ms: [Insert([('version_id', int(local.id)), ('is_applied', True)])],
+                    note='transaction' if transaction else 'NO TRANSACTION')
 
 
 TOOL = Goose()

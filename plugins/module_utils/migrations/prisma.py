@@ -21,7 +21,7 @@ import uuid
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Expr, Insert, Local, Record, Tool, Update, Delete, list_dir, read_bytes,
+    Expr, Insert, Local, Record, Tool, Unit, Update, Delete, list_dir, read_bytes, read_text,
 )
 
 NOW = {
@@ -131,6 +131,41 @@ class Prisma(Tool):
         ops.append(Insert([('id', str(uuid.uuid4())), ('checksum', m.checksum), ('logs', ''),
                            ('started_at', now), ('finished_at', now), ('migration_name', m.id)]))
         return ops
+
+    # --- migrate deploy (migration_apply) -----------------------------------------------
+    native_apply = True
+
+    def tool_lock(self, engine, params):
+        # prisma/prisma-engines schema-engine sql-schema-connector flavour/postgres.rs and flavour/mysql.rs
+        # (acquire_lock): PostgreSQL SELECT pg_advisory_lock(72707369); MySQL SELECT GET_LOCK('prisma_migrate', 10);
+        # SQLite takes none.
+        if engine == 'postgresql':
+            return dict(kind='pg_advisory', key=72707369, source="prisma: SELECT pg_advisory_lock(72707369)")
+        if engine == 'mysql':
+            return dict(kind='mysql_named', name='prisma_migrate', source="prisma: SELECT GET_LOCK('prisma_migrate', 10)")
+        return None
+
+    def deploy(self, local, engine, state, params):
+        """prisma migrate deploy, per migration (prisma-engines schema-core commands/apply_migrations.rs and
+        sql-schema-connector's MigrationPersistence): record_migration_started (INSERT id, checksum, started_at,
+        migration_name; logs NULL, applied_steps_count 0), apply_migration_script (the whole migration.sql in
+        one raw_cmd: on PostgreSQL one simple-protocol query, i.e. one implicit transaction; on MySQL a
+        multi-statement query and on SQLite execute_batch, statement after statement, no transaction), then
+        record_successful_step (applied_steps_count + 1) and record_migration_finished (finished_at); on a
+        failure record_failed_step (logs = the error) and finished_at stays NULL (P3009 on the next deploy)."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
+        pieces = split(read_text(local), engine)
+        rid = str(uuid.uuid4())
+        now = NOW[engine]
+        before = [Insert([('id', rid), ('checksum', local.checksum), ('started_at', now),
+                          ('migration_name', local.id)])]
+        return Unit(local, pieces, False, before=before,
+                    after=lambda ms: [Update({'applied_steps_count': Expr('applied_steps_count + 1')}, {'id': rid}),
+                                      Update({'finished_at': now}, {'id': rid})],
+                    failed=lambda error: [Update({'logs': error}, {'id': rid})],
+                    undo=[Delete({'id': rid})],
+                    note='one script%s' % (' (one implicit transaction)' if engine == 'postgresql'
+                                           else ', statement by statement, no transaction'))
 
 
 TOOL = Prisma()

@@ -20,7 +20,7 @@ import re
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import checksums
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import (
-    Delete, Insert, IntegerVersions, Local, Record, Tool, list_dir, read_bytes,
+    Delete, Insert, IntegerVersions, Local, Record, Tool, Unit, Update, list_dir, read_bytes, read_text,
 )
 
 FILE = re.compile(r'^([0-9]+)_(.*?)(\.up|\.down)?\.sql$')
@@ -108,6 +108,45 @@ class Sqlx(IntegerVersions, Tool):
         ops.append(Insert([('version', int(m.id)), ('description', m.meta['description']), ('success', True),
                            ('checksum', m.checksum), ('execution_time', -1)]))
         return ops
+
+    # --- sqlx migrate run (migration_apply) -----------------------------------------------------
+    native_apply = True
+
+    def tool_lock(self, engine, params):
+        # sqlx-postgres/src/migrate.rs lock(): SELECT pg_advisory_lock($1), generate_lock_id(current database):
+        # 0x3d32ad9e * CRC-32/ISO-HDLC(database name) as i64 (Migrator.locking is true by default).
+        # MySQL's GET_LOCK name is not taken here (its spelling was not verified from the source).
+        if engine == 'postgresql':
+            import zlib
+            key = 0x3d32ad9e * zlib.crc32(params['database'].encode('utf-8'))
+            return dict(kind='pg_advisory', key=key, source='sqlx: SELECT pg_advisory_lock(%d)' % key)
+        return None
+
+    def deploy(self, local, engine, state, params):
+        """sqlx migrate run, per migration (launchbadge/sqlx sqlx-<engine>/src/migrate.rs apply): PostgreSQL and
+        SQLite - in one transaction the script, then INSERT (version, description, success TRUE, checksum,
+        execution_time -1); after the commit UPDATE execution_time. MySQL - in one transaction INSERT with
+        success FALSE, the script, UPDATE success = TRUE (a DDL statement commits at once, so a later failure
+        leaves the success = FALSE row sqlx then refuses: 'partially applied'). '-- no-transaction' on the first
+        line: the same statements without BEGIN/COMMIT."""
+        from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
+        text = read_text(local)
+        transaction = not text.startswith('-- no-transaction')
+        v = int(local.id)
+        row = [('version', v), ('description', local.meta['description'])]
+        if engine == 'mysql':
+            first = [Insert(row + [('success', False), ('checksum', local.checksum), ('execution_time', -1)])]
+
+            def inside(_ms):
+                return [Update({'success': True}, {'version': v})]
+        else:
+            first = []
+
+            def inside(_ms):
+                return [Insert(row + [('success', True), ('checksum', local.checksum), ('execution_time', -1)])]
+        return Unit(local, split(text, engine), transaction, first=first, inside=inside,
+                    after=lambda ms: [Update({'execution_time': ms * 1000000}, {'version': v})],
+                    note='transaction' if transaction else 'no-transaction')
 
 
 TOOL = Sqlx()

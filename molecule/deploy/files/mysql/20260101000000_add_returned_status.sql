@@ -1,0 +1,5 @@
+-- migrate:up
+ALTER TABLE shipment_records MODIFY status ENUM('PENDING', 'SHIPPED', 'DELIVERED', 'RETURNED') NOT NULL DEFAULT 'PENDING';
+
+-- migrate:down
+ALTER TABLE shipment_records MODIFY status ENUM('PENDING', 'SHIPPED', 'DELIVERED') NOT NULL DEFAULT 'PENDING';

@@ -1,0 +1,320 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running a migration script on an engine, the way a migration tool's driver sends it (migration_apply).
+
+The adapter (engines/<engine>.py) is taken as an argument and only its connection (``db.conn``), its
+statement log and its lock-retry loop (``with_lock_retries``) are used; nothing here changes it.
+
+* ``split(text, engine)``: the statements of a script, cut at the semicolons the engine's own lexer sees
+  (sqlglot's MySQL tokenizer; SQLite's ``sqlite3.complete_statement``), text between them kept as written.
+  PostgreSQL scripts are not cut: the tools send them whole, as one simple-protocol query, which the server
+  runs as one implicit transaction.
+* ``run_script(db, pieces, transaction, before_sql, inside_sql)``: sends the pieces in order (with
+  ``transaction``: inside BEGIN ... COMMIT together with the history statements of the same transaction;
+  without: each piece commits on its own). A lock timeout rolls back and retries the whole transaction
+  (``db.with_lock_retries``) when nothing of it can have stayed: an explicit transaction, a single
+  PostgreSQL query (implicit transaction), or the first statement of a non-transactional script.
+  Any other error raises ScriptFailed(statement, error, ran) with the statements that did run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, LockTimeout
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    HAS_PSYCOPG = True
+except ImportError:  # pragma: no cover - depends on the managed host
+    HAS_PSYCOPG = False
+try:
+    import pymysql
+    HAS_PYMYSQL = True
+except ImportError:  # pragma: no cover - depends on the managed host
+    HAS_PYMYSQL = False
+try:
+    from sqlglot.dialects.dialect import Dialect as _Dialect
+    from sqlglot.tokens import TokenType as _TokenType
+    HAS_SQLGLOT = True
+except ImportError:  # pragma: no cover - depends on the managed host
+    HAS_SQLGLOT = False
+
+# MySQL/MariaDB: ER_LOCK_WAIT_TIMEOUT (lock_wait_timeout / innodb_lock_wait_timeout)
+MYSQL_LOCK_WAIT_TIMEOUT = 1205
+
+
+class ScriptFailed(Exception):
+    """A statement of a migration script failed (not a lock timeout that could be retried).
+
+    statement: the statement (or script) that failed; error: the server's message; ran: the statements
+    that ran before it (committed unless the script ran in a transaction, which was rolled back).
+    """
+
+    def __init__(self, statement, error, ran, rolled_back, lock_timeout=False):
+        super().__init__(error)
+        self.statement = statement
+        self.error = error
+        self.ran = list(ran)
+        self.rolled_back = rolled_back
+        self.lock_timeout = lock_timeout
+
+
+def _meaningful_mysql(text):
+    return bool(HAS_SQLGLOT and _Dialect.get_or_raise('mysql').tokenize(text))
+
+
+def split(text, engine):
+    """The statements of a script as the engine's lexer cuts them (comments and layout kept)."""
+    if engine == 'postgresql':
+        return [text] if text.strip() else []
+    if engine == 'mysql':
+        if not HAS_SQLGLOT:
+            raise DbopsError('Splitting a MySQL migration into statements needs sqlglot (pip install sqlglot).')
+        tokens = _Dialect.get_or_raise('mysql').tokenize(text)
+        out, start = [], 0
+        for tok in tokens:
+            if tok.token_type == _TokenType.SEMICOLON:
+                piece = text[start:tok.start]
+                if piece.strip():
+                    out.append(piece.strip())
+                start = tok.end + 1
+        rest = text[start:]
+        if rest.strip() and _meaningful_mysql(rest):
+            out.append(rest.strip())
+        return out
+    # sqlite: a statement ends at a ';' that sqlite3.complete_statement accepts (so triggers stay whole)
+    out, start, i = [], 0, 0
+    while True:
+        i = text.find(';', i)
+        if i < 0:
+            break
+        piece = text[start:i + 1]
+        if sqlite3.complete_statement(piece):
+            if _has_sql(piece):
+                out.append(piece.strip())
+            start = i + 1
+        i += 1
+    rest = text[start:]
+    if _has_sql(rest):
+        out.append(rest.strip())
+    return out
+
+
+def _has_sql(text):
+    """Whether a piece of SQLite text holds more than whitespace and comments."""
+    lines = []
+    for line in text.split('\n'):
+        s = line.strip()
+        if s and not s.startswith('--'):
+            lines.append(s)
+    rest = ' '.join(lines)
+    while '/*' in rest:
+        a = rest.index('/*')
+        b = rest.find('*/', a + 2)
+        rest = rest[:a] + (rest[b + 2:] if b >= 0 else '')
+    return bool(rest.strip().strip(';').strip())
+
+
+# --- one engine's statements ------------------------------------------------------------------
+
+class _Engine:
+    def __init__(self, db):
+        self.db = db
+        self.conn = db.conn
+
+    def watching(self):
+        """The adapter's blocker watch while a statement waits (so a lock timeout names its blockers)."""
+        watch = getattr(self.db, '_watching_blockers', None)
+        if watch is None:
+            import contextlib
+            return contextlib.nullcontext()
+        return watch()
+
+
+class _Postgres(_Engine):
+    def run(self, statement):
+        try:
+            # no parameters: psycopg sends the simple query protocol, so a whole script is one query,
+            # as lib/pq, pgx (exec mode simple), node-postgres and quaint send a migration file
+            self.conn.execute(statement)
+        except pg_errors.LockNotAvailable as e:
+            raise LockTimeout(str(e).strip())
+        except psycopg.Error as e:
+            position = getattr(getattr(e, 'diag', None), 'statement_position', None)
+            raise _Failed('%s%s' % (str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''),
+                          statement=statement_at(statement, position))
+
+    def begin(self):
+        self.conn.execute('BEGIN')
+
+    def commit(self):
+        self.conn.execute('COMMIT')
+
+    def rollback(self):
+        try:
+            self.conn.execute('ROLLBACK')
+        except psycopg.Error:
+            pass
+
+
+class _Mysql(_Engine):
+    def run(self, statement):
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+        except pymysql.MySQLError as e:
+            code = e.args[0] if e.args else None
+            if code == MYSQL_LOCK_WAIT_TIMEOUT:
+                raise LockTimeout(str(e))
+            raise _Failed('%s (error %s)' % (e.args[1] if len(e.args) > 1 else e, code))
+
+    def begin(self):
+        self.conn.begin()
+
+    def commit(self):
+        try:
+            self.conn.commit()
+        except pymysql.MySQLError as e:
+            raise _Failed(str(e))
+
+    def rollback(self):
+        try:
+            self.conn.rollback()
+        except pymysql.MySQLError:
+            pass
+
+
+class _Sqlite(_Engine):
+    def run(self, statement):
+        try:
+            self.conn.execute(statement)
+        except sqlite3.OperationalError as e:
+            if 'locked' in str(e) or 'busy' in str(e):
+                raise LockTimeout(str(e))
+            raise _Failed(str(e))
+        except (sqlite3.DatabaseError, sqlite3.Warning) as e:
+            raise _Failed(str(e))
+
+    def begin(self):
+        self.run('BEGIN')
+
+    def commit(self):
+        self.run('COMMIT')
+
+    def rollback(self):
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute('ROLLBACK')
+        except sqlite3.DatabaseError:
+            pass
+
+
+class _Failed(Exception):
+    def __init__(self, msg, statement=None):
+        super().__init__(msg)
+        self.statement = statement
+
+
+def statement_at(script, position):
+    """The statement of a PostgreSQL script that holds the server's error position (1-based characters),
+    cut with pglast's scanner; None when it cannot be told."""
+    if not position:
+        return None
+    try:
+        from pglast.parser import split as pg_split
+        data = script.encode('utf-8')
+        offset = len(script[:int(position) - 1].encode('utf-8'))
+        for part in pg_split(script, with_parser=False, only_slices=True):
+            if part.start <= offset <= part.stop:
+                return data[part.start:part.stop].decode('utf-8', 'replace')
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return None
+
+
+ENGINES = {'postgresql': _Postgres, 'mysql': _Mysql, 'sqlite': _Sqlite}
+
+
+def engine_of(db):
+    return ENGINES[db.engine](db)
+
+
+def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='migration'):
+    """Run one migration's pieces. inside_sql: callable() -> statements run after the pieces, in the same
+    transaction (history rows the tool writes with the migration), or None. Returns the statements run."""
+    eng = engine_of(db)
+    before_sql = list(before_sql)
+    inside_sql = inside_sql or (lambda: [])
+    ran = []
+
+    if transaction:
+        def attempt():
+            del ran[:]
+            statement = None
+            with eng.watching():
+                try:
+                    eng.begin()
+                    for statement in before_sql + list(pieces):
+                        eng.run(statement)
+                        ran.append(statement)
+                    for statement in inside_sql():
+                        eng.run(statement)
+                        ran.append(statement)
+                    statement = 'COMMIT'
+                    eng.commit()
+                except LockTimeout:
+                    eng.rollback()
+                    raise
+                except _Failed as e:
+                    eng.rollback()
+                    raise ScriptFailed(e.statement or statement, str(e), ran, True)
+        try:
+            db.with_lock_retries(attempt, label)
+        except DbopsError as e:
+            raise ScriptFailed(None, str(e), [], True, lock_timeout=True)
+        db.queries.extend(ran)
+        return ran
+
+    # no transaction: each statement commits on its own (DDL on MySQL does anyway)
+    statements = before_sql + list(pieces)
+    try:
+        for n, statement in enumerate(statements):
+            def one(statement=statement):
+                with eng.watching():
+                    eng.run(statement)
+            if n == 0:
+                # nothing ran yet: a lock timeout here left nothing behind, so it can be retried
+                try:
+                    db.with_lock_retries(one, label)
+                except DbopsError as e:
+                    raise ScriptFailed(statement, str(e), ran, False, lock_timeout=True)
+            else:
+                try:
+                    one()
+                except LockTimeout as e:
+                    raise ScriptFailed(statement, 'lock timeout (not retried: %d statement(s) of this '
+                                       'non-transactional migration already ran and stay): %s' % (len(ran), e),
+                                       ran, False, lock_timeout=True)
+            ran.append(statement)
+        for statement in inside_sql():
+            eng.run(statement)
+            ran.append(statement)
+    except _Failed as e:
+        db.queries.extend(ran)
+        raise ScriptFailed(e.statement or statement, str(e), ran, False)
+    except ScriptFailed:
+        db.queries.extend(ran)
+        raise
+    db.queries.extend(ran)
+    return ran
+
+
+def set_search_path(db, schema):
+    """PostgreSQL: make schema the session's first schema (the tools' schema / search_path setting)."""
+    from psycopg import sql as pg_sql
+    q = pg_sql.SQL('SELECT set_config({}, {}, false)').format(
+        pg_sql.Literal('search_path'), pg_sql.Literal(db.render(pg_sql.Identifier(schema))))
+    db.conn.execute(q)

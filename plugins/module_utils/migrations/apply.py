@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What migration_apply does: the pending migrations of a tool, run as the tool runs them.
+
+History (service.History) -> refuse a history that is failed / dirty / unknown / modified -> the pending
+migrations in the tool's order, up to `to` -> lint gate -> (check mode: the exact statements, nothing run)
+-> the tool's own migration lock -> for each migration the tool's Unit (migrations/<tool>.py deploy()):
+history rows before, the script (engines/scripts.py), history rows in its transaction and after it, or the
+failure recorded as the tool records it. Code-migration tools (alembic, django, knex, rails, or any tool
+with `command`) run the application's own command instead, with the status read before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import History, plain_rows
+
+RESOLVE_HINT = {
+    'failed': 'mark it with dbops.maintenance.migration_resolve state=rolled_back (after undoing what it did) or '
+              'state=applied (after completing it by hand, e.g. with column_ensure)',
+    'unknown': 'deploy the missing migration files, or remove their rows with migration_resolve state=absent',
+    'modified': 'restore the files as they were applied, or re-record them (migration_resolve state=absent, then '
+                'state=applied) once the schema matches',
+}
+
+
+class ApplyFailed(DbopsError):
+    pass
+
+
+def refuse_unclean(h, st):
+    problems = [(k, st.get(k) or []) for k in ('failed', 'unknown', 'modified') if st.get(k)]
+    if not problems:
+        return
+    fix = '; '.join('%s (%s): %s' % (k, ', '.join(str(i) for i in ids[:5]), RESOLVE_HINT[k]) for k, ids in problems)
+    raise DbopsError('The %s history is not clean, so no migration was run: %s. Fix it first: %s.'
+                     % (h.tool.name, st['summary'], fix), status=st)
+
+
+def select_pending(h, st, to):
+    """The pending Locals in the tool's order, up to and including `to`."""
+    by_id = {m.id: m for m in h.local}
+    pending = [by_id[i] for i in st['pending'] if i in by_id]
+    if to is None:
+        return pending
+    want = h.tool.normalise(str(to))
+    m = h.tool.find_local(h.local, str(to))
+    if m is None:
+        raise DbopsError('to=%s is not a migration in migrations_path (%d there). Nothing was run.'
+                         % (to, len(h.local)))
+    want = m.id
+    if want in st['applied']:
+        return []
+    ids = [p.id for p in pending]
+    if want not in ids:
+        raise DbopsError('to=%s is neither applied nor pending (%s). Nothing was run.' % (to, st['summary']))
+    return pending[:ids.index(want) + 1]
+
+
+def lint_pending(db, h, pending, params):
+    """migration_lint on the pending migrations (as migration_lint only_pending does). Returns findings, failing."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner, sources
+    missing = runner.missing_parser(db.engine)
+    if missing:
+        raise DbopsError('The lint gate needs %s to parse %s SQL (pip install %s), or set lint: false.'
+                         % (missing[0], db.engine, missing[0]))
+    srcs = []
+    for m in pending:
+        found = sources.local_sources(h.tool.name, m, params['migrations_path'])
+        if h.tool.name == 'flyway':
+            # lint what runs: the text with Flyway's placeholders replaced
+            from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.flyway import (
+                replace_placeholders)
+            for s in found:
+                if s.text:
+                    s.text = replace_placeholders(s.text, m, db.engine, params)
+        srcs.extend(found)
+    pg_version = None
+    if db.engine == 'postgresql':
+        pg_version = db.server_version // 10000
+    out = runner.lint(srcs, db.engine, pg_version=pg_version)
+    return out, runner.failing(out['findings'], 'error'), runner.summary(out, 'error')
+
+
+# --- the tool's own migration lock ------------------------------------------------------------
+
+def take_tool_lock(db, lock, wait):
+    """Take the tool's lock without queueing on it unbounded: try, and retry until `wait` seconds passed."""
+    deadline = time.monotonic() + (wait or 0)
+    while True:
+        if lock['kind'] == 'pg_advisory':
+            got = db.fetchone('SELECT pg_try_advisory_lock(%s)', [lock['key']])[0]
+        else:
+            got = db.fetchone('SELECT GET_LOCK(%s, 0)', [lock['name']])[0] == 1
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            raise DbopsError('The migration tool\'s own lock is held by another session (%s): an application or '
+                             'another deploy is migrating this database now. Nothing was run. Wait for it, or set '
+                             'wait_for_lock (seconds).' % lock['source'])
+        time.sleep(0.2)
+
+
+def release_tool_lock(db, lock):
+    try:
+        if lock['kind'] == 'pg_advisory':
+            db.fetchone('SELECT pg_advisory_unlock(%s)', [lock['key']])
+        else:
+            db.fetchone('SELECT RELEASE_LOCK(%s)', [lock['name']])
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+# --- native apply ------------------------------------------------------------------------------
+
+def render(h, ops):
+    return [op.render(h.sql) for op in ops]
+
+
+def plan_statements(h, unit, engine):
+    """The statements of one unit, in the order they run (check mode)."""
+    out = render(h, unit.before)
+    if unit.transaction:
+        out.append('BEGIN')
+    out += render(h, unit.first) + unit.pieces + render(h, unit.inside(0))
+    if unit.transaction:
+        out.append('COMMIT')
+    out += render(h, unit.after(0))
+    return out
+
+
+def run_unit(db, h, unit):
+    """Run one unit; returns duration in seconds, raises ApplyFailed with failed_migration."""
+    t0 = time.monotonic()
+    if unit.before:
+        db.history_apply(render(h, unit.before))
+    label = '%s (%s)' % (unit.local.name, 'whole migration, in its transaction' if unit.transaction else 'script')
+    try:
+        scripts.run_script(db, unit.pieces, unit.transaction, before_sql=render(h, unit.first),
+                           inside_sql=lambda: render(h, unit.inside(int((time.monotonic() - t0) * 1000))),
+                           label=label)
+    except scripts.ScriptFailed as e:
+        error = db.redact(e.error)
+        recorded = []
+        whole = unit.transaction or (len(unit.pieces) == 1 and db.engine == 'postgresql')
+        if e.lock_timeout and not e.ran:
+            # nothing of it stayed (rolled back whole, or its first statement never got its lock) after the
+            # lock retries: take back the rows written before it, so the history is as before
+            if unit.undo:
+                db.history_apply(render(h, unit.undo))
+            how = 'not applied: nothing of it ran or stayed after the lock timeouts; its history is as before'
+        else:
+            ops = unit.failed(error)
+            if ops:
+                recorded = render(h, ops)
+                db.history_apply(recorded)
+            how = ('rolled back (it ran in a transaction)' if e.rolled_back or whole
+                   else '%d statement(s) of it ran and stay (no transaction)' % len(e.ran))
+        raise ApplyFailed(
+            'Migration %s failed: %s. It was %s.%s' % (
+                unit.local.name, error, how,
+                ' Recorded as the tool records a failure: %s.' % '; '.join(recorded) if recorded else ''),
+            failed_migration=dict(name=unit.local.id, file=unit.local.name, statement=e.statement, error=error,
+                                  ran=e.ran, rolled_back=bool(e.rolled_back or whole), lock_timeout=e.lock_timeout))
+    ms = int((time.monotonic() - t0) * 1000)
+    after = render(h, unit.after(ms))
+    if after:
+        db.history_apply(after)
+    return time.monotonic() - t0
+
+
+def apply(db, params, check_mode):
+    """migration_apply's work. Returns the result keys (without queries/server)."""
+    if params.get('schema') and db.engine == 'postgresql':
+        if not db.schema_exists(params['schema']):
+            raise DbopsError('schema %s does not exist in database %s. Nothing was run.'
+                             % (params['schema'], params['database']))
+        scripts.set_search_path(db, params['schema'])
+    h = History(db, params)
+    before_rows = plain_rows(h.rows)
+    st = h.status()
+    result = dict(changed=False, applied=[], lint=[], status_before=st)
+    if params.get('command'):
+        return run_command(db, h, st, params, check_mode, result, before_rows)
+    if not h.tool.native_apply:
+        raise DbopsError('%s migrations are code (not SQL files): give command (the application\'s own migrate '
+                         'command, e.g. [alembic, upgrade, head]) to run them under the maintenance lock. '
+                         'Nothing was run.' % h.tool.name)
+    if h.local is None:
+        raise DbopsError('migrations_path is required: the directory of the %s. Nothing was run.' % h.tool.what)
+    refuse_unclean(h, st)
+    pending = select_pending(h, st, params.get('to'))
+    if params.get('to') is None and hasattr(h.tool, 'repeatable_pending'):
+        pending += h.tool.repeatable_pending(params['migrations_path'], h.rows)  # Flyway: R__ after the V
+    result['pending'] = [m.id for m in pending]
+    if pending and params.get('lint', True):
+        out, bad, summary = lint_pending(db, h, pending, params)
+        result['lint'] = out['findings']
+        if bad:
+            raise DbopsError('The lint gate refused the run (%d error finding(s) in the pending migrations; fix '
+                             'them, accept one with an inline "-- dbops:ignore <rule> <reason>" comment, or set '
+                             'lint: false). Nothing was run.\n%s' % (len(bad), summary),
+                             lint=out['findings'], pending=result['pending'])
+    state = h.tool.deploy_state(h.rows, db.engine, params)
+    units = [h.tool.deploy(m, db.engine, state, params) for m in pending]
+    create = []
+    if units and not h.exists:
+        if not params.get('create_table'):
+            raise DbopsError('The %s history table %s does not exist in database %s. Set create_table: true to '
+                             'create it as %s does on its first deploy (or check tool/history_table/database). '
+                             'Nothing was run.' % (h.tool.name, h.sql.table, params['database'], h.tool.name))
+        create = render(h, h.tool.create_ops(h.sql))
+    result['plan'] = [dict(name=u.local.id, file=u.local.name, transaction=u.transaction, how=u.note,
+                           statements=plan_statements(h, u, db.engine)) for u in units]
+    if check_mode:
+        db.queries.extend(create)
+        for p in result['plan']:
+            db.queries.extend(p['statements'])
+        result['changed'] = bool(units)
+        result['status'] = st
+        result['diff'] = dict(before=before_rows, after=before_rows)
+        return result
+    if not units:
+        result['status'] = st
+        result['pending'] = st['pending']
+        result['diff'] = dict(before=before_rows, after=before_rows)
+        return result
+    lock = h.tool.tool_lock(db.engine, params)
+    if lock:
+        take_tool_lock(db, lock, params.get('wait_for_lock'))
+    failure = None
+    try:
+        if create:
+            db.history_apply(create)
+        for u in units:
+            try:
+                took = run_unit(db, h, u)
+            except ApplyFailed as e:
+                failure = e
+                break
+            result['applied'].append(dict(name=u.local.id, file=u.local.name, duration=round(took, 3)))
+            result['changed'] = True
+    finally:
+        if lock:
+            release_tool_lock(db, lock)
+    h.read()
+    after = h.status()
+    result.update(status=after, pending=after['pending'], changed=result['changed'] or failure is not None or bool(create),
+                  diff=dict(before=before_rows, after=plain_rows(h.rows)))
+    if failure is not None:
+        failure.details.update(result)
+        failure.details['queries'] = list(db.queries)
+        if db.attempts:
+            failure.details['attempts'] = db.attempts
+        raise failure
+    return result
+
+
+# --- code-migration tools: the application's own command ------------------------------------------
+
+def pgoptions(params, environ):
+    """PGOPTIONS with lock_timeout (and statement_timeout) for libpq / node-postgres based tools."""
+    parts = []
+    if params.get('lock_timeout'):
+        parts.append('-c lock_timeout=%dms' % int(round(params['lock_timeout'] * 1000)))
+    if params.get('statement_timeout'):
+        parts.append('-c statement_timeout=%dms' % int(round(params['statement_timeout'] * 1000)))
+    old = environ.get('PGOPTIONS')
+    return ' '.join(([old] if old else []) + parts)
+
+
+def run_command(db, h, st, params, check_mode, result, before_rows):
+    result['pending'] = st['pending']
+    if check_mode:
+        result['status'] = st
+        result['changed'] = bool(st['pending'])
+        result['command'] = params['command']
+        return result
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (params.get('environment') or {}).items()})
+    if db.engine == 'postgresql':
+        env['PGOPTIONS'] = pgoptions(params, env)
+    timeout = params.get('command_timeout')
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(params['command'], cwd=params.get('chdir') or None, env=env, capture_output=True,
+                              timeout=timeout, check=False)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except FileNotFoundError as e:
+        raise DbopsError('Cannot run %s: %s. Nothing was run.' % (params['command'][0], e))
+    except subprocess.TimeoutExpired as e:
+        rc, out, err = None, e.stdout or b'', e.stderr or b''
+    took = time.monotonic() - t0
+    h.read()
+    after = h.status()
+    applied_before = set(st['applied'])
+    new = [i for i in after['applied'] if i not in applied_before]
+    after_rows = plain_rows(h.rows)
+    result.update(changed=after_rows != before_rows, status=after, pending=after['pending'],
+                  applied=[dict(name=i, duration=None) for i in new], rc=rc, duration=round(took, 3),
+                  stdout=db.redact(out.decode('utf-8', 'replace')), stderr=db.redact(err.decode('utf-8', 'replace')),
+                  diff=dict(before=before_rows, after=after_rows))
+    if rc != 0:
+        why = ('did not finish within command_timeout=%ss and was killed' % timeout) if rc is None else \
+            'exited with %s' % rc
+        raise DbopsError('%s %s (not retried). History now: %s' % (' '.join(params['command']), why,
+                                                                   after['summary']), **result)
+    return result

@@ -1,0 +1,313 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbops.maintenance contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: migration_apply
+short_description: Run the pending migrations of a migration tool, as the tool itself runs them
+version_added: 0.3.0
+description:
+  - Deploys the pending migrations without the application's toolchain. For the SQL-file tools (Prisma, dbmate,
+    golang-migrate, goose, sqlx, Flyway) the module runs each migration itself, the way that tool runs it
+    (the text sent as the tool sends it, in a transaction where the tool uses one) and writes the history rows
+    exactly as the tool writes them, after success and after failure, so the tool's own status and deploy
+    commands agree afterwards. For the code-migration tools (alembic, Django, knex, Rails) it runs the
+    application's own command (O(command)) under the maintenance lock and reads the history before and after.
+  - "Refuses, running nothing, a history that is failed, dirty, unknown or modified: the message has the
+    migration_status summary and the M(dbops.maintenance.migration_resolve) step that fixes it."
+  - "Safety as in the other modules: the collection's maintenance lock for the whole run; the tool's own
+    migration lock where it has one (Prisma C(pg_advisory_lock(72707369)) / C(GET_LOCK('prisma_migrate')),
+    golang-migrate's and sqlx's advisory locks on PostgreSQL), taken with a bounded wait (O(wait_for_lock)), so an application container
+    migrating at start-up cannot interleave with the run; O(lock_timeout) on every statement (PostgreSQL
+    C(lock_timeout), MySQL C(lock_wait_timeout)/C(innodb_lock_wait_timeout), SQLite busy timeout); a migration
+    that can be rolled back whole (an explicit transaction, or one PostgreSQL query) and hits it is rolled
+    back and retried whole (O(lock_retries), pausing while the blockers are there), so no lock wait of ours
+    makes application traffic queue for longer than O(lock_timeout). A migration that takes several locks in
+    one transaction, or runs a long UPDATE, holds what it took for as long as it runs (the lint findings say
+    so). A non-transactional migration is retried only when the lock timeout hit its first statement;
+    otherwise the run stops and says which statements ran."
+  - "Lint gate, on by default: the pending migrations are linted as M(dbops.maintenance.migration_lint)
+    does, and any C(error) finding refuses the run (an inline C(-- dbops:ignore <rule> <reason>) is honoured;
+    O(lint=false) skips the gate)."
+  - Down migrations are never run; the rollback of a deploy is the restore of the backup taken before it
+    (M(dbops.maintenance.db_backup) / M(dbops.maintenance.db_restore)).
+  - "How each tool runs a migration, read from the tools' source (the file is named in
+    plugins/module_utils/migrations/<tool>.py next to each C(deploy)):"
+  - "B(prisma) (prisma-engines C(migrate deploy)): INSERT of the started row (finished_at NULL), the whole
+    C(migration.sql) as one script, then C(applied_steps_count + 1) and C(finished_at). PostgreSQL - one
+    simple-protocol query, i.e. one implicit transaction: a failure rolls the script back. MySQL/MariaDB and
+    SQLite - statement after statement, no transaction: a failure leaves the statements before it applied.
+    A failure is recorded as Prisma records it - the row keeps finished_at NULL and gets the error in C(logs)
+    (the next deploy is refused, P3009, until migration_resolve)."
+  - "B(dbmate) (dbmate C(up)): the C(-- migrate:up) section in a transaction together with the INSERT of its
+    version, unless the marker has C(transaction:false). PostgreSQL and SQLite roll a failure back whole;
+    MySQL/MariaDB commits each DDL statement at once, so the DDL before a failing statement stays. No row is
+    written for a failure (dbmate has no failed state)."
+  - "B(golang-migrate) (C(migrate up)): the version is set dirty, the C(.up.sql) file runs, the version is set
+    clean. PostgreSQL - one query (implicit transaction); MySQL/MariaDB - statement after statement, no
+    transaction; SQLite - in a transaction (the sqlite3 driver wraps it). A failure leaves the version dirty."
+  - "B(goose) (C(goose up)): the C(-- +goose Up) section split into statements as goose splits it (a line
+    ending in C(;), or a C(StatementBegin)/C(StatementEnd) block), in a transaction with the INSERT of its
+    version row, unless C(-- +goose NO TRANSACTION). No row for a failure; MySQL commits DDL at once."
+  - "B(sqlx) (C(sqlx migrate run)): in a transaction with its C(_sqlx_migrations) row (success TRUE,
+    execution_time -1, updated after commit), unless the first line is C(-- no-transaction). On MySQL the row
+    is inserted with success FALSE before the script and set TRUE after it, so a failure after a committed DDL
+    leaves the success = FALSE row sqlx refuses later; PostgreSQL and SQLite roll a failure back, no row."
+  - "B(flyway) (C(flyway migrate)): versioned C(V) migrations in version order, each in a transaction with its
+    history row (installed_rank max + 1, CRC32 checksum, execution time). Placeholders C(${name}) are
+    replaced (O(placeholders), and Flyway's C(${flyway:defaultSchema}), C(${flyway:user}),
+    C(${flyway:database}), C(${flyway:table}), C(${flyway:filename})); the checksum is of the file as written.
+    A failure on MySQL/MariaDB (no DDL transactions) is recorded as a C(success = false) row; on PostgreSQL
+    and SQLite the transaction is rolled back and nothing is recorded."
+  - "Tool x engine, transactions (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: one query, implicit
+    transaction / none / none; dbmate: transaction / transaction, DDL commits at once / transaction;
+    golang-migrate: one query, implicit transaction / none / transaction; goose, sqlx, flyway: transaction /
+    transaction, DDL commits at once / transaction. Markers that turn it off: dbmate C(transaction:false),
+    goose C(NO TRANSACTION), sqlx C(-- no-transaction) (prisma, golang-migrate and Flyway have none read here)."
+  - "Tool x engine, a failure recorded (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: the row with finished_at
+    NULL and the error in logs, on all three; golang-migrate: the version dirty, on all three; dbmate, goose:
+    nothing, on all three; sqlx: nothing / the success = false row when a DDL statement had committed /
+    nothing; flyway: nothing / a success = false row / nothing. Each cell is tested
+    (tests/integration/test_migration_apply.py)."
+  - Code-migration tools through O(command) - on PostgreSQL, O(lock_timeout) (and O(statement_timeout)) reach
+    the tool's connection through C(PGOPTIONS) where its driver honours it (libpq-based drivers such as psycopg2
+    and psycopg, and node-postgres with C(pg) 8; not asyncpg, pg8000 or JDBC). MySQL has no such variable.
+    The command is not retried; its output is returned, and a failure is reported with the history as it now is.
+options:
+  to:
+    description:
+      - Apply the pending migrations up to and including this one (the id as the tool stores it, or the file
+        name). Default - every pending migration. A migration already applied makes the run a no-op.
+    type: str
+  lint:
+    description:
+      - Lint the pending migrations first and refuse the run on any C(error) finding.
+    type: bool
+    default: true
+  schema:
+    description:
+      - PostgreSQL only. The schema the migrations and the history table are in (put first in the session's
+        C(search_path)), as Prisma's C(?schema=), dbmate's C(search_path), golang-migrate's C(search_path) and
+        Flyway's C(defaultSchema) do.
+    type: str
+  placeholders:
+    description:
+      - Flyway only. Values of the C(${name}) placeholders in the migrations (Flyway's C(placeholders.name)).
+    type: dict
+  command:
+    description:
+      - The application's own migration command, as an argv list (no shell), e.g. C([alembic, upgrade, head]),
+        C([python, manage.py, migrate]), C([npx, knex, migrate:latest]), C([bin/rails, db:migrate]).
+        Required for alembic, django, knex and rails; with another tool it runs that tool instead of the
+        native apply.
+    type: list
+    elements: str
+  chdir:
+    description:
+      - Directory to run O(command) in.
+    type: path
+  environment:
+    description:
+      - Extra environment variables for O(command) (for example the application's database URL). Their values
+        are treated as secrets - masked wherever they would appear in the output - so give short values that
+        are not secret (C(1), C(true)) another way (a wrapper script), or they mask every match.
+    type: dict
+  command_timeout:
+    description:
+      - Seconds O(command) may run; after that it is killed and the run fails.
+    type: float
+  create_table:
+    description:
+      - Create the history table when it is missing, with the tool's own DDL (the tools create it on their
+        first deploy). Without it, a missing table is refused, so a wrong O(database) is not migrated from zero.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - dbops.maintenance.connection
+  - dbops.maintenance.connection.safety
+  - dbops.maintenance.migrations
+attributes:
+  check_mode:
+    support: full
+    description: Lists the pending migrations with the exact statements each would run (RV(plan), RV(queries));
+      runs nothing, takes no lock, writes no history row.
+  diff_mode:
+    support: full
+    description: The history rows before and after.
+notes:
+  - SQLite has no statement timeout; O(statement_timeout) applies to PostgreSQL and MySQL/MariaDB.
+  - The maintenance lock is the collection's own; the tool's lock keeps the tool itself out. Locks are released
+    when the module returns.
+  - Prisma's started row gets a random UUID, so the INSERT of check mode and of the real run differ in the id.
+  - A migration rolled back whole after the lock retries were used up leaves the history as it was (the started
+    row of Prisma, the dirty version of golang-migrate are taken back), so the next run can simply try again.
+seealso:
+  - module: dbops.maintenance.migration_status
+  - module: dbops.maintenance.migration_resolve
+  - module: dbops.maintenance.migration_lint
+author:
+  - dbops.maintenance engineers (@dbops)
+'''
+
+EXAMPLES = r'''
+- name: Deploy the pending Prisma migrations (prisma migrate deploy, without node)
+  dbops.maintenance.migration_apply:
+    engine: postgresql
+    database: shop
+    tool: prisma
+    migrations_path: /srv/shop/prisma/migrations
+    lock_timeout: 2
+
+- name: Rehearse first - what would run
+  dbops.maintenance.migration_apply:
+    engine: mysql
+    database: shop
+    tool: dbmate
+    migrations_path: /srv/shop/db/migrations
+  check_mode: true
+  register: plan
+
+- name: Alembic, with the application's own venv, lock_timeout through PGOPTIONS
+  dbops.maintenance.migration_apply:
+    engine: postgresql
+    database: app
+    tool: alembic
+    migrations_path: /srv/app/alembic/versions
+    command: [/srv/app/venv/bin/alembic, upgrade, head]
+    chdir: /srv/app
+    environment:
+      DATABASE_URL: postgresql:///app
+'''
+
+RETURN = r'''
+applied:
+  description: The migrations applied by this run, in order, with the seconds each took (C(null) for O(command)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: 20250821015630_add_shipment_file_field, file: 20250821015630_add_shipment_file_field,
+            duration: 0.012}]
+pending:
+  description: The pending migrations after the run (in check mode, those that would be applied).
+  returned: always
+  type: list
+  elements: str
+failed_migration:
+  description: The migration that failed, the statement, the error, the statements that ran before it and
+    whether it was rolled back.
+  returned: failure of a migration
+  type: dict
+plan:
+  description: Native apply - per pending migration the exact statements, in order, whether it runs in a
+    transaction and how.
+  returned: native apply
+  type: list
+  elements: dict
+status:
+  description: The migration_status result after the run (summary, clean, applied, pending, failed, ...).
+  returned: success
+  type: dict
+status_before:
+  description: The migration_status result before the run.
+  returned: always
+  type: dict
+lint:
+  description: The lint findings of the pending migrations (as migration_lint returns them).
+  returned: always
+  type: list
+  elements: dict
+queries:
+  description: The statements that ran (in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+attempts:
+  description: The lock timeouts met and retried.
+  returned: when any
+  type: list
+  elements: dict
+stdout:
+  description: O(command) output.
+  returned: with command
+  type: str
+stderr:
+  description: O(command) error output.
+  returned: with command
+  type: str
+rc:
+  description: O(command) exit code (C(null) when it was killed after O(command_timeout)).
+  returned: with command
+  type: int
+server:
+  description: Engine, flavour and version of the server.
+  returned: success
+  type: dict
+'''
+
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
+    dbops_argument_spec, finish_result, run_module,
+)
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.apply import apply
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+
+CODE_TOOLS = ('alembic', 'django', 'knex', 'rails')
+
+
+def argument_spec():
+    return dbops_argument_spec(
+        tool=dict(type='str', required=True, choices=list(TOOLS)),
+        migrations_path=dict(type='path'),
+        app=dict(type='str'),
+        history_table=dict(type='str'),
+        create_table=dict(type='bool', default=False),
+        to=dict(type='str'),
+        lint=dict(type='bool', default=True),
+        schema=dict(type='str'),
+        placeholders=dict(type='dict'),
+        command=dict(type='list', elements='str'),
+        chdir=dict(type='path'),
+        environment=dict(type='dict', no_log=True),
+        command_timeout=dict(type='float'),
+    )
+
+
+def validate(module):
+    p = module.params
+    if p['tool'] == 'django' and not p['app']:
+        module.fail_json(msg='app is required for tool=django: django_migrations records migrations per app.')
+    if p['tool'] in CODE_TOOLS and not p['command']:
+        module.fail_json(msg='%s migrations are code: give command (the application\'s own migrate command, as an '
+                             'argv list, e.g. [alembic, upgrade, head]).' % p['tool'])
+    if p['command'] is not None and not p['command']:
+        module.fail_json(msg='command is an empty list: give the program and its arguments.')
+    if p['command'] and p['to']:
+        module.fail_json(msg='to is for the native apply; with command, give the target in the command itself.')
+    if p['placeholders'] and p['tool'] != 'flyway':
+        module.fail_json(msg='placeholders are Flyway\'s (${name}); tool is %s.' % p['tool'])
+    if p['schema'] is not None and p['engine'] != 'postgresql':
+        module.fail_json(msg='schema is for PostgreSQL; on %s the schema is the database option.' % p['engine'])
+    if p['schema'] is not None and (not p['schema'] or '\x00' in p['schema']):
+        module.fail_json(msg='schema must be a non-empty name.')
+    if p['command_timeout'] is not None and p['command_timeout'] <= 0:
+        module.fail_json(msg='command_timeout must be more than 0 seconds.')
+    if (p['chdir'] or p['environment']) and not p['command']:
+        module.fail_json(msg='chdir and environment are for command.')
+    if not p['command'] and not p['migrations_path']:
+        module.fail_json(msg='migrations_path is required: the directory of the %s migrations.' % p['tool'])
+
+
+def work(module, db):
+    result = apply(db, module.params, module.check_mode)
+    diff = result.pop('diff', None)
+    return finish_result(db, result, diff=diff)
+
+
+def main():
+    run_module(argument_spec(), work, validate=validate)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,322 @@
+"""migration_apply's safety through Ansible: lock timeout + whole-transaction retry with a concurrent reader,
+retries used up (history as before), the tool's own migration lock, the lint gate, code tools via command.
+
+Locks are held and released on events (lock_events.py), never after a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for, watch_window
+from migration_batch import ServerDB, run_tasks
+
+APPLY = "dbops.maintenance.migration_apply"
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_DIR = Path(os.environ.get("DBOPS_CONFORMANCE_DIR", REPO / "build" / "conformance"))
+VENV = TOOLS_DIR / "venv" / "bin"
+
+
+@pytest.fixture(params=["pg16", "mariadb"])
+def sdb(request):
+    servers = request.getfixturevalue("servers")
+    if request.param not in servers:
+        pytest.skip("%s not started" % request.param)
+    server = servers[request.param]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    return ServerDB(server, name)
+
+
+def make_orders(db):
+    if db.engine == "postgresql":
+        db.execute("CREATE TABLE orders (id serial PRIMARY KEY, total int)")
+        db.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 200) g")
+    else:
+        db.execute("CREATE TABLE orders (id int PRIMARY KEY, total int) ENGINE=InnoDB")
+        db.execute("INSERT INTO orders SELECT seq, seq FROM seq_1_to_200")
+
+
+def dbmate_dir(tmp_path, up):
+    d = tmp_path / "dbmate"
+    d.mkdir()
+    (d / "20240101000001_note.sql").write_text("-- migrate:up\n%s\n\n-- migrate:down\nSELECT 1;\n" % up)
+    return d
+
+
+def has_column(db, column):
+    if db.engine == "postgresql":
+        q = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = %s"
+    else:
+        q = ("SELECT count(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+             "AND TABLE_NAME = 'orders' AND COLUMN_NAME = %s")
+    return db.query(q, [column])[0][0] == 1
+
+
+def test_lock_timeout_rolls_back_and_retries_whole_reader_not_stalled(ansible, sdb, tmp_path):
+    """A blocker on orders: the migration's ALTER times out, its transaction (with the history INSERT) is rolled
+    back, it waits for the blocker to go, then runs whole once; the reader is never stuck behind us for longer
+    than lock_timeout (+ 0.5 s of scheduling on a loaded machine)."""
+    db = sdb
+    make_orders(db)
+    db.execute("CREATE TABLE schema_migrations (version varchar(128) primary key)")
+    path = dbmate_dir(tmp_path, "ALTER TABLE orders ADD COLUMN note varchar(20);")
+    args = dict(db.params, tool="dbmate", migrations_path=str(path), lock_timeout=1, lock_retries=5,
+                lock_wait_total=300)
+    reader = Reader(db, "SELECT total FROM orders WHERE id = 7")
+    reader.start()
+    reader.ready.wait(30)
+    view = ServerView(db, reader)
+    conn = None
+    run = None
+    try:
+        conn, ident = hold_transaction(db, ["SELECT count(*) FROM orders /* report job */"])
+        view.add_other(ident)
+        view.start()
+        view.first.wait(30)
+        run = ModuleRun(ansible, APPLY, args)
+        run.start()
+        assert wait_for(lambda: view.queueings() >= 1 and view.module_waiting(), run, "module queueing"), run.result
+        assert wait_for(view.module_watching, run, "module watching its blockers"), run.result
+        w0, w1 = watch_window(view, reader, run, queries=30)
+        assert not run.done.is_set(), "returned while the blocker held the table: %s" % run.result
+        # while it watched, nothing of the migration stayed: no column, no history row
+        assert not has_column(db, "note")
+        assert db.query("SELECT count(*) FROM schema_migrations")[0][0] == 0
+        conn.commit()
+        r = run.wait()
+    finally:
+        if conn is not None:
+            try:
+                conn.rollback()
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        if run is not None:
+            run.done.wait(300)
+        view.finish()
+        reader.finish()
+    assert not r.failed, json.dumps(r, default=str)[:3000]
+    res = r
+    assert [a["name"] for a in res["applied"]] == ["20240101000001"], res
+    assert len(res["attempts"]) == 1 and res["attempts"][0]["requeued"] == "blockers gone", res["attempts"]
+    assert view.reader_waits(w0, w1) == 0
+    assert reader.completed_between(w0, w1) > 0
+    stall = max(e - s for s, e in reader.queries)
+    assert stall < 1 + 0.5, "reader stalled %.2fs behind a lock_timeout of 1s" % stall
+    assert has_column(db, "note")
+    assert db.query("SELECT version FROM schema_migrations") == [("20240101000001",)]
+
+
+def test_retries_used_up_prisma_history_as_before_and_tool_lock(ansible, request, tmp_path):
+    """PostgreSQL, Prisma: (1) the blocker never goes (held until the module returned): the migration is rolled
+    back whole, the started row is taken back, so the history is as before and the next run may simply retry;
+    (2) another session holds Prisma's own advisory lock: refused, nothing run; (3) the lock gone: applied."""
+    servers = request.getfixturevalue("servers")
+    server = servers["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    db = ServerDB(server, name)
+    make_orders(db)
+    mig = tmp_path / "prisma" / "20250101000000_note"
+    mig.mkdir(parents=True)
+    (mig / "migration.sql").write_text('-- AlterTable\nALTER TABLE "orders" ADD COLUMN "note" TEXT;\n')
+    args = dict(db.params, tool="prisma", migrations_path=str(mig.parent), create_table=True, lock_timeout=0.5,
+                lock_retries=1, lock_wait_total=3)
+    blocker, _ident = hold_transaction(db, ["SELECT count(*) FROM orders"])
+    try:
+        first = run_tasks(ansible, [dict(name="blocked", module=APPLY, args=args)])["blocked"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    rows_after_first = db.query('SELECT count(*) FROM "_prisma_migrations"')[0][0]
+    column_after_first = has_column(db, "note")
+    lock_conn, _lock_ident = hold_transaction(db, ["SELECT pg_advisory_lock(72707369)"])
+    try:
+        second = run_tasks(ansible, [dict(name="tool_lock", module=APPLY, args=args)])["tool_lock"]
+    finally:
+        lock_conn.rollback()
+        lock_conn.cursor().execute("SELECT pg_advisory_unlock_all()")
+        lock_conn.close()
+    third = run_tasks(ansible, [dict(name="free", module=APPLY, args=args)])["free"]
+
+    assert first["failed"] and "lock" in first["msg"], first
+    assert first["failed_migration"]["lock_timeout"] is True, first["failed_migration"]
+    assert "history is as before" in first["msg"], first["msg"]
+    assert len(first["attempts"]) >= 1, first
+    assert rows_after_first == 0 and not column_after_first, "the history or schema changed after the give-up"
+    assert second["failed"] and "own lock" in second["msg"] and "72707369" in second["msg"], second
+    assert second["applied"] == [] if "applied" in second else True
+    assert not third["failed"], third
+    assert [a["name"] for a in third["applied"]] == ["20250101000000_note"]
+    rows = db.query('SELECT migration_name, finished_at IS NOT NULL, applied_steps_count, logs, rolled_back_at '
+                    'FROM "_prisma_migrations"')
+    assert rows == [("20250101000000_note", True, 1, None, None)], rows
+    assert has_column(db, "note")
+
+
+def test_lint_gate_and_command(ansible, request, tmp_path):
+    """PostgreSQL: an error finding refuses the run (nothing run), dbops:ignore accepts it, lint: false skips the
+    gate; command: the application's tool runs with PGOPTIONS carrying lock_timeout, the history read before
+    and after, a failing command reported with its output and not retried."""
+    servers = request.getfixturevalue("servers")
+    server = servers["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    db = ServerDB(server, name)
+    db.execute("CREATE TABLE old_a (id int)")
+    db.execute("CREATE TABLE old_b (id int)")
+    lint_dir = tmp_path / "lint"
+    lint_dir.mkdir()
+    (lint_dir / "20240101000001_drop.sql").write_text("-- migrate:up\nDROP TABLE old_a;\n\n-- migrate:down\n")
+    ign_dir = tmp_path / "ignored"
+    ign_dir.mkdir()
+    (ign_dir / "20240101000001_drop.sql").write_text(
+        "-- migrate:up\n-- dbops:ignore drop-table the table was emptied in release 41\nDROP TABLE old_b;\n\n"
+        "-- migrate:down\n")
+    base = dict(db.params, tool="dbmate", create_table=True)
+    # a "tool" that records a dbmate row itself, and prints its PGOPTIONS (the lock_timeout it was given)
+    tool = tmp_path / "fake_tool.py"
+    tool.write_text(
+        "import os, sys, psycopg\n"
+        "print('PGOPTIONS=' + os.environ.get('PGOPTIONS', ''))\n"
+        "if os.environ.get('FAIL'):\n"
+        "    sys.stderr.write('migration 20240101000003 failed: boom\\n')\n"
+        "    sys.exit(3)\n"
+        "c = psycopg.connect(os.environ['APP_DSN'], autocommit=True)\n"
+        "print('lock_timeout=' + c.execute('SHOW lock_timeout').fetchone()[0])\n"
+        "c.execute(\"INSERT INTO schema_migrations (version) VALUES ('20240101000002')\")\n")
+    i = server.info
+    dsn = "host=%s port=%s user=%s password=%s dbname=%s" % (
+        i["login_host"], i["login_port"], i["login_user"], i["login_password"], name)
+    cmd_dir = tmp_path / "cmd"
+    cmd_dir.mkdir()
+    (cmd_dir / "20240101000002_x.sql").write_text("-- migrate:up\nSELECT 1;\n-- migrate:down\n")
+    tasks = [
+        dict(name="lint_refused", module=APPLY, args=dict(base, migrations_path=str(lint_dir))),
+        dict(name="lint_ignored", module=APPLY, args=dict(base, migrations_path=str(ign_dir), history_table="h_ign")),
+        dict(name="lint_off", module=APPLY, args=dict(base, migrations_path=str(lint_dir), lint=False)),
+        dict(name="cmd_check", module=APPLY, check=True,
+             args=dict(base, migrations_path=str(cmd_dir), history_table="schema_migrations",
+                       command=[sys.executable, str(tool)], environment=dict(APP_DSN=dsn))),
+        dict(name="cmd", module=APPLY, diff=True,
+             args=dict(base, migrations_path=str(cmd_dir), command=[sys.executable, str(tool)], chdir=str(tmp_path),
+                       lock_timeout=1.5, environment=dict(APP_DSN=dsn))),
+        dict(name="cmd_fail", module=APPLY,
+             args=dict(base, migrations_path=str(cmd_dir), command=[sys.executable, str(tool)],
+                       environment=dict(APP_DSN=dsn, FAIL="please-fail"))),
+    ]
+    res = run_tasks(ansible, tasks)
+    r = res["lint_refused"]
+    assert r["failed"] and "lint gate" in r["msg"] and "drop-table" in r["msg"], r
+    assert any(f["rule"] == "drop-table" and not f["ignored"] for f in r["lint"]), r["lint"]
+    r = res["lint_ignored"]
+    assert not r["failed"], r
+    assert [f["ignored"] for f in r["lint"] if f["rule"] == "drop-table"] == [True], r["lint"]
+    r = res["lint_off"]
+    assert not r["failed"] and r["lint"] == [] and [a["name"] for a in r["applied"]] == ["20240101000001"], r
+    tables = [t[0] for t in db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    assert "old_a" not in tables and "old_b" not in tables, tables
+    r = res["cmd_check"]
+    assert not r["failed"] and r["changed"] and r["pending"] == ["20240101000002"] and "stdout" not in r, r
+    r = res["cmd"]
+    assert not r["failed"], r
+    assert "PGOPTIONS=-c lock_timeout=1500ms" in r["stdout"] and "lock_timeout=1500ms" in r["stdout"], r["stdout"]
+    assert r["changed"] and [a["name"] for a in r["applied"]] == ["20240101000002"] and r["pending"] == [], r
+    assert i["login_password"] not in json.dumps(r), "the DSN's password reached the output"
+    r = res["cmd_fail"]
+    assert r["failed"] and "exited with 3" in r["msg"] and "not retried" in r["msg"], r
+    assert "boom" in r["stderr"] and r["status"]["applied"], r
+    assert i["login_password"] not in json.dumps(r)
+
+
+def test_alembic_command_conformance(ansible, request, tmp_path):
+    """The real alembic through command (SQLite): applied listed from the history difference, re-run idempotent."""
+    if not (VENV / "alembic").exists():
+        pytest.skip("alembic is not installed (%s): run scripts/install-conformance-tools.sh" % VENV)
+    import sqlite3
+    dbfile = tmp_path / "app.sqlite3"
+    sqlite3.connect(dbfile).close()
+    proj = tmp_path / "proj"
+    versions = proj / "alembic" / "versions"
+    versions.mkdir(parents=True)
+    (proj / "alembic.ini").write_text("[alembic]\nscript_location = alembic\nsqlalchemy.url = sqlite:///%s\n" % dbfile)
+    (proj / "alembic" / "env.py").write_text(
+        "from alembic import context\nfrom sqlalchemy import engine_from_config, pool\n"
+        "config = context.config\n"
+        "engine = engine_from_config(config.get_section(config.config_ini_section), prefix='sqlalchemy.', "
+        "poolclass=pool.NullPool)\n"
+        "with engine.connect() as connection:\n"
+        "    context.configure(connection=connection, target_metadata=None)\n"
+        "    with context.begin_transaction():\n"
+        "        context.run_migrations()\n")
+    (proj / "alembic" / "script.py.mako").write_text("")
+    for rev, down, table in (("001_a", None, "a"), ("002_b", "001_a", "b")):
+        (versions / ("%s.py" % rev)).write_text(
+            "from alembic import op\nimport sqlalchemy as sa\nrevision = %r\ndown_revision = %r\n"
+            "branch_labels = None\ndepends_on = None\n"
+            "def upgrade():\n    op.create_table(%r, sa.Column('id', sa.Integer, primary_key=True))\n"
+            "def downgrade():\n    op.drop_table(%r)\n" % (rev, down, table, table))
+    args = dict(engine="sqlite", database=str(dbfile), tool="alembic", migrations_path=str(versions),
+                command=[str(VENV / "alembic"), "upgrade", "head"], chdir=str(proj))
+    res = run_tasks(ansible, [dict(name="check", module=APPLY, args=args, check=True),
+                              dict(name="up", module=APPLY, args=args, diff=True),
+                              dict(name="again", module=APPLY, args=args)])
+    r = res["check"]
+    assert not r["failed"] and r["pending"] == ["001_a", "002_b"], r
+    r = res["up"]
+    assert not r["failed"], r
+    assert r["changed"] and r["status"]["current"] == ["002_b"] and r["pending"] == [], r
+    assert r["diff"]["after"] == [{"version_num": "002_b"}], r["diff"]
+    r = res["again"]
+    assert not r["failed"] and r["changed"] is False and r["applied"] == [], r
+    conn = sqlite3.connect(dbfile)
+    assert {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"a", "b"}
+    conn.close()
+
+
+def test_knex_command_pgoptions_reach_node_postgres(ansible, request, tmp_path):
+    """The real knex through command (PostgreSQL): migrate:latest runs under our maintenance lock, its
+    connection (node-postgres) gets lock_timeout from PGOPTIONS, applied is the history difference (knex's
+    own rows, batch 1), the re-run changes nothing; the password given in environment is never in the output."""
+    knex = TOOLS_DIR / "node" / "node_modules" / ".bin" / "knex"
+    if not knex.exists():
+        pytest.skip("knex is not installed (%s): run scripts/install-conformance-tools.sh" % knex)
+    servers = request.getfixturevalue("servers")
+    server = servers["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    db = ServerDB(server, name)
+    mig = tmp_path / "migrations"
+    mig.mkdir()
+    (mig / "20240101000001_seen.js").write_text(
+        "exports.up = async (knex) => {\n"
+        "  const r = await knex.raw('SHOW lock_timeout');\n"
+        "  await knex.schema.createTable('seen', (t) => { t.string('lock_timeout'); });\n"
+        "  await knex('seen').insert({ lock_timeout: r.rows[0].lock_timeout });\n"
+        "};\nexports.down = async (knex) => knex.schema.dropTable('seen');\n")
+    (tmp_path / "knexfile.js").write_text(
+        "module.exports = { client: 'pg', connection: { host: process.env.H, port: +process.env.P, "
+        "user: process.env.U, password: process.env.APP_SECRET, database: process.env.D }, "
+        "migrations: { directory: %r } };\n" % str(mig))
+    i = server.info
+    args = dict(db.params, tool="knex", migrations_path=str(mig), create_table=True, lock_timeout=2.5,
+                command=[str(knex), "migrate:latest", "--knexfile", str(tmp_path / "knexfile.js")], chdir=str(tmp_path),
+                environment=dict(H=i["login_host"], P=str(i["login_port"]), U=i["login_user"],
+                                 APP_SECRET=i["login_password"], D=name,
+                                 NODE_PATH=str(TOOLS_DIR / "node" / "node_modules")))
+    res = run_tasks(ansible, [dict(name="up", module=APPLY, args=args), dict(name="again", module=APPLY, args=args)],
+                    output=True)
+    r = res["up"]
+    assert not r["failed"], r
+    assert [a["name"] for a in r["applied"]] == ["20240101000001_seen.js"] and r["pending"] == [], r
+    assert db.query("SELECT lock_timeout FROM seen") == [("2500ms",)]
+    assert db.query("SELECT name, batch FROM knex_migrations") == [("20240101000001_seen.js", 1)]
+    r = res["again"]
+    assert not r["failed"] and r["changed"] is False and r["applied"] == [], r
+    assert i["login_password"] not in res["_stdout"] + res["_stderr"]
