@@ -243,3 +243,13 @@ def test_deep_nesting_is_a_finding_not_a_crash(engine, deep):
     assert ("drop-table", 2) in rules
     errors = [f for f in out["findings"] if f["rule"] == "parse-error"]
     assert all("nested too deeply" in f["message"] for f in errors)
+
+
+@pytest.mark.parametrize("engine", ["mysql", "sqlite"])
+def test_an_explicit_null_column_is_not_a_not_null_column(engine):
+    # Prisma writes `ADD COLUMN ... NULL` for an optional field: sqlglot parses NULL as
+    # NotNullColumnConstraint(allow_null=True), which is not a NOT NULL without a default.
+    nullable = lint("ALTER TABLE t ADD COLUMN c varchar(191) NULL;\n", engine)
+    not_null = lint("ALTER TABLE t ADD COLUMN c varchar(191) NOT NULL;\n", engine)
+    assert "add-column-not-null-no-default" not in [r for _line, r in rules_of(nullable)]
+    assert "add-column-not-null-no-default" in [r for _line, r in rules_of(not_null)]

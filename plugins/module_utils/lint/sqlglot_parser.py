@@ -95,7 +95,10 @@ def _enum_values(datatype):
 def _column_def_facts(coldef, with_type=True):
     kinds = [type(c.args.get('kind')).__name__ for c in coldef.constraints or ()]
     kind = coldef.args.get('kind')
-    not_null = 'NotNullColumnConstraint' in kinds or 'PrimaryKeyColumnConstraint' in kinds
+    # an explicit NULL is sqlglot's NotNullColumnConstraint(allow_null=True): not a NOT NULL
+    not_null = 'PrimaryKeyColumnConstraint' in kinds or any(
+        isinstance(c.args.get('kind'), exp.NotNullColumnConstraint) and not c.args['kind'].args.get('allow_null')
+        for c in coldef.constraints or ())
     has_default = any(k in kinds for k in ('DefaultColumnConstraint', 'AutoIncrementColumnConstraint',
                                            'GeneratedAsIdentityColumnConstraint', 'ComputedColumnConstraint'))
     # Printing the type costs as much as parsing it: only for the statements that report it.
