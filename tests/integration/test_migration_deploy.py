@@ -273,3 +273,41 @@ def test_migration_deploy_fleet(ansible, fleet, tmp_path):
     [row] = report(tmp_path, "run2")["hosts"]
     assert row["outcome"] == "unchanged" and row["rehearsal"] == {"status": "not run"}, row
     assert history(dbs["deploy"], engine) == ["20260101000000", "20260102000000"]
+
+
+MAINTENANCE = PLAYBOOK.parent / "maintenance.yml"
+
+
+@pytest.mark.parametrize("fleet", ["sqlite"], indirect=True)
+def test_maintenance_playbook_deploys_with_dbops_migration_deploy(ansible, fleet, tmp_path):
+    """maintenance.yml with dbops_migration_deploy: the deploy is planned with the fix, runs after the schema fix
+    and the history repair on the backup maintenance.yml took, and a failure there is rolled back by
+    maintenance.yml's own rescue; a re-run with nothing pending changes nothing and takes no backup."""
+    engine, dbs = fleet["engine"], fleet["dbs"]
+    inv = inventory(fleet, ansible, tmp_path)
+    extra = {"dbops_migration_tool": "dbmate", "dbops_migration_deploy": True, "dbops_hosts": "deploy:production_fails",
+             "dbops_serial": "100%", "dbops_max_fail_percentage": 100, "dbops_report_dir": str(tmp_path / "reports"),
+             "dbops_report_run_id": "m1", "dbops_preflight_min_free_mb": 1,
+             "dbops_migration_deploy_create_table": True}
+    before = {case: (columns(db, engine), rows(db)) for case, db in dbs.items()}
+
+    r = ansible.playbook(MAINTENANCE, extra_vars=extra, inventory=inv)
+    out = r.stdout + r.stderr
+    assert r.rc == 2, out[-6000:]
+    rep = {h["host"]: h for h in report(tmp_path, "m1")["hosts"]}
+    assert set(rep) == {"deploy", "production_fails"}, rep.keys()
+    assert rep["deploy"]["outcome"] == "changed", rep["deploy"]
+    assert history(dbs["deploy"], engine) == ["20260101000000", "20260102000000"]
+    assert columns(dbs["deploy"], engine) == before["deploy"][0] + ["phone"]
+    assert len(backups(tmp_path, "deploy")) == 1
+    assert rep["production_fails"]["outcome"] == "rolled_back", rep["production_fails"]
+    assert (columns(dbs["production_fails"], engine), rows(dbs["production_fails"])) == before["production_fails"]
+    assert history(dbs["production_fails"], engine) is None
+
+    r = ansible.playbook(MAINTENANCE, extra_vars=dict(extra, dbops_hosts="deploy", dbops_report_run_id="m2"),
+                         inventory=inv)
+    assert r.rc == 0, (r.stdout + r.stderr)[-6000:]
+    assert recap(r.stdout, "deploy")["changed"] == 0, r.stdout[-6000:]
+    assert len(backups(tmp_path, "deploy")) == 1
+    [row] = report(tmp_path, "m2")["hosts"]
+    assert row["outcome"] == "unchanged", row
