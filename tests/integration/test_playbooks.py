@@ -62,3 +62,35 @@ def test_schema_fix_playbook_mariadb_duplicate_column_case(ansible, mysql_db):
     assert r.rc != 0 and recap(r)["failed"] == 1
     assert "exists with another definition" in r.stdout
     assert mysql_db.query("SHOW CREATE TABLE shipment_records") == before
+
+
+def test_schema_fix_playbook_indexes_and_constraints_postgresql(ansible, pg_db):
+    # seed 004's repair without a reset: the foreign key that drift removed comes back NOT VALID + VALIDATE, with
+    # the index it needs built CONCURRENTLY; check mode changes nothing, the re-run changes nothing.
+    pg_db.execute("CREATE TABLE users_sync (id int PRIMARY KEY)")
+    pg_db.execute("CREATE TABLE quotas (id int PRIMARY KEY, user_id int)")
+    pg_db.execute("INSERT INTO users_sync VALUES (1), (2)")
+    pg_db.execute("INSERT INTO quotas VALUES (10, 1), (11, 2)")
+    extra = dict(conn_vars(pg_db),
+                 dbops_indexes=[{"table": "quotas", "name": "quotas_user_id_idx", "columns": ["user_id"]}],
+                 dbops_constraints=[{"table": "quotas", "name": "quotas_user_id_fkey", "type": "foreign_key",
+                                     "columns": ["user_id"], "references": {"table": "users_sync", "columns": ["id"]},
+                                     "on_delete": "cascade"}])
+
+    def state():
+        return (pg_db.query("SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'quotas' ORDER BY 1"),
+                pg_db.query("SELECT conname::text, convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+                            "WHERE conrelid = 'quotas'::regclass AND contype = 'f'"))
+
+    before = state()
+    r = ansible.playbook(PLAYBOOK, extra_vars=extra, check=True, diff=True)
+    assert r.rc == 0 and recap(r)["changed"] == 2, r.stdout[-3000:]
+    assert "CREATE INDEX CONCURRENTLY" in r.stdout and "NOT VALID" in r.stdout, r.stdout[-3000:]
+    assert state() == before
+    r = ansible.playbook(PLAYBOOK, extra_vars=extra)
+    assert r.rc == 0 and recap(r)["changed"] == 2, r.stdout[-3000:]
+    indexes, fks = state()
+    assert [i[0] for i in indexes] == ["quotas_pkey", "quotas_user_id_idx"]
+    assert fks == [("quotas_user_id_fkey", True, "FOREIGN KEY (user_id) REFERENCES users_sync(id) ON DELETE CASCADE")]
+    r = ansible.playbook(PLAYBOOK, extra_vars=extra)
+    assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-3000:]
