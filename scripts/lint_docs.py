@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write migration_lint's rule documentation from its rule table: docs/lint/README.md (the rules table) and one
 page per rule, docs/lint/rules/<rule id>.md, with the rule's bad example and safe twin taken from the cases
 tests/integration/test_lint_rules.py runs (so every example in the docs is tested).
