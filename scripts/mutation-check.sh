@@ -34,7 +34,7 @@ trap 'exit 143' TERM
 # The mutations: name | what is disabled | file glob (under the copy) | regex | replacement | pytest args
 # (The table is read by the Python below; fields are separated by " || ".)
 cat > "$work/mutations.txt" <<'EOF'
-lock_timeout_not_set || PostgreSQL sessions get no lock_timeout || plugins/module_utils/engines/postgresql.py || (settings\[\s*'lock_timeout'\s*\]\s*=|set_config\(\s*'lock_timeout'|SET (?:SESSION )?lock_timeout\b) || <<lock_timeout>> || tests/integration/test_safety.py -k "pg and lock_timeout"
+lock_timeout_not_set || PostgreSQL sessions get no lock_timeout || plugins/module_utils/engines/postgresql/connection.py || (settings\[\s*'lock_timeout'\s*\]\s*=|set_config\(\s*'lock_timeout'|SET (?:SESSION )?lock_timeout\b) || <<lock_timeout>> || tests/integration/test_safety.py -k "pg and lock_timeout"
 lock_retries_ignored || lock_retries read as 0 everywhere || plugins/**/*.py || \b(?:self\.|module\.|ctx\.)*params(?:\.get\(\s*'lock_retries'[^)]*\)|\[\s*'lock_retries'\s*\]) || 0 || tests/integration/test_safety.py -k "retr"
 wait_for_lock_ignored || wait_for_lock read as 0 (fail at once) || plugins/**/*.py || \b(?:self\.|module\.|ctx\.)*params(?:\.get\(\s*'wait_for_lock'[^)]*\)|\[\s*'wait_for_lock'\s*\]) || 0 || tests/integration/test_safety.py -k "maintenance_lock or wait_for_lock"
 maintenance_lock_not_taken || acquire_maintenance_lock() does nothing || plugins/**/*.py || \b[\w.]+\.acquire_maintenance_lock\( || (lambda *_a, **_k: None)( || tests/integration/test_safety.py -k "maintenance_lock"

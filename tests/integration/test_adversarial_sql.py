@@ -295,7 +295,10 @@ def test_lint_bounds_and_baseline_input_through_ansible(ansible, sqlite_db, tmp_
                     + "DROP TABLE u;\n")
     cases = [
         ("too big file", dict(engine="sqlite", path=[str(big.parent)], max_file_size=1000, fail_on="never")),
-        ("dump", dict(engine="postgresql", path=[str(dump.parent)], fail_on="never")),
+        # the style rules of issue 13 (bigint keys, robust statements, statement_timeout) are not what this case
+        # is about: the line numbers after 60,000 lines of COPY data, and no finding inside it
+        ("dump", dict(engine="postgresql", path=[str(dump.parent)], fail_on="never",
+                      ignore=["prefer-robust-statements", "prefer-bigint", "missing-statement-timeout"])),
         ("big statement", dict(engine="mysql", sql="SELECT " + " + ".join(["1"] * 3000) + ";\nDROP TABLE x;",
                                max_statement_size=1000, fail_on="never")),
     ]
