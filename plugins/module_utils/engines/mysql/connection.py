@@ -290,10 +290,12 @@ class MysqlConnection:
             self._last_blockers = watcher.stop() if watcher is not None else []
             if not self._last_blockers and not self.metadata_locks_on():
                 # INNODB_TRX is a cache that the server refreshes only when nobody has read it for 0.1 s (any
-                # session: on a busy server it can be stale for longer): read it up to three times.
-                for _attempt in range(3):
+                # session: on a busy server it can be stale for longer): read it again, 0.15 s apart, for up to
+                # TRX_READ_FOR seconds (on a loaded machine three quick reads once all came back empty).
+                until = time.monotonic() + self.TRX_READ_FOR
+                while True:
                     self._last_blockers = self._trx_holders()
-                    if self._last_blockers:
+                    if self._last_blockers or time.monotonic() >= until:
                         break
             raise
         finally:
@@ -312,6 +314,7 @@ class MysqlConnection:
     # information_schema.INNODB_TRX is served from a cache that InnoDB refreshes only when it has not been read
     # for 0.1 s (trx0i_s: CACHE_MIN_IDLE_TIME_US); reading it again sooner returns the same, possibly stale, rows.
     TRX_CACHE_IDLE = 0.15
+    TRX_READ_FOR = 1.5
 
     def _trx_holders(self):
         pause = getattr(self, '_trx_read_at', 0.0) + self.TRX_CACHE_IDLE - time.monotonic()
