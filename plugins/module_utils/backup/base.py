@@ -117,6 +117,20 @@ class Tooling:
         """The dump tools a check-mode run reports (dict), or None."""
         return None
 
+    # --- db_backup's check-mode preflight (backup/preflight.py) ----------------------------------------------
+    def preflight_tools(self):
+        """(dump tool path, its version line, {restore tool: path}) of the real run; raises DbopsError for a
+        missing tool."""
+        raise NotImplementedError
+
+    def data_bytes(self, tables):
+        """Bytes of data a backup of `tables` (the selection's table dicts) holds, before space_factor."""
+        raise NotImplementedError
+
+    def compresses_itself(self, fmt):  # pylint: disable=unused-argument
+        """The dump tool compresses format `fmt` itself (no external compressor is needed)."""
+        return False
+
     # --- reading a restored or copied database ------------------------------------------------------------
     def tables_of(self, db, name):  # pylint: disable=unused-argument
         """The tables of the database `name`, open as the adapter `db` (list of dicts with name)."""

@@ -90,6 +90,19 @@ class MysqlTooling(Tooling):
             self.secret_dir = None
             self._defaults = None
 
+    def preflight_tools(self):
+        dump = self.tool('dump')
+        return dump, tool_version(dump, self.env()), {'client': self.tool('client')}
+
+    def data_bytes(self, tables):
+        names = [t['table'] for t in tables]
+        if not names:
+            return 0
+        row = self.db.fetchone(
+            'SELECT COALESCE(SUM(DATA_LENGTH), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %%s '
+            'AND TABLE_NAME IN (%s)' % ', '.join(['%s'] * len(names)), [self.params['database']] + names)
+        return int(row[0] or 0)
+
     def defaults_file(self):
         if self._defaults:
             return self._defaults

@@ -44,6 +44,23 @@ class PgTooling(Tooling):
         d, _major, line = self.bin_dir()
         return dict(pg_dump=dict(path=os.path.join(d, 'pg_dump'), version=line))
 
+    def preflight_tools(self):
+        d, _major, version = self.bin_dir()
+        return os.path.join(d, 'pg_dump'), version, {name: self.tool(name) for name in ('pg_restore', 'psql')}
+
+    def data_bytes(self, tables):
+        # pg_table_size(): heap and TOAST, no indexes (a dump holds index definitions, not index pages)
+        if not tables:
+            return 0
+        row = self.db.fetchone(
+            "SELECT COALESCE(sum(pg_table_size(format('%%I.%%I', s, t)::regclass)), 0)::bigint "
+            "FROM unnest(%s::text[], %s::text[]) AS x(s, t)",
+            [[t['schema'] for t in tables], [t['table'] for t in tables]])
+        return int(row[0] or 0)
+
+    def compresses_itself(self, fmt):
+        return fmt in (None, 'custom', 'directory')
+
     # --- environment and tools ------------------------------------------------------
     def env(self, database=None):
         info = self.db.conninfo()

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import find_tool, tool_version
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup.tools import find_tool
 
 
 def human(n):
@@ -50,51 +49,10 @@ def free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
-def source_bytes(engine, db, params, tables):
-    """Bytes of data the backup would hold (before the factor); tables: the selection's table dicts."""
-    if params.get('schema_only'):
-        return 0
-    if engine == 'sqlite':
-        path = os.path.abspath(os.path.expanduser(params['database']))
-        return sum(os.path.getsize(p) for p in (path, path + '-wal') if os.path.isfile(p))
-    if not tables:
-        return 0
-    if engine == 'postgresql':
-        row = db.fetchone(
-            "SELECT COALESCE(sum(pg_table_size(format('%%I.%%I', s, t)::regclass)), 0)::bigint "
-            "FROM unnest(%s::text[], %s::text[]) AS x(s, t)",
-            [[t['schema'] for t in tables], [t['table'] for t in tables]])
-        return int(row[0] or 0)
-    names = [t['table'] for t in tables]
-    row = db.fetchone(
-        'SELECT COALESCE(SUM(DATA_LENGTH), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %%s '
-        'AND TABLE_NAME IN (%s)' % ', '.join(['%s'] * len(names)), [params['database']] + names)
-    return int(row[0] or 0)
-
-
-def _tools(engine, tools, problems):
-    """(dump tool path, its version line, {restore tool: path}) of the real run; what is missing goes to problems."""
-    if engine == 'sqlite':
-        return 'sqlite3 (online backup API)', 'SQLite %s' % sqlite3.sqlite_version, {}
-    dump, version, restore = '', '', {}
-    try:
-        if engine == 'postgresql':
-            d, _major, version = tools.bin_dir()
-            dump = os.path.join(d, 'pg_dump')
-            for name in ('pg_restore', 'psql'):
-                restore[name] = tools.tool(name)
-        else:
-            dump = tools.tool('dump')
-            version = tool_version(dump, tools.env())
-            restore['client'] = tools.tool('client')
-    except DbopsError as e:
-        problems.append(str(e))
-    return dump, version, restore
-
-
-def compressor_problem(engine, fmt, compression, tool_path):
-    """The compressor the pipeline needs (not pg_dump's own compression of custom/directory): missing = a problem."""
-    if compression in (None, 'none') or (engine == 'postgresql' and fmt in (None, 'custom', 'directory')):
+def compressor_problem(tools, fmt, compression, tool_path):
+    """The compressor the pipeline needs (not the dump tool's own, e.g. pg_dump's of custom/directory): missing =
+    a problem."""
+    if compression in (None, 'none') or tools.compresses_itself(fmt):
         return None
     if find_tool(compression, tool_path):
         return None
@@ -103,11 +61,10 @@ def compressor_problem(engine, fmt, compression, tool_path):
             % (compression, ' in tool_path %s' % tool_path if tool_path else '', compression))
 
 
-def preflight(module, db, tools):
+def preflight(module, db, tools):  # pylint: disable=unused-argument
     """The preflight dict (ok, tool, tool_version, restore_tools, dest, checked_path, free_bytes, source_bytes,
     space_factor, min_free, estimated_bytes, needed_bytes, problems)."""
     p = module.params
-    engine = p['engine']
     problems = []
     dest = os.path.abspath(os.path.expanduser(p['dest']))
     factor = p.get('space_factor')
@@ -115,12 +72,16 @@ def preflight(module, db, tools):
     min_free = int(p.get('min_free') or 0)
     if factor < 0 or min_free < 0:
         raise DbopsError('space_factor and min_free must be 0 or more.')
-    dump, version, restore = _tools(engine, tools, problems)
-    problem = compressor_problem(engine, p.get('format'), p.get('compression'), p.get('tool_path'))
+    dump, version, restore = '', '', {}
+    try:
+        dump, version, restore = tools.preflight_tools()
+    except DbopsError as e:
+        problems.append(str(e))
+    problem = compressor_problem(tools, p.get('format'), p.get('compression'), p.get('tool_path'))
     if problem:
         problems.append(problem)
-    tables = [] if engine == 'sqlite' else tools.select_tables(p.get('tables'), p.get('exclude_tables'))['tables']
-    data = source_bytes(engine, db, p, tables)
+    tables = [] if tools.whole_file else tools.select_tables(p.get('tables'), p.get('exclude_tables'))['tables']
+    data = 0 if p.get('schema_only') else tools.data_bytes(tables)
     estimated = int(math.ceil(data * factor))
     needed = estimated + min_free
     checked = existing_parent(dest)

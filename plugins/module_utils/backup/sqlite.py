@@ -120,6 +120,14 @@ class SqliteTooling(Tooling):
     def default_format(self):
         return 'sqlite'
 
+    def preflight_tools(self):
+        return 'sqlite3 (online backup API)', 'SQLite %s' % sqlite3.sqlite_version, {}
+
+    def data_bytes(self, tables):  # pylint: disable=unused-argument
+        # the backup is a copy of the database file (and what its WAL holds)
+        path = self.source_identity()
+        return sum(os.path.getsize(p) for p in (path, path + '-wal') if os.path.isfile(p))
+
     def all_tables(self, db=None):
         conn = (db or self.db).conn
         names = tables_of(conn)
