@@ -26,6 +26,8 @@ plugins/doc_fragments/connection.py.
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import traceback
 from collections.abc import Mapping
 
@@ -244,6 +246,19 @@ def unexpected(module, error, queries=None, context=''):
                      queries=list(queries or []), exception=module.redact(traceback.format_exc()))
 
 
+def _fail_unreadable_option(argument_spec, error):
+    """ansible-core 2.16 raises from its own argument validation (_list_no_log_values: check_type_dict of a
+    suboption element that is no dictionary, e.g. queries='a=b c'): no AnsibleModule exists yet, so the failure
+    is written as AnsibleModule.fail_json() would write it. Nothing of the task's values is quoted (they may hold
+    secrets), only the options that take dictionaries and the parser's own words."""
+    names = sorted(name for name, spec in argument_spec.items() if spec.get('options'))
+    print(json.dumps(dict(failed=True, msg=(
+        'An option could not be read: %s. Options that take dictionaries (%s) need each element as a YAML mapping, '
+        'or as a "key=value key2=value2" string in which every word is a key=value pair: check those options of the '
+        'task for a stray word or space.' % (error, ', '.join(names) or 'none')))))
+    sys.exit(1)
+
+
 def run_module(argument_spec, work, validate=None, connect=True, maintenance_lock=None, **module_kwargs):
     """The boundary of every module: spec, validation, database, result, errors.
 
@@ -255,7 +270,12 @@ def run_module(argument_spec, work, validate=None, connect=True, maintenance_loc
     AnsibleModule (mutually_exclusive, required_if, ...).
     """
     module_kwargs.setdefault('supports_check_mode', True)
-    module = DbopsModule(argument_spec=argument_spec, **module_kwargs)
+    try:
+        module = DbopsModule(argument_spec=argument_spec, **module_kwargs)
+    except (TypeError, ValueError) as e:
+        if '_list_no_log_values' not in traceback.format_exc():
+            raise
+        _fail_unreadable_option(argument_spec, e)
     outcome = None
     try:
         if validate is not None:

@@ -137,3 +137,17 @@ def test_maintenance_playbook_once(ansible, servers, tmp_path):
         assert p["login_password"] not in result.stdout + result.stderr
     finally:
         server.drop_database(db.name)
+
+
+def test_a_list_of_dicts_option_that_does_not_parse_fails_cleanly(ansible, tmp_path):
+    """queries='a=b c' (an element that is no dictionary): ansible-core 2.16 raised ValueError from its own
+    argument validation (a MODULE FAILURE traceback); every supported core must give a clean message that says
+    what to fix, and never the password (run here with -vvvv, on 2.19 and, in the core-2.16 stage, on 2.16)."""
+    marker = "Pw" + "7f3c9e1a5b2d4680"
+    args = dict(engine="sqlite", database=str(tmp_path / "none.sqlite3"), login_password=marker, queries="a=b c")
+    r = ansible.run("dbops.maintenance.db_verify", args, expect_failure=True, verbosity=4)
+    out = r.stdout + r.stderr
+    assert "MODULE FAILURE" not in out and "Traceback" not in r["msg"], out[-3000:]
+    assert "key=value" in r["msg"], r["msg"]
+    assert marker not in out, "the password was printed"
+    assert not (tmp_path / "none.sqlite3").exists()
