@@ -28,6 +28,13 @@ BACKUP = "dbops.maintenance.db_backup"
 GATE_LIMIT = 1200   # iterations of 0.1 s a gated fake tool waits for its flag at most (a broken test ends)
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def make_tool_dir(base, scripts, links=()):
     d = os.path.join(str(base), "tools-%s" % secrets.token_hex(3))
     os.mkdir(d)

@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 
+import pytest
+
 from test_db_backup import fingerprint, mountpoint, seed  # noqa: F401  pylint: disable=unused-import
 from test_db_restore import (  # noqa: F401  pylint: disable=unused-import
     RESTORE, batch, databases_like, like_escape, maria_db, maria_objects, maria_seed_objects, pg16_db, pg_dress,
@@ -22,6 +24,13 @@ from test_db_restore import (  # noqa: F401  pylint: disable=unused-import
 )
 
 SECRET = "TOPSECRET-first-line-of-a-root-only-file"
+
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
 
 
 def variant(src_manifest, where, change=None, truncate=False):

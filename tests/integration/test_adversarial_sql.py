@@ -24,6 +24,13 @@ DV = "dbops.maintenance.db_verify"
 DEEP = "(" * 100000 + "1" + ")" * 100000
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def tasks_of(db, module, cases):
     """cases: [(name, args, check)] -> run_tasks entries with the connection options, strings not templated."""
     return [dict(name=name, module=module, args=_mark_unsafe({**db.params, **args}), check=check)

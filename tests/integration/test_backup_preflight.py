@@ -19,6 +19,13 @@ BACKUP = "dbops.maintenance.db_backup"
 HUGE = 1 << 62  # bytes: more than any file system
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 @pytest.fixture
 def engine_db(request, servers):
     engine = request.node.callspec.params["engine"]

@@ -68,6 +68,13 @@ FILES = {
 }
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 # ------------------------------------------------------------------------------------ snapshots
 def _connect(spec):
     if spec["engine"] == "sqlite":

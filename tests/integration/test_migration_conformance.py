@@ -22,6 +22,13 @@ NODE_BIN = TOOLS_DIR / "node" / "node_modules" / ".bin"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "migrations"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def need(path, what):
     if not Path(path).exists():
         pytest.skip("%s is not installed (%s missing): run scripts/install-conformance-tools.sh" % (what, path))
