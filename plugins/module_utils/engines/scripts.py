@@ -15,6 +15,10 @@ statement log and its lock-retry loop (``with_lock_retries``) are used; nothing 
   without: each piece commits on its own). A lock timeout rolls back and retries the whole transaction
   (``db.with_lock_retries``) when nothing of it can have stayed: an explicit transaction, a single
   PostgreSQL query (implicit transaction), or the first statement of a non-transactional script.
+  On PostgreSQL a transaction costs two round trips, not four: BEGIN is sent with its first statement and
+  COMMIT with its history statements (one simple-protocol query each, run by the server statement after
+  statement in the transaction block the BEGIN opened; dbmate's lib/pq takes five: BEGIN, the script,
+  the INSERT's Parse and its Bind/Execute, COMMIT).
   Any other error raises ScriptFailed(statement, error, ran) with the statements that did run.
 """
 
@@ -153,6 +157,16 @@ class _Postgres(_Engine):
     def commit(self):
         self.conn.execute('COMMIT')
 
+    # one round trip where the tools take two: BEGIN goes with the transaction's first statement and
+    # COMMIT with its history statements, in one simple-protocol query each. The server runs such a query
+    # statement after statement, and a BEGIN in it opens the transaction block the rest runs in, as the
+    # tool's separate BEGIN does; an error skips the rest of the query (so no COMMIT after a failure).
+    def begin_with(self, statement):
+        self.run('BEGIN;\n' + statement)
+
+    def commit_with(self, statements):
+        self.run(';\n'.join(list(statements) + ['COMMIT']))
+
     def rollback(self):
         try:
             self.conn.execute('ROLLBACK')
@@ -256,15 +270,30 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
             statement = None
             with eng.watching():
                 try:
-                    eng.begin()
-                    for statement in before_sql + list(pieces):
-                        eng.run(statement)
-                        ran.append(statement)
-                    for statement in inside_sql():
-                        eng.run(statement)
-                        ran.append(statement)
-                    statement = 'COMMIT'
-                    eng.commit()
+                    if hasattr(eng, 'begin_with'):
+                        first = before_sql + list(pieces)
+                        for n, statement in enumerate(first):
+                            if n == 0:
+                                eng.begin_with(statement)
+                            else:
+                                eng.run(statement)
+                            ran.append(statement)
+                        if not first:
+                            eng.begin()
+                        inside = list(inside_sql())
+                        statement = ';\n'.join(inside + ['COMMIT'])
+                        eng.commit_with(inside)
+                        ran.extend(inside)
+                    else:
+                        eng.begin()
+                        for statement in before_sql + list(pieces):
+                            eng.run(statement)
+                            ran.append(statement)
+                        for statement in inside_sql():
+                            eng.run(statement)
+                            ran.append(statement)
+                        statement = 'COMMIT'
+                        eng.commit()
                 except LockTimeout:
                     eng.rollback()
                     raise
