@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import operator
 import os
-import queue
 import random
 import threading
 import time
@@ -454,10 +453,10 @@ class BlockerWatcher:
     if the statement still runs after `delay` seconds, so quick statements cost nothing. poll()
     returning None means the engine cannot tell: the watcher stops.
 
-    The watch runs on a reused daemon thread (_WatchThread): start() hands it over without waiting for
-    a thread to start, and stop() waits only for a poll under way. A quick statement costs a queue put
-    and two lock operations, not a thread start (migration_apply runs thousands of statements: one
-    thread per statement was a third of its time on a loaded machine)."""
+    The watch runs on a reused daemon thread (_WatchThread) that is not woken by a statement that ends
+    before its delay: start() and stop() are a few lock operations, no thread start or switch
+    (migration_apply runs thousands of short statements; a thread per statement, and two wake-ups of
+    it, were a third of its time on a loaded machine)."""
 
     def __init__(self, poll, delay, interval=0.05):
         self.poll = poll
@@ -468,10 +467,10 @@ class BlockerWatcher:
         self._done = threading.Event()
         self._state = threading.Lock()
         self._polling = False
-        self._t0 = None
+        self.due = None
 
     def start(self):
-        self._t0 = time.monotonic()
+        self.due = time.monotonic() + self.delay
         _WatchThread.submit(self)
         return self
 
@@ -486,9 +485,8 @@ class BlockerWatcher:
             self._done.wait(timeout=5)
         return self.blockers
 
-    def _run(self):
-        if self._stop.wait(max(0.0, self._t0 + self.delay - time.monotonic())):
-            return
+    def watch(self):
+        """On the watch thread, once `delay` has passed: poll until stopped."""
         with self._state:
             if self._stop.is_set():
                 return
@@ -508,33 +506,58 @@ class BlockerWatcher:
 
 
 class _WatchThread:
-    """A daemon thread that runs BlockerWatchers one after the other. A thread is reused only when the
-    last watcher given to it is stopped (so every watcher queued before it is stopped too, and is skipped
-    at once): concurrent watches each get a thread of their own."""
+    """A daemon thread watching one BlockerWatcher at a time. It sleeps until the watcher's delay has
+    passed and is woken only when it had nothing to watch: a watcher stopped before its delay (the
+    usual, quick statement) is replaced by the next one without waking the thread, which finds the
+    newest watcher when it wakes. A thread busy polling a running watcher is not given another one:
+    concurrent watches get threads of their own."""
 
     _lock = threading.Lock()
     _threads = []
 
     def __init__(self):
-        self.jobs = queue.SimpleQueue()
-        self.last = None
+        self.cond = threading.Condition()
+        self.current = None
+        self.idle = False
+        self.polling = False
         threading.Thread(target=self._loop, daemon=True).start()
+
+    def free(self):
+        return not self.polling and (self.current is None or self.current.stopped())
 
     @classmethod
     def submit(cls, watcher):
         with cls._lock:
-            worker = next((w for w in cls._threads if w.last is None or w.last.stopped()), None)
+            worker = next((w for w in cls._threads if w.free()), None)
             if worker is None:
                 worker = cls()
                 cls._threads.append(worker)
-            worker.last = watcher
-        worker.jobs.put(watcher)
+            with worker.cond:
+                worker.current = watcher
+                if worker.idle:
+                    worker.cond.notify()
 
     def _loop(self):
         while True:
-            watcher = self.jobs.get()
-            if not watcher.stopped():
-                watcher._run()  # pylint: disable=protected-access
+            with self.cond:
+                while True:
+                    watcher = self.current
+                    if watcher is None or watcher.stopped():
+                        self.current = None
+                        self.idle = True
+                        self.cond.wait()
+                        self.idle = False
+                        continue
+                    left = watcher.due - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+                self.polling = True
+            try:
+                watcher.watch()
+            finally:
+                with _WatchThread._lock:
+                    self.polling = False
 
 
 # --- blockers: bookkeeping and redaction ------------------------------------------------------

@@ -28,23 +28,19 @@ import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, LockTimeout
 
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-    HAS_PSYCOPG = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_PSYCOPG = False
-try:
-    import pymysql
-    HAS_PYMYSQL = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_PYMYSQL = False
-try:
-    from sqlglot.dialects.dialect import Dialect as _Dialect
-    from sqlglot.tokens import TokenType as _TokenType
-    HAS_SQLGLOT = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_SQLGLOT = False
+# The drivers and sqlglot are imported when an engine needs them (a PostgreSQL run does not pay for sqlglot's
+# or PyMySQL's import, a SQLite run for neither driver's): migration_apply's fixed cost is part of its time.
+
+
+def _mysql_lexer():
+    """(sqlglot's MySQL dialect, TokenType), or None without sqlglot."""
+    try:
+        from sqlglot.dialects.dialect import Dialect
+        from sqlglot.tokens import TokenType
+    except ImportError:  # pragma: no cover - depends on the managed host
+        return None
+    return Dialect.get_or_raise('mysql'), TokenType
+
 
 # MySQL/MariaDB: ER_LOCK_WAIT_TIMEOUT (lock_wait_timeout / innodb_lock_wait_timeout)
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
@@ -66,8 +62,8 @@ class ScriptFailed(Exception):
         self.lock_timeout = lock_timeout
 
 
-def _meaningful_mysql(text):
-    return bool(HAS_SQLGLOT and _Dialect.get_or_raise('mysql').tokenize(text))
+def _meaningful_mysql(text, lexer):
+    return bool(lexer[0].tokenize(text))
 
 
 def split(text, engine):
@@ -75,18 +71,19 @@ def split(text, engine):
     if engine == 'postgresql':
         return [text] if text.strip() else []
     if engine == 'mysql':
-        if not HAS_SQLGLOT:
+        lexer = _mysql_lexer()
+        if lexer is None:
             raise DbopsError('Splitting a MySQL migration into statements needs sqlglot (pip install sqlglot).')
-        tokens = _Dialect.get_or_raise('mysql').tokenize(text)
+        tokens = lexer[0].tokenize(text)
         out, start = [], 0
         for tok in tokens:
-            if tok.token_type == _TokenType.SEMICOLON:
+            if tok.token_type == lexer[1].SEMICOLON:
                 piece = text[start:tok.start]
                 if piece.strip():
                     out.append(piece.strip())
                 start = tok.end + 1
         rest = text[start:]
-        if rest.strip() and _meaningful_mysql(rest):
+        if rest.strip() and _meaningful_mysql(rest, lexer):
             out.append(rest.strip())
         return out
     # sqlite: a statement ends at a ';' that sqlite3.complete_statement accepts (so triggers stay whole)
@@ -139,14 +136,20 @@ class _Engine:
 
 
 class _Postgres(_Engine):
+    def __init__(self, db):
+        super().__init__(db)
+        import psycopg
+        self.error = psycopg.Error
+        self.lock_not_available = psycopg.errors.LockNotAvailable
+
     def run(self, statement):
         try:
             # no parameters: psycopg sends the simple query protocol, so a whole script is one query,
             # as lib/pq, pgx (exec mode simple), node-postgres and quaint send a migration file
             self.conn.execute(statement)
-        except pg_errors.LockNotAvailable as e:
+        except self.lock_not_available as e:
             raise LockTimeout(str(e).strip())
-        except psycopg.Error as e:
+        except self.error as e:
             position = getattr(getattr(e, 'diag', None), 'statement_position', None)
             raise _Failed('%s%s' % (str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''),
                           statement=statement_at(statement, position))
@@ -170,16 +173,21 @@ class _Postgres(_Engine):
     def rollback(self):
         try:
             self.conn.execute('ROLLBACK')
-        except psycopg.Error:
+        except self.error:
             pass
 
 
 class _Mysql(_Engine):
+    def __init__(self, db):
+        super().__init__(db)
+        import pymysql
+        self.error = pymysql.MySQLError
+
     def run(self, statement):
         try:
             with self.conn.cursor() as cur:
                 cur.execute(statement)
-        except pymysql.MySQLError as e:
+        except self.error as e:
             code = e.args[0] if e.args else None
             if code == MYSQL_LOCK_WAIT_TIMEOUT:
                 raise LockTimeout(str(e))
@@ -191,13 +199,13 @@ class _Mysql(_Engine):
     def commit(self):
         try:
             self.conn.commit()
-        except pymysql.MySQLError as e:
+        except self.error as e:
             raise _Failed(str(e))
 
     def rollback(self):
         try:
             self.conn.rollback()
-        except pymysql.MySQLError:
+        except self.error:
             pass
 
 
