@@ -13,6 +13,13 @@ from test_migration_apply import bad, make_db, ok
 APPLY = "dbops.maintenance.migration_apply"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def q(engine, name):
     return "`%s`" % name.replace("`", "``") if engine == "mysql" else '"%s"' % name.replace('"', '""')
 
