@@ -221,7 +221,7 @@ failed_migration:
   type: dict
 plan:
   description: Native apply - per pending migration the exact statements, in order, whether it runs in a
-    transaction and how. A run (not check mode) returns what it ran instead (O(applied), O(queries)).
+    transaction and how. A run (not check mode) returns what it ran instead (RV(applied), RV(queries)).
   returned: native apply, check mode
   type: list
   elements: dict
