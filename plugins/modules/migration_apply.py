@@ -19,8 +19,8 @@ description:
   - "Refuses, running nothing, a history that is failed, dirty, unknown or modified: the message has the
     migration_status summary and the M(dbops.maintenance.migration_resolve) step that fixes it."
   - "Safety as in the other modules: the collection's maintenance lock for the whole run; the tool's own
-    migration lock where it has one (Prisma C(pg_advisory_lock(72707369)) / C(GET_LOCK('prisma_migrate')),
-    golang-migrate's and sqlx's advisory locks on PostgreSQL), taken with a bounded wait (O(wait_for_lock)), so an application container
+    migration lock where it has one (the lock column of the tool x engine table below), taken with a bounded
+    wait (O(wait_for_lock); refused, nothing run, when it is still held), so an application container
     migrating at start-up cannot interleave with the run; O(lock_timeout) on every statement (PostgreSQL
     C(lock_timeout), MySQL C(lock_wait_timeout)/C(innodb_lock_wait_timeout), SQLite busy timeout); a migration
     that can be rolled back whole (an explicit transaction, or one PostgreSQL query) and hits it is rolled
@@ -72,6 +72,25 @@ description:
     nothing, on all three; sqlx: nothing / the success = false row when a DDL statement had committed /
     nothing; flyway: nothing / a success = false row / nothing. Each cell is tested
     (tests/integration/test_migration_apply.py)."
+  - "Tool x engine, the tool's own migration lock, taken before the first migration and held until the last
+    (PostgreSQL / MySQL-MariaDB / SQLite) - prisma: C(pg_advisory_lock(72707369)) / C(GET_LOCK('prisma_migrate'))
+    / none; golang-migrate: C(pg_advisory_lock) of its C(GenerateAdvisoryLockId(database, schema, table)) /
+    C(GET_LOCK) of the id of C(database:table) / none; sqlx: C(pg_advisory_lock(0x3d32ad9e * crc32(database)))
+    / C(GET_LOCK) of the same number in lower-case hex / none; flyway: advisory lock C(0x466C79776179)
+    (\"Flyway\") + the Java C(hashCode) of the quoted C(\"schema\".\"table\") (Flyway takes it with
+    C(pg_try_advisory_xact_lock) by default) / C(GET_LOCK('Flyway-<hashCode of `database`.`table`>')) / none;
+    goose: C(pg_try_advisory_lock(5887940537704921958)) / none / none - goose's session locker is OFF by
+    default (only an application that builds its goose Provider with C(WithSessionLocker) takes it; the goose
+    CLI never does), we take it anyway so such an application cannot interleave; dbmate: none (dbmate takes
+    no lock). Each lock is tested held by another session (refused after O(wait_for_lock), taken once
+    released; tests/integration/test_migration_apply_safety.py)."
+  - "Work per migration, compared with the tools: on PostgreSQL one round trip sends BEGIN with the
+    migration's first statement and one sends its history statements with COMMIT (dbmate's lib/pq makes about
+    eight: BEGIN, the script, current_schema(), quote_ident, the INSERT's parse and execute, COMMIT); on
+    SQLite, for dbmate and golang-migrate, the connection runs with C(PRAGMA synchronous = NORMAL) during
+    the migrations, as their driver (mattn/go-sqlite3) sets it on every connection, so each commit syncs as
+    often as theirs (a process crash leaves each migration committed with its history row or not at all,
+    as with the tools; the power-loss margin is SQLite's for NORMAL). Measured in bench/migration_apply_bench.py."
   - Code-migration tools through O(command) - on PostgreSQL, O(lock_timeout) (and O(statement_timeout)) reach
     the tool's connection through C(PGOPTIONS) where its driver honours it (libpq-based drivers such as psycopg2
     and psycopg, and node-postgres with C(pg) 8; not asyncpg, pg8000 or JDBC). MySQL has no such variable.
@@ -202,8 +221,8 @@ failed_migration:
   type: dict
 plan:
   description: Native apply - per pending migration the exact statements, in order, whether it runs in a
-    transaction and how.
-  returned: native apply
+    transaction and how. A run (not check mode) returns what it ran instead (RV(applied), RV(queries)).
+  returned: native apply, check mode
   type: list
   elements: dict
 status:

@@ -18,6 +18,13 @@ STATUS = "dbops.maintenance.migration_status"
 NATIVE = ["prisma", "dbmate", "golang-migrate", "goose", "sqlx", "flyway"]
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def mig_id(tool, n):
     return {"prisma": "2025010100000%d_m%d" % (n, n), "dbmate": "2024010100000%d" % n, "sqlx": "2024010100000%d" % n,
             }.get(tool, str(n))

@@ -21,6 +21,13 @@ TOOLS_DIR = Path(os.environ.get("DBOPS_CONFORMANCE_DIR", REPO / "build" / "confo
 DBMATE = TOOLS_DIR / "node" / "node_modules" / ".bin" / "dbmate"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 def sh(cmd, ok=True, env=None):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=dict(os.environ, **(env or {})))
     if ok and p.returncode != 0:

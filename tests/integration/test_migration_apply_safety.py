@@ -22,6 +22,13 @@ TOOLS_DIR = Path(os.environ.get("DBOPS_CONFORMANCE_DIR", REPO / "build" / "confo
 VENV = TOOLS_DIR / "venv" / "bin"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 @pytest.fixture(params=["pg16", "mariadb"])
 def sdb(request):
     servers = request.getfixturevalue("servers")
@@ -320,3 +327,116 @@ def test_knex_command_pgoptions_reach_node_postgres(ansible, request, tmp_path):
     r = res["again"]
     assert not r["failed"] and r["changed"] is False and r["applied"] == [], r
     assert i["login_password"] not in res["_stdout"] + res["_stderr"]
+
+
+# --- the tools' own migration locks: sqlx (MySQL), Flyway, goose --------------------------------------------
+
+def java_hash(text):
+    """java.lang.String.hashCode, written again here (not imported from the module under test)."""
+    h = 0
+    for unit in [int.from_bytes(text.encode("utf-16-be")[i:i + 2], "big") for i in range(0, 2 * len(text), 2)]:
+        h = (h * 31 + unit) % 2 ** 32
+    return h - 2 ** 32 if h >= 2 ** 31 else h
+
+
+def golden_lock(tool, engine, database):
+    """The lock each tool takes, from its source: (statement holding it in another session, what our message names)."""
+    import zlib
+    if tool == "sqlx":  # sqlx-<engine>/src/migrate.rs generate_lock_id: 0x3d32ad9e * crc32(database)
+        key = 0x3d32ad9e * zlib.crc32(database.encode())
+        if engine == "postgresql":
+            return "SELECT pg_advisory_lock(%d)" % key, str(key)
+        return "SELECT GET_LOCK('%x', 0)" % key, "%x" % key
+    if tool == "flyway":  # PostgreSQLAdvisoryLockTemplate / MySQLNamedLockTemplate: Table.toString().hashCode()
+        if engine == "postgresql":
+            key = 0x466C79776179 + java_hash('"public"."flyway_schema_history"')
+            # Flyway's default (postgresql.transactional.lock): the transaction-level lock
+            return "SELECT pg_advisory_xact_lock(%d)" % key, str(key)
+        name = "Flyway-%d" % java_hash("`%s`.`flyway_schema_history`" % database)
+        return "SELECT GET_LOCK('%s', 0)" % name, name
+    # goose lock.DefaultLockID (the session locker, off by default in goose)
+    return "SELECT pg_advisory_lock(5887940537704921958)", "5887940537704921958"
+
+
+LOCK_CASES = {"pg16": ["sqlx", "flyway", "goose"], "mariadb": ["sqlx", "flyway"]}
+HISTORY = {"sqlx": "_sqlx_migrations", "flyway": "flyway_schema_history", "goose": "goose_db_version"}
+
+
+def write_one(tool, path):
+    path.mkdir()
+    if tool == "sqlx":
+        (path / "20240101000001_lockcheck.sql").write_text("CREATE TABLE lockcheck (id int);\n")
+    elif tool == "flyway":
+        (path / "V1__lockcheck.sql").write_text("CREATE TABLE lockcheck (id int);\n")
+    else:
+        (path / "00001_lockcheck.sql").write_text("-- +goose Up\nCREATE TABLE lockcheck (id int);\n-- +goose Down\n"
+                                                  "DROP TABLE lockcheck;\n")
+
+
+def table_exists(db, table):
+    if db.engine == "postgresql":
+        return db.query("SELECT to_regclass(%s) IS NOT NULL", [table])[0][0]
+    return db.query("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                    "AND TABLE_NAME = %s", [table])[0][0] == 1
+
+
+@pytest.mark.parametrize("server_name", ["pg16", "mariadb"])
+def test_tool_locks_sqlx_flyway_goose(ansible, request, tmp_path, server_name):
+    """Another session holds the tool's own migration lock (the name/number derived from the tool's source,
+    computed again here): migration_apply refuses clearly, naming the lock, after a bounded wait (it returns while
+    the lock is still held), and nothing ran (no history table, no schema change). With the lock released
+    while migration_apply is waiting for it (wait_for_lock), it takes the lock and applies."""
+    servers = request.getfixturevalue("servers")
+    if server_name not in servers:
+        pytest.skip("%s not started" % server_name)
+    server = servers[server_name]
+    cases = {}
+    for tool in LOCK_CASES[server_name]:
+        name = server.create_database()
+        request.addfinalizer(lambda name=name: server.drop_database(name))
+        db = ServerDB(server, name)
+        path = tmp_path / tool
+        write_one(tool, path)
+        hold, needle = golden_lock(tool, db.engine, name)
+        cases[tool] = dict(db=db, args=dict(db.params, tool=tool, migrations_path=str(path), create_table=True),
+                           hold=hold, needle=needle)
+    holders = {tool: hold_transaction(c["db"], [c["hold"]])[0] for tool, c in cases.items()}
+    try:
+        tasks = [dict(name=tool, module=APPLY, args=dict(c["args"], wait_for_lock=0)) for tool, c in cases.items()]
+        tasks.append(dict(name="sqlx:bounded", module=APPLY, args=dict(cases["sqlx"]["args"], wait_for_lock=1)))
+        refused = run_tasks(ansible, tasks)
+        untouched = {tool: not table_exists(c["db"], HISTORY[tool]) and not table_exists(c["db"], "lockcheck")
+                     for tool, c in cases.items()}
+        waited = None
+        if server_name == "pg16":
+            # the release comes while a run waits for Flyway's lock: seen asking for it, then the holder lets go
+            c = cases["flyway"]
+            run = ModuleRun(ansible, APPLY, dict(c["args"], wait_for_lock=120))
+            run.start()
+            asking = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND query LIKE 'SELECT pg_try_advisory_lock(%'")
+            assert wait_for(lambda: c["db"].query(asking)[0][0] >= 1, run, "migration_apply asking for the lock")
+            assert not run.done.is_set(), run.result
+            holders.pop("flyway").rollback()  # the transaction-level lock goes with the transaction
+            waited = run.wait()
+    finally:
+        for conn in holders.values():
+            try:
+                conn.rollback()
+            finally:
+                conn.close()
+    for tool, c in cases.items():
+        r = refused[tool]
+        assert r["failed"] and "own lock is held by another session" in r["msg"] and c["needle"] in r["msg"], (tool, r)
+        assert "Nothing was run" in r["msg"] and not r.get("applied"), r
+        assert untouched[tool], "%s: the history table or the migration's table exists after the refusal" % tool
+    r = refused["sqlx:bounded"]
+    assert r["failed"] and "wait_for_lock" in r["msg"] and cases["sqlx"]["needle"] in r["msg"], r
+    if waited is not None:
+        assert not waited["failed"], waited
+        assert [a["file"] for a in waited["applied"]] == ["V1__lockcheck.sql"], waited
+        assert table_exists(cases["flyway"]["db"], "lockcheck")
+    again = run_tasks(ansible, [dict(name=t, module=APPLY, args=dict(c["args"], wait_for_lock=0))
+                                for t, c in cases.items() if waited is None or t != "flyway"])
+    for tool in again:
+        assert not again[tool]["failed"] and len(again[tool]["applied"]) == 1, (tool, again[tool])

@@ -17,11 +17,10 @@ try:
     HAS_PGLAST = True
 except ImportError:  # pragma: no cover - depends on the managed host
     HAS_PGLAST = False
-try:
-    from sqlglot.dialects.mysql import MySQL as _SqlglotMySQL
-    from sqlglot.errors import TokenError as _SqlglotTokenError
-    HAS_SQLGLOT = True
-except ImportError:  # pragma: no cover - depends on the managed host
+try:  # sqlglot is imported when a MySQL query is redacted (a PostgreSQL run does not pay for its import)
+    import importlib.util
+    HAS_SQLGLOT = importlib.util.find_spec('sqlglot') is not None
+except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
     HAS_SQLGLOT = False
 
 # Longest blocker query (after redaction) that reaches the output.
@@ -73,9 +72,11 @@ def _redact_pg(text):
 
 
 def _redact_mysql(text):
+    from sqlglot.dialects.mysql import MySQL
+    from sqlglot.errors import TokenError
     try:
-        tokens = _SqlglotMySQL().tokenize(text)
-    except _SqlglotTokenError:
+        tokens = MySQL().tokenize(text)
+    except TokenError:
         # Unterminated string (the server cut the text): scan only what comes before it.
         return _cut_at_first_literal(text, '?')
     spans = [(t.start, t.end + 1) for t in tokens if t.token_type.name in _MYSQL_LITERALS]

@@ -15,6 +15,10 @@ statement log and its lock-retry loop (``with_lock_retries``) are used; nothing 
   without: each piece commits on its own). A lock timeout rolls back and retries the whole transaction
   (``db.with_lock_retries``) when nothing of it can have stayed: an explicit transaction, a single
   PostgreSQL query (implicit transaction), or the first statement of a non-transactional script.
+  On PostgreSQL a transaction costs two round trips, not four: BEGIN is sent with its first statement and
+  COMMIT with its history statements (one simple-protocol query each, run by the server statement after
+  statement in the transaction block the BEGIN opened; dbmate's lib/pq takes five: BEGIN, the script,
+  the INSERT's Parse and its Bind/Execute, COMMIT).
   Any other error raises ScriptFailed(statement, error, ran) with the statements that did run.
 """
 
@@ -24,23 +28,19 @@ import sqlite3
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, LockTimeout
 
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-    HAS_PSYCOPG = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_PSYCOPG = False
-try:
-    import pymysql
-    HAS_PYMYSQL = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_PYMYSQL = False
-try:
-    from sqlglot.dialects.dialect import Dialect as _Dialect
-    from sqlglot.tokens import TokenType as _TokenType
-    HAS_SQLGLOT = True
-except ImportError:  # pragma: no cover - depends on the managed host
-    HAS_SQLGLOT = False
+# The drivers and sqlglot are imported when an engine needs them (a PostgreSQL run does not pay for sqlglot's
+# or PyMySQL's import, a SQLite run for neither driver's): migration_apply's fixed cost is part of its time.
+
+
+def _mysql_lexer():
+    """(sqlglot's MySQL dialect, TokenType), or None without sqlglot."""
+    try:
+        from sqlglot.dialects.dialect import Dialect
+        from sqlglot.tokens import TokenType
+    except ImportError:  # pragma: no cover - depends on the managed host
+        return None
+    return Dialect.get_or_raise('mysql'), TokenType
+
 
 # MySQL/MariaDB: ER_LOCK_WAIT_TIMEOUT (lock_wait_timeout / innodb_lock_wait_timeout)
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
@@ -62,8 +62,8 @@ class ScriptFailed(Exception):
         self.lock_timeout = lock_timeout
 
 
-def _meaningful_mysql(text):
-    return bool(HAS_SQLGLOT and _Dialect.get_or_raise('mysql').tokenize(text))
+def _meaningful_mysql(text, lexer):
+    return bool(lexer[0].tokenize(text))
 
 
 def split(text, engine):
@@ -71,18 +71,19 @@ def split(text, engine):
     if engine == 'postgresql':
         return [text] if text.strip() else []
     if engine == 'mysql':
-        if not HAS_SQLGLOT:
+        lexer = _mysql_lexer()
+        if lexer is None:
             raise DbopsError('Splitting a MySQL migration into statements needs sqlglot (pip install sqlglot).')
-        tokens = _Dialect.get_or_raise('mysql').tokenize(text)
+        tokens = lexer[0].tokenize(text)
         out, start = [], 0
         for tok in tokens:
-            if tok.token_type == _TokenType.SEMICOLON:
+            if tok.token_type == lexer[1].SEMICOLON:
                 piece = text[start:tok.start]
                 if piece.strip():
                     out.append(piece.strip())
                 start = tok.end + 1
         rest = text[start:]
-        if rest.strip() and _meaningful_mysql(rest):
+        if rest.strip() and _meaningful_mysql(rest, lexer):
             out.append(rest.strip())
         return out
     # sqlite: a statement ends at a ';' that sqlite3.complete_statement accepts (so triggers stay whole)
@@ -135,14 +136,20 @@ class _Engine:
 
 
 class _Postgres(_Engine):
+    def __init__(self, db):
+        super().__init__(db)
+        import psycopg
+        self.error = psycopg.Error
+        self.lock_not_available = psycopg.errors.LockNotAvailable
+
     def run(self, statement):
         try:
             # no parameters: psycopg sends the simple query protocol, so a whole script is one query,
             # as lib/pq, pgx (exec mode simple), node-postgres and quaint send a migration file
             self.conn.execute(statement)
-        except pg_errors.LockNotAvailable as e:
+        except self.lock_not_available as e:
             raise LockTimeout(str(e).strip())
-        except psycopg.Error as e:
+        except self.error as e:
             position = getattr(getattr(e, 'diag', None), 'statement_position', None)
             raise _Failed('%s%s' % (str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''),
                           statement=statement_at(statement, position))
@@ -153,19 +160,34 @@ class _Postgres(_Engine):
     def commit(self):
         self.conn.execute('COMMIT')
 
+    # one round trip where the tools take two: BEGIN goes with the transaction's first statement and
+    # COMMIT with its history statements, in one simple-protocol query each. The server runs such a query
+    # statement after statement, and a BEGIN in it opens the transaction block the rest runs in, as the
+    # tool's separate BEGIN does; an error skips the rest of the query (so no COMMIT after a failure).
+    def begin_with(self, statement):
+        self.run('BEGIN;\n' + statement)
+
+    def commit_with(self, statements):
+        self.run(';\n'.join(list(statements) + ['COMMIT']))
+
     def rollback(self):
         try:
             self.conn.execute('ROLLBACK')
-        except psycopg.Error:
+        except self.error:
             pass
 
 
 class _Mysql(_Engine):
+    def __init__(self, db):
+        super().__init__(db)
+        import pymysql
+        self.error = pymysql.MySQLError
+
     def run(self, statement):
         try:
             with self.conn.cursor() as cur:
                 cur.execute(statement)
-        except pymysql.MySQLError as e:
+        except self.error as e:
             code = e.args[0] if e.args else None
             if code == MYSQL_LOCK_WAIT_TIMEOUT:
                 raise LockTimeout(str(e))
@@ -177,13 +199,13 @@ class _Mysql(_Engine):
     def commit(self):
         try:
             self.conn.commit()
-        except pymysql.MySQLError as e:
+        except self.error as e:
             raise _Failed(str(e))
 
     def rollback(self):
         try:
             self.conn.rollback()
-        except pymysql.MySQLError:
+        except self.error:
             pass
 
 
@@ -256,15 +278,30 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
             statement = None
             with eng.watching():
                 try:
-                    eng.begin()
-                    for statement in before_sql + list(pieces):
-                        eng.run(statement)
-                        ran.append(statement)
-                    for statement in inside_sql():
-                        eng.run(statement)
-                        ran.append(statement)
-                    statement = 'COMMIT'
-                    eng.commit()
+                    if hasattr(eng, 'begin_with'):
+                        first = before_sql + list(pieces)
+                        for n, statement in enumerate(first):
+                            if n == 0:
+                                eng.begin_with(statement)
+                            else:
+                                eng.run(statement)
+                            ran.append(statement)
+                        if not first:
+                            eng.begin()
+                        inside = list(inside_sql())
+                        statement = ';\n'.join(inside + ['COMMIT'])
+                        eng.commit_with(inside)
+                        ran.extend(inside)
+                    else:
+                        eng.begin()
+                        for statement in before_sql + list(pieces):
+                            eng.run(statement)
+                            ran.append(statement)
+                        for statement in inside_sql():
+                            eng.run(statement)
+                            ran.append(statement)
+                        statement = 'COMMIT'
+                        eng.commit()
                 except LockTimeout:
                     eng.rollback()
                     raise

@@ -174,6 +174,27 @@ class Flyway(Tool):
     # --- flyway migrate (migration_apply) ------------------------------------------------------
     native_apply = True
 
+    def tool_lock(self, engine, params):
+        """Flyway's lock around a migrate, keyed by its history table as Table.toString() spells it (quoted
+        schema.table) through Java's String.hashCode(). PostgreSQL (flyway-database-postgresql
+        PostgreSQLAdvisoryLockTemplate): advisory lock number 0x466C79776179 ('Flyway') + that hash, taken
+        with pg_try_advisory_xact_lock (postgresql.transactional.lock, the default) or pg_try_advisory_lock,
+        retried; either conflicts with our session-level pg_try_advisory_lock on the same number. MySQL/MariaDB
+        (flyway-mysql MySQLNamedLockTemplate): SELECT GET_LOCK('Flyway-<hash>', 10), retried (not on a Percona
+        XtraDB Cluster in strict mode or with wsrep on, where Flyway locks the table instead). SQLite: none."""
+        table = params.get('history_table') or self.table
+        if engine == 'postgresql':
+            schema = params.get('schema') or 'public'
+            quoted = '.'.join('"%s"' % p.replace('"', '""') for p in (schema, table))
+            key = FLYWAY_LOCK_MAGIC + java_string_hash(quoted)
+            return dict(kind='pg_advisory', key=key, source='flyway: SELECT pg_try_advisory_xact_lock(%d) (%s)'
+                        % (key, quoted))
+        if engine == 'mysql':
+            quoted = '`%s`.`%s`' % (params['database'], table)
+            name = 'Flyway-%d' % java_string_hash(quoted)
+            return dict(kind='mysql_named', name=name, source="flyway: SELECT GET_LOCK('%s', 10) (%s)" % (name, quoted))
+        return None
+
     def deploy_state(self, rows, engine, params):
         return dict(rank=max([r['installed_rank'] for r in rows] or [0]) + 1)
 
@@ -222,6 +243,19 @@ class Flyway(Tool):
 
 
 PLACEHOLDER = re.compile(r'\$\{([^}]*)\}')
+
+
+# PostgreSQLAdvisoryLockTemplate.LOCK_MAGIC_NUM: the bytes of "Flyway"
+FLYWAY_LOCK_MAGIC = (0x46 << 40) + (0x6C << 32) + (0x79 << 24) + (0x77 << 16) + (0x61 << 8) + 0x79
+
+
+def java_string_hash(text):
+    """java.lang.String.hashCode(): s[0]*31^(n-1) + ... + s[n-1] over UTF-16 code units, as a signed int32."""
+    data = text.encode('utf-16-be')
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
 
 
 def replace_placeholders(text, local, engine, params):

@@ -19,6 +19,9 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base 
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
+# pressly/goose lock.DefaultLockID: crc64.Checksum([]byte("goose"), crc64.MakeTable(crc64.ECMA))
+GOOSE_LOCK_ID = 5887940537704921958
+
 
 def parse_up(text):
     """(statements, transaction) of the Up section, split as goose's sqlparser does (pressly/goose
@@ -137,6 +140,19 @@ class Goose(IntegerVersions, Tool):
 
     # --- goose up (migration_apply) ----------------------------------------------------------
     native_apply = True
+
+    def tool_lock(self, engine, params):
+        """goose's session locker (pressly/goose lock/postgres.go, NewPostgresSessionLocker: SELECT
+        pg_try_advisory_lock(5887940537704921958), the CRC-64/ECMA of "goose", retried) is OFF by default: only an
+        application that builds its Provider with WithSessionLocker takes it, and the goose CLI never does, so two
+        goose runs are not serialised by goose itself. We take the same lock on PostgreSQL anyway: an application
+        that uses the locker with the default id then cannot interleave with us, and nothing else is affected.
+        goose has no locker for MySQL or SQLite."""
+        if engine == 'postgresql':
+            return dict(kind='pg_advisory', key=GOOSE_LOCK_ID,
+                        source='goose session locker (off by default in goose): SELECT pg_try_advisory_lock(%d)'
+                        % GOOSE_LOCK_ID)
+        return None
 
     def deploy(self, local, engine, state, params):
         """goose up, per migration (pressly/goose provider_run.go runSQL / migration.go): the statements of the

@@ -115,11 +115,15 @@ class Sqlx(IntegerVersions, Tool):
     def tool_lock(self, engine, params):
         # sqlx-postgres/src/migrate.rs lock(): SELECT pg_advisory_lock($1), generate_lock_id(current database):
         # 0x3d32ad9e * CRC-32/ISO-HDLC(database name) as i64 (Migrator.locking is true by default).
-        # MySQL's GET_LOCK name is not taken here (its spelling was not verified from the source).
+        # sqlx-mysql/src/migrate.rs lock(): SELECT GET_LOCK(?, -1) (waits for ever) with the same number as
+        # lower-case hex (format!("{:x}", ...)) of DATABASE(). SQLite: none.
+        import zlib
+        key = 0x3d32ad9e * zlib.crc32(params['database'].encode('utf-8'))
         if engine == 'postgresql':
-            import zlib
-            key = 0x3d32ad9e * zlib.crc32(params['database'].encode('utf-8'))
             return dict(kind='pg_advisory', key=key, source='sqlx: SELECT pg_advisory_lock(%d)' % key)
+        if engine == 'mysql':
+            name = '%x' % key
+            return dict(kind='mysql_named', name=name, source="sqlx: SELECT GET_LOCK('%s', -1)" % name)
         return None
 
     def deploy(self, local, engine, state, params):
