@@ -63,8 +63,8 @@ def test_check_mode_refusals_and_idempotence(ansible, mysql_db, pg_db):
         task(db, ENUM, "enum missing tool", env={"PATH": "/nonexistent"}, **enum),
         task(db, INDEX, "index check", check=True, **index),
         task(db, INDEX, "index no online", **{k: v for k, v in index.items() if k != "ddl"}),
-        task(db, INDEX, "index bad ddl", **dict(index, ddl="fast")),
-        task(db, INDEX, "index bad online option", **dict(index, online=dict(swap_tries="many"))),
+        task(db, INDEX, "index bad ddl", **{**index, "ddl": "fast"}),
+        task(db, INDEX, "index bad online option", **{**index, "online": {"swap_tries": "many"}}),
         task(pg_db, ENUM, "enum postgresql", name="x", values=["a"], method="online"),
         task(pg_db, INDEX, "index postgresql", table="x", name="x_idx", columns=["a"], ddl="online"),
     ], output=True)

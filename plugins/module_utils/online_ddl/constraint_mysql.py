@@ -87,7 +87,7 @@ def _indexes(db, table):
 
 
 def _has_leading_index(indexes, columns):
-    return any(cols[:len(columns)] == list(columns) for _, cols in indexes.values())
+    return any(cols[:len(columns)] == list(columns) for _unique, cols in indexes.values())
 
 
 def _check_clauses(db, table):
