@@ -308,25 +308,38 @@ def _hint(message, spec):
 
 def _prove(db, step, spec):
     undo = step.target[1]
-    bad = db.fetchone(step.sql)[0]
+    try:
+        bad = db.fetchone(step.sql)[0]
+    except Exception as e:  # pylint: disable=broad-except
+        # statement_timeout, a lost connection...: unproved, so not kept
+        bad, why = None, db.redact(e)
     db.queries.append(step.sql)
-    if not bad:
+    if bad == 0:
         return
+    left = _undo(db, undo)
+    ref = spec['references']
+    if bad is None:
+        raise DbopsError('The existing rows of %s could not be proved against %s (%s), so the foreign key added in '
+                         'place is not kept. %s Run again (with a longer statement_timeout if it was that).'
+                         % (quote_ident(spec['table']), quote_ident(ref['table']), why, left))
+    raise DbopsError('%d existing row(s) of %s have a (%s) with no match in %s (%s), which the foreign key added in '
+                     'place did not check. %s Fix or delete those rows, then run again.' % (
+                         bad, quote_ident(spec['table']), ', '.join(spec['columns']), quote_ident(ref['table']),
+                         ', '.join(ref['columns']), left), violating_rows=bad)
+
+
+def _undo(db, undo):
+    """Drop the foreign key this run added (and the index InnoDB made for it); a sentence for the message."""
     done = []
     try:
         for stmt in undo:
             db.with_lock_retries(lambda s=stmt: db.execute(s), stmt)
             db.queries.append(stmt)
             done.append(stmt)
-        left = 'It was dropped again (%s): nothing is left.' % '; '.join(done)
+        return 'It was dropped again (%s): nothing is left.' % '; '.join(done)
     except DbopsError as e:
-        left = ('Dropping it again failed (%s): the foreign key is still there and checks new rows only; drop it '
+        return ('Dropping it again failed (%s): the foreign key is still there and checks new rows only; drop it '
                 '(state: absent) or fix the rows.' % db.redact(e))
-    ref = spec['references']
-    raise DbopsError('%d existing row(s) of %s have a (%s) with no match in %s (%s), which the foreign key added in '
-                     'place did not check. %s Fix or delete those rows, then run again.' % (
-                         bad, quote_ident(spec['table']), ', '.join(spec['columns']), quote_ident(ref['table']),
-                         ', '.join(ref['columns']), left), violating_rows=bad)
 
 
 def read(db, spec):
