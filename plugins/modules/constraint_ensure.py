@@ -33,12 +33,12 @@ description:
     anti-join (C(SELECT COUNT(*) ... WHERE NOT EXISTS) on the referenced table; rows with a NULL key are not
     checked, as the server does not check them either). If any row has no match, the foreign key is dropped
     again (and the index InnoDB created for it, when the table had none on those columns) and the task fails
-    with the count: nothing is left. Because C(foreign_key_checks=0) also lets the server accept a reference to a
+    with the count, leaving nothing. Because C(foreign_key_checks=0) also lets the server accept a reference to a
     missing table, the referenced table, its columns and the index it needs are checked first.
   - B(MySQL/MariaDB) UNIQUE builds its index with C(ALGORITHM=INPLACE, LOCK=NONE); PRIMARY KEY (always named
     C(PRIMARY) there) is added with C(ALGORITHM=INPLACE, LOCK=NONE) (the table is rebuilt in place, writes go on;
     NULLs in its columns fail first, counted). CHECK (enforced since MariaDB 10.2.1 and MySQL 8.0.16) can only be
-    added by copying the table, and dropping a primary key too: both need O(allow_rewrite=true). A statement the
+    added by copying the table, and so can dropping a primary key; both need O(allow_rewrite=true). A statement the
     server refuses in place falls back to C(ALGORITHM=COPY) only with O(allow_rewrite=true).
     The CHECK expression is compared as the server prints it (C(SHOW CREATE TABLE) of an empty temporary copy).
     O(schema), O(references.schema), O(validate=false) and O(replace) are PostgreSQL only.

@@ -20,6 +20,8 @@ def ansible(ansible):  # pylint: disable=redefined-outer-name
     """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
     with ansible.session() as session:
         yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_NAME = 'fk "q"; DROP TABLE x; -- \u00e9'
 
@@ -81,6 +83,7 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
         task(db, "bad action", **merged(fk, on_delete="explode")),
         task(db, "references not a dict", **merged(fk, references="customers")),
         task(db, "sqlite refused", **merged(fk, engine="sqlite", database="/tmp/dbops-none.db")),
+        task(db, "allow_rewrite is mysql only", **merged(fk, allow_rewrite=True)),
     ])
     assert snapshot(db) == before, "check mode or a refusal changed the catalog"
     r = ok(res["check fk"])
@@ -97,6 +100,7 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
     refused(res["bad action"], "on_delete")
     assert res["references not a dict"]["failed"]
     refused(res["sqlite refused"], "SQLite")
+    refused(res["allow_rewrite is mysql only"], "MySQL/MariaDB only")
 
     # a NOT VALID leftover of an interrupted run: only validated
     db.execute("ALTER TABLE %s ADD CONSTRAINT \"total_positive\" CHECK (total >= 0) NOT VALID" % qi(HOSTILE_TABLE))

@@ -23,6 +23,8 @@ def ansible(ansible):  # pylint: disable=redefined-outer-name
     """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
     with ansible.session() as session:
         yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_INDEX = 'ix "q"; DROP TABLE x; -- é'
 HOSTILE_COLUMN = 'Back`tick "quoted" ü'

@@ -88,6 +88,9 @@ def test_foreign_key_in_place_proved_by_anti_join(ansible, mysql_db):
         task(db, "columns not a list", **merged(fk, columns={"a": 1})),
         task(db, "bad action", **merged(fk, on_delete="explode")),
         task(db, "sqlite", **merged(fk, engine="sqlite", database="/tmp/x.db")),
+        task(db, "allow_rewrite not a bool", **merged(fk, allow_rewrite="perhaps")),
+        task(db, "hostile referenced table", **merged(fk, references=dict(table="p`; DROP TABLE customers; --",
+                                                                           columns=["id"]))),
     ])
     assert snapshot(db) == before, "check mode or a refusal changed the schema"
     r = ok(res["check"])
@@ -106,6 +109,8 @@ def test_foreign_key_in_place_proved_by_anti_join(ansible, mysql_db):
     assert res["columns not a list"]["failed"]
     assert res["bad action"]["failed"] and "on_delete" in res["bad action"]["msg"]
     refused(res["sqlite"], "SQLite")
+    assert res["allow_rewrite not a bool"]["failed"] and "allow_rewrite" in res["allow_rewrite not a bool"]["msg"]
+    refused(res["hostile referenced table"], "does not exist")
 
     db.execute("INSERT INTO %s VALUES (1001, 999, 1, 'orphan'), (1002, 998, 1, 'orphan')" % qt)
     before = snapshot(db)

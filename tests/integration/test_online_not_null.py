@@ -26,6 +26,8 @@ def ansible(ansible):  # pylint: disable=redefined-outer-name
     """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
     with ansible.session() as session:
         yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_COLUMN = 'Back`tick "quoted" \u00fc'
 

@@ -229,8 +229,8 @@ def _plan_fk(db, spec, qt, qn, label):
     add = 'ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
         qt, qn, cols, quote_ident(rtable), ', '.join(quote_ident(c) for c in ref['columns']),
         spec['on_delete'].upper(), spec['on_update'].upper())
-    match = ' AND '.join('p.%s = c.%s' % (quote_ident(r), quote_ident(c)) for c, r in zip(spec['columns'],
-                                                                                        ref['columns']))
+    pairs = zip(spec['columns'], ref['columns'])
+    match = ' AND '.join('p.%s = c.%s' % (quote_ident(r), quote_ident(c)) for c, r in pairs)
     not_null = ' AND '.join('c.%s IS NOT NULL' % quote_ident(c) for c in spec['columns'])
     proof = 'SELECT COUNT(*) FROM %s AS c WHERE %s AND NOT EXISTS (SELECT 1 FROM %s AS p WHERE %s)' % (
         qt, not_null, quote_ident(rtable), match)
@@ -308,6 +308,7 @@ def _hint(message, spec):
 
 def _prove(db, step, spec):
     undo = step.target[1]
+    why = None
     try:
         bad = db.fetchone(step.sql)[0]
     except Exception as e:  # pylint: disable=broad-except
