@@ -89,8 +89,8 @@ def test_foreign_key_in_place_proved_by_anti_join(ansible, mysql_db):
         task(db, "bad action", **merged(fk, on_delete="explode")),
         task(db, "sqlite", **merged(fk, engine="sqlite", database="/tmp/x.db")),
         task(db, "allow_rewrite not a bool", **merged(fk, allow_rewrite="perhaps")),
-        task(db, "hostile referenced table", **merged(fk, references=dict(table="p`; DROP TABLE customers; --",
-                                                                           columns=["id"]))),
+        task(db, "hostile referenced table",
+             **merged(fk, references=dict(table="p`; DROP TABLE customers; --", columns=["id"]))),
     ])
     assert snapshot(db) == before, "check mode or a refusal changed the schema"
     r = ok(res["check"])
