@@ -7,14 +7,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: constraint_ensure
-short_description: Make sure a table constraint exists (or not), added without a long lock on a live PostgreSQL table
+short_description: Make sure a table constraint exists (or not), added without a long lock on a live table
 version_added: 0.2.0
 description:
   - Adds a missing constraint, leaves one that already has the requested definition alone (C(changed=false)),
     drops it with O(state=absent), and refuses, with the difference, a constraint of that name with another
     definition unless O(replace=true) (FOREIGN KEY and CHECK only).
-  - B(PostgreSQL only) in this release; MySQL/MariaDB and SQLite fail with nothing done.
-  - FOREIGN KEY and CHECK are added C(NOT VALID) (metadata only, a brief lock), then validated with
+  - B(PostgreSQL) and B(MySQL/MariaDB); SQLite fails with nothing done (it can add a constraint only by
+    rebuilding the table).
+  - On PostgreSQL, FOREIGN KEY and CHECK are added C(NOT VALID) (metadata only, a brief lock), then validated with
     C(VALIDATE CONSTRAINT) in a separate statement, which scans the table under SHARE UPDATE EXCLUSIVE (writes go
     on). A constraint left C(NOT VALID) by an interrupted run is validated. When existing rows violate the new
     constraint, the C(NOT VALID) constraint this run added is dropped again and the task fails.
@@ -26,7 +27,23 @@ description:
   - O(expression) is SQL by design, so it must be exactly one SQL expression (pglast, the PostgreSQL server's own
     parser; no second statement, no comment), and every statement built from it must parse as one statement.
     DDL is sent over the extended query protocol (one statement).
-  - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries).
+  - B(MySQL/MariaDB) FOREIGN KEY - InnoDB adds one in place (C(ALGORITHM=INPLACE, LOCK=NONE), writes go on) only
+    with C(foreign_key_checks=0) on the session, which skips the check of the existing rows. The module runs the
+    C(ALTER TABLE) between C(SET SESSION foreign_key_checks = 0) and C(= 1), then proves the existing rows with an
+    anti-join (C(SELECT COUNT(*) ... WHERE NOT EXISTS) on the referenced table; rows with a NULL key are not
+    checked, as the server does not check them either). If any row has no match, the foreign key is dropped
+    again (and the index InnoDB created for it, when the table had none on those columns) and the task fails
+    with the count, leaving nothing. Because C(foreign_key_checks=0) also lets the server accept a reference to a
+    missing table, the referenced table, its columns and the index it needs are checked first.
+  - B(MySQL/MariaDB) UNIQUE builds its index with C(ALGORITHM=INPLACE, LOCK=NONE); PRIMARY KEY (always named
+    C(PRIMARY) there) is added with C(ALGORITHM=INPLACE, LOCK=NONE) (the table is rebuilt in place, writes go on;
+    NULLs in its columns fail first, counted). CHECK (enforced since MariaDB 10.2.1 and MySQL 8.0.16) can only be
+    added by copying the table, and so can dropping a primary key; both need O(allow_rewrite=true). A statement the
+    server refuses in place falls back to C(ALGORITHM=COPY) only with O(allow_rewrite=true).
+    The CHECK expression is compared as the server prints it (C(SHOW CREATE TABLE) of an empty temporary copy).
+    O(schema), O(references.schema), O(validate=false) and O(replace) are PostgreSQL only.
+  - Takes the collection's maintenance lock, and runs each statement with O(lock_timeout) and O(lock_retries)
+    (on MySQL/MariaDB C(lock_wait_timeout)).
 options:
   table:
     description: Table of the constraint.
@@ -95,6 +112,12 @@ options:
         and validate). When false, a different definition fails with the difference and nothing is changed.
     type: bool
     default: false
+  allow_rewrite:
+    description:
+      - MySQL/MariaDB. Allow C(ALGORITHM=COPY), which blocks writes for the whole copy of the table - needed to add a
+        CHECK and to drop a primary key, and used when the server refuses a step in place.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - dbops.maintenance.connection
   - dbops.maintenance.connection.safety
@@ -132,6 +155,19 @@ EXAMPLES = r'''
     name: orders_total_positive
     type: check
     expression: total >= 0
+
+- name: MariaDB - a foreign key added in place, the existing rows proved by an anti-join
+  dbops.maintenance.constraint_ensure:
+    engine: mysql
+    login_host: db1.example.com
+    login_user: deploy
+    login_password: "{{ vault_db_password }}"
+    database: shop
+    table: orders
+    name: fk_orders_customer
+    type: foreign_key
+    columns: [customer_id]
+    references: {table: customers, columns: [id]}
 
 - name: A unique constraint, its index built concurrently
   dbops.maintenance.constraint_ensure:
@@ -174,11 +210,9 @@ server:
 '''
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
-    ModuleFailure, dbops_argument_spec, finish_result, run_module,
-)
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, run_module
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import constraint as online_constraint
-from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import index as online_index
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import ensure as online_ensure
 
 ACTIONS = ['no action', 'restrict', 'cascade', 'set null', 'set default']
 
@@ -193,26 +227,11 @@ def validate(module):
 def work(module, db):
     p = module.params
     plan = online_constraint.plan(db, p)
-    online_index.check_steps(plan['steps'], p['engine'])
-    result = dict(changed=False, target=plan['target'])
-    if plan.get('differences'):
-        result['differences'] = plan['differences']
-    if plan.get('refused'):
-        lines = ['  %-10s current: %-40s wanted: %s' % (k, plan['before'].get(k), plan['after'].get(k))
-                 for k in plan['differences']]
-        raise ModuleFailure(
-            'Constraint %s exists with another definition; nothing was changed.\n%s\n'
-            'Set replace: true to replace it, or fix the request.' % (plan['target'], '\n'.join(lines)),
-            **finish_result(db, result))
-    online_constraint.apply(db, plan, p)
-    result['changed'] = bool(plan['steps'])
-    after = plan['after']
-    if plan['steps'] and not module.check_mode:
-        after = online_constraint.read(db, p)
-    result['constraint'] = after
-    return finish_result(db, result, diff=dict(
-        before=plan['before'] or {}, after=after or {},
-        before_header='%s (before)' % plan['target'], after_header='%s (after)' % plan['target']))
+    return online_ensure.finish(
+        module, db, plan, 'constraint', 'Constraint',
+        'Set replace: true to replace it, or fix the request.' if p['engine'] == 'postgresql' else
+        'Drop it (state: absent) and add it again, or fix the request.',
+        apply=lambda: online_constraint.apply(db, plan, p), read=lambda: online_constraint.read(db, p))
 
 
 def main():
@@ -233,6 +252,7 @@ def main():
         validate=dict(type='bool', default=True),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         replace=dict(type='bool', default=False),
+        allow_rewrite=dict(type='bool', default=False),
     )
     run_module(argument_spec, work, validate=validate)
 

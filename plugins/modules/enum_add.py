@@ -70,6 +70,46 @@ options:
         (blocking writes while it copies).
     type: bool
     default: false
+  method:
+    description:
+      - MySQL/MariaDB. C(online) runs the ENUM change with pt-online-schema-change (Percona Toolkit, which must be
+        on the managed host) instead of C(ALTER TABLE), for a change the server can only make by copying the table
+        (inserting values in the middle, growing past 255 values); O(allow_copy) is not needed. The
+        table is copied in chunks while triggers carry the writes over, then swapped in with one C(RENAME TABLE)
+        that waits at most O(lock_timeout) and is retried (O(online.swap_tries)). The password is passed in a
+        0600 option file, never on the command line. In check mode the tool runs with C(--dry-run) (the table
+        itself is not touched). The tool's output is returned in RV(online).
+      - With C(online) every change goes through the tool, even an append the server could make INSTANT.
+      - The tool refuses tables that already have triggers or have no primary or unique key; the task then fails
+        with its reason and the table unchanged.
+    type: str
+    choices: [default, online]
+    default: default
+  online:
+    description: Options of O(method=online).
+    type: dict
+    default: {}
+    suboptions:
+      max_load:
+        description: C(--max-load) of pt-online-schema-change (pause the copy above it).
+        type: str
+        default: Threads_running=25
+      critical_load:
+        description: C(--critical-load) (abort above it).
+        type: str
+        default: Threads_running=50
+      chunk_time:
+        description: C(--chunk-time), seconds each copy chunk should take.
+        type: float
+        default: 0.5
+      swap_tries:
+        description: Tries of the final swap (and of creating/dropping the triggers), each waiting at most O(lock_timeout).
+        type: int
+        default: 10
+      timeout:
+        description: Seconds after which the tool is stopped and the task fails.
+        type: float
+        default: 86400
 extends_documentation_fragment:
   - dbops.maintenance.connection
   - dbops.maintenance.connection.safety
@@ -173,6 +213,10 @@ alternatives:
     - statement: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INPLACE, LOCK=NONE
       instead_of: ALTER TABLE `t` MODIFY COLUMN `v` int NOT NULL, ALGORITHM=INSTANT
       requires: null
+online:
+  description: O(method=online). The pt-online-schema-change command (without the option file) and the last lines of its output.
+  returned: when method=online ran the tool
+  type: dict
 attempts:
   description: Lock timeouts met on the way, with the sessions that held the lock.
   returned: when a statement had to be retried
@@ -188,6 +232,7 @@ server:
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     dbops_argument_spec, finish_result, run_module,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import ptosc as online_ptosc
 
 
 def argument_spec():
@@ -201,6 +246,8 @@ def argument_spec():
         after=dict(type='str'),
         create=dict(type='bool', default=False),
         allow_copy=dict(type='bool', default=False),
+        method=dict(type='str', default='default', choices=['default', 'online']),
+        online=dict(type='dict', default={}, options=online_ptosc.spec()),
     )
 
 
@@ -210,6 +257,9 @@ def validate(module):
     dupes = sorted({v for v in values if values.count(v) > 1})
     if dupes:
         module.fail_json(msg='values lists %s more than once; give each value once.' % ', '.join(map(repr, dupes)))
+    if p['method'] == 'online' and p['engine'] != 'mysql':
+        module.fail_json(msg='method: online (pt-online-schema-change) is MySQL/MariaDB only: PostgreSQL adds enum '
+                             'values without copying a table. Nothing was changed.', changed=False, queries=[])
     if p['engine'] == 'sqlite':
         module.fail_json(msg='SQLite has no enum types. Use a TEXT column with a CHECK (col IN (...)) constraint, '
                              'or a lookup table with a foreign key; column_ensure can add the column.')
@@ -234,8 +284,11 @@ def work(module, db):
     p = module.params
     ref = db.enum_ref(p)  # the type (PostgreSQL) or the column (MySQL)
     plan = db.plan_enum_add(values=p['values'], before=p['before'], after=p['after'], create=p['create'], **ref)
-    db.apply(plan.steps, allow=dict(allow_copy=p['allow_copy']))
     result = dict(changed=bool(plan.steps), target=plan.target, created=plan.created)
+    if p['method'] == 'online' and plan.steps:
+        result['online'] = online_ptosc.run_plan(db, p['table'], plan.steps, module.check_mode, p['online'])
+    else:
+        db.apply(plan.steps, allow=dict(allow_copy=p['allow_copy']))
     if plan.steps and not module.check_mode:
         # Re-read what the server has now: the result reports facts, not intentions.
         plan.after = db.enum_state(**ref)

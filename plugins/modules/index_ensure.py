@@ -102,6 +102,47 @@ options:
         for the whole copy).
     type: bool
     default: false
+  ddl:
+    description:
+      - MySQL/MariaDB. C(online) runs the index change with pt-online-schema-change (Percona Toolkit, which must be
+        on the managed host) instead of C(ALTER TABLE), for an index the server can only build by copying the
+        table (for example on an Aria or MyISAM table, or a FULLTEXT index); O(allow_rewrite) is not needed. The
+        table is copied in chunks while triggers carry the writes over, then swapped in with one C(RENAME TABLE)
+        that waits at most O(lock_timeout) and is retried (O(online.swap_tries)). The password is passed in a
+        0600 option file, never on the command line. In check mode the tool runs with C(--dry-run) (the table
+        itself is not touched). The tool's output is returned in RV(online).
+      - (The option is not called C(method), as in M(dbops.maintenance.column_ensure), because O(method) is the
+        index access method here.)
+      - The tool refuses tables that already have triggers or have no primary or unique key; the task then fails
+        with its reason and the table unchanged.
+    type: str
+    choices: [default, online]
+    default: default
+  online:
+    description: Options of O(ddl=online).
+    type: dict
+    default: {}
+    suboptions:
+      max_load:
+        description: C(--max-load) of pt-online-schema-change (pause the copy above it).
+        type: str
+        default: Threads_running=25
+      critical_load:
+        description: C(--critical-load) (abort above it).
+        type: str
+        default: Threads_running=50
+      chunk_time:
+        description: C(--chunk-time), seconds each copy chunk should take.
+        type: float
+        default: 0.5
+      swap_tries:
+        description: Tries of the final swap (and of creating/dropping the triggers), each waiting at most O(lock_timeout).
+        type: int
+        default: 10
+      timeout:
+        description: Seconds after which the tool is stopped and the task fails.
+        type: float
+        default: 86400
 extends_documentation_fragment:
   - dbops.maintenance.connection
   - dbops.maintenance.connection.safety
@@ -184,6 +225,10 @@ queries:
   type: list
   elements: str
   sample: ['CREATE INDEX CONCURRENTLY "orders_customer_id_idx" ON "public"."orders" ("customer_id")']
+online:
+  description: O(ddl=online). The pt-online-schema-change command (without the option file) and the last lines of its output.
+  returned: when ddl=online ran the tool
+  type: dict
 alternatives:
   description: Check mode, MySQL/MariaDB. The statement a real run uses if the server refuses the in-place one.
   returned: in check mode, when there are fallbacks
@@ -201,15 +246,19 @@ server:
 '''
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
-from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
-    ModuleFailure, dbops_argument_spec, finish_result, run_module,
-)
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, run_module
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import ensure as online_ensure
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import index as online_index
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import ptosc as online_ptosc
 
 
 def validate(module):
+    p = module.params
+    if p['ddl'] == 'online' and p['engine'] != 'mysql':
+        module.fail_json(msg='ddl: online (pt-online-schema-change) is MySQL/MariaDB only; PostgreSQL builds '
+                             'CONCURRENTLY already. Nothing was changed.', changed=False, queries=[])
     try:
-        online_index.check_options(module.params)
+        online_index.check_options(p)
     except sqlcheck.SqlRefused as e:
         module.fail_json(msg=str(e), changed=False, queries=[])
 
@@ -217,27 +266,17 @@ def validate(module):
 def work(module, db):
     p = module.params
     plan = online_index.plan(db, p)
-    online_index.check_steps(plan['steps'], p['engine'])
-    result = dict(changed=False, target=plan['target'], repaired=bool(plan.get('repaired')))
-    if plan.get('differences'):
-        result['differences'] = plan['differences']
-    if plan.get('refused'):
-        before, after = plan['before'], plan['after']
-        lines = ['  %-8s current: %-40s wanted: %s' % (k, before.get(k), after.get(k)) for k in plan['differences']]
-        raise ModuleFailure(
-            'Index %s exists with another definition; nothing was changed.\n  current: %s\n  wanted:  %s\n%s\n'
-            'Set replace: true to replace it (built before the old one is dropped on PostgreSQL), or fix the request.'
-            % (plan['target'], online_index.describe(before), online_index.describe(after), '\n'.join(lines)),
-            **finish_result(db, result))
-    online_index.apply(db, plan, p)
-    result['changed'] = bool(plan['steps'])
-    after = plan['after']
-    if plan['steps'] and not module.check_mode:
-        after = online_index.read(db, p)  # what the server has now, not what was asked
-    result['index'] = after
-    return finish_result(db, result, diff=dict(
-        before=plan['before'] or {}, after=after or {},
-        before_header='%s (before)' % plan['target'], after_header='%s (after)' % plan['target']))
+
+    def apply():
+        if p['ddl'] == 'online' and plan.steps:
+            return dict(online=online_ptosc.run_plan(db, p['table'], plan.steps, module.check_mode, p['online']))
+        online_index.apply(db, plan, p)
+        return None
+    return online_ensure.finish(
+        module, db, plan, 'index', 'Index',
+        'Set replace: true to replace it (built before the old one is dropped on PostgreSQL), or fix the request.',
+        apply=apply, read=lambda: online_index.read(db, p), describe=online_index.describe,
+        result=dict(repaired=plan.repaired))
 
 
 def main():
@@ -254,6 +293,8 @@ def main():
         replace=dict(type='bool', default=False),
         concurrently=dict(type='bool', default=True),
         allow_rewrite=dict(type='bool', default=False),
+        ddl=dict(type='str', default='default', choices=['default', 'online']),
+        online=dict(type='dict', default={}, options=online_ptosc.spec()),
     )
     run_module(argument_spec, work, validate=validate)
 

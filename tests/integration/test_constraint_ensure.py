@@ -7,10 +7,21 @@ sequence). Batched (migration_batch.run_tasks); check mode against a catalog sna
 
 from __future__ import annotations
 
+import pytest
+
 from migration_batch import run_tasks
 from test_column_ensure import snapshot
 
 MODULE = "dbops.maintenance.constraint_ensure"
+
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_NAME = 'fk "q"; DROP TABLE x; -- \u00e9'
 
@@ -71,7 +82,8 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
         task(db, "column count", **merged(fk, references=dict(table="customers", columns=["id", "id"]))),
         task(db, "bad action", **merged(fk, on_delete="explode")),
         task(db, "references not a dict", **merged(fk, references="customers")),
-        task(db, "mysql refused", **merged(fk, engine="mysql")),
+        task(db, "sqlite refused", **merged(fk, engine="sqlite", database="/tmp/dbops-none.db")),
+        task(db, "allow_rewrite is mysql only", **merged(fk, allow_rewrite=True)),
     ])
     assert snapshot(db) == before, "check mode or a refusal changed the catalog"
     r = ok(res["check fk"])
@@ -87,7 +99,8 @@ def test_foreign_key_and_check_lifecycle(ansible, pg_db):
     refused(res["column count"], "as many columns")
     refused(res["bad action"], "on_delete")
     assert res["references not a dict"]["failed"]
-    refused(res["mysql refused"], "PostgreSQL only")
+    refused(res["sqlite refused"], "SQLite")
+    refused(res["allow_rewrite is mysql only"], "MySQL/MariaDB only")
 
     # a NOT VALID leftover of an interrupted run: only validated
     db.execute("ALTER TABLE %s ADD CONSTRAINT \"total_positive\" CHECK (total >= 0) NOT VALID" % qi(HOSTILE_TABLE))

@@ -16,6 +16,15 @@ from migration_batch import run_tasks
 from test_column_ensure import snapshot
 
 MODULE = "dbops.maintenance.index_ensure"
+
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_INDEX = 'ix "q"; DROP TABLE x; -- é'
 HOSTILE_COLUMN = 'Back`tick "quoted" ü'

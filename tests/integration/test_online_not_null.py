@@ -14,11 +14,20 @@ import hashlib
 import pytest
 
 from conftest import DB
-from lock_events import ModuleRun, Reader, wait_for
+from lock_events import ModuleRun, Reader, hold_transaction, wait_for
 from migration_batch import run_tasks
 from test_column_ensure import snapshot
 
 MODULE = "dbops.maintenance.column_ensure"
+
+
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 HOSTILE_TABLE = 'we"ird; DROP TABLE x; --'
 HOSTILE_COLUMN = 'Back`tick "quoted" \u00fc'
 
@@ -161,3 +170,45 @@ def test_writer_not_stalled_during_not_null_sequence(ansible, pg16_db):
     stall = max(e - s for s, e in during)
     assert stall <= lock_timeout + 0.5, "a write stalled %.2f s during the NOT NULL sequence" % stall
     assert nullable(db, "w", "v") is False and checks(db, "w") == []
+
+
+def validating_pid(db):
+    """The module's backend while its VALIDATE waits for a lock (None before that)."""
+    rows = db.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'dbops.maintenance/column_ensure' AND wait_event_type = 'Lock' "
+                    "AND query LIKE 'ALTER TABLE % VALIDATE CONSTRAINT %'")
+    return rows[0][0] if rows else None
+
+
+def test_session_killed_during_validate_resumes(ansible, pg16_db):
+    """The module's session is terminated while its VALIDATE waits (a held SHARE UPDATE EXCLUSIVE lock, as a
+    VACUUM holds); the next run resumes at VALIDATE. Step 1 (ADD ... NOT VALID, ACCESS EXCLUSIVE) is made
+    beforehand with the module's own statement: any lock that stops VALIDATE would stop step 1 as well."""
+    db = pg16_db
+    db.execute("CREATE TABLE k (id int PRIMARY KEY, v int)")
+    db.execute("INSERT INTO k SELECT g, g FROM generate_series(1, 500) g")
+    db.execute(sequence("k", "v")[0])
+    holder, _pid = hold_transaction(db, ["LOCK TABLE k IN SHARE UPDATE EXCLUSIVE MODE"])
+    args = dict(db.params, table="k", column="v", type="int", nullable=False, alter=True, lock_timeout=600,
+                lock_retries=0)
+    run = ModuleRun(ansible, MODULE, args)
+    try:
+        run.start()
+        assert wait_for(lambda: validating_pid(db) is not None, run, "VALIDATE waiting for the held lock"), run.result
+        assert db.query("SELECT pg_terminate_backend(%s)", [validating_pid(db)])[0][0] is True
+        r = run.wait()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert r["failed"], r
+    assert "Unexpected error" not in r["msg"] and db.params["login_password"] not in str(r), r["msg"]
+    assert checks(db, "k") == [(check_name("k", "v"), False)] and nullable(db, "k", "v") is True
+    res = run_tasks(ansible, [task(db, "check", check=True, table="k", column="v", type="int", nullable=False,
+                                   alter=True),
+                              task(db, "resume", table="k", column="v", type="int", nullable=False, alter=True),
+                              task(db, "again", table="k", column="v", type="int", nullable=False, alter=True)])
+    assert ok(res["check"])["queries"] == sequence("k", "v", 1)
+    r = ok(res["resume"])
+    assert r["changed"] is True and r["queries"] == sequence("k", "v", 1), r["queries"]
+    assert ok(res["again"])["changed"] is False
+    assert nullable(db, "k", "v") is False and checks(db, "k") == []

@@ -21,6 +21,13 @@ from test_column_ensure import snapshot
 MODULE = "dbops.maintenance.column_ensure"
 
 
+@pytest.fixture(scope="module")
+def ansible(ansible):  # pylint: disable=redefined-outer-name
+    """This file's module runs go to one ansible-playbook per xdist worker (ansible_run.PlaybookSession)."""
+    with ansible.session() as session:
+        yield session
+
+
 @pytest.fixture(autouse=True)
 def _tool():
     assert shutil.which("pt-online-schema-change"), "percona-toolkit is missing: run scripts/bootstrap.sh"

@@ -22,7 +22,8 @@ always rolled back.
 from __future__ import annotations
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, Step, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, Plan, Step, did_you_mean
+from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import constraint_mysql
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import index as online_index
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
 
@@ -33,10 +34,18 @@ SQL_ACTIONS = {'no action': 'NO ACTION', 'restrict': 'RESTRICT', 'cascade': 'CAS
                'set default': 'SET DEFAULT'}
 
 
+def _refuse(msg):
+    raise sqlcheck.SqlRefused('%s %s' % (msg, sqlcheck.NOTHING))
+
+
 def check_options(p):
-    if p['engine'] != 'postgresql':
-        raise sqlcheck.SqlRefused('constraint_ensure supports PostgreSQL only in this release (MySQL/MariaDB foreign '
-                                  'keys are not implemented yet). %s' % sqlcheck.NOTHING)
+    if p['engine'] == 'sqlite':
+        _refuse('constraint_ensure supports PostgreSQL and MySQL/MariaDB: SQLite can add a constraint only by '
+                'rebuilding the table.')
+    if p['engine'] == 'mysql':
+        constraint_mysql.check_options(p, _refuse)
+    elif p.get('allow_rewrite'):
+        _refuse('allow_rewrite is MySQL/MariaDB only: on PostgreSQL no constraint_ensure step rewrites the table.')
     if p['state'] == 'absent':
         return
     kind = p['type']
@@ -137,6 +146,15 @@ def _probe_check(db, schema, table, expression, target):
 
 
 def plan(db, spec):
+    """The Plan (engines/base.py) of constraint_ensure."""
+    if db.engine == 'mysql':
+        return constraint_mysql.plan(db, spec)
+    d = _pg_plan(db, spec)
+    return Plan(d['target'], before=d.get('before'), after=d.get('after'), steps=d.get('steps'),
+                differences=d.get('differences'), refused=bool(d.get('refused')))
+
+
+def _pg_plan(db, spec):
     from psycopg import sql  # pylint: disable=import-outside-toplevel
     schema = spec.get('schema') or db.current_schema()
     table, name, kind = spec['table'], spec['name'], spec.get('type')
@@ -144,7 +162,7 @@ def plan(db, spec):
     qtable, qname = db.qualified(schema, table), sql.Identifier(name)
     label = '%s.%s' % (target, qname.as_string(db.conn))
     current = _current(db, oid, name)
-    res = dict(target=label, before=current, validated_only=False)
+    res = dict(target=label, before=current)
     if spec['state'] == 'absent':
         if current is None:
             return dict(res, steps=[], after=None)
@@ -186,7 +204,7 @@ def plan(db, spec):
         if not differences:
             if current['valid'] or not spec.get('validate', True):
                 return dict(res, steps=[], after=current)
-            return dict(res, after=desired, differences=['valid'], validated_only=True, steps=[validate])
+            return dict(res, after=desired, differences=['valid'], steps=[validate])
         if not spec.get('replace'):
             return dict(res, steps=[], after=desired, differences=differences, refused=True)
         drop = Step(db.render(sql.SQL('ALTER TABLE {} DROP CONSTRAINT {}').format(qtable, qname)),
@@ -229,28 +247,29 @@ def _plan_unique(db, spec, schema, oid, target, label, current, res):
     index_spec = dict(db.params, schema=schema, table=table, name=name, columns=list(spec['columns']), expressions=[],
                       unique=True, where=None, method=None, state='present', replace=False, concurrently=True)
     iplan = online_index.plan(db, index_spec)
-    if iplan.get('refused'):
+    if iplan.refused:
         db.fail('An index named %s exists on %s with another definition (%s); a %s constraint USING INDEX needs a '
                 'plain unique btree index on exactly %s. %s' % (
-                    name, target, ', '.join(iplan['differences']), kind.replace('_', ' '),
+                    name, target, ', '.join(iplan.differences), kind.replace('_', ' '),
                     ', '.join(spec['columns']), NOTHING))
     using = sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}').format(
         db.qualified(schema, table), sql.Identifier(name), sql.SQL('PRIMARY KEY' if kind == 'primary_key' else 'UNIQUE'),
         sql.Identifier(name))
-    res['index_plan'] = iplan
-    return dict(res, after=desired, steps=steps + [Step(s.sql, s.why, target=('index', s.target)) for s in iplan['steps']]
+    return dict(res, after=desired, steps=steps + [Step(s.sql, s.why, target=('index', s.target)) for s in iplan.steps]
                 + [Step(db.render(using), 'attach the index as the constraint (brief lock)')])
 
 
 def apply(db, the_plan, spec):
+    if db.engine == 'mysql':
+        return constraint_mysql.apply(db, the_plan, spec)
     schema = spec.get('schema') or db.current_schema()
     added = False
-    for step in the_plan['steps']:
+    for step in the_plan.steps:
         if db.check_mode:
             db.queries.append(step.sql)
             continue
         if isinstance(step.target, tuple):  # an index step: online_index's own runner (INVALID repair)
-            online_index.apply(db, dict(steps=[Step(step.sql, step.why, target=step.target[1])]),
+            online_index.apply(db, Plan(the_plan.target, steps=[Step(step.sql, step.why, target=step.target[1])]),
                                dict(spec, schema=schema))
             continue
         try:
@@ -261,6 +280,7 @@ def apply(db, the_plan, spec):
             raise
         db.queries.append(step.sql)
         added = added or step.target == 'add'
+    return None
 
 
 def _undo_add(db, spec, schema):
@@ -278,6 +298,8 @@ def _undo_add(db, spec, schema):
 
 
 def read(db, spec):
+    if db.engine == 'mysql':
+        return constraint_mysql.read(db, spec)
     schema = spec.get('schema') or db.current_schema()
     oid = db.find_table(schema, spec['table'])
     return _current(db, oid, spec['name']) if oid else None

@@ -31,7 +31,7 @@ import hashlib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    DbopsError, Step, did_you_mean,
+    DbopsError, Plan, Step, did_you_mean,
 )
 
 NOTHING = 'Nothing was changed.'
@@ -66,13 +66,6 @@ def check_options(p):
                                   % sqlcheck.NOTHING)
 
 
-def check_steps(steps, engine):
-    for step in steps:
-        while step is not None:
-            sqlcheck.single_statement(step.sql, engine)
-            step = step.alternative
-
-
 def describe(d):
     if not d:
         return '(absent)'
@@ -88,17 +81,23 @@ def describe(d):
 
 
 def plan(db, spec):
+    """The Plan (engines/base.py) of index_ensure; plan.repaired: an INVALID index is dropped and rebuilt."""
     if db.engine == 'postgresql':
-        return _pg_plan(db, spec)
-    if db.engine == 'mysql':
-        return _my_plan(db, spec)
-    return _lite_plan(db, spec)
+        d = _pg_plan(db, spec)
+    elif db.engine == 'mysql':
+        d = _my_plan(db, spec)
+    else:
+        d = _lite_plan(db, spec)
+    the_plan = Plan(d['target'], before=d.get('before'), after=d.get('after'), steps=d.get('steps'),
+                    differences=d.get('differences'), refused=bool(d.get('refused')))
+    the_plan.repaired = bool(d.get('repaired'))
+    return the_plan
 
 
 def apply(db, the_plan, spec):
     if db.engine == 'postgresql':
         return _pg_apply(db, the_plan)
-    db.apply(the_plan['steps'], allow=dict(allow_rewrite=spec.get('allow_rewrite')))
+    db.apply(the_plan.steps, allow=dict(allow_rewrite=spec.get('allow_rewrite')))
     return None
 
 
@@ -295,7 +294,7 @@ def _pg_apply(db, the_plan):
     transactions, a duplicate key, statement_timeout) leaves an INVALID index behind: before each
     retry, and before reporting any other failure, that index is dropped CONCURRENTLY."""
     schema = db.params.get('schema') or db.current_schema()
-    for step in the_plan['steps']:
+    for step in the_plan.steps:
         if db.check_mode:
             db.queries.append(step.sql)
             continue

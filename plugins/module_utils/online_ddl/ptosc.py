@@ -32,7 +32,7 @@ OUTPUT_LINES = 60
 
 
 def spec():
-    """The `online` suboptions (column_ensure), documented in the module."""
+    """The `online` suboptions (column_ensure, enum_add, index_ensure), documented in each module."""
     return dict(
         max_load=dict(type='str', default='Threads_running=25'),
         critical_load=dict(type='str', default='Threads_running=50'),
@@ -114,3 +114,17 @@ def _tail(text):
     if isinstance(text, bytes):
         text = text.decode('utf-8', 'replace')
     return '\n'.join((text or '').splitlines()[-OUTPUT_LINES:])
+
+
+def run_plan(db, table, steps, check_mode, options):
+    """Run the plan's one ALTER TABLE on `table` (its clause, without ALGORITHM) with pt-online-schema-change;
+    the statement is recorded in db.queries; returns run()'s dict."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql.connection import quote_ident  # pylint: disable=import-outside-toplevel
+    if len(steps) != 1:
+        raise DbopsError('Internal: method online runs one ALTER TABLE, and this plan has %d statements. Nothing was '
+                         'changed.' % len(steps))
+    qtable = quote_ident(table)
+    clause = alter_clause(steps[0].sql, qtable)
+    result = run(db, table, clause, check_mode, options)
+    db.queries.append('ALTER TABLE %s %s' % (qtable, clause))
+    return result

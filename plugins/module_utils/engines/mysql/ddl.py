@@ -65,9 +65,10 @@ class MysqlDdl:
         if instant:
             steps = [Step(base + ', ALGORITHM=INSTANT', 'append ENUM values (metadata only)', alternative=copy)]
         else:
-            if not self.params.get('allow_copy'):
+            if not (self.params.get('allow_copy') or self.params.get('method') == 'online'):
                 self.fail('Inserting values %s of %s (not at the end, or past 255 values) makes the server copy the '
-                          'whole table, blocking writes while it copies. Set allow_copy: true to accept that, or '
+                          'whole table, blocking writes while it copies. Set method: online to copy it with '
+                          'pt-online-schema-change (writes go on), allow_copy: true to accept the blocking copy, or '
                           'append at the end instead. Nothing was changed.'
                           % ('in the middle' if pos != len(current) else 'past 255 values', target))
             steps = [copy]
