@@ -15,6 +15,7 @@ unless it is one of the few harmless commands the rules have no interest in.
 from __future__ import annotations
 
 import logging
+import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import (
     Event, Statement, attach_ignores, line_of, line_starts,
@@ -294,19 +295,158 @@ def _command_events(node, tokens, ev, engine):
     ev.append(Event('unparsed', command=head))
 
 
-def _split(tokens):
-    """Token runs between semicolons."""
+# A CREATE of one of these holds a body whose statements end in ';' inside the one statement.
+ROUTINES = {'TRIGGER', 'PROCEDURE', 'FUNCTION', 'EVENT'}
+# The words that may sit between CREATE and the routine's keyword (OR REPLACE, TEMP, DEFINER = u@h, AGGREGATE, ...)
+_ROUTINE_HEAD_STOP = {TokenType.L_PAREN, TokenType.TABLE, TokenType.INDEX, TokenType.VIEW, TokenType.SELECT} \
+    if HAS_SQLGLOT else set()
+# MySQL compound statements: these open a block (closed by END [IF|LOOP|...]) when they start a statement.
+_MYSQL_BLOCKS = {'IF', 'LOOP', 'WHILE', 'REPEAT', 'FOR'}
+_STATEMENT_START = {'BEGIN', 'THEN', 'ELSE', 'DO', 'LOOP', 'REPEAT', 'ROW', ':', ';'}
+
+
+def routine_kind(chunk):
+    """TRIGGER, PROCEDURE, FUNCTION or EVENT when the tokens are a CREATE of one, else None."""
+    if not chunk or chunk[0].token_type != TokenType.CREATE:
+        return None
+    for tok in chunk[1:10]:
+        if tok.token_type in _ROUTINE_HEAD_STOP:
+            return None
+        word = tok.text.upper()
+        if word in ROUTINES and tok.token_type not in (TokenType.STRING, TokenType.IDENTIFIER):
+            return word
+    return None
+
+
+def _body_depth(tok, prev, nxt, depth, engine):
+    """The BEGIN ... END nesting after tok, in the body of a routine (CASE ... END counts too; the IF of
+    END IF, the CASE of END CASE open nothing)."""
+    tt = tok.token_type
+    after_end = prev is not None and prev.token_type == TokenType.END
+    if tt == TokenType.BEGIN or tt == TokenType.CASE and not after_end:
+        return depth + 1
+    if tt == TokenType.END:
+        return depth - 1
+    if engine == 'mysql' and tt != TokenType.STRING and tok.text.upper() in _MYSQL_BLOCKS and \
+            (prev is None or prev.text.upper() in _STATEMENT_START) and \
+            not (nxt is not None and nxt.token_type == TokenType.L_PAREN):
+        return depth + 1
+    return depth
+
+
+def _split(tokens, engine='mysql', boundaries=(), custom=()):
+    """Token runs between statement ends.
+
+    A statement ends at a semicolon token, except inside the BEGIN ... END body of a CREATE TRIGGER (SQLite,
+    MySQL) or PROCEDURE/FUNCTION/EVENT (MySQL), where the body's own statements end in ';'; and except in the
+    ranges (start, end) of ``custom``, where the mysql client's DELIMITER set another delimiter: there only
+    the ``boundaries`` (offsets where that delimiter stood) end statements, as in the client.
+    """
     chunks, cur = [], []
-    for tok in tokens:
-        if tok.token_type == TokenType.SEMICOLON:
-            if cur:
-                chunks.append(cur)
-            cur = []
+    state = {'depth': 0, 'routine': None, 'custom': False}
+    bi = ci = 0
+    n = len(tokens)
+
+    def flush():
+        if cur:
+            chunks.append((cur[:], state['routine'], state['custom']))
+        del cur[:]
+        state.update(depth=0, routine=None, custom=False)
+
+    for i, tok in enumerate(tokens):
+        while bi < len(boundaries) and boundaries[bi] <= tok.start:
+            flush()
+            bi += 1
+        while ci < len(custom) and custom[ci][1] <= tok.start:
+            ci += 1
+        in_custom = ci < len(custom) and custom[ci][0] <= tok.start
+        if tok.token_type == TokenType.SEMICOLON and not in_custom and state['depth'] <= 0:
+            flush()
+            continue
+        cur.append(tok)
+        state['custom'] = state['custom'] or in_custom
+        if state['routine'] is None:
+            if len(cur) <= 10 and tok.text.upper() in ROUTINES:
+                state['routine'] = routine_kind(cur)
         else:
-            cur.append(tok)
-    if cur:
-        chunks.append(cur)
-    return chunks
+            state['depth'] = _body_depth(tok, tokens[i - 1] if i else None, tokens[i + 1] if i + 1 < n else None,
+                                         state['depth'], engine)
+    flush()
+    out = []
+    for chunk, routine, in_custom in chunks:
+        # Only a routine holds ';' inside one statement; one whose body never closes (outside a DELIMITER
+        # region) or a run of plain statements between two custom delimiters: each ';' ends a statement.
+        closed = routine is not None and (in_custom or _closed(chunk, engine))
+        if closed or not any(t.token_type == TokenType.SEMICOLON for t in chunk):
+            out.append(chunk)
+            continue
+        part = []
+        for tok in chunk:
+            if tok.token_type == TokenType.SEMICOLON:
+                if part:
+                    out.append(part)
+                part = []
+            else:
+                part.append(tok)
+        if part:
+            out.append(part)
+    return out
+
+
+def _closed(chunk, engine):
+    """Whether the BEGIN ... END blocks of a routine's tokens all close."""
+    depth = 0
+    for i, tok in enumerate(chunk):
+        depth = _body_depth(tok, chunk[i - 1] if i else None, chunk[i + 1] if i + 1 < len(chunk) else None,
+                            depth, engine)
+    return depth == 0
+
+
+_DELIMITER_LINE = re.compile(r'^[ \t]*DELIMITER[ \t]+(\S+)[^\n]*', re.I | re.M)
+# What a custom delimiter is looked for outside of: strings, quoted names, comments (the mysql client skips them).
+_MYSQL_SKIP = re.compile(r"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|\Z)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|\Z)"""
+                         r"""|`[^`]*(?:``[^`]*)*(?:`|\Z)|--(?=[ \t\r\n])[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z)""", re.S)
+
+
+def mysql_delimiters(text):
+    """(text, boundaries, custom ranges) for the mysql client's DELIMITER command.
+
+    The DELIMITER lines and each custom delimiter are blanked (same length, so offsets and lines stay);
+    boundaries: the offsets where a statement ended (a custom delimiter or a DELIMITER line); custom:
+    the (start, end) ranges where a delimiter other than ';' was in force.
+    """
+    if 'delimiter' not in text.lower():
+        return text, (), ()
+    marks = [m for m in _DELIMITER_LINE.finditer(text)]
+    if not marks:
+        return text, (), ()
+    chars = list(text)
+    boundaries, custom = [], []
+    for k, m in enumerate(marks):
+        for j in range(m.start(), m.end()):
+            chars[j] = ' '
+        boundaries.append(m.start())
+        delim = m.group(1)
+        end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
+        if delim == ';':
+            continue
+        custom.append((m.end(), end))
+        pos = m.end()
+        skip = None
+        while pos < end:
+            hit = text.find(delim, pos, end)
+            if hit < 0:
+                break
+            if skip is None or skip.start() < pos:
+                skip = _MYSQL_SKIP.search(text, pos, end)
+            if skip is not None and skip.start() < hit:
+                pos = max(skip.end(), skip.start() + 1)
+                continue
+            for j in range(hit, hit + len(delim)):
+                chars[j] = ' '
+            boundaries.append(hit)
+            pos = hit + len(delim)
+    return ''.join(chars), tuple(sorted(boundaries)), tuple(custom)
 
 
 def _gap_comments(text, tokens):
@@ -339,6 +479,10 @@ def parse(text, engine, line_offset=0):
     """Statements of a MySQL or SQLite source."""
     dialect = _dialect('mysql' if engine == 'mysql' else 'sqlite')
     starts = line_starts(text)
+    boundaries = custom = ()
+    source = text
+    if engine == 'mysql':
+        text, boundaries, custom = mysql_delimiters(text)
     try:
         tokens = dialect.tokenize(text)
     except SqlglotError as e:
@@ -346,10 +490,20 @@ def parse(text, engine, line_offset=0):
         return [Statement(text.strip(), 1 + line_offset, error='the tokenizer cannot read this text: %s' % msg)]
     placed = []
     parser = dialect.parser()
-    for chunk in _split(tokens):
+    for chunk in _split(tokens, engine, boundaries, custom):
         start, end = chunk[0].start, chunk[-1].end + 1
         line = line_of(starts, start) + line_offset
-        stmt_text = text[start:end]
+        stmt_text = source[start:end]
+        routine = routine_kind(chunk)
+        if routine is not None:
+            # Its body runs later (per row, per call): nothing in it changes the schema or the data now.
+            if not _closed(chunk, engine) or engine == 'sqlite' and chunk[-1].token_type != TokenType.END:
+                stmt = Statement(stmt_text, line, error='the BEGIN ... END body of this CREATE %s does not close: '
+                                                        'end it with END;' % routine)
+            else:
+                stmt = Statement(stmt_text, line, [Event('create_routine', what=routine)])
+            placed.append((stmt, start, end))
+            continue
         try:
             parsed = parser.parse(chunk, text)
             node = parsed[0] if parsed else None
