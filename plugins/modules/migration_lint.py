@@ -143,15 +143,17 @@ options:
     type: path
   mysql_version:
     description:
-      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29) or C(10.11) (MariaDB
-        from 10), for the rules that depend on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and
-        MariaDB 10.3). Unknown means
-        the rules assume a current server.
+      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29), C(10.11) or
+        C(10.11.6-MariaDB) (a version from 10 on, or one naming MariaDB, is MariaDB's), for the rules that depend
+        on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and MariaDB 10.3). With O(only_pending) the
+        server's own answer to C(SELECT VERSION()) is used, with its flavour (a warning when this option says
+        otherwise). Unknown means the rules assume a current server.
     type: str
   pg_version:
     description:
       - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
-        inside a transaction fails before 12). With O(only_pending) the server's own version is used. Unknown
+        inside a transaction fails before 12). With O(only_pending) the server's own version is used (a
+        warning when this option says otherwise). Unknown
         means the rule C(enum-value-in-transaction) reports the risk.
     type: int
 extends_documentation_fragment:
@@ -284,6 +286,12 @@ pending:
   returned: when only_pending
   type: list
   elements: str
+server_version:
+  description: With O(only_pending) on PostgreSQL or MySQL/MariaDB, the server the rules were told about, from
+    its own answer (PostgreSQL's major version; MySQL's C(VERSION()) without its suffix).
+  returned: when only_pending on PostgreSQL or MySQL/MariaDB
+  type: dict
+  sample: {engine: mysql, flavour: mariadb, version: "10.11.19"}
 '''
 
 import os
@@ -367,17 +375,16 @@ def work(module, _db):
     result = dict(changed=False)
     try:
         pending = None
-        pg_version = p['pg_version']
+        pg_version, mysql_version = p['pg_version'], p['mysql_version']
         if p['only_pending']:
             from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending_mod
             pending, server_version = pending_mod.pending_migrations(module, p['path'], p['tool'])
             result['pending'] = list(pending)
-            if pg_version is None and server_version:
-                pg_version = server_version
+            pg_version, mysql_version = server_versions(module, p, server_version, result)
         srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
                                max_file_size=p['max_file_size'])
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
-                          max_statement_size=p['max_statement_size'], mysql_version=p['mysql_version'])
+                          max_statement_size=p['max_statement_size'], mysql_version=mysql_version)
     except DbopsError:
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
@@ -392,6 +399,29 @@ def work(module, _db):
     if runner.failing(out['findings'], p['fail_on']):
         raise ModuleFailure(result['summary'], **result)
     return result
+
+
+def server_versions(module, p, answer, result):
+    """(pg_version, mysql_version) with only_pending: the connected server's answer wins over the options
+    (a warning when they disagree); result gets server_version (engine, flavour, version)."""
+    pg_version, mysql_version = p['pg_version'], p['mysql_version']
+    if answer is None:
+        return pg_version, mysql_version
+    if p['engine'] == 'postgresql':
+        if pg_version is not None and pg_version != answer:
+            module.warn('pg_version=%s, but the server is PostgreSQL %s: the rules use %s.' % (pg_version, answer, answer))
+        result['server_version'] = dict(engine='postgresql', flavour='postgresql', version=str(answer))
+        return answer, mysql_version
+    if p['engine'] == 'mysql':
+        flavour = lint_rules.mysql_flavour(answer)
+        given = lint_rules.parse_mysql_version(mysql_version) if mysql_version is not None else None
+        told = lint_rules.parse_mysql_version(answer)
+        if given is not None and (given != told or lint_rules.mysql_flavour(mysql_version) != flavour):
+            module.warn('mysql_version=%s, but the server is %s %s: the rules use the server\'s version.' % (
+                mysql_version, 'MariaDB' if flavour == 'mariadb' else 'MySQL', answer))
+        result['server_version'] = dict(engine='mysql', flavour=flavour, version=answer.split('-', 1)[0])
+        return pg_version, answer
+    return pg_version, mysql_version
 
 
 def write_report(module, dest, text):

@@ -53,6 +53,7 @@ class Context:
         self.engine = engine
         self.pg_version = pg_version
         self.mysql_version = parse_mysql_version(mysql_version) if isinstance(mysql_version, str) else mysql_version
+        self.mysql_flavour = mysql_flavour(mysql_version)
         self.enum_columns = enum_columns if enum_columns is not None else {}
         self.reset()
 
@@ -551,8 +552,24 @@ def parse_mysql_version(text):
     return tuple(parts)
 
 
-def _mysql_is_mariadb(version):
-    return version is not None and version[0] >= 10
+def mysql_flavour(text):
+    """'mariadb' or 'mysql' for a version as the server answers it ('10.11.19-MariaDB-deb12', '8.0.36-log'),
+    or as given ('10.11', '8.0.29', '11.4-mariadb'); None when unknown. Without the word MariaDB, a major
+    version of 10 or more is MariaDB's (MySQL went from 8.4 to 9)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return 'mariadb' if text and text[0] >= 10 else 'mysql'
+    version = parse_mysql_version(text)
+    if version is None:
+        return None
+    if 'mariadb' in text.lower():
+        return 'mariadb'
+    return 'mariadb' if version[0] >= 10 else 'mysql'
+
+
+def _mysql_is_mariadb(ctx):
+    return ctx.mysql_flavour == 'mariadb'
 
 
 def _algorithm_copy(e, ctx):
@@ -589,7 +606,7 @@ def _add_column_rebuild(e, ctx):
     version = ctx.mysql_version
     if version is None or ctx.is_new(e['table']) or e.get('algorithm') in ('INSTANT', 'COPY'):
         return None
-    if _mysql_is_mariadb(version):
+    if _mysql_is_mariadb(ctx):
         if version >= (10, 3, 2):
             return None
         name = 'MariaDB %d.%d' % version[:2]
