@@ -41,7 +41,16 @@ CASES = {
                      None),
                     ((MY,), "ALTER TABLE orders MODIFY COLUMN status ENUM('new', 'refunded', 'paid') NOT NULL;",
                      "ALTER TABLE orders MODIFY COLUMN status ENUM('new', 'paid', 'refunded') NOT NULL;",
-                     "CREATE TABLE orders (id INT PRIMARY KEY, status ENUM('new', 'paid') NOT NULL);")],
+                     "CREATE TABLE orders (id INT PRIMARY KEY, status ENUM('new', 'paid') NOT NULL);"),
+                    # a SET like an ENUM; appending past 8 members grows its storage (1 to 2 bytes): a copy
+                    ((MY,), "ALTER TABLE posts MODIFY COLUMN flags SET(%s) NOT NULL;" % ", ".join(
+                        "'f%d'" % i for i in range(9)),
+                     "ALTER TABLE posts MODIFY COLUMN flags SET(%s) NOT NULL;" % ", ".join(
+                         "'f%d'" % i for i in range(8)),
+                     "CREATE TABLE posts (id INT PRIMARY KEY, flags SET('f0', 'f1', 'f2') NOT NULL);")],
+    "set-too-many-members": [((MY,), "ALTER TABLE posts ADD COLUMN tags SET(%s);" % ", ".join(
+        "'t%d'" % i for i in range(65)), "ALTER TABLE posts ADD COLUMN tags SET(%s);" % ", ".join(
+            "'t%d'" % i for i in range(64)), None)],
     "rename-table": [((PG, MY, SQ), "ALTER TABLE users RENAME TO accounts;",
                       "CREATE VIEW accounts AS SELECT * FROM users;", None),
                      ((MY,), "RENAME TABLE users TO accounts;", "CREATE VIEW accounts AS SELECT * FROM users;", None)],

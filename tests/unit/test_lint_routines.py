@@ -107,3 +107,41 @@ def test_mysql_delimiter_run_of_plain_statements_and_ignores():
 def test_a_table_named_like_a_routine_is_a_table(name):
     sql = "CREATE TABLE %s (id INT);\nDROP TABLE %s;\n" % (name, name)
     assert [k for _l, _e, k in shape(sql, "mysql")] == [["create_table"], ["drop_table"]]
+
+
+# --- MySQL SET columns, modelled like ENUM (issue 13) ---------------------------------------------
+
+SET_TABLE = "CREATE TABLE posts (id INT PRIMARY KEY, flags SET('a', 'b', 'c') NOT NULL);\n"
+
+
+@pytest.mark.parametrize("new, rule, words", [
+    ("SET('a', 'b', 'c', 'd')", None, None),                              # appended, same 1 byte
+    ("SET('a', 'c')", "enum-change", "removes 'b'"),
+    ("SET('b', 'a', 'c')", "enum-change", "inserts or reorders"),
+    ("SET('a', 'x', 'b', 'c')", "enum-change", "inserts or reorders"),
+    ("SET('a', 'b', 'c', %s)" % ", ".join("'m%d'" % i for i in range(6)), "enum-change", "1 to 2 bytes"),
+    ("SET(%s)" % ", ".join("'m%d'" % i for i in range(65)), "set-too-many-members", "at most 64"),
+])
+def test_set_column_changes(new, rule, words):
+    srcs = [sources.Source("1.sql", SET_TABLE),
+            sources.Source("2.sql", "ALTER TABLE posts MODIFY COLUMN flags %s NOT NULL;\n" % new)]
+    out = [f for f in runner.lint(srcs, "mysql", ignore=NOISE)["findings"] if f["file"] == "2.sql"]
+    if rule is None:
+        assert out == []
+        return
+    found = [f for f in out if f["rule"] == rule]
+    assert len(found) == 1 and words in found[0]["message"], out
+    if rule == "enum-change":
+        assert found[0]["message"].startswith("Redefining SET column")
+    if "removes" in words:
+        assert "lose the removed members" in found[0]["message"]
+
+
+def test_enum_past_255_values_still_a_copy_and_set_of_64_is_fine():
+    enum = ", ".join("'v%d'" % i for i in range(256))
+    srcs = [sources.Source("1.sql", "CREATE TABLE o (s ENUM(%s));\n" % ", ".join("'v%d'" % i for i in range(255))),
+            sources.Source("2.sql", "ALTER TABLE o MODIFY COLUMN s ENUM(%s);\n" % enum),
+            sources.Source("3.sql", "ALTER TABLE o ADD COLUMN f SET(%s);\n" % ", ".join("'f%d'" % i for i in range(64)))]
+    out = runner.lint(srcs, "mysql", ignore=NOISE)["findings"]
+    assert [(f["file"], f["rule"]) for f in out] == [("2.sql", "enum-change")]
+    assert "past 255 values" in out[0]["message"]

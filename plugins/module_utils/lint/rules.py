@@ -221,16 +221,41 @@ def _enum_change(e, ctx):
     ctx.enum_columns[new_key] = list(e['values'])
     if e.get('how') != 'modify' or ctx.is_new(e['table']) or e.get('safe_algorithm'):
         return None
+    kind = e.get('type_kind') or 'ENUM'
     if before is not None:
-        if e['values'][:len(before)] == before and (len(e['values']) <= 255 or len(before) > 255):
+        if e['values'][:len(before)] == before and \
+                enum_storage_bytes(kind, len(e['values'])) == enum_storage_bytes(kind, len(before)):
             return None   # appended at the end, same storage size: metadata-only (INSTANT)
         removed = [v for v in before if v not in e['values']]
-        detail = ('removes %s' % ', '.join(map(repr, removed))) if removed else 'inserts or reorders values'
-        return ('Redefining ENUM column %s.%s %s (was %s): InnoDB copies the whole table for that, blocking writes'
-                '%s.' % (q(e['table']), q(e['column']), detail, ', '.join(map(repr, before)),
-                         ', and rows holding a removed value get an empty value' if removed else ''))
-    return ('Redefining ENUM column %s.%s, whose current values this lint run has not seen: unless the new list only '
-            'appends at the end, InnoDB copies the whole table.' % (q(e['table']), q(e['column'])))
+        if removed:
+            detail = 'removes %s' % ', '.join(map(repr, removed))
+        elif e['values'][:len(before)] == before:
+            detail = 'appends past %d values (%d to %d bytes a row)' % (
+                {'ENUM': 255, 'SET': 8 * enum_storage_bytes(kind, len(before))}[kind],
+                enum_storage_bytes(kind, len(before)), enum_storage_bytes(kind, len(e['values'])))
+        else:
+            detail = 'inserts or reorders values'
+        loss = {'ENUM': ', and rows holding a removed value get an empty value',
+                'SET': ', and rows lose the removed members from their sets'}[kind]
+        return ('Redefining %s column %s.%s %s (was %s): InnoDB copies the whole table for that, blocking writes'
+                '%s.' % (kind, q(e['table']), q(e['column']), detail, ', '.join(map(repr, before)),
+                         loss if removed else ''))
+    return ('Redefining %s column %s.%s, whose current values this lint run has not seen: unless the new list only '
+            'appends at the end, InnoDB copies the whole table.' % (kind, q(e['table']), q(e['column'])))
+
+
+def enum_storage_bytes(kind, count):
+    """Bytes a row of a MySQL ENUM/SET column of count values takes: appending within it is INSTANT."""
+    if kind == 'SET':
+        return {1: 1, 2: 2, 3: 3, 4: 4}.get((count + 7) // 8, 8)
+    return 1 if count <= 255 else 2
+
+
+def _set_too_many(e, _ctx):
+    if e.get('type_kind') != 'SET' or len(e['values']) <= 64:
+        return None
+    return ('SET column %s.%s has %d members: MySQL and MariaDB allow at most 64, the statement fails.'
+            % (q(e['table']), q(e['column']), len(e['values'])))
 
 
 def _rename_table(e, ctx):
@@ -691,6 +716,10 @@ RULES = [
          'fails; from 12 on, the new value cannot be used in the same transaction.',
          'Add the value in a migration of its own that runs outside a transaction (or with dbops.maintenance.'
          'enum_add), and use it in a later one.', _enum_in_txn),
+    Rule('set-too-many-members', 'error', ('mysql',), ('enum_column',), 'SET with more than 64 members',
+         'A MySQL/MariaDB SET column holds at most 64 members; a longer list fails the statement.',
+         'Keep the SET at 64 members or fewer, or store the flags in a child table (one row per flag) or a JSON '
+         'column.', _set_too_many),
     Rule('enum-change', 'warning', ('postgresql', 'mysql'), ('enum_rename_value', 'enum_column'),
          'enum change other than appending',
          'Renaming an enum value breaks the running code that uses it; on MySQL, inserting, reordering or '

@@ -80,9 +80,20 @@ def _table_of_create(node):
     return _ident(target)
 
 
+def _enum_kind(datatype):
+    """'ENUM' or 'SET' for a MySQL ENUM/SET type (the two are modelled alike), else None."""
+    if datatype is None:
+        return None
+    if datatype.this == exp.DataType.Type.SET:
+        return 'SET'
+    if datatype.this in (exp.DataType.Type.ENUM, getattr(exp.DataType.Type, 'ENUM8', None),
+                         getattr(exp.DataType.Type, 'ENUM16', None)):
+        return 'ENUM'
+    return None
+
+
 def _enum_values(datatype):
-    if datatype is None or datatype.this not in (exp.DataType.Type.ENUM, getattr(exp.DataType.Type, 'ENUM8', None),
-                                                 getattr(exp.DataType.Type, 'ENUM16', None)):
+    if _enum_kind(datatype) is None:
         return None
     values = []
     for e in datatype.expressions or ():
@@ -105,7 +116,7 @@ def _column_def_facts(coldef, with_type=True):
     # Printing the type costs as much as parsing it: only for the statements that report it.
     type_text = kind.sql(dialect='mysql') if with_type and kind is not None else ''
     return dict(column=coldef.name, not_null=not_null, has_default=has_default, type=type_text,
-                enum=_enum_values(kind))
+                enum=_enum_values(kind), enum_kind=_enum_kind(kind))
 
 
 def _safe_algorithm(alter):
@@ -140,7 +151,7 @@ def statement_events(node, tokens, engine):
                         facts = _column_def_facts(col, with_type=False)
                         if facts['enum'] is not None:
                             ev.append(Event('enum_column', table=table, column=facts['column'],
-                                            values=facts['enum'], how='create'))
+                                            values=facts['enum'], how='create', type_kind=facts['enum_kind']))
         elif kind == 'INDEX':
             index = node.this
             ev.append(Event('create_index', table=_ident(index.args.get('table')) if index is not None else None,
@@ -219,7 +230,8 @@ def _alter_events(node, ev, engine='mysql'):
                             has_default=facts['has_default'], type=facts['type'],
                             positioned=position is not None, algorithm=algorithm))
             if facts['enum'] is not None:
-                ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add'))
+                ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add',
+                                type_kind=facts['enum_kind']))
         elif isinstance(action, exp.Drop) and (action.args.get('kind') or '').upper() == 'COLUMN':
             for col in action.args.get('tables') or [action.this]:
                 ev.append(Event('drop_column', table=table, column=_ident(col)))
@@ -231,7 +243,8 @@ def _alter_events(node, ev, engine='mysql'):
                 ev.append(Event('rename_column', table=table, column=old, new=facts['column']))
             if facts['enum'] is not None:
                 ev.append(Event('enum_column', table=table, column=old or facts['column'], values=facts['enum'],
-                                how='modify', new=facts['column'], safe_algorithm=safe_algorithm))
+                                how='modify', new=facts['column'], safe_algorithm=safe_algorithm,
+                                type_kind=facts['enum_kind']))
             else:
                 ev.append(Event('alter_column_type', table=table, column=old or facts['column'], type=facts['type'],
                                 using=False, safe_algorithm=safe_algorithm))
