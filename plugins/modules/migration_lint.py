@@ -220,10 +220,7 @@ findings:
       type: str
       sample: drop-table
     severity:
-      description: error, warning or info.
-      type: str
-    title:
-      description: Short name of the rule.
+      description: error, warning or info (the rule's, or lower when the rule says this case is less certain).
       type: str
     file:
       description: The file (or C(<sql>)).
@@ -238,13 +235,8 @@ findings:
       description: The statement, on one line, shortened to 400 characters.
       type: str
     message:
-      description: What is wrong with this statement.
-      type: str
-    why:
-      description: Why statements of this kind are dangerous.
-      type: str
-    alternative:
-      description: The safe way to make the change.
+      description: What is wrong with this statement. The rule's title, why and alternative (the "Instead") are
+        in RV(rules), once per rule.
       type: str
     ignored:
       description: Whether a C(dbops:ignore) comment accepted the finding.
@@ -260,6 +252,31 @@ findings:
       statement: DROP TABLE "Session"
       message: DROP TABLE "Session" deletes the table and every row in it.
       ignored: false
+rules:
+  description: The rules that have findings, by rule id, with the texts every finding of the rule shares (once per
+    rule rather than in each of thousands of findings).
+  returned: always
+  type: dict
+  contains:
+    title:
+      description: Short name of the rule.
+      type: str
+    severity:
+      description: The rule's severity.
+      type: str
+    why:
+      description: Why statements of this kind are dangerous.
+      type: str
+    alternative:
+      description: The safe way to make the change, naming this collection's module/option that does it where there
+        is one.
+      type: str
+  sample:
+    drop-table:
+      title: DROP TABLE
+      severity: error
+      why: Dropping a table deletes its rows; the running application fails on the table.
+      alternative: Rename the table first and drop it in a later release, after a backup (dbops.maintenance.db_backup).
 summary:
   description: The findings as readable lines (C(file:line [severity] rule - message Instead - alternative)).
   returned: always
@@ -389,7 +406,8 @@ def work(module, _db):
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
         unexpected(module, e, context='while linting')
-    result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
+    result.update(findings=out['findings'], rules=runner.rule_texts(out['findings']), files=out['files'],
+                  statements=out['statements'],
                   counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
     if p['format']:
         text = report.render(p['format'], out, list(lint_rules.RULES) + [runner.CODE_RULE, runner.TOO_LARGE_RULE],

@@ -132,7 +132,8 @@ def side_by_side(ansible):
         by_file = {}
         for f in res[mode]["findings"]:
             name = Path(f["file"]).name
-            by_file.setdefault(name, []).append(f)
+            # the rule's texts are returned once per rule (result "rules"); here beside each finding
+            by_file.setdefault(name, []).append(dict(f, **res[mode]["rules"][f["rule"]]))
         ours[mode] = by_file
     theirs = {"plain": _squawk(CORPUS, False), "sqlx": _squawk(CORPUS, True)}
     return theirs, ours

@@ -994,6 +994,7 @@ def find_rebuilds(statements, ctx):
 AGGREGATE_PER_STATEMENT = frozenset(('prefer-bigint', 'prefer-identity', 'char-column', 'prefer-text-field',
                                      'timestamp-without-time-zone', 'identifier-too-long'))
 AGGREGATE_PER_SOURCE = frozenset(('prefer-robust-statements',))
+AGGREGATE = AGGREGATE_PER_STATEMENT | AGGREGATE_PER_SOURCE
 
 
 def _aggregate_note(rule_id, extra):
@@ -1006,12 +1007,25 @@ def _aggregate_note(rule_id, extra):
         len(extra), (': ' + ', '.join(names[:20]) + (' ...' if len(names) > 20 else '')) if names else '')
 
 
+_BY_KIND = {}
+
+
+def _rules_by_kind(rules):
+    """{event kind: [rules]} of a rule selection, computed once per selection (not once per source)."""
+    key = tuple(r.id for r in rules)
+    found = _BY_KIND.get(key)
+    if found is None:
+        by_kind = {}
+        for rule in rules:
+            for kind in rule.kinds:
+                by_kind.setdefault(kind, []).append(rule)
+        found = _BY_KIND[key] = (by_kind, 'enum-change' not in key)
+    return found
+
+
 def check_source(statements, ctx, rules):
     """Run the rules over one source's statements. Returns (statement, rule, message) triples."""
-    by_kind = {}
-    for rule in rules:
-        for kind in rule.kinds:
-            by_kind.setdefault(kind, []).append(rule)
+    by_kind, track_enums = _rules_by_kind(rules)
     ctx.rebuilds = find_rebuilds(statements, ctx)
     out = []
     new_enum_values = []    # (quoted value, type, line, transaction id) added in a transaction
@@ -1024,8 +1038,7 @@ def check_source(statements, ctx, rules):
             message = rule.check(e, ctx)
             if not message:
                 continue
-            key = None
-            if rule.id in AGGREGATE_PER_STATEMENT or rule.id in AGGREGATE_PER_SOURCE:
+            if rule.id in AGGREGATE:
                 severity = message[1] if isinstance(message, tuple) else rule.severity
                 key = (rule.id, severity, id(stmt) if rule.id in AGGREGATE_PER_STATEMENT else None)
                 if key in grouped:
@@ -1089,7 +1102,7 @@ def check_source(statements, ctx, rules):
                     not ctx.is_new(e['type']):
                 new_enum_values.append(("'%s'" % e['value'].replace("'", "''"), e['type'], stmt.line,
                                         ctx.transaction()))
-            elif kind == 'enum_column' and 'enum-change' not in [r.id for r in rules]:
+            elif kind == 'enum_column' and track_enums:
                 ctx.enum_columns[(ctx.key(e['table']), (e.get('new') or e['column'] or '').lower())] = list(e['values'])
     for (rule_id, _severity, _stmt), (index, extra) in grouped.items():
         if extra:

@@ -22,6 +22,7 @@ TOO_LARGE_RULE = rules_mod.Rule(
     'any repository finishes, in bounded memory); nothing in it was checked.',
     'Split the file or the statement, raise max_file_size / max_statement_size to lint it, or, for a data file '
     '(a dump, seed data), list it in ignore with this rule once you have checked it by other means.', None)
+RULE_INDEX = dict((r.id, r) for r in list(rules_mod.RULES) + [CODE_RULE, TOO_LARGE_RULE])
 DEFAULT_MAX_FILE_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_STATEMENT_SIZE = 1024 * 1024
 
@@ -61,11 +62,29 @@ def _one_line(stmt, cache):
     return text
 
 
+def rule_of(rule_id):
+    """The Rule of a finding's rule id (the rule table's, or the runner's own two)."""
+    return RULE_INDEX[rule_id]
+
+
+def rule_texts(findings):
+    """{rule id: dict(title, severity, why, alternative)} of the rules in findings: what a finding shares with
+    every other finding of its rule is returned once per rule, not once per finding (thousands of style findings
+    each carrying the same three texts made the result, and Ansible's processing of it, several times bigger)."""
+    out = {}
+    for f in findings:
+        rule_id = f['rule']
+        if rule_id not in out:
+            r = RULE_INDEX[rule_id]
+            out[rule_id] = dict(title=r.title, severity=r.severity, why=r.why, alternative=r.alternative)
+    return out
+
+
 def _finding(source, stmt, rule, message, severity=None, cache=None):
     text = _one_line(stmt, cache if cache is not None else {})
-    out = dict(rule=rule.id, severity=severity or rule.severity, title=rule.title, file=source.name,
+    out = dict(rule=rule.id, severity=severity or rule.severity, file=source.name,
                line=stmt.line if stmt is not None else source.line_offset + 1, statement=text, message=message,
-               why=rule.why, alternative=rule.alternative, ignored=False)
+               ignored=False)
     if source.migration is not None:
         out['migration'] = source.migration
     return out
@@ -174,7 +193,7 @@ def summary(result, fail_on, max_lines=50):
     shown.sort(key=lambda f: -rules_mod.SEVERITIES.index(f['severity']))
     for f in shown[:max_lines]:
         lines.append('%s:%s [%s] %s: %s Instead: %s' % (
-            f['file'], f['line'], f['severity'], f['rule'], f['message'], f['alternative']))
+            f['file'], f['line'], f['severity'], f['rule'], f['message'], RULE_INDEX[f['rule']].alternative))
     if len(shown) > max_lines:
         lines.append('... and %d more (see findings)' % (len(shown) - max_lines))
     for f in findings:
@@ -183,4 +202,4 @@ def summary(result, fail_on, max_lines=50):
     return '\n'.join(lines)
 
 
-__all__ = ['lint', 'summary', 'failing', 'counts', 'parse', 'missing_parser', 'Statement']
+__all__ = ['lint', 'summary', 'failing', 'counts', 'parse', 'missing_parser', 'Statement', 'rule_of', 'rule_texts']
