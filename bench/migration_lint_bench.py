@@ -52,9 +52,18 @@ RESULTS = ROOT / "bench" / "results"
 MODULE = ROOT / "plugins" / "modules" / "migration_lint.py"
 TARGET = {"root": ROOT}
 GOAL_SECONDS = 10.0
-# Runs the module as its own __main__ and reports the process's own peak RSS (KiB) on stderr at exit.
+# Runs the module as its own __main__ and reports the process's own peak RSS (KiB) on stderr at exit: VmHWM of
+# /proc/self/status (this program's memory only). getrusage's ru_maxrss is not used on Linux: it keeps the peak
+# of the process before exec, i.e. of the forked bench process, which holds the previous run's result (a run
+# after a big one reported the big one's figure).
 WRAPPER = ("import atexit, resource, runpy, sys\n"
-           "atexit.register(lambda: sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+           "def peak():\n"
+           "    try:\n"
+           "        with open('/proc/self/status') as f:\n"
+           "            return int([l for l in f if l.startswith('VmHWM:')][0].split()[1])\n"
+           "    except (OSError, IndexError, ValueError):\n"
+           "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+           "atexit.register(lambda: sys.stderr.write('MAXRSS %d\\n' % peak()))\n"
            "sys.argv = sys.argv[1:]\n"
            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 

@@ -121,6 +121,16 @@ options:
         is not parsed; it gets a C(too-large) finding with its line.
     type: int
     default: 1048576
+  max_info_findings:
+    description:
+      - At most this many C(info) findings (style and preference hints) are listed in RV(findings); the others are
+        counted in RV(counts) and RV(unlisted_info) and named in RV(summary), not listed. Errors, warnings and
+        ignored findings are always listed. C(-1) lists every finding.
+      - Every finding is listed anyway when O(format) writes a report, or when O(fail_on=info).
+      - A repository of generated migrations gets thousands of such hints; listing each one in the task result
+        costs more time and memory than linting (Ansible copies and serialises every value of a result).
+    type: int
+    default: 100
   format:
     description:
       - Also write the findings to O(dest) in a format CI reads. C(sarif) is SARIF 2.1.0 (GitHub code scanning
@@ -277,6 +287,11 @@ rules:
       severity: error
       why: Dropping a table deletes its rows; the running application fails on the table.
       alternative: Rename the table first and drop it in a later release, after a backup (dbops.maintenance.db_backup).
+unlisted_info:
+  description: The number of C(info) findings counted but not listed in RV(findings) (O(max_info_findings)).
+  returned: always
+  type: int
+  sample: 0
 summary:
   description: The findings as readable lines (C(file:line [severity] rule - message Instead - alternative)).
   returned: always
@@ -324,6 +339,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rule
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
+DEFAULT_MAX_INFO_FINDINGS = 100
+
 
 def argument_spec():
     spec = connection_argument_spec()
@@ -340,6 +357,7 @@ def argument_spec():
         pg_version=dict(type='int'),
         max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
         max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
+        max_info_findings=dict(type='int', default=DEFAULT_MAX_INFO_FINDINGS),
         format=dict(type='str', choices=list(report.FORMATS)),
         dest=dict(type='path'),
         report_root=dict(type='path'),
@@ -354,6 +372,9 @@ def validate(module):
     for opt in ('max_file_size', 'max_statement_size'):
         if p[opt] is not None and p[opt] < 1:
             module.fail_json(msg='%s is a size in bytes, at least 1 (it is %s).' % (opt, p[opt]))
+    if p['max_info_findings'] < -1:
+        module.fail_json(msg='max_info_findings is a number of findings, 0 or more, or -1 for all of them (it is %s).'
+                         % p['max_info_findings'])
     for opt in ('rules', 'ignore'):
         for rule in p[opt] or []:
             if rule not in known:
@@ -400,15 +421,19 @@ def work(module, _db):
             pg_version, mysql_version = server_versions(module, p, server_version, result)
         srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
                                max_file_size=p['max_file_size'])
+        # every finding when a report is written or info findings fail the task; else at most max_info_findings
+        max_info = None if p['format'] or p['fail_on'] == 'info' or p['max_info_findings'] < 0 else \
+            p['max_info_findings']
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
-                          max_statement_size=p['max_statement_size'], mysql_version=mysql_version)
+                          max_statement_size=p['max_statement_size'], mysql_version=mysql_version, max_info=max_info)
     except DbopsError:
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
         unexpected(module, e, context='while linting')
     result.update(findings=out['findings'], rules=runner.rule_texts(out['findings']), files=out['files'],
                   statements=out['statements'],
-                  counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
+                  counts=runner.counts(out['findings'], out['unlisted_info']), summary=runner.summary(out, p['fail_on']),
+                  unlisted_info=out['unlisted_info'])
     if p['format']:
         text = report.render(p['format'], out, list(lint_rules.RULES) + [runner.CODE_RULE, runner.TOO_LARGE_RULE],
                              root=p['report_root'])

@@ -121,9 +121,11 @@ def side_by_side(ansible):
     assert version.stdout.split()[-1] == SQUAWK_VERSION, version.stdout
     tasks = [
         dict(name="plain", module=MOD,
-             args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION, fail_on="never")),
+             args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION, fail_on="never",
+                       max_info_findings=-1)),
         dict(name="sqlx", module=MOD,
-             args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx", pg_version=PG_VERSION, fail_on="never")),
+             args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx", pg_version=PG_VERSION, fail_on="never",
+                       max_info_findings=-1)),
     ]
     res = run_tasks(ansible, tasks)
     ours = {}

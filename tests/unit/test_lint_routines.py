@@ -145,3 +145,32 @@ def test_enum_past_255_values_still_a_copy_and_set_of_64_is_fine():
     out = runner.lint(srcs, "mysql", ignore=NOISE)["findings"]
     assert [(f["file"], f["rule"]) for f in out] == [("2.sql", "enum-change")]
     assert "past 255 values" in out[0]["message"]
+
+
+# --- max_info: info findings beyond the cap are counted, not built (issue 13 benchmark) ------------
+
+def test_info_findings_beyond_the_cap_are_counted_not_listed():
+    sql = "CREATE TABLE a (id serial PRIMARY KEY, at timestamp);\nDROP TABLE b;\n"
+    srcs = [sources.Source("%d.sql" % i, sql) for i in range(30)]
+    full = runner.lint(srcs, "postgresql")
+    info = [f for f in full["findings"] if f["severity"] == "info"]
+    assert len(info) > 10 and full["unlisted_info"] == 0
+    capped = runner.lint(srcs, "postgresql", max_info=5)
+    assert [f for f in capped["findings"] if f["severity"] == "info"] == info[:5]
+    assert capped["unlisted_info"] == len(info) - 5
+    # errors and warnings all listed, counts the same as without the cap
+    assert [f for f in capped["findings"] if f["severity"] != "info"] == \
+        [f for f in full["findings"] if f["severity"] != "info"]
+    assert runner.counts(capped["findings"], capped["unlisted_info"]) == runner.counts(full["findings"])
+    assert "%d more info finding(s) counted but not listed" % (len(info) - 5) in runner.summary(capped, "error")
+    none = runner.lint(srcs, "postgresql", max_info=0)
+    assert none["unlisted_info"] == len(info) and not [f for f in none["findings"] if f["severity"] == "info"]
+
+
+def test_an_ignored_info_finding_beyond_the_cap_is_listed():
+    srcs = [sources.Source("1.sql", "CREATE TABLE a (at timestamp);\n"),
+            sources.Source("2.sql", "-- dbops:ignore timestamp-without-time-zone legacy column\n"
+                                    "CREATE TABLE b (at timestamp);\n")]
+    out = runner.lint(srcs, "postgresql", select=["timestamp-without-time-zone"], max_info=0)
+    assert [(f["file"], f["ignored"]) for f in out["findings"]] == [("2.sql", True)]
+    assert out["unlisted_info"] == 1
