@@ -430,7 +430,7 @@ def mysql_delimiters(text):
     """
     if 'delimiter' not in text.lower():
         return text, (), ()
-    marks = [m for m in _DELIMITER_LINE.finditer(text)]
+    marks = list(_DELIMITER_LINE.finditer(text))
     if not marks:
         return text, (), ()
     chars = list(text)
