@@ -21,6 +21,12 @@ then COPY ... FROM stdin data on PostgreSQL or INSERT ... VALUES rows, then DDL 
 raised so that it is linted, not skipped; ``--timeout`` stops a run that takes longer (reported as not finished).
 ``--root DIR`` runs the module of another checkout (e.g. ``git archive <commit> | tar -x -C DIR``), to compare
 before and after a change on the same machine: ``--sizes 5000 --root /tmp/old`` then without ``--root``.
+
+``--compare DIR`` measures side by side in ONE run: on the same generated files, the module of DIR (the reference,
+e.g. the commit before issue 13's merge) and this checkout's, alternately, ``--rounds`` times each; it reports the
+median CPU time and peak RSS of each and their ratios (this / reference), and the goal of issue 13: CPU within
++20 %, memory flat (within +10 %). CPU time, not wall time: the machine is shared and loaded. Writes
+bench/results/migration_lint_compare_<UTC time>.json and .md.
 """
 
 from __future__ import annotations
@@ -46,9 +52,18 @@ RESULTS = ROOT / "bench" / "results"
 MODULE = ROOT / "plugins" / "modules" / "migration_lint.py"
 TARGET = {"root": ROOT}
 GOAL_SECONDS = 10.0
-# Runs the module as its own __main__ and reports the process's own peak RSS (KiB) on stderr at exit.
+# Runs the module as its own __main__ and reports the process's own peak RSS (KiB) on stderr at exit: VmHWM of
+# /proc/self/status (this program's memory only). getrusage's ru_maxrss is not used on Linux: it keeps the peak
+# of the process before exec, i.e. of the forked bench process, which holds the previous run's result (a run
+# after a big one reported the big one's figure).
 WRAPPER = ("import atexit, resource, runpy, sys\n"
-           "atexit.register(lambda: sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+           "def peak():\n"
+           "    try:\n"
+           "        with open('/proc/self/status') as f:\n"
+           "            return int([l for l in f if l.startswith('VmHWM:')][0].split()[1])\n"
+           "    except (OSError, IndexError, ValueError):\n"
+           "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+           "atexit.register(lambda: sys.stderr.write('MAXRSS %d\\n' % peak()))\n"
            "sys.argv = sys.argv[1:]\n"
            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
@@ -145,6 +160,80 @@ def run_module(directory, engine, workdir, extra=None, timeout=None):
     return wall, cpu, peak / 1024.0, result
 
 
+CPU_GOAL = 1.20      # this / reference, issue 13
+RSS_GOAL = 1.10
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def compare(opts, engines, sizes, extra):
+    """Side by side: reference (opts.compare) and this checkout, alternately, on the same files."""
+    roots = [("reference", Path(opts.compare).resolve()), ("this", ROOT)]
+    for _name, root in roots:
+        tree = root / "build" / "collections" / "ansible_collections" / "dbops"
+        tree.mkdir(parents=True, exist_ok=True)
+        if not (tree / "maintenance").exists():
+            (tree / "maintenance").symlink_to(root)
+    rows, goals = [], []
+    work = Path(tempfile.mkdtemp(prefix="dbops-lint-compare-"))
+    try:
+        for engine in engines:
+            for size in sizes:
+                d = work / ("%s-%d" % (engine, size))
+                d.mkdir()
+                generate(d, engine, size)
+                runs = dict((name, []) for name, _root in roots)
+                for rnd in range(opts.rounds):
+                    for name, root in (roots if rnd % 2 == 0 else roots[::-1]):
+                        TARGET["root"] = root
+                        _wall, cpu, peak, result = run_module(d, engine, work, extra)
+                        runs[name].append((cpu, peak, len(result["findings"]), result["statements"]))
+                        print("%-10s %5d files round %d %-9s %6.2f s CPU %6.1f MiB %6d findings" % (
+                            engine, size, rnd + 1, name, cpu, peak, len(result["findings"])), flush=True)
+                row = dict(engine=engine, files=size)
+                for name in runs:
+                    row[name] = dict(cpu_s=round(median([r[0] for r in runs[name]]), 3),
+                                     peak_rss_mib=round(median([r[1] for r in runs[name]]), 1),
+                                     findings=runs[name][0][2], statements=runs[name][0][3],
+                                     cpu_runs=[round(r[0], 3) for r in runs[name]],
+                                     rss_runs=[round(r[1], 1) for r in runs[name]])
+                row["cpu_ratio"] = round(row["this"]["cpu_s"] / row["reference"]["cpu_s"], 3)
+                row["rss_ratio"] = round(row["this"]["peak_rss_mib"] / row["reference"]["peak_rss_mib"], 3)
+                rows.append(row)
+                cpu_goal = "%s %d files: CPU this/reference %.2f <= %.2f" % (engine, size, row["cpu_ratio"], CPU_GOAL)
+                goals.append((cpu_goal, row["cpu_ratio"] <= CPU_GOAL))
+                goals.append(("%s %d files: peak RSS this/reference %.2f <= %.2f" % (
+                    engine, size, row["rss_ratio"], RSS_GOAL), row["rss_ratio"] <= RSS_GOAL))
+                shutil.rmtree(d, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    lines = ["| engine | files | findings ref / this | CPU s ref | CPU s this | CPU ratio | RSS MiB ref | "
+             "RSS MiB this | RSS ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| %s | %d | %d / %d | %.2f | %.2f | %.2f | %.1f | %.1f | %.2f |" % (
+            r["engine"], r["files"], r["reference"]["findings"], r["this"]["findings"], r["reference"]["cpu_s"],
+            r["this"]["cpu_s"], r["cpu_ratio"], r["reference"]["peak_rss_mib"], r["this"]["peak_rss_mib"],
+            r["rss_ratio"]))
+    env = dict(python=sys.version.split()[0], cpus=os.cpu_count(), load=os.getloadavg(), rounds=opts.rounds,
+               reference=str(roots[0][1]), reference_commit=opts.reference_commit,
+               ignore=(extra or {}).get("ignore"), code=benchlib.code_state())
+    md = ("# migration_lint side by side %s\n\nMedians of %d alternating runs each (CPU time of the module process, "
+          "its peak RSS).\n\n%s\n\n%s\n\nEnvironment: %s\n" % (
+              stamp, opts.rounds, "\n".join(lines), "\n".join(benchlib.goals_text(goals)), json.dumps(env)))
+    print()
+    print(md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = dict(rows=rows, env=env, goals=dict(goals))
+    (RESULTS / ("migration_lint_compare_%s.json" % stamp)).write_text(json.dumps(doc, indent=2))
+    (RESULTS / ("migration_lint_compare_%s.md" % stamp)).write_text(md)
+    return benchlib.exit_code(goals)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("--sizes", default="1000,2500,5000")
@@ -153,12 +242,18 @@ def main():
     ap.add_argument("--big-mb", type=int, default=0, help="also lint one dump-like file of this many MB")
     ap.add_argument("--timeout", type=float, default=None, help="seconds after which a big-file run is stopped")
     ap.add_argument("--root", default=None, help="run the module of this checkout instead of this one")
+    ap.add_argument("--compare", default=None, help="side by side with the module of this checkout (the reference)")
+    ap.add_argument("--rounds", type=int, default=3, help="with --compare: runs of each, alternately")
+    ap.add_argument("--reference-commit", default=None, help="with --compare: the commit DIR was extracted from "
+                    "(recorded with the results), e.g. git archive 60f437e | tar -x -C DIR")
     ap.add_argument("--ignore", default="", help="rules to pass as the module's ignore option (comma-separated), e.g. "
                     "the style rules added in issue 13, to compare throughput on the same findings as before")
     opts = ap.parse_args()
     extra = dict(ignore=[r for r in opts.ignore.split(",") if r]) if opts.ignore else None
     sizes = sorted(int(s) for s in opts.sizes.split(",") if s)
     engines = [e for e in opts.engines.split(",") if e]
+    if opts.compare:
+        return compare(opts, engines, sizes, extra)
     if opts.root:
         TARGET["root"] = Path(opts.root).resolve()
     tree = TARGET["root"] / "build" / "collections" / "ansible_collections" / "dbops"

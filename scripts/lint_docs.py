@@ -59,8 +59,13 @@ def table(all_rules):
            "[squawk](https://squawkhq.com/docs/rules) (its ids are checked side by side in "
            "tests/integration/test_lint_squawk.py), [Atlas](https://atlasgo.io/lint/analyzers) `migrate lint` "
            "analyzers, [strong_migrations](https://github.com/ankane/strong_migrations) checks and "
-           "[Bytebase](https://www.bytebase.com/docs/sql-review/review-rules) SQL review rules. The Atlas, "
-           "strong_migrations and Bytebase ids are taken from their documentation as we read it, not tested.", "",
+           "[Bytebase](https://www.bytebase.com/docs/sql-review/review-rules) SQL review rules. The Atlas ids were "
+           "checked against Atlas's source (ariga/atlas: the codes in sql/sqlcheck/{destructive,datadepend,"
+           "incompatible,condrop} and sql/mysql/mysqlcheck, and the analyzer table doc/md/lint/analyzers.mdx as it "
+           "stood before the docs left that repository in October 2024, for the PG and MY codes of Atlas Pro); the "
+           "Bytebase ids against Bytebase's source (bytebase/bytebase backend/plugin/advisor: the rule types and "
+           "the engines their advisors register for). They are not run side by side; strong_migrations' names are "
+           "from its README.", "",
            "| rule | severity | engines | what | squawk | Atlas | strong_migrations | Bytebase |",
            "|---|---|---|---|---|---|---|---|"]
     for r in all_rules:

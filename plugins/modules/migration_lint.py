@@ -121,6 +121,16 @@ options:
         is not parsed; it gets a C(too-large) finding with its line.
     type: int
     default: 1048576
+  max_info_findings:
+    description:
+      - At most this many C(info) findings (style and preference hints) are listed in RV(findings); the others are
+        counted in RV(counts) and RV(unlisted_info) and named in RV(summary), not listed. Errors, warnings and
+        ignored findings are always listed. C(-1) lists every finding.
+      - Every finding is listed anyway when O(format) writes a report, or when O(fail_on=info).
+      - A repository of generated migrations gets thousands of such hints; listing each one in the task result
+        costs more time and memory than linting (Ansible copies and serialises every value of a result).
+    type: int
+    default: 100
   format:
     description:
       - Also write the findings to O(dest) in a format CI reads. C(sarif) is SARIF 2.1.0 (GitHub code scanning
@@ -143,15 +153,17 @@ options:
     type: path
   mysql_version:
     description:
-      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29) or C(10.11) (MariaDB
-        from 10), for the rules that depend on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and
-        MariaDB 10.3). Unknown means
-        the rules assume a current server.
+      - MySQL/MariaDB only. Version of the server the migrations will run on, as C(8.0.29), C(10.11) or
+        C(10.11.6-MariaDB) (a version from 10 on, or one naming MariaDB, is MariaDB's), for the rules that depend
+        on it (C(ALGORITHM=INSTANT) ADD COLUMN from MySQL 8.0.12 and MariaDB 10.3). With O(only_pending) the
+        server's own answer to C(SELECT VERSION()) is used, with its flavour (a warning when this option says
+        otherwise). Unknown means the rules assume a current server.
     type: str
   pg_version:
     description:
       - PostgreSQL only. Major version of the server the migrations will run on (C(ALTER TYPE ... ADD VALUE)
-        inside a transaction fails before 12). With O(only_pending) the server's own version is used. Unknown
+        inside a transaction fails before 12). With O(only_pending) the server's own version is used (a
+        warning when this option says otherwise). Unknown
         means the rule C(enum-value-in-transaction) reports the risk.
     type: int
 extends_documentation_fragment:
@@ -218,10 +230,7 @@ findings:
       type: str
       sample: drop-table
     severity:
-      description: error, warning or info.
-      type: str
-    title:
-      description: Short name of the rule.
+      description: error, warning or info (the rule's, or lower when the rule says this case is less certain).
       type: str
     file:
       description: The file (or C(<sql>)).
@@ -236,13 +245,8 @@ findings:
       description: The statement, on one line, shortened to 400 characters.
       type: str
     message:
-      description: What is wrong with this statement.
-      type: str
-    why:
-      description: Why statements of this kind are dangerous.
-      type: str
-    alternative:
-      description: The safe way to make the change.
+      description: What is wrong with this statement. The rule's title, why and alternative (the "Instead") are
+        in RV(rules), once per rule.
       type: str
     ignored:
       description: Whether a C(dbops:ignore) comment accepted the finding.
@@ -258,6 +262,36 @@ findings:
       statement: DROP TABLE "Session"
       message: DROP TABLE "Session" deletes the table and every row in it.
       ignored: false
+rules:
+  description: The rules that have findings, by rule id, with the texts every finding of the rule shares (once per
+    rule rather than in each of thousands of findings).
+  returned: always
+  type: dict
+  contains:
+    title:
+      description: Short name of the rule.
+      type: str
+    severity:
+      description: The rule's severity.
+      type: str
+    why:
+      description: Why statements of this kind are dangerous.
+      type: str
+    alternative:
+      description: The safe way to make the change, naming this collection's module/option that does it where there
+        is one.
+      type: str
+  sample:
+    drop-table:
+      title: DROP TABLE
+      severity: error
+      why: Dropping a table deletes its rows; the running application fails on the table.
+      alternative: Rename the table first and drop it in a later release, after a backup (dbops.maintenance.db_backup).
+unlisted_info:
+  description: The number of C(info) findings counted but not listed in RV(findings) (O(max_info_findings)).
+  returned: always
+  type: int
+  sample: 0
 summary:
   description: The findings as readable lines (C(file:line [severity] rule - message Instead - alternative)).
   returned: always
@@ -284,6 +318,12 @@ pending:
   returned: when only_pending
   type: list
   elements: str
+server_version:
+  description: With O(only_pending) on PostgreSQL or MySQL/MariaDB, the server the rules were told about, from
+    its own answer (PostgreSQL's major version; MySQL's C(VERSION()) without its suffix).
+  returned: when only_pending on PostgreSQL or MySQL/MariaDB
+  type: dict
+  sample: {engine: mysql, flavour: mariadb, version: "10.11.19"}
 '''
 
 import os
@@ -298,6 +338,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base imp
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rules as lint_rules
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+
+DEFAULT_MAX_INFO_FINDINGS = 100
 
 
 def argument_spec():
@@ -315,6 +357,7 @@ def argument_spec():
         pg_version=dict(type='int'),
         max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
         max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
+        max_info_findings=dict(type='int', default=DEFAULT_MAX_INFO_FINDINGS),
         format=dict(type='str', choices=list(report.FORMATS)),
         dest=dict(type='path'),
         report_root=dict(type='path'),
@@ -329,6 +372,9 @@ def validate(module):
     for opt in ('max_file_size', 'max_statement_size'):
         if p[opt] is not None and p[opt] < 1:
             module.fail_json(msg='%s is a size in bytes, at least 1 (it is %s).' % (opt, p[opt]))
+    if p['max_info_findings'] < -1:
+        module.fail_json(msg='max_info_findings is a number of findings, 0 or more, or -1 for all of them (it is %s).'
+                         % p['max_info_findings'])
     for opt in ('rules', 'ignore'):
         for rule in p[opt] or []:
             if rule not in known:
@@ -367,23 +413,27 @@ def work(module, _db):
     result = dict(changed=False)
     try:
         pending = None
-        pg_version = p['pg_version']
+        pg_version, mysql_version = p['pg_version'], p['mysql_version']
         if p['only_pending']:
             from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending_mod
             pending, server_version = pending_mod.pending_migrations(module, p['path'], p['tool'])
             result['pending'] = list(pending)
-            if pg_version is None and server_version:
-                pg_version = server_version
+            pg_version, mysql_version = server_versions(module, p, server_version, result)
         srcs = sources.collect(paths=p['path'], sql=p['sql'], tool=p['tool'], params=p, pending=pending,
                                max_file_size=p['max_file_size'])
+        # every finding when a report is written or info findings fail the task; else at most max_info_findings
+        max_info = None if p['format'] or p['fail_on'] == 'info' or p['max_info_findings'] < 0 else \
+            p['max_info_findings']
         out = runner.lint(srcs, p['engine'], select=p['rules'], ignore=p['ignore'], pg_version=pg_version,
-                          max_statement_size=p['max_statement_size'], mysql_version=p['mysql_version'])
+                          max_statement_size=p['max_statement_size'], mysql_version=mysql_version, max_info=max_info)
     except DbopsError:
         raise
     except Exception as e:  # a parser bug must not hide the rest of the result
         unexpected(module, e, context='while linting')
-    result.update(findings=out['findings'], files=out['files'], statements=out['statements'],
-                  counts=runner.counts(out['findings']), summary=runner.summary(out, p['fail_on']))
+    result.update(findings=out['findings'], rules=runner.rule_texts(out['findings']), files=out['files'],
+                  statements=out['statements'],
+                  counts=runner.counts(out['findings'], out['unlisted_info']), summary=runner.summary(out, p['fail_on']),
+                  unlisted_info=out['unlisted_info'])
     if p['format']:
         text = report.render(p['format'], out, list(lint_rules.RULES) + [runner.CODE_RULE, runner.TOO_LARGE_RULE],
                              root=p['report_root'])
@@ -392,6 +442,29 @@ def work(module, _db):
     if runner.failing(out['findings'], p['fail_on']):
         raise ModuleFailure(result['summary'], **result)
     return result
+
+
+def server_versions(module, p, answer, result):
+    """(pg_version, mysql_version) with only_pending: the connected server's answer wins over the options
+    (a warning when they disagree); result gets server_version (engine, flavour, version)."""
+    pg_version, mysql_version = p['pg_version'], p['mysql_version']
+    if answer is None:
+        return pg_version, mysql_version
+    if p['engine'] == 'postgresql':
+        if pg_version is not None and pg_version != answer:
+            module.warn('pg_version=%s, but the server is PostgreSQL %s: the rules use %s.' % (pg_version, answer, answer))
+        result['server_version'] = dict(engine='postgresql', flavour='postgresql', version=str(answer))
+        return answer, mysql_version
+    if p['engine'] == 'mysql':
+        flavour = lint_rules.mysql_flavour(answer)
+        given = lint_rules.parse_mysql_version(mysql_version) if mysql_version is not None else None
+        told = lint_rules.parse_mysql_version(answer)
+        if given is not None and (given != told or lint_rules.mysql_flavour(mysql_version) != flavour):
+            module.warn('mysql_version=%s, but the server is %s %s: the rules use the server\'s version.' % (
+                mysql_version, 'MariaDB' if flavour == 'mariadb' else 'MySQL', answer))
+        result['server_version'] = dict(engine='mysql', flavour=flavour, version=answer.split('-', 1)[0])
+        return pg_version, answer
+    return pg_version, mysql_version
 
 
 def write_report(module, dest, text):

@@ -121,9 +121,11 @@ def side_by_side(ansible):
     assert version.stdout.split()[-1] == SQUAWK_VERSION, version.stdout
     tasks = [
         dict(name="plain", module=MOD,
-             args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION, fail_on="never")),
+             args=dict(engine="postgresql", path=[str(CORPUS)], pg_version=PG_VERSION, fail_on="never",
+                       max_info_findings=-1)),
         dict(name="sqlx", module=MOD,
-             args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx", pg_version=PG_VERSION, fail_on="never")),
+             args=dict(engine="postgresql", path=[str(CORPUS)], tool="sqlx", pg_version=PG_VERSION, fail_on="never",
+                       max_info_findings=-1)),
     ]
     res = run_tasks(ansible, tasks)
     ours = {}
@@ -132,7 +134,8 @@ def side_by_side(ansible):
         by_file = {}
         for f in res[mode]["findings"]:
             name = Path(f["file"]).name
-            by_file.setdefault(name, []).append(f)
+            # the rule's texts are returned once per rule (result "rules"); here beside each finding
+            by_file.setdefault(name, []).append(dict(f, **res[mode]["rules"][f["rule"]]))
         ours[mode] = by_file
     theirs = {"plain": _squawk(CORPUS, False), "sqlx": _squawk(CORPUS, True)}
     return theirs, ours

@@ -88,17 +88,13 @@ def test_uncommitted_and_nested_begin():
     assert rules("BEGIN;\nSELECT 1;\nCOMMIT;\n", "transaction-nesting") == []
 
 
+# Django's and Alembic's SQL comes from the tools themselves, generated at test time:
+# tests/integration/test_lint_orm.py. Prisma and Rails cannot run here (Prisma's schema engine is a binary
+# downloaded from binaries.prisma.sh, Rails a gem from rubygems.org: neither is reachable), so these are
+# renderings, written by hand after the SQL the tools print: Prisma 5 `prisma migrate dev` migration.sql files
+# (the shape of tests/integration/fixtures/lint/prisma_pg) and Rails 7 db/structure.sql of the listed
+# migration methods. They are not the tools' output.
 @pytest.mark.parametrize("sql", [
-    # Django sqlmigrate, AddField with a default (Django drops the default in the same migration)
-    'BEGIN;\nALTER TABLE "shop_item" ADD COLUMN "stock" integer DEFAULT 0 NOT NULL;\n'
-    'ALTER TABLE "shop_item" ALTER COLUMN "stock" DROP DEFAULT;\nCOMMIT;\n',
-    # Django AddField ForeignKey
-    'BEGIN;\nALTER TABLE "shop_item" ADD COLUMN "owner_id" bigint NULL CONSTRAINT "shop_item_owner_id_fk" '
-    'REFERENCES "auth_user"("id") DEFERRABLE INITIALLY DEFERRED; SET CONSTRAINTS "shop_item_owner_id_fk" IMMEDIATE;\n'
-    'CREATE INDEX "shop_item_owner_id_idx" ON "shop_item" ("owner_id");\nCOMMIT;\n',
-    # Django AlterField null=False, unique=True
-    'BEGIN;\nALTER TABLE "shop_item" ALTER COLUMN "sku" SET NOT NULL;\n'
-    'ALTER TABLE "shop_item" ADD CONSTRAINT "shop_item_sku_uniq" UNIQUE ("sku");\nCOMMIT;\n',
     # Prisma migrate dev: new required field with default, new relation, @unique, @@index, enum value
     'ALTER TABLE "User" ADD COLUMN "role" TEXT NOT NULL DEFAULT \'user\';\n'
     'ALTER TABLE "Post" ADD COLUMN "authorId" INTEGER;\n'
@@ -114,13 +110,7 @@ def test_uncommitted_and_nested_begin():
     'ALTER TABLE "comments" ADD CONSTRAINT "fk_rails_2fd19c0db7" FOREIGN KEY ("post_id") REFERENCES "posts" ("id");\n'
     'ALTER TABLE "comments" ADD "published" boolean DEFAULT FALSE NOT NULL;\n'
     'ALTER TABLE "comments" ALTER COLUMN "body" SET NOT NULL;\n',
-    # Alembic (op.add_column, op.create_index, op.create_foreign_key, op.alter_column nullable=False)
-    'BEGIN;\nALTER TABLE invoices ADD COLUMN due_date DATE;\nCREATE INDEX ix_invoices_due_date ON invoices (due_date);\n'
-    'ALTER TABLE invoices ADD CONSTRAINT fk_invoices_customer FOREIGN KEY(customer_id) REFERENCES customers (id);\n'
-    'ALTER TABLE invoices ALTER COLUMN number SET NOT NULL;\nUPDATE alembic_version SET version_num=\'2b3c\' '
-    'WHERE alembic_version.version_num = \'1a2b\';\nCOMMIT;\n',
-], ids=["django-add-default", "django-fk", "django-not-null-unique", "prisma-changes", "prisma-create",
-        "rails", "alembic"])
+], ids=["prisma-changes", "prisma-create", "rails"])
 def test_orm_generated_sql_for_common_changes_is_not_refused(sql):
     out = runner.lint([sources.Source("m.sql", sql)], "postgresql", pg_version=16)["findings"]
     assert runner.failing(out, "error") == [], [(f["rule"], f["message"]) for f in out if f["severity"] == "error"]

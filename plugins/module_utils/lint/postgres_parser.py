@@ -39,6 +39,10 @@ def _name(parts):
     return '.'.join(getattr(p, 'sval', str(p)) for p in parts)
 
 
+# pg_catalog types whose short text (_short_type_text) is what RawStream prints.
+SHORT_IS_EXACT = frozenset(('int2', 'int4', 'int8', 'varchar', 'numeric', 'timestamp', 'bpchar'))
+
+
 def _type_text(type_name):
     try:
         return RawStream()(type_name)
@@ -130,8 +134,9 @@ def _column_facts(coldef, with_text=True):
     base = names[-1].lower() if names else ''
     if coldef.typeName is None:
         type_text = ''
-    elif with_text:
-        type_text = _type_text(coldef.typeName)
+    elif with_text and not (len(names) == 2 and names[0] == 'pg_catalog' and base in SHORT_IS_EXACT and
+                            not coldef.typeName.arrayBounds):
+        type_text = _type_text(coldef.typeName)   # printing costs about as much as parsing: only when needed
     else:
         type_text = _short_type_text(coldef.typeName, base)
     typmods = bool(coldef.typeName is not None and coldef.typeName.typmods)

@@ -44,8 +44,9 @@ def fingerprint(f, path):
     return hashlib.sha256(raw.encode('utf-8', 'replace')).hexdigest()
 
 
-def _text(f):
-    return '%s Instead: %s' % (f['message'], f['alternative'])
+def _text(f, by_id):
+    r = by_id.get(f['rule'])
+    return '%s Instead: %s' % (f['message'], r.alternative) if r is not None else f['message']
 
 
 def sarif(result, rules, root=None, version=None):
@@ -71,7 +72,7 @@ def sarif(result, rules, root=None, version=None):
     for f in result['findings']:
         path = relative(f['file'], root)
         res = dict(ruleId=f['rule'], ruleIndex=index[f['rule']], level=SARIF_LEVEL[f['severity']],
-                   message=dict(text=_text(f)),
+                   message=dict(text=_text(f, by_id)),
                    locations=[dict(physicalLocation=dict(artifactLocation=dict(uri=path),
                                                          region=dict(startLine=max(1, int(f['line'])))))],
                    partialFingerprints=dict(dbopsFinding=fingerprint(f, path)))
@@ -95,7 +96,7 @@ def _gh_escape(value, prop=False):
     return value
 
 
-def github(result, root=None):
+def github(result, root=None, by_id=None):
     lines = []
     for f in result['findings']:
         if f['ignored']:
@@ -103,23 +104,24 @@ def github(result, root=None):
         path = relative(f['file'], root)
         lines.append('::%s file=%s,line=%d,title=%s::%s' % (
             GITHUB_COMMAND[f['severity']], _gh_escape(path, True), max(1, int(f['line'])),
-            _gh_escape('%s (%s)' % (f['rule'], f['title']), True), _gh_escape(_text(f))))
+            _gh_escape('%s (%s)' % (f['rule'], by_id[f['rule']].title if f['rule'] in by_id else f['rule']), True),
+            _gh_escape(_text(f, by_id))))
     return '\n'.join(lines) + ('\n' if lines else '')
 
 
-def gitlab(result, root=None):
+def gitlab(result, root=None, by_id=None):
     issues = []
     for f in result['findings']:
         if f['ignored']:
             continue
         path = relative(f['file'], root)
-        issues.append(dict(description='%s: %s' % (f['rule'], _text(f)), check_name=f['rule'],
+        issues.append(dict(description='%s: %s' % (f['rule'], _text(f, by_id)), check_name=f['rule'],
                            fingerprint=fingerprint(f, path), severity=GITLAB_SEVERITY[f['severity']],
                            location=dict(path=path, lines=dict(begin=max(1, int(f['line']))))))
     return json.dumps(issues, indent=2, sort_keys=True) + '\n'
 
 
-def junit(result, root=None):
+def junit(result, root=None, by_id=None):
     cases = []
     failures = skipped = 0
     for f in result['findings']:
@@ -135,7 +137,7 @@ def junit(result, root=None):
             body += '<failure type=%s message=%s>%s</failure>' % (
                 quoteattr(f['severity']), quoteattr(f['message']),
                 escape('%s\nStatement: %s\nWhy: %s\nInstead: %s' % (
-                    f['message'], f.get('statement') or '', f['why'], f['alternative'])))
+                    f['message'], f.get('statement') or '', *_why_instead(f, by_id))))
         cases.append(body + '</testcase>')
     if not cases:
         cases.append('<testcase classname="migration_lint" name=%s/>' % quoteattr(
@@ -147,13 +149,20 @@ def junit(result, root=None):
                                  '\n'.join(cases)))
 
 
+def _why_instead(f, by_id):
+    r = by_id.get(f['rule'])
+    return (r.why, r.alternative) if r is not None else ('', '')
+
+
 def render(fmt, result, rules, root=None, version=None):
+    """rules: the Rule objects that may appear (findings name their rule by id; its texts come from here)."""
     if fmt == 'sarif':
         return sarif(result, rules, root, version)
+    by_id = dict((r.id, r) for r in rules)
     if fmt == 'github':
-        return github(result, root)
+        return github(result, root, by_id)
     if fmt == 'gitlab':
-        return gitlab(result, root)
+        return gitlab(result, root, by_id)
     if fmt == 'junit':
-        return junit(result, root)
+        return junit(result, root, by_id)
     raise ValueError('unknown format %r' % fmt)

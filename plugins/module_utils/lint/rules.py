@@ -53,6 +53,7 @@ class Context:
         self.engine = engine
         self.pg_version = pg_version
         self.mysql_version = parse_mysql_version(mysql_version) if isinstance(mysql_version, str) else mysql_version
+        self.mysql_flavour = mysql_flavour(mysql_version)
         self.enum_columns = enum_columns if enum_columns is not None else {}
         self.reset()
 
@@ -220,16 +221,41 @@ def _enum_change(e, ctx):
     ctx.enum_columns[new_key] = list(e['values'])
     if e.get('how') != 'modify' or ctx.is_new(e['table']) or e.get('safe_algorithm'):
         return None
+    kind = e.get('type_kind') or 'ENUM'
     if before is not None:
-        if e['values'][:len(before)] == before and (len(e['values']) <= 255 or len(before) > 255):
+        if e['values'][:len(before)] == before and \
+                enum_storage_bytes(kind, len(e['values'])) == enum_storage_bytes(kind, len(before)):
             return None   # appended at the end, same storage size: metadata-only (INSTANT)
         removed = [v for v in before if v not in e['values']]
-        detail = ('removes %s' % ', '.join(map(repr, removed))) if removed else 'inserts or reorders values'
-        return ('Redefining ENUM column %s.%s %s (was %s): InnoDB copies the whole table for that, blocking writes'
-                '%s.' % (q(e['table']), q(e['column']), detail, ', '.join(map(repr, before)),
-                         ', and rows holding a removed value get an empty value' if removed else ''))
-    return ('Redefining ENUM column %s.%s, whose current values this lint run has not seen: unless the new list only '
-            'appends at the end, InnoDB copies the whole table.' % (q(e['table']), q(e['column'])))
+        if removed:
+            detail = 'removes %s' % ', '.join(map(repr, removed))
+        elif e['values'][:len(before)] == before:
+            detail = 'appends past %d values (%d to %d bytes a row)' % (
+                {'ENUM': 255, 'SET': 8 * enum_storage_bytes(kind, len(before))}[kind],
+                enum_storage_bytes(kind, len(before)), enum_storage_bytes(kind, len(e['values'])))
+        else:
+            detail = 'inserts or reorders values'
+        loss = {'ENUM': ', and rows holding a removed value get an empty value',
+                'SET': ', and rows lose the removed members from their sets'}[kind]
+        return ('Redefining %s column %s.%s %s (was %s): InnoDB copies the whole table for that, blocking writes'
+                '%s.' % (kind, q(e['table']), q(e['column']), detail, ', '.join(map(repr, before)),
+                         loss if removed else ''))
+    return ('Redefining %s column %s.%s, whose current values this lint run has not seen: unless the new list only '
+            'appends at the end, InnoDB copies the whole table.' % (kind, q(e['table']), q(e['column'])))
+
+
+def enum_storage_bytes(kind, count):
+    """Bytes a row of a MySQL ENUM/SET column of count values takes: appending within it is INSTANT."""
+    if kind == 'SET':
+        return {1: 1, 2: 2, 3: 3, 4: 4}.get((count + 7) // 8, 8)
+    return 1 if count <= 255 else 2
+
+
+def _set_too_many(e, _ctx):
+    if e.get('type_kind') != 'SET' or len(e['values']) <= 64:
+        return None
+    return ('SET column %s.%s has %d members: MySQL and MariaDB allow at most 64, the statement fails.'
+            % (q(e['table']), q(e['column']), len(e['values'])))
 
 
 def _rename_table(e, ctx):
@@ -551,8 +577,24 @@ def parse_mysql_version(text):
     return tuple(parts)
 
 
-def _mysql_is_mariadb(version):
-    return version is not None and version[0] >= 10
+def mysql_flavour(text):
+    """'mariadb' or 'mysql' for a version as the server answers it ('10.11.19-MariaDB-deb12', '8.0.36-log'),
+    or as given ('10.11', '8.0.29', '11.4-mariadb'); None when unknown. Without the word MariaDB, a major
+    version of 10 or more is MariaDB's (MySQL went from 8.4 to 9)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return 'mariadb' if text and text[0] >= 10 else 'mysql'
+    version = parse_mysql_version(text)
+    if version is None:
+        return None
+    if 'mariadb' in text.lower():
+        return 'mariadb'
+    return 'mariadb' if version[0] >= 10 else 'mysql'
+
+
+def _mysql_is_mariadb(ctx):
+    return ctx.mysql_flavour == 'mariadb'
 
 
 def _algorithm_copy(e, ctx):
@@ -589,7 +631,7 @@ def _add_column_rebuild(e, ctx):
     version = ctx.mysql_version
     if version is None or ctx.is_new(e['table']) or e.get('algorithm') in ('INSTANT', 'COPY'):
         return None
-    if _mysql_is_mariadb(version):
+    if _mysql_is_mariadb(ctx):
         if version >= (10, 3, 2):
             return None
         name = 'MariaDB %d.%d' % version[:2]
@@ -674,6 +716,10 @@ RULES = [
          'fails; from 12 on, the new value cannot be used in the same transaction.',
          'Add the value in a migration of its own that runs outside a transaction (or with dbops.maintenance.'
          'enum_add), and use it in a later one.', _enum_in_txn),
+    Rule('set-too-many-members', 'error', ('mysql',), ('enum_column',), 'SET with more than 64 members',
+         'A MySQL/MariaDB SET column holds at most 64 members; a longer list fails the statement.',
+         'Keep the SET at 64 members or fewer, or store the flags in a child table (one row per flag) or a JSON '
+         'column.', _set_too_many),
     Rule('enum-change', 'warning', ('postgresql', 'mysql'), ('enum_rename_value', 'enum_column'),
          'enum change other than appending',
          'Renaming an enum value breaks the running code that uses it; on MySQL, inserting, reordering or '
@@ -707,7 +753,7 @@ RULES = [
          'default for new rows with ALTER COLUMN ... SET DEFAULT, and backfill existing rows in batches (UPDATE ... '
          'WHERE id BETWEEN ...); dbops.maintenance.column_ensure adds the column that way.', _volatile_default,
          also=(('squawk', 'adding-field-with-default'), ('strong_migrations', 'add_column_default'),
-               ('atlas', 'PG302'))),
+               ('atlas', 'PG302'), ('bytebase', 'column.default-disallow-volatile'))),
     Rule('set-not-null', 'warning', ('postgresql',), ('set_not_null',), 'SET NOT NULL on an existing column',
          'SET NOT NULL scans every row under an ACCESS EXCLUSIVE lock; from PostgreSQL 12 a validated '
          'CHECK (col IS NOT NULL) lets it skip the scan.',
@@ -715,7 +761,7 @@ RULES = [
          'NULL) NOT VALID, VALIDATE CONSTRAINT (no write lock), SET NOT NULL (no scan on 12+), each in its own '
          'transaction, then drops the CHECK.', _set_not_null,
          also=(('squawk', 'adding-not-nullable-field'), ('strong_migrations', 'change_column_null'),
-               ('atlas', 'MF104'), ('bytebase', 'statement.disallow-add-not-null'))),
+               ('atlas', 'MF104'), ('atlas', 'PG303'), ('bytebase', 'statement.disallow-add-not-null'))),
     Rule('add-unique-without-index', 'warning', ('postgresql',), ('add_index_constraint',),
          'ADD UNIQUE / PRIMARY KEY that builds its index',
          'ADD CONSTRAINT ... UNIQUE / PRIMARY KEY / EXCLUDE builds the index while holding an ACCESS EXCLUSIVE lock, '
@@ -723,7 +769,8 @@ RULES = [
          'CREATE UNIQUE INDEX CONCURRENTLY first (dbops.maintenance.index_ensure), then ADD CONSTRAINT ... UNIQUE / '
          'PRIMARY KEY USING INDEX (instant); dbops.maintenance.constraint_ensure does both.', _index_constraint,
          also=(('squawk', 'disallowed-unique-constraint'), ('squawk', 'adding-primary-key-constraint'),
-               ('strong_migrations', 'add_unique_constraint'), ('atlas', 'MF101'))),
+               ('strong_migrations', 'add_unique_constraint'), ('atlas', 'MF101'), ('atlas', 'PG104'),
+               ('atlas', 'PG105'))),
     Rule('drop-index-not-concurrently', 'warning', ('postgresql',), ('drop_index',), 'DROP INDEX without CONCURRENTLY',
          'DROP INDEX takes an ACCESS EXCLUSIVE lock on the table; waiting for it blocks every later query.',
          'DROP INDEX CONCURRENTLY outside a transaction: dbops.maintenance.index_ensure with state: absent.',
@@ -806,11 +853,11 @@ RULES = [
          'A transaction left open at the end of a migration is rolled back when the session ends (losing the '
          'migration) or committed by whatever runs next.',
          'End every BEGIN with COMMIT in the same file, or let the migration tool manage the transaction.',
-         _uncommitted, also=(('squawk', 'ban-uncommitted-transaction'), ('bytebase', 'statement.disallow-commit'))),
+         _uncommitted, also=(('squawk', 'ban-uncommitted-transaction'),)),
     Rule('transaction-nesting', 'warning', ('postgresql',), ('begin',), 'BEGIN inside a transaction',
          'PostgreSQL has no nested transactions: a BEGIN inside one is ignored, and its COMMIT ends the outer one.',
          'Remove BEGIN/COMMIT from migrations the tool runs in a transaction (or turn the tool\'s transaction off for '
-         'that migration).', _nesting, also=(('squawk', 'transaction-nesting'),)),
+         'that migration).', _nesting, also=(('squawk', 'transaction-nesting'), ('bytebase', 'statement.disallow-commit'))),
     Rule('missing-statement-timeout', 'info', ('postgresql',), ('exclusive_lock', 'share_lock', 'weak_lock'),
          'no statement_timeout',
          'Without statement_timeout, a statement that holds a lock and runs longer than planned is not stopped.',
@@ -876,28 +923,30 @@ _ALSO = {
     'parse-error': (('squawk', 'syntax-error'),),
     'drop-table': (('squawk', 'ban-drop-table'), ('atlas', 'DS102'), ('bytebase', 'schema.backward-compatibility')),
     'drop-column': (('squawk', 'ban-drop-column'), ('strong_migrations', 'remove_column'), ('atlas', 'DS103'),
-                    ('bytebase', 'schema.backward-compatibility')),
+                    ('bytebase', 'column.disallow-drop'), ('bytebase', 'schema.backward-compatibility')),
     'drop-schema': (('squawk', 'ban-drop-database'), ('squawk', 'ban-drop-schema'), ('atlas', 'DS101'),
                     ('bytebase', 'database.drop-empty-database')),
     'truncate': (('squawk', 'ban-truncate-cascade'), ('bytebase', 'statement.disallow-truncate')),
-    'delete-without-where': (('bytebase', 'statement.where.require'),),
-    'update-without-where': (('bytebase', 'statement.where.require'), ('strong_migrations', 'backfill (guide)')),
+    'delete-without-where': (('bytebase', 'statement.where.require.update-delete'),),
+    'update-without-where': (('bytebase', 'statement.where.require.update-delete'),
+                             ('strong_migrations', 'backfill (guide)')),
     'add-column-not-null-no-default': (('squawk', 'adding-required-field'), ('atlas', 'MF103'), ('atlas', 'MY101'),
-                                       ('bytebase', 'column.require-default')),
+                                       ('bytebase', 'column.add-not-null-require-default')),
     'column-type-rewrite': (('squawk', 'changing-column-type'), ('strong_migrations', 'change_column'),
-                            ('atlas', 'PG303'), ('bytebase', 'column.disallow-change-type')),
+                            ('atlas', 'PG301'), ('bytebase', 'column.disallow-change-type')),
     'index-not-concurrently': (('squawk', 'require-concurrent-index-creation'), ('strong_migrations', 'add_index'),
                                ('atlas', 'PG101'), ('bytebase', 'index.create-concurrently')),
     'concurrently-in-transaction': (('squawk', 'ban-concurrent-index-creation-in-transaction'),
                                     ('atlas', 'PG103'), ('strong_migrations', 'disable_ddl_transaction!')),
-    'enum-value-in-transaction': (('atlas', 'PG105'),),
-    'enum-change': (('squawk', 'renaming-object'), ('atlas', 'MY110-MY113'), ('strong_migrations', 'change_column')),
+    'enum-change': (('squawk', 'renaming-object'), ('atlas', 'MY110-MY113 (ENUM)'), ('atlas', 'MY120-MY123 (SET)'),
+                    ('strong_migrations', 'change_column')),
     'rename-table': (('squawk', 'renaming-table'), ('strong_migrations', 'rename_table'), ('atlas', 'BC101'),
                      ('bytebase', 'schema.backward-compatibility')),
     'rename-column': (('squawk', 'renaming-column'), ('strong_migrations', 'rename_column'), ('atlas', 'BC102'),
                       ('bytebase', 'schema.backward-compatibility')),
     'constraint-not-valid': (('squawk', 'constraint-missing-not-valid'), ('squawk', 'adding-foreign-key-constraint'),
                              ('strong_migrations', 'add_foreign_key / add_check_constraint'),
+                             ('atlas', 'PG305 (CHECK)'), ('atlas', 'PG306 (FOREIGN KEY)'),
                              ('bytebase', 'statement.add-check-not-valid / statement.add-foreign-key-not-valid')),
     'missing-lock-timeout': (('squawk', 'require-lock-timeout'), ('strong_migrations', 'lock_timeout (setting)')),
 }
@@ -948,6 +997,7 @@ def find_rebuilds(statements, ctx):
 AGGREGATE_PER_STATEMENT = frozenset(('prefer-bigint', 'prefer-identity', 'char-column', 'prefer-text-field',
                                      'timestamp-without-time-zone', 'identifier-too-long'))
 AGGREGATE_PER_SOURCE = frozenset(('prefer-robust-statements',))
+AGGREGATE = AGGREGATE_PER_STATEMENT | AGGREGATE_PER_SOURCE
 
 
 def _aggregate_note(rule_id, extra):
@@ -960,12 +1010,25 @@ def _aggregate_note(rule_id, extra):
         len(extra), (': ' + ', '.join(names[:20]) + (' ...' if len(names) > 20 else '')) if names else '')
 
 
+_BY_KIND = {}
+
+
+def _rules_by_kind(rules):
+    """{event kind: [rules]} of a rule selection, computed once per selection (not once per source)."""
+    key = tuple(r.id for r in rules)
+    found = _BY_KIND.get(key)
+    if found is None:
+        by_kind = {}
+        for rule in rules:
+            for kind in rule.kinds:
+                by_kind.setdefault(kind, []).append(rule)
+        found = _BY_KIND[key] = (by_kind, 'enum-change' not in key)
+    return found
+
+
 def check_source(statements, ctx, rules):
     """Run the rules over one source's statements. Returns (statement, rule, message) triples."""
-    by_kind = {}
-    for rule in rules:
-        for kind in rule.kinds:
-            by_kind.setdefault(kind, []).append(rule)
+    by_kind, track_enums = _rules_by_kind(rules)
     ctx.rebuilds = find_rebuilds(statements, ctx)
     out = []
     new_enum_values = []    # (quoted value, type, line, transaction id) added in a transaction
@@ -978,8 +1041,7 @@ def check_source(statements, ctx, rules):
             message = rule.check(e, ctx)
             if not message:
                 continue
-            key = None
-            if rule.id in AGGREGATE_PER_STATEMENT or rule.id in AGGREGATE_PER_SOURCE:
+            if rule.id in AGGREGATE:
                 severity = message[1] if isinstance(message, tuple) else rule.severity
                 key = (rule.id, severity, id(stmt) if rule.id in AGGREGATE_PER_STATEMENT else None)
                 if key in grouped:
@@ -1043,7 +1105,7 @@ def check_source(statements, ctx, rules):
                     not ctx.is_new(e['type']):
                 new_enum_values.append(("'%s'" % e['value'].replace("'", "''"), e['type'], stmt.line,
                                         ctx.transaction()))
-            elif kind == 'enum_column' and 'enum-change' not in [r.id for r in rules]:
+            elif kind == 'enum_column' and track_enums:
                 ctx.enum_columns[(ctx.key(e['table']), (e.get('new') or e['column'] or '').lower())] = list(e['values'])
     for (rule_id, _severity, _stmt), (index, extra) in grouped.items():
         if extra:

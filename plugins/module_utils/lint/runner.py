@@ -22,6 +22,7 @@ TOO_LARGE_RULE = rules_mod.Rule(
     'any repository finishes, in bounded memory); nothing in it was checked.',
     'Split the file or the statement, raise max_file_size / max_statement_size to lint it, or, for a data file '
     '(a dump, seed data), list it in ignore with this rule once you have checked it by other means.', None)
+RULE_INDEX = dict((r.id, r) for r in list(rules_mod.RULES) + [CODE_RULE, TOO_LARGE_RULE])
 DEFAULT_MAX_FILE_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_STATEMENT_SIZE = 1024 * 1024
 
@@ -61,11 +62,29 @@ def _one_line(stmt, cache):
     return text
 
 
+def rule_of(rule_id):
+    """The Rule of a finding's rule id (the rule table's, or the runner's own two)."""
+    return RULE_INDEX[rule_id]
+
+
+def rule_texts(findings):
+    """{rule id: dict(title, severity, why, alternative)} of the rules in findings: what a finding shares with
+    every other finding of its rule is returned once per rule, not once per finding (thousands of style findings
+    each carrying the same three texts made the result, and Ansible's processing of it, several times bigger)."""
+    out = {}
+    for f in findings:
+        rule_id = f['rule']
+        if rule_id not in out:
+            r = RULE_INDEX[rule_id]
+            out[rule_id] = dict(title=r.title, severity=r.severity, why=r.why, alternative=r.alternative)
+    return out
+
+
 def _finding(source, stmt, rule, message, severity=None, cache=None):
     text = _one_line(stmt, cache if cache is not None else {})
-    out = dict(rule=rule.id, severity=severity or rule.severity, title=rule.title, file=source.name,
+    out = dict(rule=rule.id, severity=severity or rule.severity, file=source.name,
                line=stmt.line if stmt is not None else source.line_offset + 1, statement=text, message=message,
-               why=rule.why, alternative=rule.alternative, ignored=False)
+               ignored=False)
     if source.migration is not None:
         out['migration'] = source.migration
     return out
@@ -94,15 +113,19 @@ def parse_source(source, engine, max_statement_size=None):
 
 
 def lint(sources, engine, select=None, ignore=None, pg_version=None, max_statement_size=DEFAULT_MAX_STATEMENT_SIZE,
-         mysql_version=None):
-    """Lint the sources in order. Returns dict(findings, files, statements).
+         mysql_version=None, max_info=None):
+    """Lint the sources in order. Returns dict(findings, files, statements, unlisted_info).
 
-    mysql_version: '8.0.29' / '10.11' (MariaDB) or a tuple, for the MySQL rules that depend on it."""
+    mysql_version: '8.0.29' / '10.11' (MariaDB) or a tuple, for the MySQL rules that depend on it.
+    max_info: list at most this many info findings (not ignored ones); the others are only counted, in
+    unlisted_info, and never built (a repository of generated migrations has thousands of style hints).
+    None: all."""
     rules = rules_mod.rules_for(engine, select, ignore)
     ctx = rules_mod.Context(engine, pg_version=pg_version, mysql_version=mysql_version)
     findings = []
     files = set()
     count = 0
+    listed_info = unlisted = 0
     for source in sources:
         files.add(source.name)
         if source.note is not None:
@@ -136,10 +159,19 @@ def lint(sources, engine, select=None, ignore=None, pg_version=None, max_stateme
             severity = None
             if isinstance(message, tuple):
                 message, severity = message
+            if max_info is not None and listed_info >= max_info and not stmt.ignores and \
+                    (severity or rule.severity) == 'info':
+                unlisted += 1
+                continue
             finding = _finding(source, stmt, rule, message, severity, cache)
             _apply_ignores(finding, stmt)
+            if finding['severity'] == 'info' and not finding['ignored'] and max_info is not None:
+                if listed_info >= max_info:
+                    unlisted += 1
+                    continue
+                listed_info += 1
             findings.append(finding)
-    return dict(findings=findings, files=len(files), statements=count)
+    return dict(findings=findings, files=len(files), statements=count, unlisted_info=unlisted)
 
 
 def failing(findings, fail_on):
@@ -149,8 +181,9 @@ def failing(findings, fail_on):
     return [f for f in findings if not f['ignored'] and rules_mod.SEVERITIES.index(f['severity']) >= level]
 
 
-def counts(findings):
-    out = dict(error=0, warning=0, info=0, ignored=0)
+def counts(findings, unlisted_info=0):
+    """Findings per severity (ignored ones apart); unlisted_info: info findings lint() counted but did not list."""
+    out = dict(error=0, warning=0, info=unlisted_info, ignored=0)
     for f in findings:
         if f['ignored']:
             out['ignored'] += 1
@@ -161,7 +194,7 @@ def counts(findings):
 
 def summary(result, fail_on, max_lines=50):
     findings = result['findings']
-    c = counts(findings)
+    c = counts(findings, result.get('unlisted_info', 0))
     head = '%d error(s), %d warning(s), %d info, %d ignored in %d statement(s) of %d file(s)' % (
         c['error'], c['warning'], c['info'], c['ignored'], result['statements'], result['files'])
     bad = failing(findings, fail_on)
@@ -174,13 +207,16 @@ def summary(result, fail_on, max_lines=50):
     shown.sort(key=lambda f: -rules_mod.SEVERITIES.index(f['severity']))
     for f in shown[:max_lines]:
         lines.append('%s:%s [%s] %s: %s Instead: %s' % (
-            f['file'], f['line'], f['severity'], f['rule'], f['message'], f['alternative']))
+            f['file'], f['line'], f['severity'], f['rule'], f['message'], RULE_INDEX[f['rule']].alternative))
     if len(shown) > max_lines:
         lines.append('... and %d more (see findings)' % (len(shown) - max_lines))
+    if result.get('unlisted_info'):
+        lines.append('%d more info finding(s) counted but not listed (max_info_findings; a report written with '
+                     'format lists every finding)' % result['unlisted_info'])
     for f in findings:
         if f['ignored']:
             lines.append('%s:%s [ignored] %s: %s' % (f['file'], f['line'], f['rule'], f['ignore_reason']))
     return '\n'.join(lines)
 
 
-__all__ = ['lint', 'summary', 'failing', 'counts', 'parse', 'missing_parser', 'Statement']
+__all__ = ['lint', 'summary', 'failing', 'counts', 'parse', 'missing_parser', 'Statement', 'rule_of', 'rule_texts']

@@ -15,6 +15,7 @@ unless it is one of the few harmless commands the rules have no interest in.
 from __future__ import annotations
 
 import logging
+import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import (
     Event, Statement, attach_ignores, line_of, line_starts,
@@ -79,9 +80,20 @@ def _table_of_create(node):
     return _ident(target)
 
 
+def _enum_kind(datatype):
+    """'ENUM' or 'SET' for a MySQL ENUM/SET type (the two are modelled alike), else None."""
+    if datatype is None:
+        return None
+    if datatype.this == exp.DataType.Type.SET:
+        return 'SET'
+    if datatype.this in (exp.DataType.Type.ENUM, getattr(exp.DataType.Type, 'ENUM8', None),
+                         getattr(exp.DataType.Type, 'ENUM16', None)):
+        return 'ENUM'
+    return None
+
+
 def _enum_values(datatype):
-    if datatype is None or datatype.this not in (exp.DataType.Type.ENUM, getattr(exp.DataType.Type, 'ENUM8', None),
-                                                 getattr(exp.DataType.Type, 'ENUM16', None)):
+    if _enum_kind(datatype) is None:
         return None
     values = []
     for e in datatype.expressions or ():
@@ -104,7 +116,7 @@ def _column_def_facts(coldef, with_type=True):
     # Printing the type costs as much as parsing it: only for the statements that report it.
     type_text = kind.sql(dialect='mysql') if with_type and kind is not None else ''
     return dict(column=coldef.name, not_null=not_null, has_default=has_default, type=type_text,
-                enum=_enum_values(kind))
+                enum=_enum_values(kind), enum_kind=_enum_kind(kind))
 
 
 def _safe_algorithm(alter):
@@ -139,7 +151,7 @@ def statement_events(node, tokens, engine):
                         facts = _column_def_facts(col, with_type=False)
                         if facts['enum'] is not None:
                             ev.append(Event('enum_column', table=table, column=facts['column'],
-                                            values=facts['enum'], how='create'))
+                                            values=facts['enum'], how='create', type_kind=facts['enum_kind']))
         elif kind == 'INDEX':
             index = node.this
             ev.append(Event('create_index', table=_ident(index.args.get('table')) if index is not None else None,
@@ -218,7 +230,8 @@ def _alter_events(node, ev, engine='mysql'):
                             has_default=facts['has_default'], type=facts['type'],
                             positioned=position is not None, algorithm=algorithm))
             if facts['enum'] is not None:
-                ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add'))
+                ev.append(Event('enum_column', table=table, column=facts['column'], values=facts['enum'], how='add',
+                                type_kind=facts['enum_kind']))
         elif isinstance(action, exp.Drop) and (action.args.get('kind') or '').upper() == 'COLUMN':
             for col in action.args.get('tables') or [action.this]:
                 ev.append(Event('drop_column', table=table, column=_ident(col)))
@@ -230,7 +243,8 @@ def _alter_events(node, ev, engine='mysql'):
                 ev.append(Event('rename_column', table=table, column=old, new=facts['column']))
             if facts['enum'] is not None:
                 ev.append(Event('enum_column', table=table, column=old or facts['column'], values=facts['enum'],
-                                how='modify', new=facts['column'], safe_algorithm=safe_algorithm))
+                                how='modify', new=facts['column'], safe_algorithm=safe_algorithm,
+                                type_kind=facts['enum_kind']))
             else:
                 ev.append(Event('alter_column_type', table=table, column=old or facts['column'], type=facts['type'],
                                 using=False, safe_algorithm=safe_algorithm))
@@ -294,19 +308,158 @@ def _command_events(node, tokens, ev, engine):
     ev.append(Event('unparsed', command=head))
 
 
-def _split(tokens):
-    """Token runs between semicolons."""
+# A CREATE of one of these holds a body whose statements end in ';' inside the one statement.
+ROUTINES = {'TRIGGER', 'PROCEDURE', 'FUNCTION', 'EVENT'}
+# The words that may sit between CREATE and the routine's keyword (OR REPLACE, TEMP, DEFINER = u@h, AGGREGATE, ...)
+_ROUTINE_HEAD_STOP = {TokenType.L_PAREN, TokenType.TABLE, TokenType.INDEX, TokenType.VIEW, TokenType.SELECT} \
+    if HAS_SQLGLOT else set()
+# MySQL compound statements: these open a block (closed by END [IF|LOOP|...]) when they start a statement.
+_MYSQL_BLOCKS = {'IF', 'LOOP', 'WHILE', 'REPEAT', 'FOR'}
+_STATEMENT_START = {'BEGIN', 'THEN', 'ELSE', 'DO', 'LOOP', 'REPEAT', 'ROW', ':', ';'}
+
+
+def routine_kind(chunk):
+    """TRIGGER, PROCEDURE, FUNCTION or EVENT when the tokens are a CREATE of one, else None."""
+    if not chunk or chunk[0].token_type != TokenType.CREATE:
+        return None
+    for tok in chunk[1:10]:
+        if tok.token_type in _ROUTINE_HEAD_STOP:
+            return None
+        word = tok.text.upper()
+        if word in ROUTINES and tok.token_type not in (TokenType.STRING, TokenType.IDENTIFIER):
+            return word
+    return None
+
+
+def _body_depth(tok, prev, nxt, depth, engine):
+    """The BEGIN ... END nesting after tok, in the body of a routine (CASE ... END counts too; the IF of
+    END IF, the CASE of END CASE open nothing)."""
+    tt = tok.token_type
+    after_end = prev is not None and prev.token_type == TokenType.END
+    if tt == TokenType.BEGIN or tt == TokenType.CASE and not after_end:
+        return depth + 1
+    if tt == TokenType.END:
+        return depth - 1
+    if engine == 'mysql' and tt != TokenType.STRING and tok.text.upper() in _MYSQL_BLOCKS and \
+            (prev is None or prev.text.upper() in _STATEMENT_START) and \
+            not (nxt is not None and nxt.token_type == TokenType.L_PAREN):
+        return depth + 1
+    return depth
+
+
+def _split(tokens, engine='mysql', boundaries=(), custom=()):
+    """Token runs between statement ends.
+
+    A statement ends at a semicolon token, except inside the BEGIN ... END body of a CREATE TRIGGER (SQLite,
+    MySQL) or PROCEDURE/FUNCTION/EVENT (MySQL), where the body's own statements end in ';'; and except in the
+    ranges (start, end) of ``custom``, where the mysql client's DELIMITER set another delimiter: there only
+    the ``boundaries`` (offsets where that delimiter stood) end statements, as in the client.
+    """
     chunks, cur = [], []
-    for tok in tokens:
-        if tok.token_type == TokenType.SEMICOLON:
-            if cur:
-                chunks.append(cur)
-            cur = []
+    state = {'depth': 0, 'routine': None, 'custom': False}
+    bi = ci = 0
+    n = len(tokens)
+
+    def flush():
+        if cur:
+            chunks.append((cur[:], state['routine'], state['custom']))
+        del cur[:]
+        state.update(depth=0, routine=None, custom=False)
+
+    for i, tok in enumerate(tokens):
+        while bi < len(boundaries) and boundaries[bi] <= tok.start:
+            flush()
+            bi += 1
+        while ci < len(custom) and custom[ci][1] <= tok.start:
+            ci += 1
+        in_custom = ci < len(custom) and custom[ci][0] <= tok.start
+        if tok.token_type == TokenType.SEMICOLON and not in_custom and state['depth'] <= 0:
+            flush()
+            continue
+        cur.append(tok)
+        state['custom'] = state['custom'] or in_custom
+        if state['routine'] is None:
+            if len(cur) <= 10 and tok.text.upper() in ROUTINES:
+                state['routine'] = routine_kind(cur)
         else:
-            cur.append(tok)
-    if cur:
-        chunks.append(cur)
-    return chunks
+            state['depth'] = _body_depth(tok, tokens[i - 1] if i else None, tokens[i + 1] if i + 1 < n else None,
+                                         state['depth'], engine)
+    flush()
+    out = []
+    for chunk, routine, in_custom in chunks:
+        # Only a routine holds ';' inside one statement; one whose body never closes (outside a DELIMITER
+        # region) or a run of plain statements between two custom delimiters: each ';' ends a statement.
+        closed = routine is not None and (in_custom or _closed(chunk, engine))
+        if closed or not any(t.token_type == TokenType.SEMICOLON for t in chunk):
+            out.append(chunk)
+            continue
+        part = []
+        for tok in chunk:
+            if tok.token_type == TokenType.SEMICOLON:
+                if part:
+                    out.append(part)
+                part = []
+            else:
+                part.append(tok)
+        if part:
+            out.append(part)
+    return out
+
+
+def _closed(chunk, engine):
+    """Whether the BEGIN ... END blocks of a routine's tokens all close."""
+    depth = 0
+    for i, tok in enumerate(chunk):
+        depth = _body_depth(tok, chunk[i - 1] if i else None, chunk[i + 1] if i + 1 < len(chunk) else None,
+                            depth, engine)
+    return depth == 0
+
+
+_DELIMITER_LINE = re.compile(r'^[ \t]*DELIMITER[ \t]+(\S+)[^\n]*', re.I | re.M)
+# What a custom delimiter is looked for outside of: strings, quoted names, comments (the mysql client skips them).
+_MYSQL_SKIP = re.compile(r"""'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|\Z)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|\Z)"""
+                         r"""|`[^`]*(?:``[^`]*)*(?:`|\Z)|--(?=[ \t\r\n])[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z)""", re.S)
+
+
+def mysql_delimiters(text):
+    """(text, boundaries, custom ranges) for the mysql client's DELIMITER command.
+
+    The DELIMITER lines and each custom delimiter are blanked (same length, so offsets and lines stay);
+    boundaries: the offsets where a statement ended (a custom delimiter or a DELIMITER line); custom:
+    the (start, end) ranges where a delimiter other than ';' was in force.
+    """
+    if 'delimiter' not in text.lower():
+        return text, (), ()
+    marks = list(_DELIMITER_LINE.finditer(text))
+    if not marks:
+        return text, (), ()
+    chars = list(text)
+    boundaries, custom = [], []
+    for k, m in enumerate(marks):
+        for j in range(m.start(), m.end()):
+            chars[j] = ' '
+        boundaries.append(m.start())
+        delim = m.group(1)
+        end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
+        if delim == ';':
+            continue
+        custom.append((m.end(), end))
+        pos = m.end()
+        skip = None
+        while pos < end:
+            hit = text.find(delim, pos, end)
+            if hit < 0:
+                break
+            if skip is None or skip.start() < pos:
+                skip = _MYSQL_SKIP.search(text, pos, end)
+            if skip is not None and skip.start() < hit:
+                pos = max(skip.end(), skip.start() + 1)
+                continue
+            for j in range(hit, hit + len(delim)):
+                chars[j] = ' '
+            boundaries.append(hit)
+            pos = hit + len(delim)
+    return ''.join(chars), tuple(sorted(boundaries)), tuple(custom)
 
 
 def _gap_comments(text, tokens):
@@ -339,6 +492,10 @@ def parse(text, engine, line_offset=0):
     """Statements of a MySQL or SQLite source."""
     dialect = _dialect('mysql' if engine == 'mysql' else 'sqlite')
     starts = line_starts(text)
+    boundaries = custom = ()
+    source = text
+    if engine == 'mysql':
+        text, boundaries, custom = mysql_delimiters(text)
     try:
         tokens = dialect.tokenize(text)
     except SqlglotError as e:
@@ -346,10 +503,20 @@ def parse(text, engine, line_offset=0):
         return [Statement(text.strip(), 1 + line_offset, error='the tokenizer cannot read this text: %s' % msg)]
     placed = []
     parser = dialect.parser()
-    for chunk in _split(tokens):
+    for chunk in _split(tokens, engine, boundaries, custom):
         start, end = chunk[0].start, chunk[-1].end + 1
         line = line_of(starts, start) + line_offset
-        stmt_text = text[start:end]
+        stmt_text = source[start:end]
+        routine = routine_kind(chunk)
+        if routine is not None:
+            # Its body runs later (per row, per call): nothing in it changes the schema or the data now.
+            if not _closed(chunk, engine) or engine == 'sqlite' and chunk[-1].token_type != TokenType.END:
+                stmt = Statement(stmt_text, line, error='the BEGIN ... END body of this CREATE %s does not close: '
+                                                        'end it with END;' % routine)
+            else:
+                stmt = Statement(stmt_text, line, [Event('create_routine', what=routine)])
+            placed.append((stmt, start, end))
+            continue
         try:
             parsed = parser.parse(chunk, text)
             node = parsed[0] if parsed else None

@@ -39,7 +39,8 @@ def _tool_of(path, tool):
 
 
 def pending_migrations(module, paths, tool):
-    """(ids of the migrations not applied yet, PostgreSQL major version or None) for only_pending."""
+    """(ids of the migrations not applied yet, server version) for only_pending: the PostgreSQL major version
+    (int), the MySQL/MariaDB server's VERSION() text (with its flavour), None for SQLite."""
     from ansible_collections.dbops.maintenance.plugins.module_utils.connection import open_database
     dirs = [os.path.expanduser(p) for p in paths if os.path.isdir(os.path.expanduser(p))]
     if len(dirs) != 1 or len(paths) != 1:
@@ -51,6 +52,8 @@ def pending_migrations(module, paths, tool):
         version = None
         if db.engine == 'postgresql':
             version = db.server_version // 10000
+        elif db.engine == 'mysql':
+            version = db.version    # SELECT VERSION(): '10.11.19-MariaDB-0+deb12u1', '8.0.36'
     if status.get('failed'):
         module.warn('The history of %s records failed migration(s) %s; they are linted as pending.' % (
             tool, ', '.join(map(str, status['failed']))))
