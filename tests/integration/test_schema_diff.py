@@ -131,3 +131,238 @@ def test_in_sync_after_clean_apply_sqlite(ansible, sqlite_db, tool):
 def test_in_sync_after_clean_apply_prisma_mariadb(ansible, mysql_db):
     # the prisma fixture is MySQL SQL (backticks, AUTO_INCREMENT, utf8mb4_unicode_ci)
     check_in_sync(ansible, mysql_db, "prisma")
+
+
+# --------------------------------------------------------------------------
+# each kind of difference, introduced by hand, reported exactly
+# --------------------------------------------------------------------------
+
+PG_SCHEMA = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name varchar(100) DEFAULT 'x',
+                    nick text, mood mood, "MixedCase" int, note text);
+COMMENT ON TABLE users IS 'people';
+CREATE UNIQUE INDEX users_nick_key ON users (nick);
+CREATE TABLE quotas (id int PRIMARY KEY, user_id int REFERENCES users (id) ON DELETE CASCADE,
+                     amount numeric(10,2) CONSTRAINT quotas_amount_check CHECK (amount >= 0));
+CREATE INDEX quotas_amount_idx ON quotas (amount DESC) WHERE amount > 0;
+CREATE VIEW v_users AS SELECT id, email FROM users;
+CREATE SEQUENCE counter START 5;
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER quotas_touch BEFORE INSERT ON quotas FOR EACH ROW EXECUTE FUNCTION touch();
+"""
+
+PG_CHANGES = [
+    "ALTER TABLE users ADD COLUMN extra int",
+    "ALTER TABLE users DROP COLUMN name",
+    'ALTER TABLE users ALTER COLUMN "MixedCase" TYPE bigint',
+    "ALTER TABLE users ALTER COLUMN note SET NOT NULL",
+    "DROP INDEX quotas_amount_idx",
+    "ALTER TABLE quotas DROP CONSTRAINT quotas_user_id_fkey",
+    "ALTER TABLE quotas DROP CONSTRAINT quotas_amount_check",
+    "COMMENT ON TABLE users IS 'humans'",
+    "CREATE OR REPLACE VIEW v_users AS SELECT id, email, 1 AS one FROM users",
+    "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    "DROP TRIGGER quotas_touch ON quotas",
+    "ALTER SEQUENCE counter INCREMENT 2",
+    "ALTER TYPE mood ADD VALUE 'meh' AFTER 'sad'",
+    # an INVALID index, as a failed CREATE INDEX CONCURRENTLY leaves it
+    "DROP INDEX users_nick_key",
+    "INSERT INTO users (email, nick, note) VALUES ('a', 'same', ''), ('b', 'same', '')",
+]
+
+PG_EXPECTED = {
+    ("column", "users.name", "missing"),
+    ("column", "users.extra", "unexpected"),
+    ("column", "users.MixedCase", "type"),
+    ("column", "users.note", "nullable"),
+    ("index", "quotas.quotas_amount_idx", "missing"),
+    ("index", "users.users_nick_key", "valid"),
+    ("foreign_key", "quotas.user_id", "missing"),
+    ("check", "quotas.quotas_amount_check", "missing"),
+    ("table", "users", "comment"),
+    ("view", "v_users", "definition"),
+    ("function", "touch()", "body_sha256"),
+    ("trigger", "quotas.quotas_touch", "missing"),
+    ("sequence", "counter", "increment"),
+    ("enum", "mood", "values"),
+}
+
+
+def test_each_difference_postgresql(ansible, pg_db, tmp_path):
+    db = pg_db
+    mig = migrations_dir(tmp_path, {"20240101000001_schema.sql": PG_SCHEMA})
+    apply(ansible, db, "dbmate", mig)
+    for statement in PG_CHANGES:
+        db.execute(statement)
+    with pytest.raises(Exception, match="could not create unique index"):
+        db.execute("CREATE UNIQUE INDEX CONCURRENTLY users_nick_key ON users (nick)")
+    assert db.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_nick_key'::regclass") == [(False,)]
+    before = catalog(db)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig), do_diff=True)
+    assert set(entries(r)) == PG_EXPECTED, entries(r)
+    assert len(r["drift"]) == len(PG_EXPECTED)
+    assert r["in_sync"] is False and r["changed"] is False
+    by = {(d["kind"], d["name"], d["what"]): d for d in r["drift"]}
+    assert by[("column", "users.MixedCase", "type")]["reference"] == "integer"
+    assert by[("column", "users.MixedCase", "type")]["actual"] == "bigint"
+    assert by[("column", "users.note", "nullable")]["reference"] is True
+    assert by[("column", "users.note", "nullable")]["actual"] is False
+    assert by[("column", "users.name", "missing")]["reference"] == {
+        "type": "character varying(100)", "nullable": True, "default": "'x'::character varying"}
+    assert by[("column", "users.name", "missing")]["actual"] is None
+    assert by[("column", "users.extra", "unexpected")]["actual"] == {"type": "integer", "nullable": True}
+    assert (by[("index", "users.users_nick_key", "valid")]["reference"],
+            by[("index", "users.users_nick_key", "valid")]["actual"]) == (True, False)
+    assert by[("table", "users", "comment")]["reference"] == "people"
+    assert by[("table", "users", "comment")]["actual"] == "humans"
+    assert by[("sequence", "counter", "increment")]["reference"] == 1
+    assert by[("sequence", "counter", "increment")]["actual"] == 2
+    assert by[("enum", "mood", "values")]["reference"] == ["sad", "ok", "happy"]
+    assert by[("enum", "mood", "values")]["actual"] == ["sad", "meh", "ok", "happy"]
+    fk = by[("foreign_key", "quotas.user_id", "missing")]["reference"]
+    assert fk["name"] == "quotas_user_id_fkey" and fk["references"] == "public.users"
+    assert fk["on_delete"] == "CASCADE" and fk["valid"] is True
+    assert r["summary"].startswith("14 differences: ")
+    statements = [s["statement"] for s in r["sql"]]
+    assert statements == [
+        'ALTER TABLE "public"."users" ADD COLUMN "name" character varying(100) DEFAULT \'x\'::character varying',
+        'CREATE INDEX CONCURRENTLY quotas_amount_idx ON public.quotas USING btree (amount DESC) '
+        'WHERE (amount > (0)::numeric)',
+        'REINDEX INDEX CONCURRENTLY "public"."users_nick_key"',
+        'ALTER TABLE "public"."quotas" ADD CONSTRAINT "quotas_user_id_fkey" FOREIGN KEY (user_id) '
+        'REFERENCES public.users(id) ON DELETE CASCADE NOT VALID',
+        'ALTER TABLE "public"."quotas" VALIDATE CONSTRAINT "quotas_user_id_fkey"',
+        'ALTER TABLE "public"."quotas" ADD CONSTRAINT "quotas_amount_check" CHECK ((amount >= (0)::numeric)) '
+        'NOT VALID',
+        'ALTER TABLE "public"."quotas" VALIDATE CONSTRAINT "quotas_amount_check"',
+    ], statements
+    assert all(isinstance(s["findings"], list) for s in r["sql"])
+    assert not any(s["drop"] or s["data_loss"] for s in r["sql"])
+    # the unexpected column: reported, its DROP only with include_drops
+    assert {(n["kind"], n["name"], n["what"]) for n in r["not_expressed"]} >= {
+        ("column", "users.extra", "unexpected"), ("column", "users.MixedCase", "type")}
+    assert "users.MixedCase: type=integer" in r["diff"]["before"]
+    assert "users.MixedCase: type=bigint" in r["diff"]["after"]
+    assert catalog(db) == before and shadows(db) == []
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig), include_drops=True)
+    drops = [s for s in r["sql"] if s["drop"]]
+    assert [(s["statement"], s["data_loss"]) for s in drops] == [
+        ('ALTER TABLE "public"."users" DROP COLUMN "extra"', True)]
+    # ignore leaves objects out (by kind:pattern and by dotted name)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig),
+             ignore=["users.*", "view:v_*", "function:*", "trigger:*", "counter", "enum:mood", "table:users"])
+    assert set(entries(r)) == {("index", "quotas.quotas_amount_idx", "missing"),
+                               ("foreign_key", "quotas.user_id", "missing"),
+                               ("check", "quotas.quotas_amount_check", "missing")}, entries(r)
+    assert catalog(db) == before and shadows(db) == []
+
+
+MY_SCHEMA = """
+CREATE TABLE users (id int AUTO_INCREMENT PRIMARY KEY, email varchar(191) NOT NULL, name varchar(100) DEFAULT 'x',
+                    mood ENUM('sad','ok','happy'), MixedCase int, note varchar(10) COLLATE utf8mb4_bin,
+                    UNIQUE KEY users_email_key (email)) ENGINE=InnoDB COMMENT='people';
+CREATE TABLE quotas (id int PRIMARY KEY, user_id int, amount decimal(10,2),
+                     CONSTRAINT quotas_amount_check CHECK (amount >= 0), KEY quotas_amount_idx (amount),
+                     KEY quotas_user_id_idx (user_id),
+                     CONSTRAINT quotas_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE);
+CREATE VIEW v_users AS SELECT id, email FROM users;
+"""
+
+MY_CHANGES = [
+    "ALTER TABLE users ADD COLUMN extra int",
+    "ALTER TABLE users DROP COLUMN name",
+    "ALTER TABLE users MODIFY MixedCase bigint",
+    "ALTER TABLE users MODIFY note varchar(10) COLLATE utf8mb4_general_ci",
+    "ALTER TABLE quotas DROP INDEX quotas_amount_idx",
+    "ALTER TABLE quotas DROP FOREIGN KEY quotas_user_id_fkey",
+    "ALTER TABLE quotas DROP CONSTRAINT quotas_amount_check",
+    "ALTER TABLE users COMMENT = 'humans'",
+    "CREATE OR REPLACE VIEW v_users AS SELECT id, email, 1 AS one FROM users",
+    "ALTER TABLE users MODIFY mood ENUM('sad','ok')",
+]
+
+MY_EXPECTED = {
+    ("column", "users.name", "missing"),
+    ("column", "users.extra", "unexpected"),
+    ("column", "users.MixedCase", "type"),
+    ("column", "users.note", "collation"),
+    ("column", "users.mood", "type"),
+    ("index", "quotas.quotas_amount_idx", "missing"),
+    ("foreign_key", "quotas.user_id", "missing"),
+    ("check", "quotas.quotas_amount_check", "missing"),
+    ("table", "users", "comment"),
+    ("view", "v_users", "definition"),
+}
+
+
+def test_each_difference_mariadb(ansible, mysql_db, tmp_path):
+    db = mysql_db
+    mig = migrations_dir(tmp_path, {"20240101000001_schema.sql": MY_SCHEMA})
+    apply(ansible, db, "dbmate", mig)
+    for statement in MY_CHANGES:
+        db.execute(statement)
+    before = catalog(db)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig))
+    assert set(entries(r)) == MY_EXPECTED, entries(r)
+    assert len(r["drift"]) == len(MY_EXPECTED)
+    by = {(d["kind"], d["name"], d["what"]): d for d in r["drift"]}
+    assert (by[("column", "users.MixedCase", "type")]["reference"],
+            by[("column", "users.MixedCase", "type")]["actual"]) == ("int(11)", "bigint(20)")
+    assert (by[("column", "users.note", "collation")]["reference"],
+            by[("column", "users.note", "collation")]["actual"]) == ("utf8mb4_bin", "utf8mb4_general_ci")
+    assert (by[("column", "users.mood", "type")]["reference"],
+            by[("column", "users.mood", "type")]["actual"]) == ("enum('sad','ok','happy')", "enum('sad','ok')")
+    assert by[("foreign_key", "quotas.user_id", "missing")]["reference"]["on_delete"] == "CASCADE"
+    statements = [s["statement"] for s in r["sql"]]
+    assert statements == [
+        "ALTER TABLE `users` MODIFY COLUMN `mood` enum('sad','ok','happy') COLLATE `utf8mb4_general_ci` NULL, "
+        "ALGORITHM=INSTANT",
+        "ALTER TABLE `users` ADD COLUMN `name` varchar(100) COLLATE `utf8mb4_general_ci` NULL DEFAULT 'x'",
+        "ALTER TABLE `quotas` ADD INDEX `quotas_amount_idx` (`amount`), ALGORITHM=INPLACE, LOCK=NONE",
+        "ALTER TABLE `quotas` ADD CONSTRAINT `quotas_user_id_fkey` FOREIGN KEY (`user_id`) REFERENCES `users` "
+        "(`id`) ON DELETE CASCADE ON UPDATE RESTRICT",
+        "ALTER TABLE `quotas` ADD CONSTRAINT `quotas_amount_check` CHECK (`amount` >= 0)",
+    ], statements
+    assert catalog(db) == before and shadows(db) == []
+    # the generated statements, applied by hand, remove what they cover
+    for s in statements:
+        db.execute(s)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig))
+    assert set(entries(r)) == {("column", "users.extra", "unexpected"), ("column", "users.MixedCase", "type"),
+                               ("column", "users.note", "collation"), ("table", "users", "comment"),
+                               ("view", "v_users", "definition")}, entries(r)
+
+
+def test_each_difference_sqlite(ansible, sqlite_db, tmp_path):
+    db = sqlite_db
+    mig = migrations_dir(tmp_path, {"20240101000001_schema.sql": """
+CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name varchar(100) DEFAULT 'x');
+CREATE TABLE quotas (id integer PRIMARY KEY, user_id int REFERENCES users (id) ON DELETE CASCADE, amount real);
+CREATE INDEX quotas_amount_idx ON quotas (amount DESC) WHERE amount > 0;
+CREATE VIEW v_users AS SELECT id, email FROM users;
+CREATE TRIGGER quotas_touch AFTER INSERT ON quotas BEGIN SELECT 1; END;
+"""})
+    apply(ansible, db, "dbmate", mig)
+    for statement in ["ALTER TABLE users ADD COLUMN extra int", "DROP INDEX quotas_amount_idx",
+                      "DROP VIEW v_users", "CREATE VIEW v_users AS SELECT id FROM users", "DROP TRIGGER quotas_touch",
+                      "ALTER TABLE users DROP COLUMN name"]:
+        db.execute(statement)
+    before = catalog(db)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig))
+    assert set(entries(r)) == {("column", "users.extra", "unexpected"), ("column", "users.name", "missing"),
+                               ("index", "quotas.quotas_amount_idx", "missing"),
+                               ("view", "v_users", "definition"), ("trigger", "quotas.quotas_touch", "missing")}, r
+    by = {(d["kind"], d["name"], d["what"]): d for d in r["drift"]}
+    assert by[("index", "quotas.quotas_amount_idx", "missing")]["reference"]["predicate"] == "amount > 0"
+    statements = [s["statement"] for s in r["sql"]]
+    assert statements == [
+        "ALTER TABLE \"users\" ADD COLUMN \"name\" VARCHAR(100) DEFAULT 'x'",
+        "CREATE INDEX quotas_amount_idx ON quotas (amount DESC) WHERE amount > 0",
+        "CREATE TRIGGER quotas_touch AFTER INSERT ON quotas BEGIN SELECT 1; END",
+    ], statements
+    assert catalog(db) == before
+    for s in statements:
+        db.execute(s)
+    r = diff(ansible, db, reference="migrations", tool="dbmate", migrations_path=str(mig))
+    assert set(entries(r)) == {("column", "users.extra", "unexpected"), ("view", "v_users", "definition")}

@@ -6,7 +6,7 @@ READ ONLY transaction (schema_diff also makes the target's session READ ONLY).
 
 Types are COLUMN_TYPE (the server's own spelling, as column_ensure compares it: ENUM/SET with their value list),
 defaults as the flavour shows them (MariaDB: an SQL expression; the "no default" of a nullable column, NULL, is
-None), the table's engine and collation, the column's collation when it is not the table's. A view's definition
+None), the table's engine and collation, the column's collation. A view's definition
 has the database's own name taken out (`shop`.`t` -> `t`), so a shadow database reads the same. One query per
 kind over the whole database.
 """
@@ -95,7 +95,7 @@ def _read(snap, rows, own, mariadb):
             default = None
         snap.add('column', (table, col),
                  dict(type=typ, nullable=nullable == 'YES', default=default,
-                      collation=coll if coll != table_coll else None, extra=(extra or '').lower() or None,
+                      collation=coll, extra=(extra or '').lower() or None,
                       generated=gen or None, comment=comment or None, position=int(pos)), parent=(table,))
     indexes = {}
     for table, name, non_unique, col, sub, order, method, comment in rows(STATISTICS):

@@ -38,11 +38,12 @@ MAX_NAME = 1024          # one part of a path (server limits are 63/64 character
 MAX_VALUE = 1024 * 1024  # one string attribute (a view or function definition)
 MAX_LIST = 10000
 PLAIN = re.compile(r'^[A-Za-z_][A-Za-z0-9_$]*$')
+FUNCTION = re.compile(r'^[A-Za-z_][A-Za-z0-9_$]*\([A-Za-z0-9_$ ,."\[\]]*\)$')  # name(argument types)
 
 
 def quote_part(part):
     """A part of a name for messages: as is when plain, else double-quoted (doubled inside)."""
-    return part if PLAIN.match(part) else '"%s"' % part.replace('"', '""')
+    return part if PLAIN.match(part) or FUNCTION.match(part) else '"%s"' % part.replace('"', '""')
 
 
 class Snapshot:

@@ -366,6 +366,7 @@ def lint_statements(statements, not_expressed, engine, server):
     """Keep the statements that parse as exactly one statement; mark each with migration_lint's findings."""
     from ansible_collections.dbops.maintenance.plugins.module_utils.lint import runner
     from ansible_collections.dbops.maintenance.plugins.module_utils.lint.sources import Source
+    from ansible_collections.dbops.maintenance.plugins.module_utils.engines.scripts import split
     missing = runner.missing_parser(engine)
     kept = []
     for st in statements:
@@ -375,12 +376,15 @@ def lint_statements(statements, not_expressed, engine, server):
             kept.append(st)
             continue
         try:
-            parsed = runner.parse(st['statement'], engine)
+            if engine == 'sqlite':  # one statement as SQLite cuts them (a trigger's body keeps its ';')
+                parsed = [Source('<schema_diff>', t) for t in split(st['statement'], engine)]
+                err = None
+            else:
+                parsed = runner.parse(st['statement'], engine)
+                err = next((p.error for p in parsed if p.error), None)
         except Exception as e:  # pylint: disable=broad-except
             parsed = None
             err = str(e)
-        else:
-            err = next((p.error for p in parsed if p.error), None)
         if not parsed or len(parsed) != 1 or err:
             kind, _sp, name = st['object'].partition(' ')
             not_expressed.append(dict(kind=kind, name=name, what='sql', reason=(
