@@ -185,8 +185,8 @@ def from_json(data, path='<snapshot>'):
         if not isinstance(attrs, dict):
             _bad(where + '.attrs', 'must be an object', path)
         for k, v in attrs.items():
-            if not isinstance(k, str) or not re.match(r'^[a-z_]{1,40}$', k):
-                _bad(where + '.attrs', 'attribute name %r (lower-case letters and _)' % (k,), path)
+            if not isinstance(k, str) or not re.match(r'^[a-z][a-z0-9_]{0,39}$', k):
+                _bad(where + '.attrs', 'attribute name %r (lower-case letters, digits and _)' % (k,), path)
             _check_value(v, '%s.attrs.%s' % (where, k), path)
         if (kind, opath) in snap.objects:
             _bad(where, 'a second %s %s' % (kind, '.'.join(opath)), path)
