@@ -641,13 +641,13 @@ HOSTILE_SNAPSHOTS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", HOSTILE_SNAPSHOTS, ids=range(len(HOSTILE_SNAPSHOTS)))
-def test_hostile_snapshot_file(ansible, sqlite_db, tmp_path, text, message):
-    path = tmp_path / "hostile.json"
-    path.write_text(text)
+def test_hostile_snapshot_files(ansible, sqlite_db, tmp_path):
     before = catalog(sqlite_db)
-    r = diff(ansible, sqlite_db, fail=True, reference="snapshot", snapshot=str(path))
-    assert message in r["msg"], r["msg"]
+    for i, (text, message) in enumerate(HOSTILE_SNAPSHOTS):
+        path = tmp_path / ("hostile-%d.json" % i)
+        path.write_text(text)
+        r = diff(ansible, sqlite_db, fail=True, reference="snapshot", snapshot=str(path))
+        assert message in r["msg"], (i, r["msg"])
     assert catalog(sqlite_db) == before
 
 

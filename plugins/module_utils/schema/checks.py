@@ -48,8 +48,8 @@ def verify_schema(db, spec, check):
     expected = validate_expected(spec.get('expected'))
     ref = snapshot.load(spec['snapshot'])
     if ref.engine != db.engine:
-        raise DbopsError('The snapshot %s is of a %s database; this one is %s.' % (spec['snapshot'], ref.engine,
-                                                                                  db.engine))
+        raise DbopsError('The snapshot %s is of a %s database; this one is %s.'
+                         % (spec['snapshot'], ref.engine, db.engine))
     actual = run.read_database(db)
     matches = compare.ignore_matcher(spec.get('ignore'), run.history_tables(dict(tool=None)))
     drift = compare.diff(ref.without(matches), actual.without(matches))

@@ -90,7 +90,7 @@ def read(db):
 def _read(snap, rows, own, mariadb):
     for name, engine, collation, charset, comment in rows(TABLES):
         snap.add('table', (name,), dict(engine=engine, collation=collation, charset=charset, comment=comment or None))
-    for (table, col, typ, nullable, default, coll, extra, gen, comment, pos, table_coll) in rows(COLUMNS):
+    for (table, col, typ, nullable, default, coll, extra, gen, comment, pos, _table_coll) in rows(COLUMNS):
         if mariadb and default == 'NULL':
             default = None
         snap.add('column', (table, col),

@@ -186,8 +186,8 @@ def run(module):
     result.update(extra)
     if reference.flavour != actual.flavour:
         module.warn('The reference is %s %s and the database %s %s: types and defaults may be spelled '
-                    'differently by the two servers.' % (reference.flavour, reference.version,
-                                                        actual.flavour, actual.version))
+                    'differently by the two servers.'
+                    % (reference.flavour, reference.version, actual.flavour, actual.version))
     result.update(compare_snapshots(reference, actual, p, server))
     if module._diff:
         before, after = diff_text(result['drift'])

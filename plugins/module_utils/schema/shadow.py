@@ -101,7 +101,6 @@ def replay(module, target, read_snapshot, shadow_setup=None):
 
     read_snapshot(db) reads the shadow's schema. Whatever happens, the shadow is dropped before this returns or
     raises; a failing replay raises DbopsError naming the migration and the statement."""
-    from ansible_collections.dbops.maintenance.plugins.module_utils.connection import ModuleFailure  # noqa: F401
     from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import apply as apply_mod
     p = module.params
     refuse_code_tool(p['tool'])
@@ -127,7 +126,7 @@ def replay(module, target, read_snapshot, shadow_setup=None):
             admin = connect(module, server, module.secrets())
             info['server'] = admin.endpoint()
             name = SHADOW_PREFIX + secrets.token_hex(6)
-            admin.execute(create_statement(target, admin, name))
+            admin.execute(create_statement(target, name))
             info.update(name=name, created=True)
             params = dict(server, database=name)
         params.update(create_table=True, lint=False, to=None, command=None)
@@ -181,7 +180,7 @@ def quote_my(name):
     return '`%s`' % name.replace('`', '``')
 
 
-def create_statement(target, admin, name):
+def create_statement(target, name):
     if target.engine == 'postgresql':
         enc, coll, ctype = target.fetchone(
             'SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database '

@@ -120,8 +120,8 @@ class Generator:
         if kind == 'schema' and e == 'postgresql':
             self.emit(entry, 'CREATE SCHEMA %s' % self.name(path), 'the schema is missing')
         elif kind == 'enum' and e == 'postgresql':
-            self.emit(entry, 'CREATE TYPE %s AS ENUM (%s)' % (self.name(path), ', '.join(ql(e, v) for v in
-                                                                                       attrs['values'])),
+            values = ', '.join(ql(e, v) for v in attrs['values'])
+            self.emit(entry, 'CREATE TYPE %s AS ENUM (%s)' % (self.name(path), values),
                       'the enum type is missing')
         elif kind == 'sequence':
             self.emit(entry, 'CREATE SEQUENCE %s AS %s INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d%s' % (
@@ -163,8 +163,8 @@ class Generator:
                       'the foreign key is missing (MySQL has no NOT VALID: the rows are checked while the '
                       'statement runs)')
         elif kind == 'check' and e == 'mysql':
-            self.emit(entry, 'ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)' % (table, qi(e, path[-1]),
-                                                                             attrs['definition']),
+            self.emit(entry, 'ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)'
+                      % (table, qi(e, path[-1]), attrs['definition']),
                       'the CHECK constraint is missing (checked on every row while the statement runs)')
         elif kind == 'view' and e == 'postgresql' and not attrs.get('materialized'):
             self.emit(entry, 'CREATE VIEW %s AS %s' % (self.name(path), attrs['definition'].rstrip(';')),
@@ -389,8 +389,8 @@ def lint_statements(statements, not_expressed, engine, server):
             kind, _sp, name = st['object'].partition(' ')
             not_expressed.append(dict(kind=kind, name=name, what='sql', reason=(
                 'the statement built from the reference does not parse as exactly one %s statement (%s): not '
-                'returned; is the snapshot file what schema_diff wrote?' % (engine, err or '%d statements'
-                                                                           % len(parsed or [])))))
+                'returned; is the snapshot file what schema_diff wrote?'
+                % (engine, err or '%d statements' % len(parsed or [])))))
             continue
         pg_version = None
         mysql_version = None

@@ -44,9 +44,10 @@ def read(conn, path, version):
             pk = []
             for cid, col, typ, notnull, default, pkpos, hidden in rows(
                     'SELECT cid, name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?)', (name,)):
-                snap.add('column', (name, col), dict(type=normalise_type(typ), nullable=not notnull, default=default,
-                                                    generated='virtual' if hidden == 2 else 'stored' if hidden == 3
-                                                    else None, position=cid + 1), parent=(name,))
+                generated = {2: 'virtual', 3: 'stored'}.get(hidden)
+                attrs = dict(type=normalise_type(typ), nullable=not notnull, default=default, generated=generated,
+                             position=cid + 1)
+                snap.add('column', (name, col), attrs, parent=(name,))
                 if pkpos:
                     pk.append((pkpos, col))
             if pk:
