@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: schema_diff
 short_description: Schema drift of a database against its migrations, a snapshot or another database
-version_added: 0.4.0
+version_added: 0.3.0
 description:
   - Compares the schema of O(database) with a reference and reports every difference (RV(drift)), one summary
     line (RV(summary)) and the statements that would bring the database to the reference for what can be
@@ -193,6 +193,8 @@ notes:
   - The comparison is of the schema only, never of the rows. A sequence's current value, a table's AUTO_INCREMENT
     counter and the DEFINER of a MySQL view are not compared.
   - SQLite CHECK constraints (only in the CREATE TABLE text) are not compared.
+  - Across PostgreSQL major versions (a snapshot of 15 against 16), view bodies are compared without their
+    qualifiers (PostgreSQL 16 prints a single table's columns unqualified where 15 qualified them).
 seealso:
   - module: dbops.maintenance.migration_status
   - module: dbops.maintenance.db_verify

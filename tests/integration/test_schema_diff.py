@@ -705,3 +705,24 @@ def test_bad_references(ansible, db, tmp_path):
     assert catalog(db) == before
     if db.engine != "sqlite":
         assert not [s for s in shadows(db) if s.startswith("dbops_scratch_diff_") and False]
+
+
+# --------------------------------------------------------------------------
+# migration_status drift: true
+# --------------------------------------------------------------------------
+
+def test_migration_status_drift(ansible, db, tmp_path):
+    mig = migrations_dir(tmp_path, {"20240101000001_init.sql": SIMPLE})
+    apply(ansible, db, "dbmate", mig)
+    args = {**db.params, "tool": "dbmate", "migrations_path": str(mig), "drift": True}
+    r = ansible.run("dbops.maintenance.migration_status", args, unsafe_args=True)
+    assert r["drift"]["in_sync"] is True and r["drift_summary"] == "schema: in sync: no differences"
+    assert r["summary"].endswith("; schema: in sync: no differences"), r["summary"]
+    db.execute("ALTER TABLE users ADD COLUMN note varchar(10)")
+    r = ansible.run("dbops.maintenance.migration_status", args, unsafe_args=True)
+    assert r["drift_summary"] == "schema: 1 difference: 1 column unexpected (users.note)"
+    assert r["clean"] is True  # the history is clean; the schema is not
+    assert gone(db, r["drift"])
+    r = ansible.run("dbops.maintenance.migration_status", {**args, "migrations_path": None}, unsafe_args=True,
+                    expect_failure=True)
+    assert "drift: true needs migrations_path" in r["msg"]

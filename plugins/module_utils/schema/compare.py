@@ -13,6 +13,7 @@ is not listed again under it (the table's entry covers it).
 from __future__ import annotations
 
 import fnmatch
+import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
@@ -89,6 +90,7 @@ def diff(reference, actual):
     schemas_gone = {p[0] for (k, p) in list(ref) + list(act) if k == 'schema' and ((k, p) not in ref or
                                                                                    (k, p) not in act)}
     rank = {k: i for i, k in enumerate(ORDER)}
+    loose_views = (reference.engine == 'postgresql' and _major(reference.version) != _major(actual.version))
 
     def covered(snap, key):
         parent = snap.parents.get(key)
@@ -113,9 +115,25 @@ def diff(reference, actual):
         else:
             r, a = ref[key], act[key]
             for attr in COMPARED.get(kind, ()):
+                if loose_views and kind == 'view' and attr == 'definition':
+                    if _loose_view(r.get(attr)) == _loose_view(a.get(attr)):
+                        continue
                 if _norm(r.get(attr)) != _norm(a.get(attr)):
                     out.append(dict(base, what=attr, reference=r.get(attr), actual=a.get(attr)))
     return out
+
+
+def _major(version):
+    return str(version or '').split('.')[0]
+
+
+QUALIFIER = re.compile(r'\b[A-Za-z_][A-Za-z0-9_$]*\.(?=[A-Za-z_"])')
+
+
+def _loose_view(text):
+    """A view body without qualifiers (x.col -> col): PostgreSQL 16 prints a single table's columns unqualified
+    where 15 qualified them, so across major versions bodies are compared this way."""
+    return QUALIFIER.sub('', text or '')
 
 
 def _norm(v):
