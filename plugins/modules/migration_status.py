@@ -102,7 +102,7 @@ drift:
   returned: with drift
   type: dict
 drift_summary:
-  description: With O(drift) - one line, e.g. C(schema: 1 difference: 1 column unexpected (shipment_records.note)).
+  description: "With O(drift) - one line, e.g. C(schema: 1 difference: 1 column unexpected (shipment_records.note))."
   returned: with drift
   type: str
 applied:

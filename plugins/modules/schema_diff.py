@@ -12,7 +12,7 @@ version_added: 0.3.0
 description:
   - Compares the schema of O(database) with a reference and reports every difference (RV(drift)), one summary
     line (RV(summary)) and the statements that would bring the database to the reference for what can be
-    expressed safely (RV(sql)). Never writes to the database: its session is READ ONLY (PostgreSQL, MySQL/MariaDB)
+    expressed safely (RV(sql)). Never writes to the database - its session is READ ONLY (PostgreSQL, MySQL/MariaDB)
     or the file is opened read-only (SQLite).
   - "O(reference=migrations): the migrations (O(tool), O(migrations_path)) are replayed with
     M(dbops.maintenance.migration_apply)'s own engine into a shadow database on the same server (or the O(shadow_login_host)

@@ -326,7 +326,6 @@ def test_schema_snapshot_exactly_the_declared_change(ansible, anydb3, tmp_path):
     assert "1 column missing (users.age)" in c["message"] and "declared but not found: index users.nope missing" \
         in c["message"], c["message"]
     # a bad expected entry: a clear failure of the check
-    r = ansible.run(MOD, dict(d.params, schema_snapshot=dict(spec, expected=[dict(kind="nonsense", name="x",
-                                                                                   what="missing")])),
-                    expect_failure=True)
+    bad = [dict(kind="nonsense", name="x", what="missing")]
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=dict(spec, expected=bad)), expect_failure=True)
     assert "kind 'nonsense' is not one of" in by_name(r)["schema %s" % snap]["message"]

@@ -75,7 +75,7 @@ def test_snapshot_file_round_trip(tmp_path):
     back = snapshot.load(str(path))
     assert back.objects == pg_snap().objects and back.parents == pg_snap().parents
     assert compare.diff(back, pg_snap()) == []
-    assert [p for p in os.listdir(tmp_path)] == ["s.json"]  # no temporary file left
+    assert os.listdir(tmp_path) == ["s.json"]  # no temporary file left
 
 
 def test_snapshot_write_refuses_symlink(tmp_path):

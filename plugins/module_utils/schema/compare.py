@@ -124,7 +124,7 @@ def diff(reference, actual):
 
 
 def _major(version):
-    return str(version or '').split('.')[0]
+    return str(version or '').split('.', maxsplit=1)[0]
 
 
 QUALIFIER = re.compile(r'\b[A-Za-z_][A-Za-z0-9_$]*\.(?=[A-Za-z_"])')
