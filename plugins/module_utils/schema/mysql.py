@@ -22,25 +22,21 @@ TABLES = ("SELECT t.TABLE_NAME, t.ENGINE, t.TABLE_COLLATION, c.CHARACTER_SET_NAM
           "FROM information_schema.TABLES t LEFT JOIN information_schema.COLLATIONS c "
           "ON c.COLLATION_NAME = t.TABLE_COLLATION WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE'")
 
-COLUMNS = ("SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, c.COLLATION_NAME, "
-           "c.EXTRA, c.GENERATION_EXPRESSION, c.COLUMN_COMMENT, c.ORDINAL_POSITION, t.TABLE_COLLATION "
-           "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA "
-           "AND t.TABLE_NAME = c.TABLE_NAME WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' "
-           "ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION")
+# No join between information_schema tables (MariaDB materialises each side per table: it grew faster than
+# linearly with 2,000 tables); rows of views are dropped in Python against the base tables read first.
+COLUMNS = ("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLLATION_NAME, EXTRA, "
+           "GENERATION_EXPRESSION, COLUMN_COMMENT, ORDINAL_POSITION FROM information_schema.COLUMNS "
+           "WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION")
 
-STATISTICS = ("SELECT s.TABLE_NAME, s.INDEX_NAME, s.NON_UNIQUE, s.COLUMN_NAME, s.SUB_PART, s.COLLATION, s.INDEX_TYPE, "
-              "s.INDEX_COMMENT FROM information_schema.STATISTICS s JOIN information_schema.TABLES t "
-              "ON t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME "
-              "WHERE s.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' "
-              "ORDER BY s.TABLE_NAME, s.INDEX_NAME, s.SEQ_IN_INDEX")
+STATISTICS = ("SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART, COLLATION, INDEX_TYPE, INDEX_COMMENT "
+              "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+              "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX")
 
-FOREIGN_KEYS = ("SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, "
-                "k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE "
-                "FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
-                "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
-                "AND r.TABLE_NAME = k.TABLE_NAME "
-                "WHERE k.CONSTRAINT_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
-                "ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION")
+FOREIGN_KEYS = ("SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, "
+                "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_SCHEMA = DATABASE() "
+                "AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION")
+FK_RULES = ("SELECT TABLE_NAME, CONSTRAINT_NAME, UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE()")
 
 CHECKS_MARIADB = ("SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
                   "WHERE CONSTRAINT_SCHEMA = DATABASE()")
@@ -88,9 +84,13 @@ def read(db):
 
 
 def _read(snap, rows, own, mariadb):
+    tables = set()
     for name, engine, collation, charset, comment in rows(TABLES):
+        tables.add(name)
         snap.add('table', (name,), dict(engine=engine, collation=collation, charset=charset, comment=comment or None))
-    for (table, col, typ, nullable, default, coll, extra, gen, comment, pos, _table_coll) in rows(COLUMNS):
+    for (table, col, typ, nullable, default, coll, extra, gen, comment, pos) in rows(COLUMNS):
+        if table not in tables:  # a view's column
+            continue
         if mariadb and default == 'NULL':
             default = None
         snap.add('column', (table, col),
@@ -99,6 +99,8 @@ def _read(snap, rows, own, mariadb):
                       generated=gen or None, comment=comment or None, position=int(pos)), parent=(table,))
     indexes = {}
     for table, name, non_unique, col, sub, order, method, comment in rows(STATISTICS):
+        if table not in tables:
+            continue
         ix = indexes.setdefault((table, name), dict(columns=[], prefixes=[], orders=[], unique=not int(non_unique),
                                                     method=method, comment=comment or None))
         ix['columns'].append(col)
@@ -111,7 +113,9 @@ def _read(snap, rows, own, mariadb):
         else:
             snap.add('index', (table, name), ix, parent=(table,))
     fks = {}
-    for table, name, col, rschema, rtable, rcol, upd, dele in rows(FOREIGN_KEYS):
+    rules = {(t, n): (u, d) for t, n, u, d in rows(FK_RULES)}
+    for table, name, col, rschema, rtable, rcol in rows(FOREIGN_KEYS):
+        upd, dele = rules.get((table, name), (None, None))
         fk = fks.setdefault((table, name), dict(name=name, columns=[], references=rtable if own == quote_ident(
             rschema) + '.' else '%s.%s' % (rschema, rtable), referenced_columns=[], on_update=upd, on_delete=dele))
         fk['columns'].append(col)
