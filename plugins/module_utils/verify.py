@@ -243,6 +243,11 @@ def run_checks(db, params, migrations_status=None):
                              lambda: migrations_status(db, spec)))
     for i, spec in enumerate(params.get('queries') or []):
         checks.append(v.query(spec, i))
+    if params.get('schema_snapshot'):
+        from ansible_collections.dbops.maintenance.plugins.module_utils.schema.checks import verify_schema
+        spec = params['schema_snapshot']
+        checks.extend(_guard('schema %s' % spec['snapshot'], 'schema', 'the snapshot, with the declared change',
+                             lambda: [verify_schema(db, spec, check)]))
     baseline = None
     if params.get('baseline') is not None:
         checks.extend(_guard('row_counts', 'row_counts', 'no table lost rows',

@@ -162,6 +162,31 @@ options:
         description: The query (one reading statement, as described above).
         type: str
         required: true
+  schema_snapshot:
+    description:
+      - The live schema must equal a snapshot written by M(dbops.maintenance.schema_diff) (O(schema_snapshot.snapshot)),
+        compared as schema_diff compares - except for the declared change (O(schema_snapshot.expected)), which must be
+        found exactly. Take a snapshot before a change and check after it - the check fails on anything else that
+        changed, and on a declared change that did not happen.
+    type: dict
+    suboptions:
+      snapshot:
+        description: The snapshot file (schema_diff O(dbops.maintenance.schema_diff#module:snapshot_dest)).
+        type: path
+        required: true
+      expected:
+        description:
+          - The declared change, as drift entries in the format schema_diff returns them - C(kind), C(name), C(what)
+            (C(missing) - in the snapshot only, C(unexpected) - new in the database, or the attribute that
+            changed) and, optionally, C(reference) and C(actual), which must then be equal too.
+        type: list
+        elements: dict
+        default: []
+      ignore:
+        description: Objects left out, as schema_diff O(dbops.maintenance.schema_diff#module:ignore).
+        type: list
+        elements: str
+        default: []
   capture:
     description:
       - Count the rows of every table (or of O(row_count_tables)) and return them as RV(baseline), to pass as
@@ -243,6 +268,15 @@ EXAMPLES = r'''
     engine: sqlite
     database: /var/lib/app/app.db
     tables_min: 1
+
+- name: Nothing but the intended change happened (snapshot taken before with schema_diff snapshot_dest)
+  dbops.maintenance.db_verify:
+    engine: postgresql
+    database: app
+    schema_snapshot:
+      snapshot: /var/lib/dbops/app-before.json
+      expected:
+        - {kind: column, name: shipment_records.shipmentFile, what: unexpected}
 '''
 
 RETURN = r'''
@@ -298,7 +332,8 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.connection impor
 )
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
-CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture')
+CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture',
+                 'schema_snapshot')
 
 
 def argument_spec():
@@ -317,6 +352,9 @@ def argument_spec():
             history_table=dict(type='str'))),
         queries=dict(type='list', elements='dict', options=dict(
             name=dict(type='str'), sql=dict(type='str', required=True))),
+        schema_snapshot=dict(type='dict', options=dict(
+            snapshot=dict(type='path', required=True), expected=dict(type='list', elements='dict', default=[]),
+            ignore=dict(type='list', elements='str', default=[]))),
         capture=dict(type='bool', default=False),
         baseline=dict(type='dict'),
         tolerance=dict(type='float', default=0),

@@ -23,6 +23,18 @@ description:
   - A table whose columns are not the tool's (another tool chosen by mistake) is an error that names the tools
     whose columns fit.
 options:
+  drift:
+    description:
+      - Also compare the schema with the migrations, as M(dbops.maintenance.schema_diff) O(dbops.maintenance.schema_diff#module:reference=migrations)
+        does - replayed into a C(dbops_scratch_diff_) shadow database that is always dropped (the SQL-file tools
+        only; needs O(migrations_path) and the right to create databases). The result is in RV(drift), its one line
+        in RV(drift_summary) and after the history summary.
+    type: bool
+    default: false
+  shadow_setup:
+    description:
+      - With O(drift) - SQL run in the shadow database before the migrations (as schema_diff's).
+    type: str
   fail_on:
     description:
       - Findings that fail the task (with the summary as message). The result keys are returned either way.
@@ -84,6 +96,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+drift:
+  description: With O(drift) - the schema against the replayed migrations, as schema_diff returns it (C(in_sync),
+    C(summary), C(drift), C(sql), C(shadow)).
+  returned: with drift
+  type: dict
+drift_summary:
+  description: "With O(drift) - one line, e.g. C(schema: 1 difference: 1 column unexpected (shipment_records.note))."
+  returned: with drift
+  type: str
 applied:
   description: Migrations recorded as applied (ids as the tool stores them), in history order (alembic, golang-migrate
     and the tools without rows per attempt in the order on disk).
@@ -171,6 +192,8 @@ def argument_spec():
         app=dict(type='str'),
         history_table=dict(type='str'),
         fail_on=dict(type='list', elements='str', choices=list(FINDINGS), default=[]),
+        drift=dict(type='bool', default=False),
+        shadow_setup=dict(type='str'),
     )
 
 
@@ -181,6 +204,8 @@ def validate(module):
     if p['fail_on'] and not p['migrations_path'] and set(p['fail_on']) & {'pending', 'unknown', 'modified'}:
         module.fail_json(msg='fail_on %s needs migrations_path: without the migration files, pending, unknown and '
                              'modified cannot be known.' % ', '.join(p['fail_on']))
+    if p['drift'] and not p['migrations_path']:
+        module.fail_json(msg='drift: true needs migrations_path (the migrations replayed into the shadow database).')
 
 
 def work(module, db):
@@ -190,6 +215,11 @@ def work(module, db):
     except (OSError, ValueError) as e:
         raise DbopsError('Cannot read the migrations in %s: %s' % (p['migrations_path'], e))
     st = finish_result(db, dict(st, changed=False), queries=False)
+    if p['drift']:
+        from ansible_collections.dbops.maintenance.plugins.module_utils.schema.checks import status_drift
+        st['drift'] = status_drift(module, db)
+        st['drift_summary'] = 'schema: %s' % st['drift']['summary']
+        st['summary'] = '%s; %s' % (st['summary'], st['drift_summary'])
     hits = [k for k in p['fail_on'] if st.get(k)]
     # 'failed' is Ansible's own result key (task failed): the list is returned as failed_migrations.
     st['failed_migrations'] = st.pop('failed')

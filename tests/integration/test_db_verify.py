@@ -294,3 +294,38 @@ def test_migrations_on_a_database_never_migrated(ansible, sqlite_db, tmp_path):
     assert pending["actual"] == ["20240101000000_init"]
     assert "does not exist: no migration was ever applied" in pending["message"]
     assert "empty database: no tables" in r["msg"]
+
+
+# --- schema_snapshot (issue 12): snapshot before, check after: exactly the declared change ---------------------
+
+def test_schema_snapshot_exactly_the_declared_change(ansible, anydb3, tmp_path):
+    d = anydb3
+    seed(d)
+    snap = tmp_path / "before.json"
+    r = ansible.run("dbops.maintenance.schema_diff", dict(d.params, snapshot_dest=str(snap)), expect_failure=False)
+    assert snap.exists()
+    spec = dict(snapshot=str(snap))
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=spec), expect_failure=False)
+    c = by_name(r)["schema %s" % snap]
+    assert c["ok"] is True and c["message"] == "the schema equals the snapshot"
+    # the intended change: one new column
+    d.execute("ALTER TABLE users ADD COLUMN note varchar(20)")
+    declared = [dict(kind="column", name="users.note", what="unexpected")]
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=dict(spec, expected=declared)), expect_failure=False)
+    c = by_name(r)["schema %s" % snap]
+    assert c["ok"] is True and "exactly the declared change (1 entry)" in c["message"]
+    # the change not declared: the check fails and names it
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=spec), expect_failure=True)
+    c = by_name(r)["schema %s" % snap]
+    assert c["ok"] is False and "not declared: 1 difference: 1 column unexpected (users.note)" in c["message"]
+    # something else happened too, and a declared change that did not happen
+    d.execute("ALTER TABLE users DROP COLUMN age")
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=dict(spec, expected=declared + [
+        dict(kind="index", name="users.nope", what="missing")])), expect_failure=True)
+    c = by_name(r)["schema %s" % snap]
+    assert "1 column missing (users.age)" in c["message"] and "declared but not found: index users.nope missing" \
+        in c["message"], c["message"]
+    # a bad expected entry: a clear failure of the check
+    bad = [dict(kind="nonsense", name="x", what="missing")]
+    r = ansible.run(MOD, dict(d.params, schema_snapshot=dict(spec, expected=bad)), expect_failure=True)
+    assert "kind 'nonsense' is not one of" in by_name(r)["schema %s" % snap]["message"]
