@@ -81,10 +81,12 @@ def lint_pending(db, h, pending, params):
                 if s.text:
                     s.text = replace_placeholders(s.text, m, db.engine, params)
         srcs.extend(found)
-    pg_version = None
+    pg_version = mysql_version = None
     if db.engine == 'postgresql':
         pg_version = db.server_version // 10000
-    out = runner.lint(srcs, db.engine, pg_version=pg_version)
+    elif db.engine == 'mysql':
+        mysql_version = db.version  # the server's VERSION() answer, with its flavour ('10.11.19-MariaDB-...')
+    out = runner.lint(srcs, db.engine, pg_version=pg_version, mysql_version=mysql_version)
     return out, runner.failing(out['findings'], 'error'), runner.summary(out, 'error')
 
 
