@@ -200,8 +200,12 @@ def item_params(options, item, base):
     return params
 
 
-def _difference(kind, label, why, queries=None, refused=None):
-    return dict(kind=kind, item=label, why=why, queries=list(queries or []), refused=refused)
+def _difference(kind, label, why, queries=None, refused=None, **where):
+    """One difference. where: option and index of the declaration, declared (the item as given), and
+    module_plan (the module's own check-mode run would report other statements: it must plan itself)."""
+    out = dict(kind=kind, item=label, why=why, queries=list(queries or []), refused=refused, module_plan=False)
+    out.update(where)
+    return out
 
 
 def evaluate_items(db, base, declared):
@@ -211,20 +215,24 @@ def evaluate_items(db, base, declared):
         for index, item in enumerate(declared.get(option) or []):
             count += 1
             name = '%s[%d]' % (option, index)
+            where = dict(option=option, index=index, declared=item, module_plan=False)
             try:
                 p = item_params(options, item, base)
                 name = label(p)
                 validate(p, base['engine'])
                 queries, refused = evaluate(db, p)
             except (ValueError, DbopsError, sqlcheck.SqlRefused) as e:
-                differences.append(_difference(kind, name, '%s would refuse it: %s' % (module, e), refused=str(e)))
+                differences.append(_difference(kind, name, '%s would refuse it: %s' % (module, e), refused=str(e),
+                                               **dict(where, module_plan=True)))
                 continue
             if refused:
                 differences.append(_difference(kind, name, '%s would refuse it: %s' % (module, refused),
-                                               queries, refused))
+                                               queries, refused, **dict(where, module_plan=True)))
             elif queries:
+                # pt-online-schema-change (column_ensure method online) reports its own statements
+                online = kind == 'column' and p.get('method') == 'online'
                 differences.append(_difference(kind, name, '%s would run %d statement(s)' % (module, len(queries)),
-                                               queries))
+                                               queries, **dict(where, module_plan=online)))
     return differences, count
 
 

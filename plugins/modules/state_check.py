@@ -87,6 +87,17 @@ options:
         description: Migrations are to be deployed; then a failed or pending migration is a difference.
         type: bool
         default: false
+  capture:
+    description:
+      - When the host is not in its desired state, also count the rows of every table (db_verify's O(capture), the
+        same code) and return them as RV(baseline), the baseline the checks after the change compare with. Nothing
+        is counted on a host in its desired state.
+    type: bool
+    default: false
+  row_count_tables:
+    description: Limit the row counts of O(capture) to these tables (empty = all).
+    type: list
+    elements: str
   verify:
     description:
       - The checks of M(dbops.maintenance.db_verify) to run, with its option names. A failed check is a difference.
@@ -222,7 +233,9 @@ differences:
   description:
     - What keeps the host from its desired state, one entry per item; C(kind) (enum, column, index, constraint,
       resolution, migrations, verify), C(item), C(why), C(queries) (the statements its module would run) and
-      C(refused) (the module's refusal, or null).
+      C(refused) (the module's refusal, or null); for a declared item also C(option) and C(index) (where it was
+      declared), C(declared) (the item as given) and C(module_plan) (true when only the module's own check-mode
+      run can tell the statements or the refusal, so the plan must run the module).
   returned: success
   type: list
   elements: dict
@@ -245,6 +258,10 @@ migrations:
   description: migration_status' summary of the history, when O(migrations) was given.
   returned: when O(migrations) was given
   type: str
+baseline:
+  description: db_verify's baseline (engine, database, captured_at, tables with row counts).
+  returned: with O(capture), when the host is not in its desired state
+  type: dict
 server:
   description: Engine, flavour and version of the server.
   returned: success
@@ -277,6 +294,8 @@ def argument_spec():
             fail_on=dict(type='list', elements='str', choices=FINDINGS, default=['failed', 'unknown', 'modified']),
             deploy=dict(type='bool', default=False),
         )),
+        capture=dict(type='bool', default=False),
+        row_count_tables=dict(type='list', elements='str'),
         verify=dict(type='dict', default={}, options=dict(
             tables_min=dict(type='int'),
             tables=dict(type='list', elements='str'),
@@ -299,7 +318,8 @@ def work(module, db):
     p = module.params
     db.check_mode = True  # plan only: no statement of any plan ever runs here
     base = dict((k, v) for k, v in p.items()
-                if k not in ('enums', 'columns', 'indexes', 'constraints', 'migrations', 'verify'))
+                if k not in ('enums', 'columns', 'indexes', 'constraints', 'migrations', 'verify', 'capture',
+                             'row_count_tables'))
     differences, count = desired_state.evaluate_items(db, base, p)
     result = dict(changed=False, server=db.server_info())
     if p['migrations']:
@@ -310,7 +330,9 @@ def work(module, db):
     for c in checks:
         if not c['ok']:
             differences.append(dict(kind='verify', item=c['name'], why=c.get('message') or 'check failed',
-                                    queries=[], refused=None))
+                                    queries=[], refused=None, module_plan=False))
+    if differences and p['capture']:
+        result['baseline'] = verify.Verifier(db, dict(db.params, schema=None)).capture(p['row_count_tables'])
     result.update(in_desired_state=not differences, differences=differences, items=count, checks=checks,
                   summary=verify.summary(checks), failed_checks=len([c for c in checks if not c['ok']]))
     return result
