@@ -441,6 +441,7 @@ def run_sequence(doc, fleet, info, inventory, forks, rep, work, password, a, pid
             r["problems"] = problems
             r["analysis"] = analyse(r.pop("timing"), len(fleet)) if way == "maintenance" else {}
             doc["runs"].append(r)
+            partial_path(doc).write_text(json.dumps(doc, indent=1, default=str) + "\n")  # what ran so far
             if problems:
                 doc["errors"].append("%s: %s" % (label, "; ".join(problems)))
                 log("%s: PROBLEM %s\n%s" % (label, "; ".join(problems), r["output_tail"]))
@@ -551,12 +552,18 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
             log("kept: servers in %s, work dir %s (stop: .venv/bin/python tests/harness/servers.py stop "
                 "--state-dir %s)" % (state, work, state))
     doc["servers_stopped"] = stopped
-    raw = REPO / "bench" / "results" / ("fleet_bench_raw_%s.json" % doc["started"].replace(":", "").replace("-", ""))
-    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw = partial_path(doc)
     raw.write_text(json.dumps(doc, indent=1, default=str) + "\n")  # kept until the report is written
     code = report(doc, len(fleet))
     raw.unlink()
     return code
+
+
+def partial_path(doc):
+    """bench/results/fleet_bench_partial_<start>.json: the runs so far (a bench cut short keeps what it measured)."""
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    return out / ("fleet_bench_partial_%s.json" % re.sub(r"[^0-9T]", "", doc["started"])[:15])
 
 
 def code_state():
