@@ -21,7 +21,6 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils import verify
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
-from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import constraint as online_constraint
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import index as online_index
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
@@ -215,7 +214,8 @@ def evaluate_items(db, base, declared):
         for index, item in enumerate(declared.get(option) or []):
             count += 1
             name = '%s[%d]' % (option, index)
-            where = dict(option=option, index=index, declared=item, module_plan=False)
+            where = dict(option=option, index=index, declared=item)
+            module_plan = dict(where, module_plan=True)
             try:
                 p = item_params(options, item, base)
                 name = label(p)
@@ -223,16 +223,16 @@ def evaluate_items(db, base, declared):
                 queries, refused = evaluate(db, p)
             except (ValueError, DbopsError, sqlcheck.SqlRefused) as e:
                 differences.append(_difference(kind, name, '%s would refuse it: %s' % (module, e), refused=str(e),
-                                               **dict(where, module_plan=True)))
+                                               **module_plan))
                 continue
             if refused:
                 differences.append(_difference(kind, name, '%s would refuse it: %s' % (module, refused),
-                                               queries, refused, **dict(where, module_plan=True)))
+                                               queries, refused, **module_plan))
             elif queries:
                 # pt-online-schema-change (column_ensure method online) reports its own statements
                 online = kind == 'column' and p.get('method') == 'online'
                 differences.append(_difference(kind, name, '%s would run %d statement(s)' % (module, len(queries)),
-                                               queries, **dict(where, module_plan=online)))
+                                               queries, **(module_plan if online else where)))
     return differences, count
 
 

@@ -89,7 +89,7 @@ options:
         default: false
   capture:
     description:
-      - When the host is not in its desired state, also count the rows of every table (db_verify's O(capture), the
+      - When the host is not in its desired state, also count the rows of every table (O(dbops.maintenance.db_verify#module:capture), the
         same code) and return them as RV(baseline), the baseline the checks after the change compare with. Nothing
         is counted on a host in its desired state.
     type: bool
@@ -112,7 +112,7 @@ options:
         type: list
         elements: str
       columns:
-        description: Columns that must exist (db_verify's O(columns)).
+        description: Columns that must exist (O(dbops.maintenance.db_verify#module:columns)).
         type: list
         elements: dict
         suboptions:
@@ -134,7 +134,7 @@ options:
             description: Expected nullability.
             type: bool
       enum_values:
-        description: Enum values that must exist (db_verify's O(enum_values)).
+        description: Enum values that must exist (O(dbops.maintenance.db_verify#module:enum_values)).
         type: list
         elements: dict
         suboptions:
@@ -156,7 +156,7 @@ options:
             elements: str
             required: true
       queries:
-        description: Read-only queries whose first column must be true (db_verify's O(queries)).
+        description: Read-only queries whose first value must be true (O(dbops.maintenance.db_verify#module:queries)).
         type: list
         elements: dict
         suboptions:
@@ -168,7 +168,7 @@ options:
             type: str
             required: true
       migrations:
-        description: A clean migration history (db_verify's O(migrations)).
+        description: A clean migration history (O(dbops.maintenance.db_verify#module:migrations)).
         type: dict
         suboptions:
           tool:
@@ -191,6 +191,7 @@ attributes:
     description: The same read-only run in and out of check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 notes:
   - The safety options (C(lock_timeout) ...) are accepted so that the fix roles' variables can be passed as they
     are; nothing here takes a lock.
