@@ -236,7 +236,7 @@ def reset_fleet(fleet, info, password, rows, work):
     return time.perf_counter() - t
 
 
-def write_inventory(fleet, info, work, password_file):
+def write_inventory(fleet, info, work, password_file, name="inventory.yml"):
     pg_hosts, my_hosts = {}, {}
     for host in fleet:
         inf = info[host["name"]]
@@ -263,7 +263,7 @@ def write_inventory(fleet, info, work, password_file):
         },
         "children": {"dbops_databases": {"children": children}},
     }}
-    path = work / "inventory.yml"
+    path = work / name
     write_private(path, "# written by bench/fleet_bench.py\n" + yaml.safe_dump(inv, sort_keys=False, width=1000))
     return path
 
@@ -413,6 +413,44 @@ def summarise(runs):
             "load1": [[r["load_before"][0], r["load_after"][0]] for r in runs]}
 
 
+# pylint: disable-next=too-many-arguments,too-many-positional-arguments,too-many-locals
+def run_sequence(doc, fleet, info, inventory, forks, rep, work, password, a, pids, scale=False):
+    """reset -> maintenance first run -> re-run; reset -> plain first run -> re-run (one rep at one forks value)."""
+    for way, playbook, extra in (
+            ("maintenance", REPO / "playbooks" / "maintenance.yml", ["-e", "dbops_serial=100%"]),
+            ("plain", REPO / "bench" / "fleet_plain.yml", [])):
+        reset_s = reset_fleet(fleet, info, password, a.rows, work)
+        if "servers_memory_after_seed" not in doc:
+            doc["servers_memory_after_seed"] = servers_memory(pids)
+        for phase in ("first", "rerun"):
+            label = "%s-%s-f%d-r%d%s" % (way, phase, forks, rep, "-n%d" % len(fleet) if scale else "")
+            r = run_playbook(label, playbook, inventory, forks, work, extra, a.pipelining, pids)
+            r.update(way=way, phase=phase, forks=forks, rep=rep, reset_s=round(reset_s, 1), hosts_in_fleet=len(fleet),
+                     scale=scale)
+            problems = []
+            if r["rc"] != 0 or r["failures"]:
+                problems.append("rc %s, %d failures" % (r["rc"], r["failures"]))
+            if r["hosts"] != len(fleet):
+                problems.append("%d hosts in the recap, expected %d" % (r["hosts"], len(fleet)))
+            if phase == "first" and r["changed_hosts"] != len(fleet):
+                problems.append("first run changed %d hosts of %d" % (r["changed_hosts"], len(fleet)))
+            if phase == "rerun" and r["changed"]:
+                problems.append("re-run not idempotent: changed=%d" % r["changed"])
+            if not r["recap_matches_stdout"]:
+                problems.append("callback recap differs from the PLAY RECAP")
+            r["problems"] = problems
+            r["analysis"] = analyse(r.pop("timing"), len(fleet)) if way == "maintenance" else {}
+            doc["runs"].append(r)
+            partial_path(doc).write_text(json.dumps(doc, indent=1, default=str) + "\n")  # what ran so far
+            if problems:
+                doc["errors"].append("%s: %s" % (label, "; ".join(problems)))
+                log("%s: PROBLEM %s\n%s" % (label, "; ".join(problems), r["output_tail"]))
+            log("%-28s wall %6.1f s  cpu %6.1f s (controller %5.1f, servers %4.1f)  changed %3d  "
+                "load %.2f -> %.2f" % (label, r["wall_s"], r["cpu_total_s"], r["cpu_controller_s"],
+                                       r["cpu_servers_s"], r["changed"], r["load_before"][0],
+                                       r["load_after"][0]))
+
+
 def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-branches,too-many-nested-blocks
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--forks", default="5,10")
@@ -428,9 +466,12 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     ap.add_argument("--mariadb-prefix", default="127.0.71")
     ap.add_argument("--state-dir", help="harness state dir (use/reuse servers started there; default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="leave the servers running (and the state dir)")
+    ap.add_argument("--scale", type=int, default=0, help="then this many instances in all (e.g. 50) at forks 10, "
+                    "once: per-host cost of the re-run against the --instances figure (default 0: not run)")
     a = ap.parse_args()
     if a.reps < 2:
-        ap.error("--reps must be at least 2: the compared runs alternate A B A B")
+        log("--reps 1: each way runs once per forks value (maintenance, then plain, back to back); with 2 or more "
+            "they alternate A B A B, so a drift in the load hits both")
     forks_list = [int(f) for f in a.forks.split(",") if f]
     n_my = a.mariadb if a.mariadb is not None else round(a.instances * 0.4)
     fleet = fleet_spec(a.instances, n_my, a.pg_prefix, a.mariadb_prefix)
@@ -440,6 +481,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
     state = Path(a.state_dir).resolve() if a.state_dir else work / "servers"
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o711)
+    state2 = state.parent / (state.name + "-scale")
+    started2 = [False]
     password_file = state / "fleet-password"
     if not password_file.exists():
         write_private(password_file, secrets.token_urlsafe(24) + "\n")
@@ -465,44 +508,42 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
         inventory = write_inventory(fleet, info, work, password_file)
         doc["psql"] = shutil.which("psql")
         doc["psql_is_pg_wrapper"] = os.path.realpath(doc["psql"] or "").endswith("pg_wrapper")
+        doc["host_memory_used_mib"] = [mem_before]
         for rep in range(1, a.reps + 1):
             for forks in forks_list:
-                for way, playbook, extra in (
-                        ("maintenance", REPO / "playbooks" / "maintenance.yml", ["-e", "dbops_serial=100%"]),
-                        ("plain", REPO / "bench" / "fleet_plain.yml", [])):
-                    reset_s = reset_fleet(fleet, info, password, a.rows, work)
-                    if "servers_memory_after_seed" not in doc:
-                        doc["servers_memory_after_seed"] = servers_memory(pids)
-                        doc["host_memory_used_mib"] = [mem_before, _meminfo_used_mib()]
-                    for phase in ("first", "rerun"):
-                        label = "%s-%s-f%d-r%d" % (way, phase, forks, rep)
-                        r = run_playbook(label, playbook, inventory, forks, work, extra, a.pipelining, pids)
-                        r.update(way=way, phase=phase, forks=forks, rep=rep, reset_s=round(reset_s, 1))
-                        problems = []
-                        if r["rc"] != 0 or r["failures"]:
-                            problems.append("rc %s, %d failures" % (r["rc"], r["failures"]))
-                        if r["hosts"] != len(fleet):
-                            problems.append("%d hosts in the recap, expected %d" % (r["hosts"], len(fleet)))
-                        if phase == "first" and r["changed_hosts"] != len(fleet):
-                            problems.append("first run changed %d hosts of %d" % (r["changed_hosts"], len(fleet)))
-                        if phase == "rerun" and r["changed"]:
-                            problems.append("re-run not idempotent: changed=%d" % r["changed"])
-                        if not r["recap_matches_stdout"]:
-                            problems.append("callback recap differs from the PLAY RECAP")
-                        r["problems"] = problems
-                        r["analysis"] = analyse(r.pop("timing"), len(fleet)) if way == "maintenance" else {}
-                        doc["runs"].append(r)
-                        if problems:
-                            doc["errors"].append("%s: %s" % (label, "; ".join(problems)))
-                            log("%s: PROBLEM %s\n%s" % (label, "; ".join(problems), r["output_tail"]))
-                        log("%-28s wall %6.1f s  cpu %6.1f s (controller %5.1f, servers %4.1f)  changed %3d  "
-                            "load %.2f -> %.2f" % (label, r["wall_s"], r["cpu_total_s"], r["cpu_controller_s"],
-                                                   r["cpu_servers_s"], r["changed"], r["load_before"][0],
-                                                   r["load_after"][0]))
+                run_sequence(doc, fleet, info, inventory, forks, rep, work, password, a, pids)
         doc["servers_memory_end"] = servers_memory(pids)
+        doc["host_memory_used_mib"].append(_meminfo_used_mib())
+        if a.scale:
+            # as many instances as asked (--scale), at forks 10: the 20 above plus the rest, started in a second
+            # state dir; the same sequence once, per-host cost compared with the 20-host figure
+            n_my_all = round(a.scale * n_my / a.instances)
+            big = fleet_spec(a.scale, n_my_all, a.pg_prefix, a.mariadb_prefix)
+            names = {h["name"] for h in fleet}
+            extra_hosts = [h for h in big if h["name"] not in names]
+            state2.mkdir(parents=True, exist_ok=True)
+            os.chmod(state2, 0o711)
+            spec2 = ",".join("%s=%s@%s" % (h["name"], h["kind"], h["address"]) for h in extra_hosts)
+            load = loadavg()
+            t = time.perf_counter()
+            info2 = harness.start(str(state2), instances=spec2, password_file=str(password_file))
+            started2[0] = True
+            doc["scale_servers_start_s"] = round(time.perf_counter() - t, 1)
+            doc["scale_servers_start_load"] = [load, loadavg()]
+            info_all = dict(info, **{h["name"]: info2[h["name"]] for h in extra_hosts})
+            pids_all = server_pids(info_all)
+            fleet_all = fleet + extra_hosts
+            inventory_all = write_inventory(fleet_all, info_all, work, password_file, name="inventory-scale.yml")
+            doc["scale_fleet"] = len(fleet_all)
+            log("scale: %d instances ready in %.1f s" % (len(fleet_all), doc["scale_servers_start_s"]))
+            run_sequence(doc, fleet_all, info_all, inventory_all, 10, 1, work, password, a, pids_all, scale=True)
+            doc["scale_servers_memory"] = servers_memory(pids_all)
     finally:
         if not a.keep:
             harness.stop(str(state))
+            if started2[0]:
+                harness.stop(str(state2))
+                shutil.rmtree(state2, ignore_errors=True)
             stopped = True
             shutil.rmtree(work, ignore_errors=True)
             if a.state_dir is None:
@@ -511,7 +552,18 @@ def main():  # pylint: disable=too-many-locals,too-many-statements,too-many-bran
             log("kept: servers in %s, work dir %s (stop: .venv/bin/python tests/harness/servers.py stop "
                 "--state-dir %s)" % (state, work, state))
     doc["servers_stopped"] = stopped
-    return report(doc, len(fleet))
+    raw = partial_path(doc)
+    raw.write_text(json.dumps(doc, indent=1, default=str) + "\n")  # kept until the report is written
+    code = report(doc, len(fleet))
+    raw.unlink()
+    return code
+
+
+def partial_path(doc):
+    """bench/results/fleet_bench_partial_<start>.json: the runs so far (a bench cut short keeps what it measured)."""
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    return out / ("fleet_bench_partial_%s.json" % re.sub(r"[^0-9T]", "", doc["started"])[:15])
 
 
 def code_state():
@@ -532,7 +584,8 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     groups = {}
     for r in doc["runs"]:
-        groups.setdefault((r["forks"], r["way"], r["phase"]), []).append(r)
+        if not r.get("scale"):
+            groups.setdefault((r["forks"], r["way"], r["phase"]), []).append(r)
     summary = []
     for (forks, way, phase), runs in groups.items():
         s = summarise(runs)
@@ -553,6 +606,32 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
         verdicts.append("forks %d: maintenance.yml re-run %.1f s (best) / %.1f s (mean) vs plain re-run %.1f / %.1f s: "
                         "%.2fx -> %s" % (forks, m["wall_best_s"], m["wall_mean_s"], p["wall_best_s"], p["wall_mean_s"],
                                          m["wall_best_s"] / p["wall_best_s"], "met" if ok else "NOT met"))
+        mf, pf = (next((s for s in summary if s["forks"] == forks and s["way"] == way and s["phase"] == "first"), None)
+                  for way in ("maintenance", "plain"))
+        name = "forks %d: maintenance.yml first run no slower than 1.5x the plain first run" % forks
+        if not (mf and pf):
+            goals.append((name, None))
+            continue
+        ok = mf["wall_best_s"] <= 1.5 * pf["wall_best_s"]
+        goals.append((name, ok))
+        verdicts.append("forks %d: maintenance.yml first run %.1f s (best) vs plain first run %.1f s: %.2fx (goal <= 1.5x) "
+                        "-> %s" % (forks, mf["wall_best_s"], pf["wall_best_s"], mf["wall_best_s"] / pf["wall_best_s"],
+                                   "met" if ok else "NOT met"))
+    scale_runs = [r for r in doc["runs"] if r.get("scale")]
+    if doc.get("scale_fleet"):
+        name = "%d instances at forks 10: per-host cost of the re-run within 10%% of the %d-host figure" % (
+            doc["scale_fleet"], n_hosts)
+        small = next((s for s in summary if s["forks"] == 10 and s["way"] == "maintenance" and s["phase"] == "rerun"), None)
+        big = next((r for r in scale_runs if r["way"] == "maintenance" and r["phase"] == "rerun"), None)
+        if not (small and big) or any(r["problems"] for r in scale_runs):
+            goals.append((name, None))
+        else:
+            per_small, per_big = small["wall_best_s"] / n_hosts, big["wall_s"] / doc["scale_fleet"]
+            ok = per_big <= 1.10 * per_small
+            goals.append((name, ok))
+            verdicts.append("%d instances, forks 10: maintenance.yml re-run %.1f s = %.3f s per host vs %.3f s per host "
+                            "with %d (%+.1f %%) -> %s" % (doc["scale_fleet"], big["wall_s"], per_big, per_small, n_hosts,
+                                                          100.0 * (per_big / per_small - 1), "met" if ok else "NOT met"))
     met = benchlib.exit_code(goals) == 0
     doc["verdicts"] = verdicts
     doc["goals"] = [dict(goal=n, met=g) for n, g in goals]
@@ -576,6 +655,11 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
             s["cpu_total_mean_s"], s["cpu_total_mean_s"] / n_hosts, s["cpu_controller_mean_s"],
             s["cpu_servers_mean_s"], "/".join(str(c) for c in s["changed"]),
             ", ".join("%.1f->%.1f" % tuple(x) for x in s["load1"])))
+    for r in scale_runs:
+        lines.append("| %d (%d hosts) | %s | %s | %.1f | %.1f | %.2f | %.1f | %.2f | %.1f | %.1f | %s | %.1f->%.1f |" % (
+            r["forks"], r["hosts_in_fleet"], r["way"], r["phase"], r["wall_s"], r["wall_s"], r["wall_s"] / r["hosts_in_fleet"],
+            r["cpu_total_s"], r["cpu_total_s"] / r["hosts_in_fleet"], r["cpu_controller_s"], r["cpu_servers_s"],
+            r["changed"], r["load_before"][0], r["load_after"][0]))
     lines += ["", "Per host = best wall / hosts. CPU = mean over the reps of ansible-playbook and everything it "
               "started (workers, modules, psql/pg_dump/mariadb); controller = the ansible-playbook process itself; "
               "server = the database servers during the run.", ""]
@@ -584,7 +668,8 @@ def report(doc, n_hosts):  # pylint: disable=too-many-locals
         lines += ["", "Problems:"] + ["- " + e for e in doc["errors"]]
     # where the time goes: the maintenance re-run and first run with the most forks, rep 1
     for phase in ("rerun", "first"):
-        cand = [r for r in doc["runs"] if r["way"] == "maintenance" and r["phase"] == phase and r.get("analysis")]
+        cand = [r for r in doc["runs"] if r["way"] == "maintenance" and r["phase"] == phase and r.get("analysis")
+                and not r.get("scale")]
         if not cand:
             continue
         r = min(cand, key=lambda r: r["wall_s"])

@@ -37,6 +37,27 @@ def fix_checks(declarations, kind):
     return checks
 
 
+SCHEMA_OPTIONS = ('enums', 'columns', 'indexes', 'constraints')  # schema_fix's order
+
+
+def state_plan(state, database):
+    """The schema_fix plan entry of dbops_changes (what change_entry records for the role run in check mode as
+    the maintenance playbook's plan), from a state_check result: the declarations whose plan has statements,
+    in schema_fix's order, with those statements. [] when nothing would change."""
+    if not isinstance(state, dict):
+        raise AnsibleFilterError('state_plan: expected the registered result of state_check, got %s'
+                                 % type(state).__name__)
+    diffs = [d for d in state.get('differences') or []
+             if isinstance(d, dict) and d.get('option') in SCHEMA_OPTIONS and d.get('queries') and not d.get('refused')]
+    if any(d.get('module_plan') for d in diffs):
+        raise AnsibleFilterError('state_plan: an item needs its module to plan (module_plan); run the plan instead')
+    diffs.sort(key=lambda d: (SCHEMA_OPTIONS.index(d['option']), d.get('index', 0)))
+    if not diffs:
+        return []
+    return [{'step': 'schema_fix', 'database': database, 'rehearsal': False, 'plan': True, 'check_mode': True,
+             'items': [d.get('declared') for d in diffs], 'queries': [q for d in diffs for q in d['queries']]}]
+
+
 class FilterModule:
     def filters(self):
-        return {'fix_checks': fix_checks}
+        return {'fix_checks': fix_checks, 'state_plan': state_plan}

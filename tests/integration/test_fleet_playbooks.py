@@ -256,3 +256,123 @@ def test_maintenance_tags_run_one_phase(ansible, sqlite_db, tmp_path):
     r = ansible.playbook(PLAYBOOKS / "maintenance.yml", extra_vars=dict(extra, dbops_report_run_id="noreport"),
                          env={"ANSIBLE_RUN_TAGS": "verify", "ANSIBLE_SKIP_TAGS": "report"})
     assert r.rc == 0 and not (tmp_path / "reports" / "noreport").exists(), r.stdout[-3000:]
+
+
+# --- the fast path (issue 15): state_check decides, the full path is taken whenever anything differs ------------
+
+TIMING_PLUGINS = Path(__file__).resolve().parents[2] / "bench" / "callback_plugins"
+
+
+def maintenance(ansible, extra, tmp_path, run_id, **kw):
+    """maintenance.yml with the fleet_timing callback: (result, module runs per task name, report host row)."""
+    timing = tmp_path / ("timing-%s.json" % run_id)
+    env = {"ANSIBLE_CALLBACK_PLUGINS": str(TIMING_PLUGINS), "ANSIBLE_CALLBACKS_ENABLED": "fleet_timing",
+           "FLEET_TIMING_OUT": str(timing)}
+    r = ansible.playbook(PLAYBOOKS / "maintenance.yml", extra_vars=dict(extra, dbops_report_run_id=run_id), env=env, **kw)
+    data = json.loads(timing.read_text())
+    runs = [t["action"] for t in data["tasks"] if t["action"].startswith("dbops.maintenance.")
+            for h in t["hosts"].values() if h.get("status") not in (None, "skipped")]
+    rows = [h for rep in reports(tmp_path) if rep["run_id"] == run_id for h in rep["hosts"]]
+    assert len(rows) == 1, (run_id, r.stdout[-3000:])
+    return r, runs, rows[0]
+
+
+def comparable(row):
+    """The report row without what differs from run to run (times, the run id)."""
+    checks = [(c["name"], c["ok"], c.get("expected"), c.get("actual")) for c in row["checks"].get("checks", [])]
+    return dict(outcome=row["outcome"], server=row["server"], changes=row["changes"], backup=row["backup"],
+                rehearsal=row["rehearsal"], migrations=row["migrations"], rollback=row["rollback"],
+                error=row["error"], failed_step=row["failed_step"], checks=checks,
+                passed=row["checks"].get("passed"), failed=row["checks"].get("failed"),
+                summary=row["checks"].get("summary"), phases=[m["phase"] for m in row["timeline"]])
+
+
+def seed_fix(db):
+    """(declarations of a fix, and the SQL that seeds the state it fixes) per engine."""
+    if db.params["engine"] == "postgresql":
+        db.execute('''CREATE TYPE "CredentialType" AS ENUM ('API_KEY', 'COOKIE')''')
+        db.execute('CREATE TABLE "ExternalCredential" (id serial PRIMARY KEY, type "CredentialType")')
+        db.execute('''INSERT INTO "ExternalCredential" (type) VALUES ('COOKIE')''')
+        return dict(dbops_enums=[{"name": "CredentialType", "values": ["PERSONAL_ACCESS_TOKEN"]}],
+                    dbops_columns=[{"table": "ExternalCredential", "column": "rotatedAt", "type": "timestamptz"}])
+    if db.params["engine"] == "mysql":
+        db.execute("CREATE TABLE shipment_records (id int PRIMARY KEY, status ENUM('PENDING','SHIPPED'))")
+        db.execute("INSERT INTO shipment_records VALUES (1, 'PENDING')")
+        return dict(dbops_enums=[{"table": "shipment_records", "column": "status", "values": ["RETURNED"]}],
+                    dbops_columns=[{"table": "shipment_records", "column": "shipmentFile", "type": "varchar(191)"}])
+    db.execute("CREATE TABLE notes (id integer PRIMARY KEY, body text)")
+    db.execute("INSERT INTO notes (body) VALUES ('a')")
+    return dict(dbops_columns=[{"table": "notes", "column": "title", "type": "text"}])
+
+
+def fast_path_case(ansible, db, tmp_path):
+    """Every engine: a state that differs takes the full path (backup, change, verify); the re-run is one module
+    run (state_check) and reports exactly what the full path reports for the same state; a declaration the
+    plan would refuse takes the full path and fails there with the module's own message, nothing changed."""
+    extra = dict(conn_vars(db, tmp_path), dbops_serial="100%", **seed_fix(db))
+    # 1. The state differs: the full path, with its backup and the change.
+    r, runs, row = maintenance(ansible, extra, tmp_path, "first")
+    assert r.rc == 0, r.stdout[-4000:]
+    assert runs[0] == "dbops.maintenance.state_check" and "dbops.maintenance.db_backup" in runs, runs
+    assert "dbops.maintenance.column_ensure" in runs and row["outcome"] == "changed", (runs, row)
+    assert row["backup"]["taken"] is True and len(manifests(tmp_path)) == 1
+    # 2. Nothing differs any more: one module run, changed=0, no backup.
+    r, runs, fast = maintenance(ansible, extra, tmp_path, "fast")
+    assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
+    assert runs == ["dbops.maintenance.state_check"], runs
+    assert re.search(r"TASK \[Full path \(the state differs\)\][^\n]*\nskipping: ", r.stdout), r.stdout[-3000:]
+    assert fast["outcome"] == "unchanged" and fast["checks"]["failed"] == 0 and fast["checks"]["passed"] >= 2, fast
+    assert len(manifests(tmp_path)) == 1
+    # 3. The same state through the full path: the same report row.
+    r, runs, full = maintenance(ansible, dict(extra, dbops_fast_path=False), tmp_path, "full")
+    assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
+    assert "dbops.maintenance.state_check" not in runs and len(runs) >= 3, runs
+    assert comparable(fast) == comparable(full)
+    # 4. A column that exists with another definition: the plan refuses, so the full path, which fails there.
+    col = dict(extra["dbops_columns"][0], type="integer" if db.params["engine"] != "mysql" else "int")
+    r, runs, row = maintenance(ansible, dict(extra, dbops_columns=[col]), tmp_path, "refused")
+    assert r.rc != 0 and "exists with another definition" in r.stdout, r.stdout[-4000:]
+    assert runs[0] == "dbops.maintenance.state_check" and "dbops.maintenance.column_ensure" in runs, runs
+    assert row["outcome"] == "failed" and len(manifests(tmp_path)) == 1, row
+
+
+def full_path_case(ansible, db, tmp_path):
+    """An enum value missing (PostgreSQL, MariaDB) / a column missing (SQLite), and a pending migration when the
+    history must have none: state_check says so, and the host goes the full path."""
+    extra = dict(conn_vars(db, tmp_path), dbops_serial="100%", **seed_fix(db))
+    r, runs, row = maintenance(ansible, extra, tmp_path, "fix")
+    assert r.rc == 0 and row["outcome"] == "changed", r.stdout[-4000:]
+    # a new value declared (a new column on SQLite): the full path changes it
+    if "dbops_enums" in extra:
+        extra["dbops_enums"] = [dict(extra["dbops_enums"][0], values=extra["dbops_enums"][0]["values"] + ["EXTRA"])]
+    else:
+        extra["dbops_columns"] = extra["dbops_columns"] + [{"table": "notes", "column": "extra", "type": "text"}]
+    r, runs, row = maintenance(ansible, extra, tmp_path, "more")
+    assert r.rc == 0 and row["outcome"] == "changed" and "dbops.maintenance.db_backup" in runs, (runs, r.stdout[-3000:])
+    # a pending dbmate migration, with a history that must have none pending: the full path, which fails as before
+    mig = tmp_path / "db" / "migrations"
+    mig.mkdir(parents=True)
+    (mig / "20240101000000_first.sql").write_text("-- migrate:up\nSELECT 1;\n-- migrate:down\n")
+    pending = dict(extra, dbops_migration_tool="dbmate", dbops_migrations_path=str(mig),
+                   dbops_migration_fail_on=["failed", "unknown", "modified", "pending"])
+    r, runs, row = maintenance(ansible, pending, tmp_path, "pending")
+    assert r.rc != 0 and runs[0] == "dbops.maintenance.state_check", (runs, r.stdout[-3000:])
+    assert "dbops.maintenance.migration_status" in runs and row["outcome"] == "failed", (runs, row)
+    r2, runs2, row2 = maintenance(ansible, dict(pending, dbops_fast_path=False), tmp_path, "pending-full")
+    assert r2.rc != 0 and comparable(row2)["error"] == comparable(row)["error"], (row, row2)
+
+
+def test_fast_path_only_when_nothing_differs(ansible, db, tmp_path):
+    fast_path_case(ansible, db, tmp_path)
+
+
+def test_fast_path_only_when_nothing_differs_sqlite(ansible, sqlite_db, tmp_path):
+    fast_path_case(ansible, sqlite_db, tmp_path)
+
+
+def test_full_path_for_a_missing_enum_value_or_a_pending_migration(ansible, db, tmp_path):
+    full_path_case(ansible, db, tmp_path)
+
+
+def test_full_path_for_a_missing_column_or_a_pending_migration_sqlite(ansible, sqlite_db, tmp_path):
+    full_path_case(ansible, sqlite_db, tmp_path)

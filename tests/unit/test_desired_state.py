@@ -1,0 +1,136 @@
+"""state_check's items are the modules' own options: the same spec (defaults included) and the same refusals."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import state_plan
+from ansible_collections.dbops.maintenance.plugins.module_utils import desired_state
+from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec
+from ansible_collections.dbops.maintenance.plugins.modules import (
+    column_ensure, constraint_ensure, enum_add, index_ensure, migration_resolve,
+)
+
+COMMON = set(dbops_argument_spec())
+
+
+class Captured(Exception):
+    def __init__(self, spec, kwargs):
+        super().__init__('captured')
+        self.spec, self.kwargs = spec, kwargs
+
+
+def _capture_run_module(monkeypatch, module):
+    def fake(argument_spec, *_a, **kw):
+        raise Captured(argument_spec, kw)
+    monkeypatch.setattr(module, 'run_module', fake)
+    with pytest.raises(Captured) as e:
+        module.main()
+    return e.value.spec
+
+
+def _capture_dbops_module(monkeypatch, module):
+    def fake(argument_spec=None, **kw):
+        raise Captured(argument_spec, kw)
+    monkeypatch.setattr(module, 'DbopsModule', fake)
+    with pytest.raises(Captured) as e:
+        module.main()
+    return e.value.spec
+
+
+def _own(spec):
+    return {k: v for k, v in spec.items() if k not in COMMON}
+
+
+def test_item_options_are_the_modules_own(monkeypatch):
+    assert _own(enum_add.argument_spec()) == desired_state.ENUM_OPTIONS
+    assert _own(_capture_dbops_module(monkeypatch, column_ensure)) == desired_state.COLUMN_OPTIONS
+    assert _own(_capture_run_module(monkeypatch, index_ensure)) == desired_state.INDEX_OPTIONS
+    assert _own(_capture_run_module(monkeypatch, constraint_ensure)) == desired_state.CONSTRAINT_OPTIONS
+    own = _own(migration_resolve.argument_spec())
+    for k in ('tool', 'migrations_path', 'app', 'history_table'):  # state_check's migrations option
+        own.pop(k)
+    assert own == desired_state.RESOLUTION_OPTIONS
+
+
+class Refused(Exception):
+    pass
+
+
+class FakeModule:
+    def __init__(self, params):
+        self.params = params
+
+    def fail_json(self, msg, **_kw):
+        raise Refused(msg)
+
+    def warn(self, _msg):
+        pass
+
+
+ENUM_CASES = [
+    ('postgresql', dict(name='t', values=['a'])),
+    ('postgresql', dict(name='t', values=['a', 'a'])),
+    ('postgresql', dict(values=['a'])),
+    ('postgresql', dict(name='t', table='x', values=['a'])),
+    ('mysql', dict(table='x', column='c', values=['a'])),
+    ('mysql', dict(table='x', values=['a'])),
+    ('mysql', dict(table='x', column='c', values=['a'], create=True)),
+    ('mysql', dict(table='x', column='c', name='t', values=['a'])),
+    ('sqlite', dict(table='x', column='c', values=['a'])),
+]
+
+
+@pytest.mark.parametrize('engine,item', ENUM_CASES)
+def test_enum_refusals_are_enum_adds(engine, item):
+    p = desired_state.item_params(desired_state.ENUM_OPTIONS, item, dict(engine=engine))
+    try:
+        enum_add.validate(FakeModule(p))
+        module_refuses = False
+    except Refused:
+        module_refuses = True
+    try:
+        desired_state._validate_enum(p, engine)  # pylint: disable=protected-access
+        ours = False
+    except ValueError:
+        ours = True
+    assert ours == module_refuses, (engine, item)
+
+
+@pytest.mark.parametrize('item', [
+    {'name': 't'},                                                     # values missing
+    {'name': 't', 'values': ['a'], 'bogus': 1},                        # unknown option
+    'not a dict',
+])
+def test_bad_items_are_refused_not_crashing(item):
+    with pytest.raises(ValueError):
+        desired_state.item_params(desired_state.ENUM_OPTIONS, item, dict(engine='postgresql'))
+
+
+def test_column_item_gets_the_modules_defaults():
+    p = desired_state.item_params(desired_state.COLUMN_OPTIONS, {'table': 't', 'column': 'c', 'type': 'text'},
+                                  dict(engine='sqlite'))
+    assert p['nullable'] is True and p['state'] == 'present' and p['alter'] is False and p['method'] == 'default'
+    with pytest.raises(ValueError):
+        desired_state._validate_column(dict(p, type=None), 'sqlite')  # pylint: disable=protected-access
+    with pytest.raises(ValueError):
+        desired_state._validate_column(dict(p, schema='public'), 'sqlite')  # pylint: disable=protected-access
+
+
+def test_state_plan_records_what_schema_fix_records():
+    e = {'name': 'E', 'values': ['X']}
+    c = {'table': 't', 'column': 'c', 'type': 'text'}
+    state = {'differences': [
+        {'kind': 'column', 'option': 'columns', 'index': 0, 'declared': c, 'queries': ['ALTER c'], 'refused': None,
+         'module_plan': False},
+        {'kind': 'verify', 'item': 'column t.c', 'queries': [], 'refused': None, 'module_plan': False},
+        {'kind': 'enum', 'option': 'enums', 'index': 0, 'declared': e, 'queries': ['ALTER e'], 'refused': None,
+         'module_plan': False},
+    ]}
+    assert state_plan(state, 'app') == [{'step': 'schema_fix', 'database': 'app', 'rehearsal': False, 'plan': True,
+                                         'check_mode': True, 'items': [e, c], 'queries': ['ALTER e', 'ALTER c']}]
+    assert state_plan({'differences': [state['differences'][1]]}, 'app') == []
+    state['differences'][0]['module_plan'] = True
+    with pytest.raises(AnsibleFilterError):
+        state_plan(state, 'app')
