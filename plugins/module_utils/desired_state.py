@@ -40,6 +40,8 @@ ENUM_OPTIONS = dict(
     after=dict(type='str'),
     create=dict(type='bool', default=False),
     allow_copy=dict(type='bool', default=False),
+    method=dict(type='str', default='default', choices=['default', 'online']),
+    online=dict(type="dict", default={}, options=online_ptosc.spec()),
 )
 COLUMN_OPTIONS = dict(
     table=dict(type='str', required=True),
@@ -70,6 +72,8 @@ INDEX_OPTIONS = dict(
     replace=dict(type='bool', default=False),
     concurrently=dict(type='bool', default=True),
     allow_rewrite=dict(type='bool', default=False),
+    ddl=dict(type='str', default='default', choices=['default', 'online']),
+    online=dict(type="dict", default={}, options=online_ptosc.spec()),
 )
 CONSTRAINT_OPTIONS = dict(
     table=dict(type='str', required=True),
@@ -88,6 +92,7 @@ CONSTRAINT_OPTIONS = dict(
     validate=dict(type='bool', default=True),
     state=dict(type='str', default='present', choices=['present', 'absent']),
     replace=dict(type='bool', default=False),
+    allow_rewrite=dict(type='bool', default=False),
 )
 RESOLUTION_OPTIONS = dict(
     migration=dict(type='str', required=True, aliases=['name', 'revision', 'version']),
