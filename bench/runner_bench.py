@@ -272,9 +272,9 @@ def main():  # pylint: disable=too-many-locals
                           ("mitogen", "ansible-playbook + mitogen_linear", bm)):
         runs = results[key]
         cpu = min((r["cpu_s"] for r in runs if r["wall_s"] == b), default=None)
+        walls = ", ".join("%.2f%s" % (r["wall_s"], "" if r["ok"] else "!") for r in runs)
         lines.append("| %s | %s | %s | %s | %s |" % (
-            label, "%.2f" % b if b else "failed", ", ".join("%.2f%s" % (r["wall_s"], "" if r["ok"] else "!")
-                                                             for r in runs),
+            label, "%.2f" % b if b else "failed", walls,
             "%.2f" % cpu if cpu is not None else "-", "%.3f" % (b / bp) if b and bp else "-"))
     lines += [""] + benchlib.goals_text(goals)
     (out_dir / ("runner_bench_%s.md" % stamp)).write_text("\n".join(lines) + "\n")

@@ -66,10 +66,9 @@ def report_merge(value, check_mode=None):
                                  'from the earlier workflow nodes, or dbops_report_merge_parts)')
     modes = {bool(p.get('check_mode')) for p in parts}
     if len(modes) > 1:
+        kinds = ', '.join('%s: %s' % (p.get('run_id', '?'), 'check' if p.get('check_mode') else 'run') for p in parts)
         raise AnsibleFilterError('report_merge: refusing to merge check-mode parts with real runs (%s); merge the '
-                                 'parts of one run' % ', '.join('%s: %s' % (p.get('run_id', '?'),
-                                                                           'check' if p.get('check_mode') else 'run')
-                                                                for p in parts))
+                                 'parts of one run' % kinds)
     mode = modes.pop()
     if check_mode is not None and bool(check_mode) != mode:
         raise AnsibleFilterError('report_merge: the parts are %s, the merge expected %s'

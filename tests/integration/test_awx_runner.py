@@ -87,10 +87,10 @@ class Job:
 
     def wait(self):
         try:
-            out, _ = self.proc.communicate(timeout=TIMEOUT)
+            out = self.proc.communicate(timeout=TIMEOUT)[0]
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
+            out = self.proc.communicate()[0]
             pytest.fail(f"job {self.id}: ansible-runner still running after {TIMEOUT}s:\n{out[-3000:]}")
         self.output = out
         return self
@@ -217,7 +217,7 @@ def enum_values(db):
 
 def state(fleet):
     out = {}
-    for name, (db, _) in fleet["dbs"].items():
+    for name, (db, _fix) in fleet["dbs"].items():
         if isinstance(db, Path):
             con = sqlite3.connect(db)
             out[name] = [r[1] for r in con.execute("PRAGMA table_info(customers)")]

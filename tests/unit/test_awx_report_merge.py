@@ -17,7 +17,7 @@ def rec(host, outcome):
 def part(run_id, written, records, not_run=(), check_mode=False, batches=None):
     return {"run_id": run_id, "job_id": run_id, "written": written, "check_mode": check_mode,
             "hosts": [rec(h, o) for h, o in records], "not_run": list(not_run),
-            "batches": batches if batches is not None else [[h for h, _ in records]]}
+            "batches": batches if batches is not None else [[r[0] for r in records]]}
 
 
 def test_slices_and_canary_merge_to_one_report_with_every_host_once():
