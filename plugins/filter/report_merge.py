@@ -18,6 +18,12 @@ PART_PREFIX = 'dbops_report_part_'
 # The outcome a host keeps when it has a record in several parts: the most serious one.
 PRECEDENCE = ('rolled_back', 'failed', 'changed', 'unchanged')
 PART_KEYS = ('hosts', 'not_run')
+# What the report role's record of a host holds (roles/report/tasks/main.yml): a part written by hand or by an
+# older release may lack some; the HTML report reads them all.
+RECORD_DEFAULTS = {'engine': '', 'database': '', 'server': {}, 'outcome': '', 'check_mode': False, 'failed_step': '',
+                   'error': '', 'changes': [], 'backup': {}, 'rehearsal': {'status': 'not run'}, 'checks': {},
+                   'migrations': {}, 'rollback': {}, 'started': '', 'finished': '', 'duration_s': 0, 'timeline': [],
+                   'batch': []}
 
 
 def part_key(run_id):
@@ -84,7 +90,7 @@ def report_merge(value, check_mode=None):
             old = chosen.get(h)
             # ties: the later part (parts are in the order they were written)
             if old is None or _rank(r) <= _rank(old):
-                chosen[h] = dict(r, report_part=run_id)
+                chosen[h] = dict(RECORD_DEFAULTS, **r, report_part=run_id)
         for h in [r['host'] for r in p.get('hosts', [])] + [h for h in p.get('not_run', []) if isinstance(h, str)]:
             if h not in hosts_all:
                 hosts_all.append(h)

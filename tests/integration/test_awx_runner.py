@@ -56,7 +56,7 @@ class Job:
     """One AWX job: its private_data_dir, and after the run its artifacts."""
 
     def __init__(self, base, job_id, hosts, extra, *, check=False, limit=None, workflow_job_id=None,
-                 playbook="playbooks/maintenance.yml"):
+                 playbook="playbooks/maintenance.yml", unsafe=True):
         self.id = str(job_id)
         self.pdd = base / f"job{job_id}"
         self.playbook = playbook
@@ -69,7 +69,9 @@ class Job:
         # AWX's extra vars: the job's own (here dirs private to this job: slices share no files) and its meta vars
         extra = dict(extra, dbops_backup_dir=str(self.pdd / "backups"),
                      dbops_report_dir=str(self.pdd / "reports"), **meta)
-        _private(self.pdd / "env" / "extravars", yaml.dump(extra, Dumper=_UnsafeDumper, default_flow_style=False))
+        # unsafe=False: plain YAML, templated by ansible like any extra var (not what AWX writes)
+        _private(self.pdd / "env" / "extravars", yaml.dump(extra, Dumper=_UnsafeDumper if unsafe else yaml.SafeDumper,
+                                                           default_flow_style=False))
         envvars = {"ANSIBLE_COLLECTIONS_PATH": str(ensure_collection_tree()),
                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                    "ANSIBLE_FORCE_COLOR": "0"}
@@ -205,6 +207,7 @@ EXTRA = {"dbops_hosts": "dbops_databases", "dbops_preflight_min_free_mb": 1,
          # within a job a failure does not stop the other hosts: the canary job (a workflow node of its own) is
          # what stops the rollout (docs/awx.md)
          "dbops_max_fail_percentage": 100}
+HOSTILE = " {{ lookup('ansible.builtin.pipe', 'id') }}"
 EXPECTED = {"hosts": 6, "changed": 3, "unchanged": 2, "failed": 1, "rolled_back": 0, "not_run": 0}
 
 
@@ -299,6 +302,10 @@ def test_canary_then_slices_then_merge_gives_one_fleet_report(fleet):
     assert extra["dbops_report_summary"]["hosts"] < EXPECTED["hosts"]
     assert sorted(k for k in extra if k.startswith("dbops_report_part_")) == [
         "dbops_report_part_201", "dbops_report_part_203", "dbops_report_part_204"]
+    # hostile text from a database (an error message quoting an object name) in a part: AWX's extra vars are
+    # !unsafe, so it is never templated on the controller
+    [db05] = [h for h in extra["dbops_report_part_203"]["hosts"] if h["host"] == "db05"]
+    db05["error"] += HOSTILE
     [merge] = run(Job(base, 205, {}, extra, workflow_job_id=200, playbook="playbooks/report_merge.yml"))
     assert merge.status() == ("successful", 0), merge.output[-4000:]
     report = merge.report()
@@ -312,8 +319,28 @@ def test_canary_then_slices_then_merge_gives_one_fleet_report(fleet):
     assert merge.stats()["artifact_data"]["dbops_fleet_report_summary"]["changed"] == 3
     html = (Path(report_path := merge.stats()["artifact_data"]["dbops_fleet_report_path"]) / "report.html").read_text()
     assert "db05" in html and "dbops_no_such_database" in html, report_path
+    assert HOSTILE in json.dumps(report) and "uid=" not in json.dumps(report)
     for job in (canary, s1, s2, merge):
         no_secret_in_artifacts(job, fleet["passwords"])
+
+    # Outside AWX (a report host collecting the jobs' report.json files): the same fleet report from the files,
+    # read as data, the hostile text untouched although these extra vars are plain (not !unsafe).
+    collected = base / "collected"
+    collected.mkdir()
+    files = []
+    for job in (canary, s1, s2):
+        doc = job.report()
+        for h in doc["hosts"]:
+            if h["host"] == "db05":
+                h["error"] += HOSTILE
+        files.append(collected / f"{job.id}.json")
+        files[-1].write_text(json.dumps(doc))
+    [merge_files] = run(Job(base, 206, {}, {"dbops_report_merge_files": [str(f) for f in files]},
+                            playbook="playbooks/report_merge.yml", unsafe=False))
+    assert merge_files.status() == ("successful", 0), merge_files.output[-4000:]
+    from_files = merge_files.report()
+    assert summary(from_files) == EXPECTED and from_files["duplicates"] == {}
+    assert HOSTILE in json.dumps(from_files) and "uid=" not in json.dumps(from_files)
 
     # The idempotent re-run (one job, unsliced): nothing changes, the artifacts say so.
     [again] = run(Job(base, 301, hosts, EXTRA))
