@@ -252,11 +252,11 @@ def _fail_unreadable_option(argument_spec, error):
     is written as AnsibleModule.fail_json() would write it. Nothing of the task's values is quoted (they may hold
     secrets), only the options that take dictionaries and the parser's own words."""
     names = sorted(name for name, spec in argument_spec.items() if spec.get('options'))
-    print(json.dumps(dict(failed=True, msg=(
+    print(json.dumps(dict(failed=True, msg=(  # pylint: disable=ansible-bad-function
         'An option could not be read: %s. Options that take dictionaries (%s) need each element as a YAML mapping, '
         'or as a "key=value key2=value2" string in which every word is a key=value pair: check those options of the '
         'task for a stray word or space.' % (error, ', '.join(names) or 'none')))))
-    sys.exit(1)
+    sys.exit(1)  # pylint: disable=ansible-bad-function
 
 
 def run_module(argument_spec, work, validate=None, connect=True, maintenance_lock=None, **module_kwargs):
