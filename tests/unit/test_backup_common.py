@@ -475,6 +475,28 @@ def test_pipeline_a_failed_background_fdatasync_fails_the_run(tmp_path, monkeypa
     assert all(st.proc.poll() is not None for st in pipe.stages)
 
 
+def test_background_sync_requested_right_before_close_still_runs_and_raises(tmp_path, monkeypatch):
+    """close() right after a request must not stop the thread before the sync (CI run of stop 22 lost it)."""
+    import errno  # pylint: disable=import-outside-toplevel
+    calls = []
+
+    def eio(fd):
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(c.os, "fdatasync", eio)
+    fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for _ in range(50):
+            calls.clear()
+            syncer = pl.BackgroundSync(fd, every=10)
+            syncer.written(10)
+            with pytest.raises(OSError, match="Input/output error"):
+                syncer.close()
+            assert calls == [fd]
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.skipif(pl.F_SETPIPE_SZ is None, reason="F_SETPIPE_SZ is Linux only")
 def test_pipes_between_stages_are_widened():
     import fcntl  # pylint: disable=import-outside-toplevel

@@ -149,12 +149,14 @@ class BackgroundSync:
         self._next = every
         self._wake = threading.Event()
         self._stop = False
+        self._requested = False
         self._thread = None
 
     def written(self, total):
         if total < self._next or self.error is not None:
             return
         self._next = total + self.every
+        self._requested = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name='dbops-fdatasync')
             self._thread.daemon = True
@@ -166,12 +168,16 @@ class BackgroundSync:
         while True:
             self._wake.wait()
             self._wake.clear()
+            # A requested sync runs even when close() came right after it: stopping first would lose it, and
+            # with it a write-back error that close() must raise.
+            if self._requested:
+                self._requested = False
+                try:
+                    sync(self.fd)
+                except OSError as e:
+                    self.error = e
+                    return
             if self._stop:
-                return
-            try:
-                sync(self.fd)
-            except OSError as e:
-                self.error = e
                 return
 
     def close(self):
