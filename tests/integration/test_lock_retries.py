@@ -98,7 +98,6 @@ def test_blocker_released_on_event_one_queueing_and_reader_not_blocked_while_wat
     s = Scene(ansible, db, lock_timeout=0.5, lock_retries=5, lock_wait_total=300)
     try:
         _conn, pid = s.hold([blocker_sql(db, "report job")])
-        t_hold = time.monotonic()
         s.start()
         assert s.wait_queueing(1), "the module never queued behind the blocker: %s" % s.run.result
         assert s.wait_watching(), "the module did not time out and watch: %s" % s.run.result
@@ -123,11 +122,9 @@ def test_blocker_released_on_event_one_queueing_and_reader_not_blocked_while_wat
     assert s.reader.completed_between(w0, w1) > 0
     # One queueing while the blocker was held (the second attempt gets its lock at once).
     assert s.view.queueings(None, t_release) == 1, (s.view.episodes(), t_release, r["attempts"])
-    # The reader's longest stall is one lock_timeout-long queueing, not the blocker's whole hold:
-    # a ratio against the hold measured in this test, not a wall-clock limit.
-    hold = t_release - t_hold
-    stall = max(e - st for st, e in s.reader.queries)
-    assert stall < hold / 2, "reader stalled %.2fs of a %.2fs hold" % (stall, hold)
+    # The reader stalled behind one queueing only, not for the blocker's whole hold: every query it
+    # completed in the watch window (inside the hold) started after the window opened.
+    assert all(st >= w0 for st, e in s.reader.queries if w0 <= e <= w1 and e < t_release)
     assert column_count(db, "note") == 1
 
 

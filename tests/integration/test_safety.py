@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import time
 
 import pytest
 
-from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for
+from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for, watch_window
 
 COLUMN = "dbops.maintenance.column_ensure"
 ENUM = "dbops.maintenance.enum_add"
@@ -55,7 +54,6 @@ def test_pg_lock_timeout_retries_and_does_not_stall_traffic(ansible, pg_orders):
     view.first.wait(30)
     # A long transaction that read the table: ALTER TABLE must wait for it.
     blocker, pid = hold_transaction(db, ["SELECT count(*) FROM orders /* report job */"])
-    t_hold = time.monotonic()
     run = ModuleRun(ansible, COLUMN, dict(db.params, table="orders", column="note", type="text",
                                           lock_timeout=1, lock_retries=8))
     try:
@@ -63,9 +61,10 @@ def test_pg_lock_timeout_retries_and_does_not_stall_traffic(ansible, pg_orders):
         queued = wait_for(lambda: view.queueings() >= 1 and view.module_waiting(), run, "the DDL queued")
         # Seen leaving the queue while the blocker still holds the table: the lock timeout.
         left = wait_for(view.module_watching, run, "the DDL out of the queue")
+        # The blocker holds on while the reader completes queries (an event count, not a time).
+        w0, w1 = watch_window(view, reader, run, queries=20)
         still_running = not run.done.is_set()
         blocker.commit()
-        t_release = time.monotonic()
         r = run.wait()
     finally:
         blocker.close()
@@ -77,10 +76,11 @@ def test_pg_lock_timeout_retries_and_does_not_stall_traffic(ansible, pg_orders):
     assert len(r["attempts"]) >= 1 and r["attempts"][0]["error"].startswith("canceling statement due to lock timeout")
     b = r["attempts"][0]["blockers"]
     assert b and b[0]["pid"] == pid and "report job" in b[0]["query"], r["attempts"]
-    # Traffic queued behind the waiting ALTER for one lock_timeout, not for the whole hold: a ratio
-    # against the hold measured here, not a wall-clock limit (the numbers are in the benchmark).
-    stall = max(e - s for s, e in reader.queries)
-    assert stall < (t_release - t_hold) / 2, "traffic stalled %.2fs of a %.2fs hold" % (stall, t_release - t_hold)
+    # Traffic queued behind the waiting ALTER for one lock timeout, not for the whole hold: while the
+    # blocker still held the table, the module stayed out of the queue and the reader's queries ran
+    # without waiting (the numbers are in the benchmark).
+    assert view.module_waits(w0, w1) == 0 and view.reader_waits(w0, w1) == 0
+    assert reader.completed_between(w0, w1) >= 10
     assert has_column(db, "orders", "note")
 
 

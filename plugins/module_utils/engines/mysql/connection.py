@@ -221,8 +221,8 @@ class MysqlConnection:
     # With performance_schema on (and its metadata-lock instrument enabled), the holders of the
     # metadata lock our statement waits for are known exactly (metadata_locks, read during the
     # wait). Without it (MariaDB's default), the candidates are the sessions of the same database
-    # with an InnoDB transaction open for at least the whole wait (INNODB_TRX), read after the
-    # timeout: they hold the metadata locks of every table they touched, but some of them may not
+    # with an InnoDB transaction open since before the wait (INNODB_TRX, read while our session is
+    # seen waiting for a metadata lock, and again after the timeout if that found none): they hold the metadata locks of every table they touched, but some of them may not
     # touch ours, and a blocker whose default database is another one is not seen (the module then
     # pauses instead of watching).
     MDL_HOLDERS = (
@@ -250,6 +250,12 @@ class MysqlConnection:
         "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
         "WHERE p.ID NOT IN (%s, CONNECTION_ID()) AND p.DB <=> DATABASE() "
         "AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%%' AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= %s")
+
+    # The same, read during the wait: only while our own session waits for a metadata lock (a long statement
+    # that is running, not waiting, costs no INNODB_TRX read).
+    TRX_HOLDERS_WAITING = TRX_HOLDERS + (
+        " AND EXISTS (SELECT 1 FROM information_schema.PROCESSLIST w WHERE w.ID = %s "
+        "AND w.STATE LIKE 'Waiting for%%metadata lock%%')")
 
     def _monitor(self):
         """The module's second connection, opened at the first lock wait and kept until close. It reads
@@ -279,15 +285,21 @@ class MysqlConnection:
 
     @contextlib.contextmanager
     def _watching_blockers(self):
-        """While the block runs and waits, note the metadata-lock holders (performance_schema); on a
-        lock timeout without performance_schema, list the open transactions (INNODB_TRX) instead."""
-        watcher = None
-        if getattr(self, '_mdl_on', None) is not False:
-            watcher = BlockerWatcher(lambda: self._mdl_holders() if self.metadata_locks_on() else None, delay=0.2).start()
+        """While the block runs and waits, note who blocks it: the metadata-lock holders (performance_schema)
+        or, without it, the sessions with an InnoDB transaction that was open before the wait began
+        (INNODB_TRX, read during the wait, so a blocker that ends right at the timeout is still named).
+        After a lock timeout with nothing seen during the wait, INNODB_TRX is read again."""
+        t0 = time.monotonic()
+
+        def poll():
+            if self.metadata_locks_on():
+                return self._mdl_holders()
+            return self._trx_holders(age=int(time.monotonic() - t0), waiting=True)
+        watcher = BlockerWatcher(poll, delay=0.2).start()
         try:
             yield
         except LockTimeout:
-            self._last_blockers = watcher.stop() if watcher is not None else []
+            self._last_blockers = watcher.stop()
             if not self._last_blockers and not self.metadata_locks_on():
                 # INNODB_TRX is a cache that the server refreshes only when nobody has read it for 0.1 s (any
                 # session: on a busy server it can be stale for longer): read it again, 0.15 s apart, for up to
@@ -299,8 +311,7 @@ class MysqlConnection:
                         break
             raise
         finally:
-            if watcher is not None:
-                watcher.stop()
+            watcher.stop()
 
     def _blocker(self, r, how):
         return dict(pid=r[0], user=r[1], state='open transaction, %s' % r[2] if r[3] else r[2],
@@ -316,16 +327,21 @@ class MysqlConnection:
     TRX_CACHE_IDLE = 0.15
     TRX_READ_FOR = 1.5
 
-    def _trx_holders(self):
+    def _trx_holders(self, age=None, waiting=False):
+        """Sessions of this database with an InnoDB transaction at least `age` seconds old (default: one that
+        held the lock for the whole wait is at least lock_wait_timeout old; trx_started has whole seconds:
+        one second of slack)."""
         pause = getattr(self, '_trx_read_at', 0.0) + self.TRX_CACHE_IDLE - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         try:
-            # A transaction that held the lock for the whole wait is at least lock_wait_timeout old
-            # (trx_started has whole seconds: one second of slack).
-            age = max(0, int(math.ceil(self.params.get('lock_timeout') or 1)) - 1)
-            return [self._blocker(r, 'innodb_trx')
-                    for r in self._monitor_rows(self.TRX_HOLDERS, [self.conn.thread_id(), age])]
+            if age is None:
+                age = max(0, int(math.ceil(self.params.get('lock_timeout') or 1)) - 1)
+            if waiting:
+                rows = self._monitor_rows(self.TRX_HOLDERS_WAITING, [self.conn.thread_id(), age, self.conn.thread_id()])
+            else:
+                rows = self._monitor_rows(self.TRX_HOLDERS, [self.conn.thread_id(), age])
+            return [self._blocker(r, 'innodb_trx') for r in rows]
         except pymysql.MySQLError as e:
             self.blockers_unknown = 'cannot read INNODB_TRX: %s' % (e.args[1] if len(e.args) > 1 else e)
             return []
