@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.dbops.maintenance.plugins.module_utils.schema.snapshot import quote_part
+
 # db_verify option -> the keys of one of its checks that a schema_fix declaration may carry.
 CHECK_KEYS = {
     'enum_values': ('name', 'schema', 'table', 'column', 'values'),
@@ -37,6 +39,75 @@ def fix_checks(declarations, kind):
     return checks
 
 
+def _display(engine, parts):
+    """The name schema_diff gives the object (snapshot.display): PostgreSQL's public schema left out, parts that
+    are not plain identifiers double-quoted."""
+    parts = [str(p) for p in parts]
+    if engine == 'postgresql' and len(parts) > 1 and parts[0] == 'public':
+        parts = parts[1:]
+    return '.'.join(quote_part(p) for p in parts)
+
+
+def _items(declarations, what):
+    if declarations is None:
+        return []
+    if not isinstance(declarations, (list, tuple)):
+        raise AnsibleFilterError('schema_objects: %s must be a list of dictionaries, got %s'
+                                 % (what, type(declarations).__name__))
+    for index, item in enumerate(declarations):
+        if not isinstance(item, dict):
+            raise AnsibleFilterError('schema_objects: %s item %d is a %s, not a dictionary'
+                                     % (what, index, type(item).__name__))
+    return list(declarations)
+
+
+def schema_objects(enums, columns=None, indexes=None, constraints=None, engine='postgresql'):
+    """The schema objects the schema_fix declarations may change, as object-level drift entries (kind and name,
+    no ``what``) for db_verify's schema_snapshot ``expected``: each allows any difference of that object and
+    requires none. A PostgreSQL enum declared by table+column names a type this filter cannot know: declare it
+    by ``name`` (or list it in dbops_verify_schema_expected)."""
+    if engine not in ('postgresql', 'mysql', 'sqlite'):
+        raise AnsibleFilterError('schema_objects: engine must be postgresql, mysql or sqlite, not %r' % (engine,))
+    pg = engine == 'postgresql'
+    out = []
+
+    def add(kind, *parts):
+        if all(isinstance(p, str) and p for p in parts):
+            entry = {'kind': kind, 'name': _display(engine, parts)}
+            if entry not in out:
+                out.append(entry)
+
+    def where(item, *rest):
+        return ((item.get('schema') or 'public',) if pg else ()) + rest
+
+    for e in _items(enums, 'dbops_enums'):
+        if e.get('name') and pg:
+            add('enum', *where(e, e['name']))
+        elif e.get('table') and e.get('column') and not pg:
+            add('column', e['table'], e['column'])
+    for c in _items(columns, 'dbops_columns'):
+        add('column', *where(c, c.get('table'), c.get('column')))
+    for i in _items(indexes, 'dbops_indexes'):
+        add('index', *where(i, i.get('table'), i.get('name')))
+    for c in _items(constraints, 'dbops_constraints'):
+        kind, table, name = c.get('type'), c.get('table'), c.get('name')
+        if kind == 'foreign_key':
+            cols = c.get('columns')
+            if isinstance(cols, (list, tuple)) and cols and all(isinstance(x, str) for x in cols):
+                add('foreign_key', *where(c, table, ','.join(cols)))
+            if not pg:
+                add('index', table, name)  # MySQL creates an index for a foreign key that has none
+        elif kind == 'primary_key':
+            add('primary_key', *where(c, table))
+        elif kind == 'unique':
+            add('unique' if pg else 'index', *where(c, table, name))
+            if pg:
+                add('index', *where(c, table, name))  # built first as an index, then attached
+        elif kind == 'check':
+            add('check', *where(c, table, name))
+    return out
+
+
 SCHEMA_OPTIONS = ('enums', 'columns', 'indexes', 'constraints')  # schema_fix's order
 
 
@@ -60,4 +131,4 @@ def state_plan(state, database):
 
 class FilterModule:
     def filters(self):
-        return {'fix_checks': fix_checks, 'state_plan': state_plan}
+        return {'fix_checks': fix_checks, 'state_plan': state_plan, 'schema_objects': schema_objects}

@@ -6,6 +6,8 @@ a host's outcome, and the run's summary (counts, batches in order, a timeline of
 
 from __future__ import annotations
 
+import json
+
 from ansible.errors import AnsibleFilterError
 
 OUTCOMES = ('changed', 'unchanged', 'failed', 'rolled_back')
@@ -67,6 +69,40 @@ def _timeline(record, run_start, span):
     return segments
 
 
+MAX_DRIFT_ROWS = 200   # drift entries shown per host in the HTML page (the JSON report has them all)
+MAX_VALUE_TEXT = 300   # characters of a reference/actual value shown
+
+
+def _value_text(value):
+    if value is None:
+        return ''
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= MAX_VALUE_TEXT else text[:MAX_VALUE_TEXT] + '...'
+
+
+def _drift_view(drift):
+    """The drift record of a host (playbooks/drift_report.yml's dbops_drift) for the page: a label for the glance
+    table and the entries as text. None when the host's schema was not compared in this run."""
+    if not isinstance(drift, dict) or not drift:
+        return None
+    entries = drift.get('drift') if isinstance(drift.get('drift'), list) else []
+    entries = [e for e in entries if isinstance(e, dict)]
+    in_sync = drift.get('in_sync')
+    if drift.get('error') or in_sync is None:
+        label = 'not compared'
+    elif in_sync is True or str(in_sync).lower() == 'true':
+        label = 'in sync'
+    else:
+        label = '%d difference%s' % (len(entries), '' if len(entries) == 1 else 's')
+    rows = [dict(kind=str(e.get('kind', '')), name=str(e.get('name', '')), what=str(e.get('what', '')),
+                 reference=_value_text(e.get('reference')), actual=_value_text(e.get('actual')))
+            for e in entries[:MAX_DRIFT_ROWS]]
+    sql = [s if isinstance(s, str) else _value_text(s) for s in (drift.get('sql') or []) if s]
+    return dict(label=label, drifted=label.endswith(('difference', 'differences')), compared=label != 'not compared',
+                summary=str(drift.get('summary') or ''), error=str(drift.get('error') or ''), rows=rows,
+                more=max(len(entries) - MAX_DRIFT_ROWS, 0), sql=sql)
+
+
 def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     """The run's summary from the hosts' report records.
 
@@ -76,7 +112,9 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     listed last as a batch of their own; ``order``: the host names of the batches that ran. ``hosts``: every
     record with ``production`` (its production changes and their statements), ``statements`` (their count),
     ``open`` (show the statements without a click: failed or changed hosts) and ``timeline`` (bar segments,
-    percent of the run's span).
+    percent of the run's span) and ``drift_view`` (the schema drift recorded by playbooks/drift_report.yml: label,
+    entries as text, statements; None when not compared). ``counts`` also has ``drift_compared`` and ``drifted``,
+    and ``has_drift`` says whether any host's schema was compared.
     """
     rows = [r for r in (rows or []) if isinstance(r, dict)]
     names = [r.get('host') for r in rows]
@@ -98,7 +136,7 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
             r, outcome=outcome, production=prod, statements=len(queries),
             open=bool(queries) and outcome in ('changed', 'failed', 'rolled_back'),
             server_label=('%s %s' % (flavour, server.get('version', ''))).strip(),
-            timeline=_timeline(r, run_start, span))
+            timeline=_timeline(r, run_start, span), drift_view=_drift_view(r.get('drift')))
 
     ordered, seen = [], set()
     for batch in batches or []:
@@ -121,7 +159,10 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     counts = {'hosts': len(hosts_all), 'not_run': len(not_run)}
     for o in OUTCOMES:
         counts[o] = sum(1 for h in by_host.values() if h['outcome'] == o)
-    return {'counts': counts, 'check_mode': bool(check_mode), 'batches': out_batches, 'order': ordered,
+    drift_views = [h['drift_view'] for h in by_host.values() if h['drift_view']]
+    counts['drift_compared'] = sum(1 for d in drift_views if d['compared'])
+    counts['drifted'] = sum(1 for d in drift_views if d['drifted'])
+    return {'counts': counts, 'has_drift': bool(drift_views), 'check_mode': bool(check_mode), 'batches': out_batches, 'order': ordered,
             'hosts': [by_host[h] for members in ordered for h in members], 'not_run': not_run,
             'span_s': round(span, 1) if starts else 0.0, 'phases': list(PHASES)}
 

@@ -20,8 +20,16 @@ description:
     dropped - after success, after a failing replay, after an interrupt; for SQLite a temporary file in a private
     directory. The replayed schema is the reference (Prisma's shadow database, without node). Objects that no
     migration creates (a foreign key to C(neon_auth.users_sync), which Neon provides) come from O(shadow_setup).
-    The shadow needs the right to create databases (PostgreSQL CREATEDB). Only the SQL-file tools replay (prisma,
-    dbmate, golang-migrate, goose, sqlx, flyway); for the code tools compare with a snapshot or a database."
+    The shadow needs the right to create databases (PostgreSQL CREATEDB). The SQL-file tools (prisma, dbmate,
+    golang-migrate, goose, sqlx, flyway) replay natively."
+  - "The code tools (alembic, django, knex, rails) replay through the application's own O(command), as
+    M(dbops.maintenance.migration_apply) runs it. The command must be told the shadow - O(environment) values name it
+    with the tokens C({shadow_url}) (C(postgresql://user:password@host:port/database), C(mysql://...), or
+    C(sqlite:///path), percent-encoded), C({shadow_database}), C({shadow_host}), C({shadow_port}), C({shadow_user}) and
+    C({shadow_password}); an environment without any token is refused, so a command whose own configuration names
+    production is not run. After the command the shadow must have no pending migration, and the database's own
+    schema is read again - a command that changed it fails the run loudly (it cannot be undone from here). The
+    command runs at most O(command_timeout) seconds."
   - "O(reference=snapshot): a JSON snapshot written earlier by this module (O(snapshot_dest)), e.g. before a change,
     on another host of the fleet, or from a golden tenant. The file is input: every part of it is validated, a
     snapshot of another engine is refused."
@@ -107,6 +115,28 @@ options:
       - Fail the task when there is any difference (a deploy gate). The result is returned as well.
     type: bool
     default: false
+  command:
+    description:
+      - The application's own migration command for a code tool (O(tool=alembic), C(django), C(knex), C(rails)), as an
+        argv list (no shell), run to replay the migrations into the shadow - e.g. C([alembic, upgrade, head]).
+        Requires O(environment) naming the shadow.
+    type: list
+    elements: str
+  chdir:
+    description:
+      - Directory to run O(command) in.
+    type: path
+  environment:
+    description:
+      - Environment variables for O(command). Values may contain the tokens C({shadow_url}), C({shadow_database}),
+        C({shadow_host}), C({shadow_port}), C({shadow_user}) and C({shadow_password}) (replaced as plain text, no other
+        brace is read); at least one is required. The values are treated as secrets, as migration_apply's.
+    type: dict
+  command_timeout:
+    description:
+      - Seconds O(command) may run; after that it is killed, the run fails and the shadow is dropped.
+    type: float
+    default: 900.0
   shadow_setup:
     description:
       - SQL run in the shadow database before the migrations, for objects no migration creates (an extension, a
@@ -215,6 +245,18 @@ EXAMPLES = r'''
       CREATE TABLE neon_auth.users_sync (id text PRIMARY KEY);
   register: drift
 
+- name: Alembic (code migrations) - replayed with the application's own command, told the shadow
+  dbops.maintenance.schema_diff:
+    engine: postgresql
+    database: app
+    reference: migrations
+    tool: alembic
+    migrations_path: /srv/app/migrations/versions
+    command: [/srv/app/venv/bin/alembic, upgrade, head]
+    chdir: /srv/app
+    environment:
+      DATABASE_URL: "{shadow_url}"   # the app's env.py reads its URL from DATABASE_URL
+
 - name: A deploy gate - refuse to go on when the schema is not what the migrations say
   dbops.maintenance.schema_diff:
     engine: mysql
@@ -279,7 +321,8 @@ counts:
   type: dict
 shadow:
   description: The shadow database of O(reference=migrations) - C(name), C(created), C(dropped), C(applied) (the
-    migrations replayed).
+    migrations replayed); with O(command) also C(command) (C(rc), C(duration)) and C(pending) (what the command left
+    pending in the shadow - the run fails when it is not empty).
   returned: with reference=migrations
   type: dict
 snapshot_dest:
@@ -320,6 +363,10 @@ def argument_spec():
         include_drops=dict(type='bool', default=False),
         fail_on_drift=dict(type='bool', default=False),
         shadow_setup=dict(type='str'),
+        command=dict(type='list', elements='str'),
+        chdir=dict(type='path'),
+        environment=dict(type='dict', no_log=True),
+        command_timeout=dict(type='float', default=900.0),
         shadow_maintenance_db=dict(type='str'),
         shadow_lock_timeout=dict(type='float', default=10.0),
         shadow_statement_timeout=dict(type='float'),
@@ -346,6 +393,16 @@ def validate(module):
                                  'the shadow database).')
         if p['tool'] == 'django' and not p['app']:
             module.fail_json(msg='app is required for tool=django.')
+    if p['command'] is not None:
+        if ref != 'migrations' or p['tool'] not in ('alembic', 'django', 'knex', 'rails'):
+            module.fail_json(msg='command replays a code tool\'s migrations (reference=migrations, tool alembic, '
+                                 'django, knex or rails); the SQL-file tools replay without it.')
+        if not p['command'] or not all(isinstance(a, str) and a and '\x00' not in a for a in p['command']):
+            module.fail_json(msg='command must be a non-empty argv list of non-empty texts (no NUL).')
+    if (p['chdir'] or p['environment']) and not p['command']:
+        module.fail_json(msg='chdir and environment are for command.')
+    if p['command_timeout'] is not None and p['command_timeout'] <= 0:
+        module.fail_json(msg='command_timeout must be more than 0 seconds.')
     if ref == 'snapshot' and not p['snapshot']:
         module.fail_json(msg='reference=snapshot needs snapshot (the path of a file written by snapshot_dest).')
     if ref == 'database' and not p['reference_database']:

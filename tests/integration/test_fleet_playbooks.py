@@ -237,6 +237,46 @@ def test_a_failed_host_is_rolled_back_to_the_seed(ansible, pg_db, tmp_path):
     assert content() == seed
 
 
+def test_schema_proof_nothing_but_the_declared_change(ansible, pg_db, tmp_path):
+    """dbops_verify_schema: a snapshot before the change, the check after it finds exactly the declared change
+    (the enum); a change nobody declared (an event trigger creates a table when the type is altered) fails the
+    verify, and the host is rolled back to the seed."""
+    if pg_db.server.name != "pg15":
+        pytest.skip("the verify role's wiring does not depend on the server version: one PostgreSQL server is enough")
+    pg_db.execute('''CREATE TYPE "CredentialType" AS ENUM ('API_KEY', 'COOKIE')''')
+    pg_db.execute('CREATE TABLE "ExternalCredential" (id serial PRIMARY KEY, type "CredentialType")')
+    extra = dict(conn_vars(pg_db, tmp_path), dbops_enum_name="CredentialType", dbops_enum_values="PERSONAL_ACCESS_TOKEN",
+                 dbops_verify_schema=True, dbops_report_run_id="proof1")
+    r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=extra)
+    assert r.rc == 0, r.stdout[-4000:]
+    [report] = reports(tmp_path)
+    [host] = report["hosts"]
+    assert host["outcome"] == "changed", json.dumps(host, indent=1)[:3000]
+    [schema] = [c for c in host["checks"]["checks"] if c["kind"] == "schema"]
+    assert schema["ok"] is True and "exactly the declared change (1 entry)" in schema["message"], schema
+    assert schema["actual"][0]["kind"] == "enum" and schema["actual"][0]["name"] == "CredentialType", schema
+    snap = Path(schema["name"].split(" ", 1)[1])
+    assert snap.parent == tmp_path / "backups" and (snap.stat().st_mode & 0o777) == 0o600
+    # Something else changes with the declared change: the proof fails and names it; the host is rolled back.
+    pg_db.execute("CREATE FUNCTION dbops_t_sneaky() RETURNS event_trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN CREATE TABLE IF NOT EXISTS sneaky_side_effect (id int); END $$")
+    pg_db.execute("CREATE EVENT TRIGGER dbops_t_sneak ON ddl_command_end WHEN TAG IN ('ALTER TYPE') "
+                  "EXECUTE FUNCTION dbops_t_sneaky()")
+    try:
+        r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=dict(extra, dbops_enum_values="SESSION_TOKEN",
+                                                                          dbops_report_run_id="proof2"))
+        assert r.rc != 0, r.stdout[-4000:]
+        host = [rep for rep in reports(tmp_path) if rep["run_id"] == "proof2"][0]["hosts"][0]
+        assert host["outcome"] == "rolled_back", json.dumps(host, indent=1)[:3000]
+        [schema] = [c for c in host["checks"]["failed_checks"] if c["kind"] == "schema"]
+        assert "not declared: 1 difference: 1 table unexpected (sneaky_side_effect)" in schema["message"], schema
+        assert pg_db.query("SELECT count(*) FROM pg_class WHERE relname = 'sneaky_side_effect'") == [(0,)]
+        assert pg_db.query('''SELECT unnest(enum_range(NULL::"CredentialType"))::text''') == [
+            ("API_KEY",), ("COOKIE",), ("PERSONAL_ACCESS_TOKEN",)]
+    finally:
+        pg_db.execute("DROP EVENT TRIGGER IF EXISTS dbops_t_sneak")
+
+
 def test_maintenance_tags_run_one_phase(ansible, sqlite_db, tmp_path):
     """--tags verify runs the checks and the report only: no backup, no fix, the declared column not added.
     --skip-tags report writes no report."""

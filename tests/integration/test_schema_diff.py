@@ -683,6 +683,16 @@ def test_bad_references(ansible, db, tmp_path):
         (dict(reference="migrations", tool="dbmate", migrations_path=str(tmp_path / "nope")), "is not a directory"),
         (dict(reference="migrations", tool="dbmate"), "needs tool and migrations_path"),
         (dict(reference="migrations", tool="alembic", migrations_path=str(tmp_path)), "migrations are code"),
+        (dict(reference="migrations", tool="alembic", migrations_path=str(tmp_path), command=["alembic", "upgrade"],
+              environment={"DATABASE_URL": "postgresql://app:s3cr3t-env-pw@prod/app"}), "names no shadow token"),
+        (dict(reference="migrations", tool="dbmate", migrations_path=str(tmp_path), command=["dbmate", "up"]),
+         "command replays a code tool"),
+        (dict(reference="migrations", tool="alembic", migrations_path=str(tmp_path), command=[""],
+              environment={"U": "{shadow_url}"}), "non-empty argv"),
+        (dict(reference="migrations", tool="alembic", migrations_path=str(tmp_path), command=["alembic"],
+              environment={"U": "{shadow_url}"}, command_timeout=0), "command_timeout must be more"),
+        (dict(reference="migrations", tool="dbmate", migrations_path=str(tmp_path),
+              environment={"U": "{shadow_url}"}), "chdir and environment are for command"),
         (dict(reference="snapshot"), "needs snapshot"),
         (dict(reference="snapshot", snapshot=str(tmp_path / "missing.json")), "Cannot read the snapshot file"),
         (dict(reference="database"), "needs reference_database"),
@@ -700,11 +710,96 @@ def test_bad_references(ansible, db, tmp_path):
         cases.append((dict(reference="migrations", tool="dbmate", migrations_path=str(tmp_path),
                            shadow_login_user="dbops_no_such_user", shadow_login_password="s3cr3t-shadow-pw"),
                       "dbops_no_such_user"))
+    names = shadows(db)
     for args, message in cases:
         r = diff(ansible, db, fail=True, **args)
         assert message in r["msg"], (args, r["msg"])
-        assert "s3cr3t-shadow-pw" not in json.dumps(r)
+        assert "s3cr3t-shadow-pw" not in json.dumps(r) and "s3cr3t-env-pw" not in json.dumps(r)
     assert catalog(db) == before
+    assert shadows(db) == names or db.engine == "sqlite"
+
+
+# --------------------------------------------------------------------------
+# code-migration tools: replayed with the application's own command (alembic), told the shadow
+# --------------------------------------------------------------------------
+
+ALEMBIC = Path(os.environ.get("DBOPS_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "build" / "conformance")) \
+    / "venv" / "bin" / "alembic"
+ALEMBIC_ENV = """import os
+from alembic import context
+from sqlalchemy import create_engine, pool
+# as applications do: the URL from the environment, with the driver this venv has
+url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1).replace("mysql://", "mysql+pymysql://", 1)
+engine = create_engine(url, poolclass=pool.NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=None)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+def alembic_project(tmp_path, revisions):
+    proj = tmp_path / "alembic_proj"
+    versions = proj / "alembic" / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    (proj / "alembic.ini").write_text("[alembic]\nscript_location = alembic\n")
+    (proj / "alembic" / "env.py").write_text(ALEMBIC_ENV)
+    (proj / "alembic" / "script.py.mako").write_text("")
+    down = None
+    for rev, table in revisions:
+        (versions / ("%s.py" % rev)).write_text(
+            "from alembic import op\nimport sqlalchemy as sa\nrevision = %r\ndown_revision = %r\n"
+            "branch_labels = None\ndepends_on = None\n"
+            "def upgrade():\n    op.create_table(%r, sa.Column('id', sa.Integer, primary_key=True), "
+            "sa.Column('name', sa.String(40), nullable=False))\n"
+            "def downgrade():\n    op.drop_table(%r)\n" % (rev, down, table, table))
+        down = rev
+    return proj, versions
+
+
+def url_of(db):
+    from urllib.parse import quote  # pylint: disable=import-outside-toplevel
+    p = db.params
+    if db.engine == "sqlite":
+        return "sqlite:///" + p["database"]
+    scheme = "postgresql" if db.engine == "postgresql" else "mysql"
+    return "%s://%s:%s@%s:%s/%s" % (scheme, quote(p["login_user"], safe=""), quote(p["login_password"], safe=""),
+                                    p["login_host"], p["login_port"], p["database"])
+
+
+@pytest.mark.parametrize("engine", ["server", "sqlite"])
+def test_code_tool_replay_alembic(ansible, request, tmp_path, engine):
+    """The real alembic replays its migrations into the shadow (told by {shadow_url}): in sync after a clean
+    upgrade, a column added by hand is drift, the shadow is gone, the target untouched; a command that migrates
+    the target instead (its environment names production) fails loudly."""
+    if not ALEMBIC.exists():
+        pytest.skip("alembic is not installed (%s): run scripts/install-conformance-tools.sh" % ALEMBIC)
+    d = request.getfixturevalue("db" if engine == "server" else "sqlite_db")
+    proj, versions = alembic_project(tmp_path, [("001_users", "users"), ("002_orders", "orders")])
+    up = [str(ALEMBIC), "upgrade", "head"]
+    apply(ansible, d, "alembic", versions, command=up, chdir=str(proj), environment={"DATABASE_URL": url_of(d)},
+          create_table=False)
+    replay = dict(reference="migrations", tool="alembic", migrations_path=str(versions), command=up,
+                  chdir=str(proj), environment={"DATABASE_URL": "{shadow_url}"})
+    before = catalog(d)
+    r = diff(ansible, d, **replay)
+    assert r["in_sync"] is True, (r["summary"], r.get("drift"))
+    assert r["shadow"]["applied"] == ["001_users", "002_orders"] and r["shadow"]["command"]["rc"] == 0, r["shadow"]
+    assert d.engine == "sqlite" or gone(d, r)
+    assert catalog(d) == before
+    if d.engine != "sqlite":
+        assert d.params["login_password"] not in json.dumps(r)
+    d.execute("ALTER TABLE users ADD COLUMN note varchar(20)")
+    r = diff(ansible, d, **replay)
+    assert r["in_sync"] is False and [(x["kind"], x["name"], x["what"]) for x in r["drift"]] == [
+        ("column", "users.note", "unexpected")], r["drift"]
+    # the command's environment names the target: it migrates it, and schema_diff says so loudly
+    alembic_project(tmp_path, [("001_users", "users"), ("002_orders", "orders"), ("003_items", "items")])
+    wrong = dict(replay, environment={"DATABASE_URL": url_of(d), "DBOPS_UNUSED": "{shadow_database}"})
+    r = diff(ansible, d, fail=True, **wrong)
+    assert "command changed the database" in r["msg"] and "1 table unexpected (items)" in r["msg"], r["msg"]
+    if d.engine != "sqlite":
+        assert d.params["login_password"] not in json.dumps(r)
 
 
 # --------------------------------------------------------------------------

@@ -38,8 +38,10 @@ def test_drift_report_fleet(ansible, pg_db, tmp_path):
         tenant_b.execute("ALTER TABLE users ADD COLUMN note text")
         inv = inventory({"tenant_a": pg_db, "tenant_b": tenant_b})
         report = tmp_path / "drift.json"
+        reports = tmp_path / "reports"
         extra = {"dbops_hosts": "fleet", "dbops_drift_tool": "dbmate", "dbops_drift_migrations_path": str(mig),
-                 "dbops_drift_report_dest": str(report)}
+                 "dbops_drift_report_dest": str(report), "dbops_report_dir": str(reports),
+                 "dbops_report_run_id": "drift1"}
         r = ansible.playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
         assert r.rc == 0, r.stdout[-3000:]
         assert "fleet drift: 2 host(s), 1 in sync, 1 drifted, 0 not compared" in r.stdout, r.stdout[-3000:]
@@ -49,11 +51,42 @@ def test_drift_report_fleet(ansible, pg_db, tmp_path):
         assert data["tenant_a"]["in_sync"] is True and data["tenant_b"]["in_sync"] is False
         assert data["tenant_b"]["drift"][0]["name"] == "users.note"
         assert pg_db.params["login_password"] not in report.read_text()
+        # the fleet report (roles/report): a drift column, and each host's differences in the HTML page
+        fleet = json.loads((reports / "drift1" / "report.json").read_text())
+        rows = {h["host"]: h for h in fleet["hosts"]}
+        assert rows["tenant_b"]["drift"]["in_sync"] is False and rows["tenant_a"]["drift"]["in_sync"] is True
+        assert rows["tenant_b"]["drift"]["drift"][0]["name"] == "users.note"
+        assert fleet["summary"]["drifted"] == 1 and fleet["summary"]["drift_compared"] == 2, fleet["summary"]
+        assert fleet["summary"]["unchanged"] == 2 and fleet["summary"]["changed"] == 0
+        page = (reports / "drift1" / "report.html").read_text()
+        assert "<th>drift</th>" in page and "drifted: 1 of 2 compared" in page
+        assert '<td class="drift">1 difference</td>' in page and '<td class="drift">in sync</td>' in page
+        assert "<td>column</td><td><code>users.note</code></td><td>unexpected</td>" in page, page[-3000:]
+        assert pg_db.params["login_password"] not in page
         # against a reference host (the canary), and as a gate
-        extra = {"dbops_hosts": "fleet", "dbops_drift_reference_host": "tenant_a", "dbops_drift_fail": True}
+        extra = {"dbops_hosts": "fleet", "dbops_drift_reference_host": "tenant_a", "dbops_drift_fail": True,
+                 "dbops_report_dir": str(reports), "dbops_report_run_id": "drift2"}
         r = ansible.playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
         assert r.rc != 0
         assert "tenant_b: 1 difference: 1 column unexpected (users.note)" in r.stdout, r.stdout[-3000:]
         assert "fleet drift: 2 host(s), 1 in sync, 1 drifted, 0 not compared" in r.stdout
+        # a hostile name in the differences is text in the page, never markup; an unreachable reference is a row
+        # that was not compared
+        tenant_b.execute('ALTER TABLE users ADD COLUMN "<img src=x onerror=alert(1)>" int')
+        extra = {"dbops_hosts": "fleet", "dbops_drift_reference_host": "tenant_a",
+                 "dbops_report_dir": str(reports), "dbops_report_run_id": "drift3"}
+        missing = inventory({"tenant_c": tenant_b}).splitlines()[1].replace(
+            "dbops_database=%s" % other, "dbops_database=dbops_no_such_tenant")
+        r = ansible.playbook(PLAYBOOK, extra_vars=extra, inventory=inv + missing + "\n")
+        assert r.rc == 0, r.stdout[-3000:]
+        page = (reports / "drift3" / "report.html").read_text()
+        assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert '<td class="drift">2 differences</td>' in page
+        assert '<td class="drift">not compared</td>' in page
+        fleet = json.loads((reports / "drift3" / "report.json").read_text())
+        rows = {h["host"]: h for h in fleet["hosts"]}
+        assert rows["tenant_c"]["outcome"] == "failed" and rows["tenant_c"]["failed_step"] == "schema_diff"
+        assert "dbops_no_such_tenant" in rows["tenant_c"]["error"], rows["tenant_c"]
+        assert fleet["summary"]["drifted"] == 1 and fleet["summary"]["drift_compared"] == 2
     finally:
         pg_db.server.drop_database(other)

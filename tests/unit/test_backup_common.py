@@ -486,7 +486,7 @@ def test_background_sync_requested_right_before_close_still_runs_and_raises(tmp_
     monkeypatch.setattr(c.os, "fdatasync", eio)
     fd = os.open(str(tmp_path / "out"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        for _ in range(50):
+        for _round in range(50):
             calls.clear()
             syncer = pl.BackgroundSync(fd, every=10)
             syncer.written(10)

@@ -7,7 +7,7 @@ from ansible.errors import AnsibleError, AnsibleFilterError
 
 from ansible_collections.dbops.maintenance.plugins.filter.change_entry import change_entry
 from ansible_collections.dbops.maintenance.plugins.filter.failure_message import failure_message
-from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks
+from ansible_collections.dbops.maintenance.plugins.filter.fix_checks import fix_checks, schema_objects
 from ansible_collections.dbops.maintenance.plugins.filter.report import host_outcome, production_changes, report_summary
 from ansible_collections.dbops.maintenance.plugins.lookup.connection import connection_args
 
@@ -167,7 +167,9 @@ def test_report_summary_orders_batches_canary_first_and_draws_the_timeline():
                     CHANGES, flavour="mariadb"),
             _record("db3", "failed", 110.0, [("preflight", 1), ("change", 4), ("rollback", 5)], CHANGES[2:3])]
     s = report_summary(rows, ["db1", "db2", "db3", "db4"], [["db1"], ["db2", "db3"]], True)
-    assert s["counts"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 1, "rolled_back": 0, "not_run": 1}
+    assert s["counts"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 1, "rolled_back": 0, "not_run": 1,
+                           "drift_compared": 0, "drifted": 0}
+    assert s["has_drift"] is False and all(h.get("drift_view") is None for h in s["hosts"] if h["outcome"] != "not_run")
     assert [b["label"] for b in s["batches"]] == ["batch 1 (canary)", "batch 2", "not run"]
     assert [[h["host"] for h in b["hosts"]] for b in s["batches"]] == [["db1"], ["db2", "db3"], ["db4"]]
     assert s["check_mode"] is True and s["not_run"] == ["db4"] and s["span_s"] == 20.0
@@ -191,3 +193,57 @@ def test_report_summary_without_batches_or_timeline():
     assert all(h["timeline"] == [] for h in s["hosts"]) and s["span_s"] == 0.0
     # one host alone is not a canary
     assert report_summary([rows[0]], ["b"], [["b"]])["batches"][0]["canary"] is False
+
+
+def test_report_summary_drift_column_labels_counts_and_bounded_values():
+    entries = [{"kind": "column", "name": "users.note", "what": "unexpected", "reference": None,
+                "actual": {"type": "text", "nullable": True}}] * 205
+    rows = [{"host": "a", "changes": [], "drift": {"in_sync": True, "summary": "in sync", "drift": []}},
+            {"host": "b", "changes": [], "drift": {"in_sync": False, "summary": "205 differences", "drift": entries,
+                                                    "sql": ["ALTER TABLE users DROP COLUMN note"]}},
+            {"host": "c", "changes": [], "error": "cannot connect", "drift": {"in_sync": None, "error": "cannot connect"}},
+            {"host": "d", "changes": []}]
+    s = report_summary(rows)
+    views = {h["host"]: h["drift_view"] for h in s["hosts"]}
+    assert s["has_drift"] is True and s["counts"]["drifted"] == 1 and s["counts"]["drift_compared"] == 2
+    assert (views["a"]["label"], views["b"]["label"], views["c"]["label"]) == ("in sync", "205 differences",
+                                                                               "not compared")
+    assert views["d"] is None
+    assert len(views["b"]["rows"]) == 200 and views["b"]["more"] == 5
+    assert views["b"]["rows"][0] == {"kind": "column", "name": "users.note", "what": "unexpected", "reference": "",
+                                     "actual": '{"nullable": true, "type": "text"}'}
+    assert views["b"]["sql"] == ["ALTER TABLE users DROP COLUMN note"]
+    one = report_summary([{"host": "x", "drift": {"in_sync": False, "drift": [{"kind": "view", "name": "v",
+                                                                               "what": "definition",
+                                                                               "reference": "x" * 1000}]}}])
+    view = one["hosts"][0]["drift_view"]
+    assert view["label"] == "1 difference" and len(view["rows"][0]["reference"]) == 303
+    # a record that is not what drift_report.yml writes is not compared, never an error
+    assert report_summary([{"host": "y", "drift": {"drift": "oops"}}])["hosts"][0]["drift_view"]["label"] == "not compared"
+
+
+def test_schema_objects_names_the_objects_as_schema_diff_does():
+    enums = [{"name": "CredentialType", "values": ["PERSONAL_ACCESS_TOKEN"]},
+             {"name": "state", "schema": "Billing", "values": ["x"]},
+             {"table": "t", "column": "c", "values": ["a"]}]
+    columns = [{"table": "shipment_records", "column": "shipmentFile", "type": "varchar(191)"},
+               {"table": "t", "column": "odd name", "state": "absent"}]
+    indexes = [{"name": "orders_user_idx", "table": "orders", "columns": ["user_id"]}]
+    constraints = [{"type": "foreign_key", "table": "quotas", "name": "quotas_user_fk", "columns": ["user_id"]},
+                   {"type": "check", "table": "orders", "name": "orders_total_ck"},
+                   {"type": "unique", "table": "users", "name": "users_email_key"},
+                   {"type": "primary_key", "table": "t", "name": "t_pkey"}]
+    assert schema_objects(enums, columns, indexes, constraints, "postgresql") == [
+        {"kind": "enum", "name": "CredentialType"}, {"kind": "enum", "name": "Billing.state"},
+        {"kind": "column", "name": "shipment_records.shipmentFile"}, {"kind": "column", "name": 't."odd name"'},
+        {"kind": "index", "name": "orders.orders_user_idx"}, {"kind": "foreign_key", "name": "quotas.user_id"},
+        {"kind": "check", "name": "orders.orders_total_ck"}, {"kind": "unique", "name": "users.users_email_key"},
+        {"kind": "index", "name": "users.users_email_key"}, {"kind": "primary_key", "name": "t"}]
+    mysql = schema_objects(enums, [], [], constraints[:1], "mysql")
+    assert mysql == [{"kind": "column", "name": "t.c"}, {"kind": "foreign_key", "name": "quotas.user_id"},
+                     {"kind": "index", "name": "quotas.quotas_user_fk"}]
+    assert schema_objects(None, None, None, None, "sqlite") == []
+    with pytest.raises(AnsibleFilterError, match="dbops_columns item 0 is a str"):
+        schema_objects([], ["t.c"], [], [], "sqlite")
+    with pytest.raises(AnsibleFilterError, match="engine must be"):
+        schema_objects([], engine="oracle")

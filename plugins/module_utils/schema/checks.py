@@ -28,6 +28,8 @@ def validate_expected(expected):
             raise DbopsError('schema.expected[%d] has unknown key(s) %s (an entry has %s).'
                              % (i, ', '.join(sorted(str(k) for k in unknown)), ', '.join(ENTRY_KEYS)))
         for key in ('kind', 'name', 'what'):
+            if key == 'what' and key not in e:
+                continue  # the whole object: every difference of it is declared
             if not isinstance(e.get(key), str) or not e.get(key):
                 raise DbopsError('schema.expected[%d].%s must be a non-empty text.' % (i, key))
         if e['kind'] not in compare.COMPARED:
@@ -54,13 +56,18 @@ def verify_schema(db, spec, check):
     matches = compare.ignore_matcher(spec.get('ignore'), run.history_tables(dict(tool=None)))
     drift = compare.diff(ref.without(matches), actual.without(matches))
     unexplained = []
-    left = list(expected)
+    left = [e for e in expected if 'what' in e]
+    # An entry without `what` allows a change of the whole object (kind and name): it explains every difference
+    # of that object and requires none (the maintenance playbook declares every object its fixes may touch; on a
+    # host where one was already right it does not differ, and whether the fix took is the fix checks' proof).
+    objects = [e for e in expected if 'what' not in e]
     for d in drift:
         hit = next((e for e in left if compare.entry_key(e) == compare.entry_key(d) and _matches(e, d)), None)
-        if hit is None:
-            unexplained.append(d)
-        else:
+        if hit is not None:
             left.remove(hit)
+            continue
+        if not any((e['kind'], e['name']) == (d.get('kind'), d.get('name')) for e in objects):
+            unexplained.append(d)
     ok = not unexplained and not left
     if ok:
         msg = ('the schema equals the snapshot' if not drift else
@@ -71,10 +78,11 @@ def verify_schema(db, spec, check):
         if unexplained:
             parts.append('not declared: %s' % compare.summary(unexplained))
         if left:
-            parts.append('declared but not found: %s' % ', '.join('%s %s %s' % compare.entry_key(e) for e in left))
+            parts.append('declared but not found: %s' % ', '.join(
+                ' '.join(str(x) for x in compare.entry_key(e) if x is not None) for e in left))
         msg = '; '.join(parts)
     return check('schema %s' % spec['snapshot'], 'schema', ok,
-                 [dict((k, e[k]) for k in ('kind', 'name', 'what')) for e in expected] or 'no difference',
+                 [dict((k, e[k]) for k in ('kind', 'name', 'what') if k in e) for e in expected] or 'no difference',
                  drift, msg)
 
 

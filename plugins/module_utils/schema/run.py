@@ -181,6 +181,21 @@ def run(module):
                           counts=dict(actual=actual.counts()))
             return result
         reference, extra = reference_snapshot(module, target)
+        if p['reference'] == 'migrations' and p['tool'] in shadow.CODE_TOOLS:
+            # The application's command ran with an environment of the user's: make sure it did not migrate the
+            # target instead of the shadow (schema_diff never writes to the target itself).
+            moved = compare.diff(actual, read_database(target))
+            if moved:
+                raise DbopsError('The %s command changed the database %s while it replayed into the shadow (%s): its '
+                                 'environment or configuration points at this database. Check what it did; point it '
+                                 'at the shadow with the shadow_url / shadow_database tokens in environment.'
+                                 % (p['tool'], p['database'], compare.summary(moved)), moved=moved)
+            pending = extra['shadow'].get('pending')
+            if pending:
+                raise DbopsError('The %s command left %d migration(s) pending in the shadow database (%s): does it '
+                                 'take its database from the environment given? (The shadow database is dropped.)'
+                                 % (p['tool'], len(pending), ', '.join(str(x) for x in pending[:5])),
+                                 shadow=extra['shadow'])
     finally:
         close(target)
     result.update(extra)

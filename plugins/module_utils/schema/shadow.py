@@ -9,8 +9,12 @@ with the target's encoding / character set and collation, always dropped (also a
 interrupt: SIGTERM/SIGINT/SIGHUP become an exception, so the finally clause runs); for SQLite a file in a private
 0700 temporary directory, removed. The migrations are replayed by migration_apply's own engine
 (migrations/apply.apply: the statements each tool sends, with its history rows) with create_table and without the
-lint gate; shadow_setup (SQL) runs in the shadow first, for the objects no migration creates. Only the SQL-file
-tools replay natively; code-migration tools are refused (use a snapshot or a reference database).
+lint gate; shadow_setup (SQL) runs in the shadow first, for the objects no migration creates. The SQL-file tools
+replay natively; the code-migration tools (alembic, Django, knex, Rails) replay through migration_apply's `command`
+path: the application's own command, given the shadow's connection in `environment` through {shadow_*} tokens
+(a replay whose environment names no token is refused, so the command cannot silently migrate the database its
+own configuration names). The target's schema is read again after the command: a command that changed it fails
+the run loudly.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+from urllib.parse import quote
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
@@ -89,11 +94,53 @@ def shadow_server_params(module):
     return out
 
 
-def refuse_code_tool(tool):
-    if tool in CODE_TOOLS:
-        raise DbopsError('%s migrations are code: schema_diff replays the SQL-file tools only (prisma, dbmate, '
-                         'golang-migrate, goose, sqlx, flyway). Compare with reference: snapshot (a snapshot of a '
-                         'database migrated with the application\'s own command) or reference: database.' % tool)
+SHADOW_TOKENS = ('shadow_url', 'shadow_database', 'shadow_host', 'shadow_port', 'shadow_user', 'shadow_password')
+DEFAULT_COMMAND_TIMEOUT = 900.0
+
+
+def refuse_code_tool(params):
+    """A code-migration tool replays only through its command, told the shadow's connection explicitly."""
+    tool = params['tool']
+    if tool not in CODE_TOOLS:
+        return
+    if not params.get('command'):
+        raise DbopsError('%s migrations are code: give command (the application\'s own migrate command, as for '
+                         'migration_apply) and environment naming the shadow database with {shadow_url} or '
+                         '{shadow_database} etc., or compare with reference: snapshot / reference: database.' % tool)
+    env = params.get('environment') or {}
+    if not any('{%s}' % t in str(v) for v in env.values() for t in SHADOW_TOKENS):
+        raise DbopsError('environment names no shadow token ({%s}): the %s command would take its database from '
+                         'its own configuration, which may be production. Point it at the shadow, e.g. '
+                         'environment: {DATABASE_URL: "{shadow_url}"}. Nothing was created.'
+                         % ('}, {'.join(SHADOW_TOKENS), tool))
+
+
+def shadow_values(engine, params):
+    """The {shadow_*} token values for the command's environment (shadow_url percent-encoded)."""
+    db = params['database']
+    if engine == 'sqlite':
+        return dict(shadow_url='sqlite:///' + db, shadow_database=db, shadow_host='', shadow_port='',
+                    shadow_user='', shadow_password='')
+    host = params.get('login_host') or '127.0.0.1'
+    port = params.get('login_port') or (5432 if engine == 'postgresql' else 3306)
+    user = params.get('login_user') or ''
+    password = params.get('login_password') or ''
+    auth = quote(user, safe='') + ((':' + quote(password, safe='')) if password else '')
+    netloc = (auth + '@' if auth else '') + ('[%s]' % host if ':' in host else host) + ':%s' % port
+    scheme = 'postgresql' if engine == 'postgresql' else 'mysql'
+    return dict(shadow_url='%s://%s/%s' % (scheme, netloc, quote(db, safe='')), shadow_database=db,
+                shadow_host=host, shadow_port=str(port), shadow_user=user, shadow_password=password)
+
+
+def shadow_environment(environment, values):
+    """environment with each {shadow_*} token replaced (plain text replacement: no other brace is read)."""
+    out = {}
+    for key, value in (environment or {}).items():
+        text = str(value)
+        for token in SHADOW_TOKENS:
+            text = text.replace('{%s}' % token, values[token])
+        out[str(key)] = text
+    return out
 
 
 def replay(module, target, read_snapshot, shadow_setup=None):
@@ -103,7 +150,8 @@ def replay(module, target, read_snapshot, shadow_setup=None):
     raises; a failing replay raises DbopsError naming the migration and the statement."""
     from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import apply as apply_mod
     p = module.params
-    refuse_code_tool(p['tool'])
+    refuse_code_tool(p)
+    code = p['tool'] in CODE_TOOLS
     if not p.get('migrations_path'):
         raise DbopsError('reference: migrations needs migrations_path (the %s migrations directory).' % p['tool'])
     if not os.path.isdir(p['migrations_path']):
@@ -130,7 +178,17 @@ def replay(module, target, read_snapshot, shadow_setup=None):
             info.update(name=name, created=True)
             params = dict(server, database=name)
         params.update(create_table=True, lint=False, to=None, command=None)
-        shadow = connect(module, params, module.secrets())
+        hidden = list(module.secrets())
+        if code:
+            # The application's command creates its own history table; it is told the shadow through environment.
+            values = shadow_values(p['engine'], params)
+            params.update(create_table=False, command=p['command'], chdir=p.get('chdir'),
+                          command_timeout=p.get('command_timeout') or DEFAULT_COMMAND_TIMEOUT,
+                          environment=shadow_environment(p.get('environment'), values))
+            if values['shadow_password']:
+                # the encoded forms too: the command's output is redacted of them as of the password
+                hidden += [values['shadow_url'], quote(values['shadow_password'], safe='')]
+        shadow = connect(module, params, sorted(set(hidden), key=len, reverse=True))
         if p['engine'] == 'postgresql' and p.get('schema'):
             shadow.execute('CREATE SCHEMA IF NOT EXISTS %s' % quote_pg(p['schema']))
         if shadow_setup:
@@ -143,7 +201,17 @@ def replay(module, target, read_snapshot, shadow_setup=None):
                              'statement: %s - %s. (The shadow database is dropped; the target was not touched.)'
                              % (p['tool'], fm.get('file') or fm.get('name'), _short(fm.get('statement')),
                                 fm.get('error') or e), failed_migration=fm)
+        except DbopsError as e:
+            if not code:
+                raise
+            raise DbopsError('Replaying the %s migrations into the shadow database with %s failed: %s%s (The shadow '
+                             'database is dropped.)' % (p['tool'], ' '.join(p['command']), e,
+                                                        _output(e.details)), rc=e.details.get('rc'))
         info['applied'] = [a['name'] for a in out.get('applied', [])]
+        if code:
+            # run.run checks, after the target was read again, that nothing is left pending
+            info['command'] = dict(rc=out.get('rc'), duration=out.get('duration'))
+            info['pending'] = list(out.get('pending') or [])
         result = read_snapshot(shadow)
     except BaseException as e:  # pylint: disable=broad-except
         failure = e
@@ -211,6 +279,12 @@ def run_setup(shadow, text):
     except scripts.ScriptFailed as e:
         raise DbopsError('shadow_setup failed in the shadow database, statement: %s - %s. (The shadow database '
                          'is dropped; the target was not touched.)' % (_short(e.statement), e.error))
+
+
+def _output(details):
+    """The end of the command's error output, for the message (already redacted by run_command)."""
+    err = (details.get('stderr') or details.get('stdout') or '').strip()
+    return (' Output: ...%s.' % err[-800:]) if err else ''
 
 
 def _short(text, n=300):

@@ -222,9 +222,10 @@ class MysqlConnection:
     # metadata lock our statement waits for are known exactly (metadata_locks, read during the
     # wait). Without it (MariaDB's default), the candidates are the sessions of the same database
     # with an InnoDB transaction open since before the wait (INNODB_TRX, read while our session is
-    # seen waiting for a metadata lock, and again after the timeout if that found none): they hold the metadata locks of every table they touched, but some of them may not
-    # touch ours, and a blocker whose default database is another one is not seen (the module then
-    # pauses instead of watching).
+    # seen waiting for a metadata lock, and again after the timeout if that found none): they hold
+    # the metadata locks of every table they touched, but some of them may not touch ours, and a
+    # blocker whose default database is another one is not seen (the module then pauses instead of
+    # watching).
     MDL_HOLDERS = (
         "SELECT DISTINCT t.PROCESSLIST_ID, t.PROCESSLIST_USER, t.PROCESSLIST_COMMAND, CAST(x.trx_started AS CHAR), "
         "LEFT(COALESCE(t.PROCESSLIST_INFO, x.trx_query, s.SQL_TEXT), 2000), "
