@@ -39,6 +39,9 @@ def fix_checks(declarations, kind):
     return checks
 
 
+OMIT = '__omit_place_holder__'
+
+
 def _display(engine, parts):
     """The name schema_diff gives the object (snapshot.display): PostgreSQL's public schema left out, parts that
     are not plain identifiers double-quoted."""
@@ -72,27 +75,36 @@ def schema_objects(enums, columns=None, indexes=None, constraints=None, engine='
     out = []
 
     def add(kind, *parts):
-        if all(isinstance(p, str) and p for p in parts):
+        if all(isinstance(p, str) and p and not p.startswith(OMIT) for p in parts):
             entry = {'kind': kind, 'name': _display(engine, parts)}
             if entry not in out:
                 out.append(entry)
 
+    def given(item, key):
+        """The item's key, None when unset or omitted (a playbook's `default(omit)` inside a list of dicts stays
+        a placeholder until the module runs)."""
+        value = item.get(key)
+        if isinstance(value, str):
+            return None if value.startswith(OMIT) else value
+        # ansible-core 2.19 hands the filter its Omit object itself
+        return value if isinstance(value, (list, tuple, dict, int, float)) else None
+
     def where(item, *rest):
-        return ((item.get('schema') or 'public',) if pg else ()) + rest
+        return ((given(item, 'schema') or 'public',) if pg else ()) + rest
 
     for e in _items(enums, 'dbops_enums'):
-        if e.get('name') and pg:
-            add('enum', *where(e, e['name']))
-        elif e.get('table') and e.get('column') and not pg:
-            add('column', e['table'], e['column'])
+        if given(e, 'name') and pg:
+            add('enum', *where(e, given(e, 'name')))
+        elif given(e, 'table') and given(e, 'column') and not pg:
+            add('column', given(e, 'table'), given(e, 'column'))
     for c in _items(columns, 'dbops_columns'):
-        add('column', *where(c, c.get('table'), c.get('column')))
+        add('column', *where(c, given(c, 'table'), given(c, 'column')))
     for i in _items(indexes, 'dbops_indexes'):
-        add('index', *where(i, i.get('table'), i.get('name')))
+        add('index', *where(i, given(i, 'table'), given(i, 'name')))
     for c in _items(constraints, 'dbops_constraints'):
-        kind, table, name = c.get('type'), c.get('table'), c.get('name')
+        kind, table, name = given(c, 'type'), given(c, 'table'), given(c, 'name')
         if kind == 'foreign_key':
-            cols = c.get('columns')
+            cols = given(c, 'columns')
             if isinstance(cols, (list, tuple)) and cols and all(isinstance(x, str) for x in cols):
                 add('foreign_key', *where(c, table, ','.join(cols)))
             if not pg:

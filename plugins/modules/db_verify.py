@@ -179,9 +179,9 @@ options:
           - The declared change, as drift entries in the format schema_diff returns them - C(kind), C(name), C(what)
             (C(missing) - in the snapshot only, C(unexpected) - new in the database, or the attribute that
             changed) and, optionally, C(reference) and C(actual), which must then be equal too.
-          - An entry without C(what) allows a change of the whole object (C(kind) and C(name)), for example
+          - "An entry without C(what) allows a change of the whole object (C(kind) and C(name)), for example
             C({kind: enum, name: CredentialType}) - every difference of that object is declared, and none is required
-            (the verify role declares so every object the fixes of the maintenance playbook may touch).
+            (the verify role declares so every object the fixes of the maintenance playbook may touch)."
         type: list
         elements: dict
         default: []

@@ -263,8 +263,8 @@ def test_schema_proof_nothing_but_the_declared_change(ansible, pg_db, tmp_path):
     pg_db.execute("CREATE EVENT TRIGGER dbops_t_sneak ON ddl_command_end WHEN TAG IN ('ALTER TYPE') "
                   "EXECUTE FUNCTION dbops_t_sneaky()")
     try:
-        r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=dict(extra, dbops_enum_values="SESSION_TOKEN",
-                                                                          dbops_report_run_id="proof2"))
+        again = dict(extra, dbops_enum_values="SESSION_TOKEN", dbops_report_run_id="proof2")
+        r = ansible.playbook(PLAYBOOKS / "enum_fix.yml", extra_vars=again)
         assert r.rc != 0, r.stdout[-4000:]
         host = [rep for rep in reports(tmp_path) if rep["run_id"] == "proof2"][0]["hosts"][0]
         assert host["outcome"] == "rolled_back", json.dumps(host, indent=1)[:3000]

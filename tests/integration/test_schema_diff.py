@@ -767,14 +767,20 @@ def url_of(db):
                                     p["login_host"], p["login_port"], p["database"])
 
 
-@pytest.mark.parametrize("engine", ["server", "sqlite"])
-def test_code_tool_replay_alembic(ansible, request, tmp_path, engine):
+def test_code_tool_replay_alembic(ansible, db, tmp_path):
     """The real alembic replays its migrations into the shadow (told by {shadow_url}): in sync after a clean
     upgrade, a column added by hand is drift, the shadow is gone, the target untouched; a command that migrates
     the target instead (its environment names production) fails loudly."""
+    alembic_replay(ansible, db, tmp_path)
+
+
+def test_code_tool_replay_alembic_sqlite(ansible, sqlite_db, tmp_path):
+    alembic_replay(ansible, sqlite_db, tmp_path)
+
+
+def alembic_replay(ansible, d, tmp_path):
     if not ALEMBIC.exists():
         pytest.skip("alembic is not installed (%s): run scripts/install-conformance-tools.sh" % ALEMBIC)
-    d = request.getfixturevalue("db" if engine == "server" else "sqlite_db")
     proj, versions = alembic_project(tmp_path, [("001_users", "users"), ("002_orders", "orders")])
     up = [str(ALEMBIC), "upgrade", "head"]
     apply(ansible, d, "alembic", versions, command=up, chdir=str(proj), environment={"DATABASE_URL": url_of(d)},
@@ -795,7 +801,7 @@ def test_code_tool_replay_alembic(ansible, request, tmp_path, engine):
         ("column", "users.note", "unexpected")], r["drift"]
     # the command's environment names the target: it migrates it, and schema_diff says so loudly
     alembic_project(tmp_path, [("001_users", "users"), ("002_orders", "orders"), ("003_items", "items")])
-    wrong = dict(replay, environment={"DATABASE_URL": url_of(d), "DBOPS_UNUSED": "{shadow_database}"})
+    wrong = {**replay, "environment": {"DATABASE_URL": url_of(d), "DBOPS_UNUSED": "{shadow_database}"}}
     r = diff(ansible, d, fail=True, **wrong)
     assert "command changed the database" in r["msg"] and "1 table unexpected (items)" in r["msg"], r["msg"]
     if d.engine != "sqlite":
