@@ -778,6 +778,18 @@ def test_code_tool_replay_alembic_sqlite(ansible, sqlite_db, tmp_path):
     alembic_replay(ansible, sqlite_db, tmp_path)
 
 
+def test_code_tool_replay_killed_after_command_timeout_drops_the_shadow(ansible, db, tmp_path):
+    """A fault mid-way: the command hangs, command_timeout kills it, the run fails naming it, the shadow is gone."""
+    names = shadows(db)
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    r = diff(ansible, db, fail=True, reference="migrations", tool="alembic", migrations_path=str(versions),
+             command=["sleep", "60"], command_timeout=1, environment={"DATABASE_URL": "{shadow_url}"})
+    assert "did not finish within command_timeout=1" in r["msg"] and "shadow database is dropped" in r["msg"], r["msg"]
+    assert r["shadow"]["dropped"] is True and shadows(db) == names
+    assert db.params["login_password"] not in json.dumps(r)
+
+
 def alembic_replay(ansible, d, tmp_path):
     if not ALEMBIC.exists():
         pytest.skip("alembic is not installed (%s): run scripts/install-conformance-tools.sh" % ALEMBIC)
