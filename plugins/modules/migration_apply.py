@@ -136,8 +136,10 @@ options:
     type: dict
   command_timeout:
     description:
-      - Seconds O(command) may run; after that it is killed and the run fails.
+      - Seconds O(command) may run; after that it is killed and the run fails. Every subprocess the collection
+        starts is bounded in time; raise it for a long data migration.
     type: float
+    default: 3600.0
   create_table:
     description:
       - Create the history table when it is missing, with the tool's own DDL (the tools create it on their
@@ -289,7 +291,7 @@ def argument_spec():
         command=dict(type='list', elements='str'),
         chdir=dict(type='path'),
         environment=dict(type='dict', no_log=True),
-        command_timeout=dict(type='float'),
+        command_timeout=dict(type='float', default=3600.0),
     )
 
 
