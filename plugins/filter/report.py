@@ -113,8 +113,8 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     record with ``production`` (its production changes and their statements), ``statements`` (their count),
     ``open`` (show the statements without a click: failed or changed hosts) and ``timeline`` (bar segments,
     percent of the run's span) and ``drift_view`` (the schema drift recorded by playbooks/drift_report.yml: label,
-    entries as text, statements; None when not compared). ``counts`` also has ``drift_compared`` and ``drifted``,
-    and ``has_drift`` says whether any host's schema was compared.
+    entries as text, statements; None when not compared). ``drift`` counts the hosts ``compared`` and
+    ``drifted``, and ``has_drift`` says whether any host has a drift record.
     """
     rows = [r for r in (rows or []) if isinstance(r, dict)]
     names = [r.get('host') for r in rows]
@@ -160,9 +160,9 @@ def report_summary(rows, hosts_all=None, batches=None, check_mode=False):
     for o in OUTCOMES:
         counts[o] = sum(1 for h in by_host.values() if h['outcome'] == o)
     drift_views = [h['drift_view'] for h in by_host.values() if h['drift_view']]
-    counts['drift_compared'] = sum(1 for d in drift_views if d['compared'])
-    counts['drifted'] = sum(1 for d in drift_views if d['drifted'])
-    return {'counts': counts, 'has_drift': bool(drift_views), 'check_mode': bool(check_mode), 'batches': out_batches, 'order': ordered,
+    drift = {'compared': sum(1 for d in drift_views if d['compared']),
+             'drifted': sum(1 for d in drift_views if d['drifted'])}
+    return {'counts': counts, 'has_drift': bool(drift_views), 'drift': drift, 'check_mode': bool(check_mode), 'batches': out_batches, 'order': ordered,
             'hosts': [by_host[h] for members in ordered for h in members], 'not_run': not_run,
             'span_s': round(span, 1) if starts else 0.0, 'phases': list(PHASES)}
 

@@ -303,11 +303,11 @@ def test_maintenance_tags_run_one_phase(ansible, sqlite_db, tmp_path):
 TIMING_PLUGINS = Path(__file__).resolve().parents[2] / "bench" / "callback_plugins"
 
 
-def maintenance(ansible, extra, tmp_path, run_id, **kw):
+def maintenance(ansible, extra, tmp_path, run_id, env_extra=None, **kw):
     """maintenance.yml with the fleet_timing callback: (result, module runs per task name, report host row)."""
     timing = tmp_path / ("timing-%s.json" % run_id)
     env = {"ANSIBLE_CALLBACK_PLUGINS": str(TIMING_PLUGINS), "ANSIBLE_CALLBACKS_ENABLED": "fleet_timing",
-           "FLEET_TIMING_OUT": str(timing)}
+           "FLEET_TIMING_OUT": str(timing), **(env_extra or {})}
     r = ansible.playbook(PLAYBOOKS / "maintenance.yml", extra_vars=dict(extra, dbops_report_run_id=run_id), env=env, **kw)
     data = json.loads(timing.read_text())
     runs = [t["action"] for t in data["tasks"] if t["action"].startswith("dbops.maintenance.")
@@ -362,12 +362,16 @@ def fast_path_case(ansible, db, tmp_path):
     assert runs == ["dbops.maintenance.state_check"], runs
     assert re.search(r"TASK \[Full path \(the state differs\)\][^\n]*\nskipping: ", r.stdout), r.stdout[-3000:]
     assert fast["outcome"] == "unchanged" and fast["checks"]["failed"] == 0 and fast["checks"]["passed"] >= 2, fast
+    assert fast["path"] == "fast" and row["path"] == "full", (fast["path"], row["path"])
+    # skipping tags that are not a phase's (molecule always passes these) keeps the fast path
+    r, runs, _row = maintenance(ansible, extra, tmp_path, "fast-skip", env_extra={"ANSIBLE_SKIP_TAGS": "molecule-notest,notest"})
+    assert r.rc == 0 and runs == ["dbops.maintenance.state_check"], (runs, r.stdout[-3000:])
     assert len(manifests(tmp_path)) == 1
     # 3. The same state through the full path: the same report row.
     r, runs, full = maintenance(ansible, dict(extra, dbops_fast_path=False), tmp_path, "full")
     assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
     assert "dbops.maintenance.state_check" not in runs and len(runs) >= 3, runs
-    assert comparable(fast) == comparable(full)
+    assert comparable(fast) == comparable(full) and full["path"] == "full"
     # 4. A column that exists with another definition: the plan refuses, so the full path, which fails there.
     col = dict(extra["dbops_columns"][0], type="integer" if db.params["engine"] != "mysql" else "int")
     r, runs, row = maintenance(ansible, dict(extra, dbops_columns=[col]), tmp_path, "refused")

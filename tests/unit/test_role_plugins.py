@@ -167,9 +167,9 @@ def test_report_summary_orders_batches_canary_first_and_draws_the_timeline():
                     CHANGES, flavour="mariadb"),
             _record("db3", "failed", 110.0, [("preflight", 1), ("change", 4), ("rollback", 5)], CHANGES[2:3])]
     s = report_summary(rows, ["db1", "db2", "db3", "db4"], [["db1"], ["db2", "db3"]], True)
-    assert s["counts"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 1, "rolled_back": 0, "not_run": 1,
-                           "drift_compared": 0, "drifted": 0}
-    assert s["has_drift"] is False and all(h.get("drift_view") is None for h in s["hosts"] if h["outcome"] != "not_run")
+    assert s["counts"] == {"hosts": 4, "changed": 1, "unchanged": 1, "failed": 1, "rolled_back": 0, "not_run": 1}
+    assert s["drift"] == {"compared": 0, "drifted": 0} and s["has_drift"] is False
+    assert all(h.get("drift_view") is None for h in s["hosts"] if h["outcome"] != "not_run")
     assert [b["label"] for b in s["batches"]] == ["batch 1 (canary)", "batch 2", "not run"]
     assert [[h["host"] for h in b["hosts"]] for b in s["batches"]] == [["db1"], ["db2", "db3"], ["db4"]]
     assert s["check_mode"] is True and s["not_run"] == ["db4"] and s["span_s"] == 20.0
@@ -205,7 +205,7 @@ def test_report_summary_drift_column_labels_counts_and_bounded_values():
             {"host": "d", "changes": []}]
     s = report_summary(rows)
     views = {h["host"]: h["drift_view"] for h in s["hosts"]}
-    assert s["has_drift"] is True and s["counts"]["drifted"] == 1 and s["counts"]["drift_compared"] == 2
+    assert s["has_drift"] is True and s["drift"] == {"compared": 2, "drifted": 1}
     assert (views["a"]["label"], views["b"]["label"], views["c"]["label"]) == ("in sync", "205 differences",
                                                                                "not compared")
     assert views["d"] is None

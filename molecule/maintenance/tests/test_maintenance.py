@@ -199,6 +199,9 @@ def test_reports_first_changed_then_unchanged(fleet):
         assert {h["host"]: h["outcome"] for h in later["hosts"]} == {n: "unchanged" for n in fleet.names()}, run
         assert all(not h["backup"] for h in later["hosts"]), run
         assert later["summary"]["unchanged"] == len(fleet.names())
+        # maintenance.yml's fast path: each host found in its desired state by one module run (state_check)
+        assert {h["host"]: h.get("path") for h in later["hosts"]} == {n: "fast" for n in fleet.names()}, run
+    assert {h["host"]: h.get("path") for h in first["hosts"]} == {n: "full" for n in fleet.names()}
 
 
 def test_column_already_there_was_not_changed():
