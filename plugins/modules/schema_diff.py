@@ -215,7 +215,8 @@ attributes:
   check_mode:
     support: full
     description: Compares as in a real run (the shadow database is created and dropped, the database is only read);
-      O(snapshot_dest) is not written.
+      O(snapshot_dest) is not written. With O(command), the command runs in check mode too - into the shadow, which
+      the O(environment) tokens name.
   diff_mode:
     support: full
     description: The differing objects as text, the reference's (before) and the database's (after).
