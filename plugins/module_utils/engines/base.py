@@ -229,6 +229,9 @@ class Adapter:
         """Run one changing statement; raise LockTimeout / Unsupported as appropriate."""
         raise NotImplementedError
 
+    def prepare_blocker_watch(self):
+        """Open what the blocker watch reads from (the engine's monitoring connection), before any wait."""
+
     def lock_blockers(self):
         """Who blocked the last statement that timed out (list of dicts), if the engine can tell.
 
@@ -303,6 +306,15 @@ class Adapter:
         history: the statement is migration_status/migration_resolve's history transaction
         (its message says so).
         """
+        if not getattr(self, '_watch_prepared', False):
+            # The monitoring connection is opened before the first statement that may wait, not at the first poll
+            # of a wait: on a loaded machine connecting took longer than a short lock wait, and the blockers of
+            # the first lock timeout went unseen. One connection per run that changes something.
+            self._watch_prepared = True
+            try:
+                self.prepare_blocker_watch()
+            except Exception:  # pylint: disable=broad-except
+                pass  # the watch connects again at its first poll; the blockers may then stay unknown
         retries = self.params.get('lock_retries') or 0
         total = self.params.get('lock_wait_total')
         t0 = time.monotonic()

@@ -349,6 +349,10 @@ class MysqlConnection:
         finally:
             self._trx_read_at = time.monotonic()
 
+    def prepare_blocker_watch(self):
+        self._monitor()
+        self.metadata_locks_on()
+
     def lock_blockers(self):
         return getattr(self, '_last_blockers', [])
 

@@ -196,6 +196,9 @@ class PostgresConnection:
             self._monitor_conn = psycopg.connect(autocommit=True, **kw)
         return self._monitor_conn
 
+    def prepare_blocker_watch(self):
+        self._monitor()
+
     def lock_blockers(self):
         return getattr(self, '_last_blockers', [])
 
