@@ -62,10 +62,10 @@ class Scene:
         self.holders.append(conn)
         return conn, ident
 
-    def start(self):
+    def start(self, env=None):
         self.view.start()
         self.view.first.wait(30)
-        self.run = ModuleRun(self.ansible, COLUMN, self.args)
+        self.run = ModuleRun(self.ansible, COLUMN, self.args, env=env)
         self.run.start()
 
     def wait_queueing(self, n):
@@ -344,3 +344,58 @@ def test_mariadb_performance_schema_never_released_names_blocker(ansible, ps_db)
     assert r["failed"] and "lock_wait_total=3" in r["msg"] and "pid %d" % pid in r["msg"], r
     assert len(r["attempts"]) == 1 and r["attempts"][0]["blockers"][0]["seen_by"] == "metadata_locks"
     assert column_count(db, "note") == 0
+
+
+# --- blockers found after the timeout -------------------------------------------------------------------
+# On a loaded machine a short lock wait can end before the watch's first look reaches the server. The
+# blocker still holds its lock then, so the module finds it afterwards: PostgreSQL from pg_locks (who holds
+# a lock that conflicts with what the statement asks for), MariaDB without performance_schema from
+# INNODB_TRX. DBOPS_BLOCKER_WATCH_OFF=1 keeps the watch from looking during the wait, so that path is taken
+# every time, whatever the machine's load.
+WATCH_OFF = {"DBOPS_BLOCKER_WATCH_OFF": "1"}
+
+
+def test_blocker_found_after_the_timeout_named_and_watched_until_gone(ansible, db):
+    make_orders(db)
+    db.execute("CREATE TABLE other (id int)")
+    s = Scene(ansible, db, lock_timeout=0.3, lock_retries=5, lock_wait_total=300)
+    try:
+        _c, pid = s.hold([blocker_sql(db, "report job")])
+        if db.engine == "postgresql":  # a transaction that holds a lock on another table only: not a blocker
+            _o, other_pid = s.hold(["SELECT count(*) FROM other"])
+        s.start(env=WATCH_OFF)
+        assert s.wait_queueing(1) and s.wait_watching(), s.run.result
+        assert not s.run.done.is_set(), s.run.result
+        s.holders[0].commit()
+        r = s.run.wait()
+    finally:
+        s.close()
+    assert r["changed"] is True, r
+    assert len(r["attempts"]) == 1 and r["attempts"][0]["requeued"] == "blockers gone", r["attempts"]
+    b = r["attempts"][0]["blockers"]
+    assert [x["pid"] for x in b] == [pid], b
+    assert b[0]["seen_by"] == ("pg_locks" if db.engine == "postgresql" else "innodb_trx"), b
+    if db.engine == "postgresql":
+        assert other_pid not in [x["pid"] for x in b] and "report job" in b[0]["query"], b
+    assert column_count(db, "note") == 1
+
+
+def test_pg_enum_blocker_found_after_the_timeout_by_its_type_lock(ansible, pg_db):
+    db = pg_db
+    db.execute("CREATE TYPE mood AS ENUM ('ok')")
+    db.execute("CREATE TABLE people (m mood)")
+    blocker, pid = hold_transaction(db, ["ALTER TYPE mood ADD VALUE 'meh'"])
+    reader, reader_pid = hold_transaction(db, ["SELECT count(*) FROM people"])  # uses the type, locks no type
+    try:
+        r = ModuleRun(ansible, "dbops.maintenance.enum_add",
+                      dict(db.params, name="mood", values=["sad"], lock_timeout=0.3, lock_retries=0),
+                      env=WATCH_OFF).start_and_wait()
+    finally:
+        for c in (blocker, reader):
+            c.rollback()
+            c.close()
+    assert r["failed"] and "lock_timeout=0.3" in r["msg"] and "pid %d" % pid in r["msg"], r
+    b = r["attempts"][0]["blockers"]
+    assert [(x["pid"], x["seen_by"]) for x in b] == [(pid, "pg_locks")] and reader_pid != pid, b
+    assert [x[0] for x in db.query("SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                                   "WHERE t.typname = 'mood'")] == ["ok"]

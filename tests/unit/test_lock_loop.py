@@ -165,3 +165,36 @@ def test_redact_query_cuts_to_length():
     out = redact.redact_query("SELECT " + ", ".join("c%d" % i for i in range(500)) + " FROM t", "postgresql")
     assert len(out) <= redact.BLOCKER_QUERY_MAX and out.endswith("...")
     assert redact.redact_query(None, "postgresql") is None
+
+
+# --- engines/postgresql/locks.py: which lock a statement asks for (blockers found after a timeout) ----------
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.postgresql import locks  # noqa: E402
+
+
+@pytest.mark.parametrize("statement, expected", [
+    ('ALTER TYPE "CredentialType" ADD VALUE \'PAT\'', [("type", '"CredentialType"', locks.EXCLUSIVE)]),
+    ("ALTER TABLE app.orders ADD COLUMN note text", [("relation", '"app"."orders"', locks.ACCESS_EXCLUSIVE)]),
+    ("ALTER TABLE orders VALIDATE CONSTRAINT c", [("relation", '"orders"', locks.SHARE_UPDATE_EXCLUSIVE)]),
+    ("ALTER TABLE orders VALIDATE CONSTRAINT c, ADD COLUMN x int",
+     [("relation", '"orders"', locks.ACCESS_EXCLUSIVE)]),
+    ("ALTER TABLE orders ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES users (id) NOT VALID",
+     [("relation", '"orders"', locks.SHARE_ROW_EXCLUSIVE), ("relation", '"users"', locks.SHARE_ROW_EXCLUSIVE)]),
+    ("CREATE INDEX CONCURRENTLY i ON orders (total)", [("relation", '"orders"', locks.SHARE_UPDATE_EXCLUSIVE)]),
+    ("CREATE INDEX i ON orders (total)", [("relation", '"orders"', locks.SHARE)]),
+    ('INSERT INTO "_prisma_migrations" (id) VALUES (1)', [("relation", '"_prisma_migrations"', locks.ROW_EXCLUSIVE)]),
+    ('ALTER TABLE "we""ird" ADD COLUMN x int', [("relation", '"we""ird"', locks.ACCESS_EXCLUSIVE)]),
+    ("SELECT 1; DROP TABLE orders", []),   # not one statement: unknown, never guessed
+    ("CREATE TABLE t (id int)", []),       # a kind not in the table: unknown
+    ("not sql at all", []),
+])
+def test_pg_lock_requests(statement, expected):
+    assert locks.lock_requests(statement) == expected
+
+
+def test_pg_conflict_table_is_symmetric_and_readers_only_block_access_exclusive():
+    for a, conflicts in locks.CONFLICTS.items():
+        for b in conflicts:
+            assert a in locks.CONFLICTS[b], (a, b)
+    assert locks.CONFLICTS[locks.ACCESS_SHARE] == (locks.ACCESS_EXCLUSIVE,)
+    (_q, params), = locks.holder_queries("CREATE INDEX i ON orders (total)")
+    assert "AccessShareLock" not in params["modes"] and "RowExclusiveLock" in params["modes"]

@@ -7,6 +7,7 @@ connection.py  connecting, the watchdog, running one statement, lock blockers, t
 catalog.py     reading the catalog: schemas, tables, columns, enum types; db_verify's read-only reads
 ddl.py         planning enum_add and column_ensure (and the probes behind the plans)
 history.py     the migration history table (migration_status / migration_resolve)
+locks.py       which lock a statement asks for, and who holds a conflicting one (blockers after a lock timeout)
 """
 
 from __future__ import annotations

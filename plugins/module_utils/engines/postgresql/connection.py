@@ -18,6 +18,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
     BlockerWatcher, DbopsError, LockTimeout,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.postgresql.locks import (
+    holder_queries as lock_holder_queries,
+)
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.redact import redact_query
 
 # The one import of the driver: catalog.py, ddl.py and history.py take psycopg, sql and pg_errors from here.
@@ -160,7 +163,7 @@ class PostgresConnection:
     # --- statements with lock timeout ------------------------------------------------
     def execute(self, statement):
         """Run one changing statement. While it waits, a watcher notes who blocks it."""
-        with self._watching_blockers():
+        with self._watching_blockers([statement]):
             try:
                 # prepare=True: the extended protocol, which runs exactly one statement (the simple one runs several).
                 self.conn.execute(statement, prepare=True)
@@ -171,21 +174,47 @@ class PostgresConnection:
                     statement, str(e).strip(), ' (SQLSTATE %s)' % e.sqlstate if e.sqlstate else ''))
 
     @contextlib.contextmanager
-    def _watching_blockers(self):
+    def _watching_blockers(self, statements=()):
         """While the block runs, note who blocks our session (pg_blocking_pids) from the monitoring
-        connection; the blockers of a LockTimeout raised in the block are kept for lock_blockers()."""
+        connection; the blockers of a LockTimeout raised in the block are kept for lock_blockers().
+
+        statements: what the block runs. When the wait ended before the watch saw a blocker (a short
+        lock_timeout on a loaded machine), the blockers are read after the timeout instead: the sessions
+        that still hold a lock conflicting with what one of the statements asks for (locks.py)."""
         pid = self.conn.info.backend_pid
 
         def poll():
-            return [_blocker_row(r) for r in self._monitor().execute(_BlockerWatcher.QUERY, [pid]).fetchall()]
+            return [dict(_blocker_row(r), seen_by='pg_blocking_pids')
+                    for r in self._monitor().execute(_BlockerWatcher.QUERY, [pid]).fetchall()]
         watcher = BlockerWatcher(poll, delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4)).start()
         try:
             yield
         except LockTimeout:
             self._last_blockers = watcher.stop()
+            if not self._last_blockers and statements:
+                self._last_blockers = self._holders_after_timeout(statements)
             raise
         finally:
             watcher.stop()
+
+    def _holders_after_timeout(self, statements):
+        """The sessions holding a lock that conflicts with one the statements ask for, read on our own
+        connection once it is idle again (its search_path resolves the names; nothing is locked)."""
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return []
+        pids = []
+        try:
+            for statement in statements:
+                for query, params in lock_holder_queries(statement):
+                    pids.extend(r[0] for r in self.conn.execute(query, params).fetchall() if r[0] not in pids)
+            if not pids:
+                return []
+            rows = self.conn.execute(_BlockerWatcher.ACTIVITY + ' WHERE a.pid = ANY (%s) ORDER BY a.pid',
+                                     [pids]).fetchall()
+        except psycopg.Error as e:
+            self.blockers_unknown = 'cannot read pg_locks after the lock timeout: %s' % str(e).strip()
+            return []
+        return [dict(_blocker_row(r), seen_by='pg_locks') for r in rows]
 
     def _monitor(self):
         """The module's second connection (opened at the first lock wait, kept until close):

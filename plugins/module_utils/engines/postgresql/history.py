@@ -52,7 +52,7 @@ class PostgresHistory:
 
     def history_run_transaction(self, statements):
         try:
-            with self._watching_blockers():
+            with self._watching_blockers(statements):
                 try:
                     with self.conn.transaction():
                         for statement in statements:
