@@ -140,9 +140,9 @@ options:
         about every 0.1 s without taking any lock and queues again as soon as they are gone. When the
         wait ended before the watch's first look (a short O(lock_timeout) on a loaded machine), PostgreSQL
         finds the blockers afterwards in C(pg_locks): the sessions holding a lock on the statement's table
-        or type in a mode that conflicts with the one it asks for (C(seen_by: pg_locks) in each blocker of the result's C(attempts)).
-        When the blockers cannot be known (SQLite, or no blocker seen), it pauses instead (0.5 s, 1 s, 2 s,
-        ... up to 8 s) before the next try.
+        or type in a mode that conflicts with the one it asks for (C(seen_by: pg_locks) in each blocker of
+        the result's C(attempts)). When the blockers cannot be known (SQLite, or no blocker seen), it
+        pauses instead (0.5 s, 1 s, 2 s, ... up to 8 s) before the next try.
       - The wait ends when the retries are used up or O(lock_wait_total) has passed, whichever comes first.
         The task then fails, nothing is changed, and the message names every blocker seen, how long each
         had held its transaction open, and what it was running, with every literal of its query replaced
