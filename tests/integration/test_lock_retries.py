@@ -399,3 +399,54 @@ def test_pg_enum_blocker_found_after_the_timeout_by_its_type_lock(ansible, pg_db
     assert [(x["pid"], x["seen_by"]) for x in b] == [(pid, "pg_locks")] and reader_pid != pid, b
     assert [x[0] for x in db.query("SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
                                    "WHERE t.typname = 'mood'")] == ["ok"]
+
+
+class CacheKeeper(threading.Thread):
+    """Reads information_schema.INNODB_TRX every few milliseconds, as a busy monitoring agent (or another
+    module's watch on the same server) does: InnoDB then never refreshes that cache (it refreshes it only when
+    nobody read it for 0.1 s), and a transaction begun after the last refresh is missing from it."""
+
+    def __init__(self, db):
+        super().__init__(daemon=True)
+        self.db, self.stop, self.reads = db, threading.Event(), 0
+        self.started_reading = threading.Event()
+
+    def run(self):
+        conn = self.db.connect()
+        try:
+            cur = conn.cursor()
+            while not self.stop.is_set():
+                cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+                cur.fetchall()
+                self.reads += 1
+                if self.reads >= 20:
+                    self.started_reading.set()
+                self.stop.wait(0.02)
+        finally:
+            self.started_reading.set()
+            conn.close()
+
+
+def test_mariadb_blocker_found_while_another_session_keeps_innodb_trx_stale(ansible, mysql_db):
+    db = mysql_db
+    make_orders(db)
+    keeper = CacheKeeper(db)
+    keeper.start()
+    keeper.started_reading.wait(60)
+    s = Scene(ansible, db, lock_timeout=1, lock_retries=0)
+    try:
+        _c, pid = s.hold([blocker_sql(db, "report job")])  # its transaction began after the cache's last refresh
+        cur = db.connect().cursor()
+        cur.execute("SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX")
+        stale = pid not in [r[0] for r in cur.fetchall()]
+        s.start(env=WATCH_OFF)
+        r = s.run.wait()
+    finally:
+        keeper.stop.set()
+        s.close()
+        keeper.join(30)
+    assert stale, "the cache was refreshed after all: this test did not keep it stale"
+    assert r["failed"] and "pid %d" % pid in r["msg"], r
+    b = r["attempts"][0]["blockers"]
+    assert [(x["pid"], x["seen_by"]) for x in b] == [(pid, "innodb_status")], b
+    assert column_count(db, "note") == 0

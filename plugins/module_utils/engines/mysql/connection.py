@@ -2,7 +2,7 @@
 # Copyright: dbops.maintenance contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """MySQL 8 / MariaDB 10.5+ adapter, connection part (PyMySQL): connecting, the watchdog, running one
-statement, the lock-blocker watch and the maintenance lock.
+statement and the maintenance lock (the lock-blocker watch is in blockers.py).
 
 What differs between MySQL and MariaDB is in the FLAVOURS table, not in
 scattered ifs. Identifiers are quoted with backticks (a backtick doubled),
@@ -12,17 +12,14 @@ PyMySQL does not enable multi-statements, so one execute is one statement.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import time
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import (
-    BlockerWatcher, DbopsError, LockTimeout, Unsupported,
+    DbopsError, LockTimeout, Unsupported,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines.redact import redact_query
 
 # The one import of the driver: catalog.py and history.py take pymysql from here.
 try:
@@ -216,160 +213,6 @@ class MysqlConnection:
                 raise DbopsError('%s refused %s: %s' % (
                     'MariaDB' if self.flavour == 'mariadb' else 'MySQL', statement,
                     e.args[1] if len(e.args) > 1 else e))
-
-    # --- lock blockers: who holds what our statement waits for ------------------------------
-    # With performance_schema on (and its metadata-lock instrument enabled), the holders of the
-    # metadata lock our statement waits for are known exactly (metadata_locks, read during the
-    # wait). Without it (MariaDB's default), the candidates are the sessions of the same database
-    # with an InnoDB transaction open since before the wait (INNODB_TRX, read while our session is
-    # seen waiting for a metadata lock, and again after the timeout if that found none): they hold
-    # the metadata locks of every table they touched, but some of them may not touch ours, and a
-    # blocker whose default database is another one is not seen (the module then pauses instead of
-    # watching).
-    MDL_HOLDERS = (
-        "SELECT DISTINCT t.PROCESSLIST_ID, t.PROCESSLIST_USER, t.PROCESSLIST_COMMAND, CAST(x.trx_started AS CHAR), "
-        "LEFT(COALESCE(t.PROCESSLIST_INFO, x.trx_query, s.SQL_TEXT), 2000), "
-        "COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), t.PROCESSLIST_TIME), h.OBJECT_SCHEMA, h.OBJECT_NAME "
-        "FROM performance_schema.metadata_locks w "
-        "JOIN performance_schema.threads me ON me.THREAD_ID = w.OWNER_THREAD_ID "
-        "JOIN performance_schema.metadata_locks h ON h.OBJECT_TYPE = w.OBJECT_TYPE "
-        "AND h.OBJECT_SCHEMA <=> w.OBJECT_SCHEMA AND h.OBJECT_NAME <=> w.OBJECT_NAME "
-        "AND h.LOCK_STATUS = 'GRANTED' AND h.OWNER_THREAD_ID <> w.OWNER_THREAD_ID "
-        "JOIN performance_schema.threads t ON t.THREAD_ID = h.OWNER_THREAD_ID "
-        "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID "
-        "LEFT JOIN performance_schema.events_statements_current s ON s.THREAD_ID = t.THREAD_ID "
-        "WHERE w.LOCK_STATUS = 'PENDING' AND me.PROCESSLIST_ID = %s AND t.PROCESSLIST_ID IS NOT NULL")
-
-    MDL_STILL = (
-        "SELECT DISTINCT t.PROCESSLIST_ID FROM performance_schema.metadata_locks h "
-        "JOIN performance_schema.threads t ON t.THREAD_ID = h.OWNER_THREAD_ID "
-        "WHERE h.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID = %s AND h.OBJECT_SCHEMA <=> %s AND h.OBJECT_NAME <=> %s")
-
-    TRX_HOLDERS = (
-        "SELECT p.ID, p.USER, p.COMMAND, CAST(t.trx_started AS CHAR), LEFT(COALESCE(p.INFO, t.trx_query), 2000), "
-        "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) "
-        "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
-        "WHERE p.ID NOT IN (%s, CONNECTION_ID()) AND p.DB <=> DATABASE() "
-        "AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%%' AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= %s")
-
-    # The same, read during the wait: only while our own session waits for a metadata lock (a long statement
-    # that is running, not waiting, costs no INNODB_TRX read).
-    TRX_HOLDERS_WAITING = TRX_HOLDERS + (
-        " AND EXISTS (SELECT 1 FROM information_schema.PROCESSLIST w WHERE w.ID = %s "
-        "AND w.STATE LIKE 'Waiting for%%metadata lock%%')")
-
-    def _monitor(self):
-        """The module's second connection, opened at the first lock wait and kept until close. It reads
-        performance_schema / information_schema only and takes no metadata lock on any table."""
-        if getattr(self, '_monitor_conn', None) is None:
-            kw = dict(self._connect_kw)
-            kw['program_name'] = 'dbops.maintenance/blocker-watch'
-            self._monitor_conn = pymysql.connect(**kw)
-        return self._monitor_conn
-
-    def _monitor_rows(self, query, params):
-        with self._monitor().cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall()
-
-    def metadata_locks_on(self):
-        """performance_schema is on and instruments metadata locks (off by default on MariaDB)."""
-        if getattr(self, '_mdl_on', None) is None:
-            try:
-                rows = self._monitor_rows(
-                    "SELECT ENABLED FROM performance_schema.setup_instruments WHERE NAME = 'wait/lock/metadata/sql/mdl' "
-                    "AND @@performance_schema = 1", None)
-                self._mdl_on = bool(rows) and rows[0][0] == 'YES'
-            except pymysql.MySQLError:
-                self._mdl_on = False
-        return self._mdl_on
-
-    @contextlib.contextmanager
-    def _watching_blockers(self):
-        """While the block runs and waits, note who blocks it: the metadata-lock holders (performance_schema)
-        or, without it, the sessions with an InnoDB transaction that was open before the wait began
-        (INNODB_TRX, read during the wait, so a blocker that ends right at the timeout is still named).
-        After a lock timeout with nothing seen during the wait, INNODB_TRX is read again."""
-        t0 = time.monotonic()
-
-        def poll():
-            if self.metadata_locks_on():
-                return self._mdl_holders()
-            return self._trx_holders(age=int(time.monotonic() - t0), waiting=True)
-        watcher = BlockerWatcher(poll, delay=0.2).start()
-        try:
-            yield
-        except LockTimeout:
-            self._last_blockers = watcher.stop()
-            if not self._last_blockers and not self.metadata_locks_on():
-                # INNODB_TRX is a cache that the server refreshes only when nobody has read it for 0.1 s (any
-                # session: on a busy server it can be stale for longer): read it again, 0.15 s apart, for up to
-                # TRX_READ_FOR seconds (on a loaded machine three quick reads once all came back empty).
-                until = time.monotonic() + self.TRX_READ_FOR
-                while True:
-                    self._last_blockers = self._trx_holders()
-                    if self._last_blockers or time.monotonic() >= until:
-                        break
-            raise
-        finally:
-            watcher.stop()
-
-    def _blocker(self, r, how):
-        return dict(pid=r[0], user=r[1], state='open transaction, %s' % r[2] if r[3] else r[2],
-                    transaction_start=r[3], query=redact_query(r[4], 'mysql') or '(idle)',
-                    held_s=float(r[5]) if r[5] is not None else None, seen_by=how,
-                    identity=[r[0], r[3]] + ([r[6], r[7]] if how == 'metadata_locks' else []))
-
-    def _mdl_holders(self):
-        return [self._blocker(r, 'metadata_locks') for r in self._monitor_rows(self.MDL_HOLDERS, [self.conn.thread_id()])]
-
-    # information_schema.INNODB_TRX is served from a cache that InnoDB refreshes only when it has not been read
-    # for 0.1 s (trx0i_s: CACHE_MIN_IDLE_TIME_US); reading it again sooner returns the same, possibly stale, rows.
-    TRX_CACHE_IDLE = 0.15
-    TRX_READ_FOR = 1.5
-
-    def _trx_holders(self, age=None, waiting=False):
-        """Sessions of this database with an InnoDB transaction at least `age` seconds old (default: one that
-        held the lock for the whole wait is at least lock_wait_timeout old; trx_started has whole seconds:
-        one second of slack)."""
-        pause = getattr(self, '_trx_read_at', 0.0) + self.TRX_CACHE_IDLE - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        try:
-            if age is None:
-                age = max(0, int(math.ceil(self.params.get('lock_timeout') or 1)) - 1)
-            if waiting:
-                rows = self._monitor_rows(self.TRX_HOLDERS_WAITING, [self.conn.thread_id(), age, self.conn.thread_id()])
-            else:
-                rows = self._monitor_rows(self.TRX_HOLDERS, [self.conn.thread_id(), age])
-            return [self._blocker(r, 'innodb_trx') for r in rows]
-        except pymysql.MySQLError as e:
-            self.blockers_unknown = 'cannot read INNODB_TRX: %s' % (e.args[1] if len(e.args) > 1 else e)
-            return []
-        finally:
-            self._trx_read_at = time.monotonic()
-
-    def prepare_blocker_watch(self):
-        self._monitor()
-        self.metadata_locks_on()
-
-    def lock_blockers(self):
-        return getattr(self, '_last_blockers', [])
-
-    def blockers_still_there(self, blockers):
-        """metadata_locks: the blockers that still hold a granted lock on the same object. INNODB_TRX
-        (candidates, some maybe unrelated): all of them while none has ended its transaction, and none
-        as soon as one has, so that an unrelated long transaction never holds the module back."""
-        try:
-            if all(b.get('seen_by') == 'metadata_locks' for b in blockers):
-                return [b for b in blockers
-                        if self._monitor_rows(self.MDL_STILL, [b['pid'], b['identity'][2], b['identity'][3]])]
-            now = {(r['pid'], r['transaction_start']) for r in self._trx_holders()}
-        except pymysql.MySQLError:
-            return None
-        if all((b['pid'], b['transaction_start']) in now for b in blockers):
-            return blockers
-        return []
 
     def require_one_statement_protocol(self):
         """The session must not have CLIENT.MULTI_STATEMENTS: then one execute can only ever be one statement."""
