@@ -12,6 +12,7 @@ before PostgreSQL 12) and a statement that fails leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -186,20 +187,25 @@ class PostgresConnection:
         def poll():
             return [dict(_blocker_row(r), seen_by='pg_blocking_pids')
                     for r in self._monitor().execute(_BlockerWatcher.QUERY, [pid]).fetchall()]
+        t0 = time.monotonic()
         watcher = BlockerWatcher(poll, delay=min(0.2, (self.params.get('lock_timeout') or 1) / 4)).start()
         try:
             yield
         except LockTimeout:
             self._last_blockers = watcher.stop()
             if not self._last_blockers and statements:
-                self._last_blockers = self._holders_after_timeout(statements)
+                self._last_blockers = self._holders_after_timeout(statements, t0)
             raise
         finally:
             watcher.stop()
 
-    def _holders_after_timeout(self, statements):
+    def _holders_after_timeout(self, statements, t0):
         """The sessions holding a lock that conflicts with one the statements ask for, read on our own
-        connection once it is idle again (its search_path resolves the names; nothing is locked)."""
+        connection once it is idle again (its search_path resolves the names; nothing is locked).
+
+        Only a transaction that began before our statement was sent (monotonic time t0) can have blocked
+        it: the application's queries that queued behind it got their locks when it left the queue, and
+        they are not blockers."""
         if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             return []
         pids = []
@@ -209,8 +215,10 @@ class PostgresConnection:
                     pids.extend(r[0] for r in self.conn.execute(query, params).fetchall() if r[0] not in pids)
             if not pids:
                 return []
-            rows = self.conn.execute(_BlockerWatcher.ACTIVITY + ' WHERE a.pid = ANY (%s) ORDER BY a.pid',
-                                     [pids]).fetchall()
+            rows = self.conn.execute(
+                _BlockerWatcher.ACTIVITY + ' WHERE a.pid = ANY (%s) '
+                'AND a.xact_start <= clock_timestamp() - make_interval(secs => %s) ORDER BY a.pid',
+                [pids, time.monotonic() - t0]).fetchall()
         except psycopg.Error as e:
             self.blockers_unknown = 'cannot read pg_locks after the lock timeout: %s' % str(e).strip()
             return []
