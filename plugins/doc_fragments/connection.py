@@ -139,9 +139,9 @@ options:
         C(information_schema.INNODB_TRX), and then it queues again as soon as one of those ends). It polls
         about every 0.1 s without taking any lock and queues again as soon as they are gone. When the
         wait ended before the watch's first look (a short O(lock_timeout) on a loaded machine), PostgreSQL
-        finds the blockers afterwards in C(pg_locks): the sessions holding a lock on the statement's table
-        or type in a mode that conflicts with the one it asks for (C(seen_by: pg_locks) in each blocker of
-        the result's C(attempts)). When the blockers cannot be known (SQLite, or no blocker seen), it
+        finds the blockers afterwards in C(pg_locks), as the sessions holding a lock on the statement's table
+        or type in a mode that conflicts with the one it asks for, and whose transaction began before the
+        statement (their C(seen_by) is C(pg_locks) in the result's C(attempts)). When the blockers cannot be known (SQLite, or no blocker seen), it
         pauses instead (0.5 s, 1 s, 2 s, ... up to 8 s) before the next try.
       - The wait ends when the retries are used up or O(lock_wait_total) has passed, whichever comes first.
         The task then fails, nothing is changed, and the message names every blocker seen, how long each

@@ -12,15 +12,15 @@ version_added: 0.3.0
 description:
   - Writes every file of a report (the report role's C(report.json) and C(report.html)) into one directory. It
     runs as an action plugin in the controller's own process, so writing a fleet report costs no module run (the
-    report role used three: M(ansible.builtin.file), M(ansible.builtin.copy), M(ansible.builtin.template)).
+    report role used three, M(ansible.builtin.file), M(ansible.builtin.copy) and M(ansible.builtin.template)).
     The files are written on the controller, where ansible-playbook runs, whatever the task's host or
     C(delegate_to).
   - The directory is created (with its parents) when missing and given O(directory_mode). It must not be a
     symlink, a file, or writable by every user without the sticky bit.
   - Each file is written to a new temporary file in the directory (created with C(O_EXCL|O_NOFOLLOW), an
-    unpredictable name and the final O(mode) from the start), then renamed over the old file: a reader never
+    unpredictable name and the final O(mode) from the start), then renamed over the old file, so a reader never
     sees half a report, and a symlink planted at a file's name is replaced, never followed.
-  - A file whose content is already the given one is left alone; RV(changed) is true only when a file or the
+  - A file whose content is already the given one is left alone; C(changed) is true only when a file or the
     directory's mode changed. In check mode nothing is written and the result tells what would be.
 options:
   path:
@@ -30,7 +30,7 @@ options:
     required: true
   files:
     description:
-      - File name (a plain name such as C(report.json): letters, digits, C(.), C(_) and C(-), no C(/)) to the file's
+      - File name (a plain name such as C(report.json), made of letters, digits, C(.), C(_) and C(-), no C(/)) to the file's
         content (a string, written as UTF-8). Render a template with the C(ansible.builtin.template) lookup.
     type: dict
     required: true
@@ -47,14 +47,18 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Nothing is written; RV(written) lists the files that would be.
   diff_mode:
     support: none
+    description: The files are the run's own output, not state of a managed host; a diff would repeat the report.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the controller (an action plugin), which is POSIX.
 notes:
   - The report role (roles/report) writes each run's report with it.
 author:
-  - dbops.maintenance contributors
+  - dbops.maintenance engineers (@dbops)
 '''
 
 EXAMPLES = r'''

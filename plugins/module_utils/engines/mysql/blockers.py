@@ -244,4 +244,3 @@ class MysqlBlockers:
         if all(any(_same_transaction(b, n) for n in now) for b in blockers):
             return blockers
         return []
-
