@@ -7,7 +7,7 @@
 #
 # The site has a page per module, role, filter and lookup (scripts/test.sh, stage docs, checks each one is there).
 # No network: antsibull-docs sphinx-init makes the Sphinx project, and its intersphinx extension (which would
-# download inventories from docs.python.org and docs.ansible.com) is switched off. The two labels of Ansible's own
+# download inventories from docs.python.org and docs.ansible.com) is switched off. The labels of Ansible's own
 # docs the generated pages refer to are defined on an orphan page that links to them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,6 +64,14 @@ Ansible configuration settings
 
 `Ansible Configuration Settings <https://docs.ansible.com/projects/ansible/latest/reference_appendices/config.html>`_
 in the Ansible documentation.
+
+.. _action_plugins:
+
+Action plugins
+--------------
+
+`Action plugins <https://docs.ansible.com/projects/ansible/latest/plugins/action.html>`_ in the Ansible
+documentation (the page of a module that runs as an action plugin, report_write, refers to it).
 RST
 (cd "$dest" && sphinx-build -M html rst build -c . -W --keep-going -q)
 echo "$dest/build/html"

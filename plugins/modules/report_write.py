@@ -12,7 +12,7 @@ version_added: 0.3.0
 description:
   - Writes every file of a report (the report role's C(report.json) and C(report.html)) into one directory. It
     runs as an action plugin in the controller's own process, so writing a fleet report costs no module run (the
-    report role used three, M(ansible.builtin.file), M(ansible.builtin.copy) and M(ansible.builtin.template)).
+    report role used three, C(ansible.builtin.file), C(ansible.builtin.copy) and C(ansible.builtin.template)).
     The files are written on the controller, where ansible-playbook runs, whatever the task's host or
     C(delegate_to).
   - The directory is created (with its parents) when missing and given O(directory_mode). It must not be a
