@@ -90,6 +90,9 @@ def test_every_module_runs_on_this_engine(ansible, onedb, tmp_path):  # pylint: 
     tasks += [
         {"name": "db_clone", "module": mod + "db_clone", "args": dict(conn, name=scratch)},
         {"name": "db_clone absent", "module": mod + "db_clone", "args": dict(conn, name=scratch, state="absent")},
+        # the controller-side report writer (an action plugin; no database)
+        {"name": "report_write", "module": mod + "report_write",
+         "args": {"path": str(tmp_path / "report"), "files": {"report.json": "{}\n"}}},
     ]
     r = run_tasks(ansible, tasks)
     failed = {name: res.get("msg") for name, res in r.items() if res["failed"]}
@@ -104,6 +107,7 @@ def test_every_module_runs_on_this_engine(ansible, onedb, tmp_path):  # pylint: 
     assert r["migration_status"]["applied"] and not r["migration_status"]["pending"], r["migration_status"]
     assert any(f.get("rule") == "drop-table" for f in r["migration_lint"]["findings"]), r["migration_lint"]
     assert not r["db_verify"]["changed"]
+    assert r["report_write"]["changed"] and (tmp_path / "report" / "report.json").read_text() == "{}\n"
 
     # db_restore of that backup over the database brings back the row deleted after it.
     onedb.execute("DELETE FROM items WHERE id = 2")
