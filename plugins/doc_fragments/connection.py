@@ -141,7 +141,10 @@ options:
         wait ended before the watch's first look (a short O(lock_timeout) on a loaded machine), PostgreSQL
         finds the blockers afterwards in C(pg_locks), as the sessions holding a lock on the statement's table
         or type in a mode that conflicts with the one it asks for, and whose transaction began before the
-        statement (their C(seen_by) is C(pg_locks) in the result's C(attempts)). When the blockers cannot be known (SQLite, or no blocker seen), it
+        statement (their C(seen_by) is C(pg_locks) in the result's C(attempts)); this is done for the
+        modules' own statements and history writes, not for a statement inside a migration file. MariaDB
+        without performance_schema reads C(INNODB_TRX) only when its cache proves fresh, else
+        C(SHOW ENGINE INNODB STATUS) (C(seen_by) C(innodb_status)). When the blockers cannot be known (SQLite, or no blocker seen), it
         pauses instead (0.5 s, 1 s, 2 s, ... up to 8 s) before the next try.
       - The wait ends when the retries are used up or O(lock_wait_total) has passed, whichever comes first.
         The task then fails, nothing is changed, and the message names every blocker seen, how long each

@@ -158,9 +158,11 @@ class MysqlBlockers:
     # A stale cache is not used: the transactions are then read from SHOW ENGINE INNODB STATUS, which is not
     # cached (and is only read then: it holds InnoDB's lock-system latch while it prints).
     TRX_CACHE_IDLE = 0.15
+    TRX_STATUS_IDLE = 1.0  # SHOW ENGINE INNODB STATUS at most once a second (it holds the lock-system latch)
     TRX_READ_FOR = 1.5
+    FRESHNESS_TAG = 'dbops.maintenance freshness'
     TRX_ROWS = (
-        "SELECT /* dbops.maintenance freshness %s */ p.ID, p.USER, p.COMMAND, CAST(t.trx_started AS CHAR), "
+        "SELECT /* " + FRESHNESS_TAG + " %s */ p.ID, p.USER, p.COMMAND, CAST(t.trx_started AS CHAR), "
         "LEFT(COALESCE(p.INFO, t.trx_query), 2000), TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), "
         "p.DB <=> DATABASE(), COALESCE(p.STATE, ''), t.trx_query "
         "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id")
@@ -174,7 +176,7 @@ class MysqlBlockers:
         transaction open for at least `age` seconds (default: one that held the lock for the whole wait is at
         least lock_wait_timeout old; the server counts whole seconds: one second of slack). waiting: read only
         while our own session waits for a metadata lock (a long statement that runs, not waits, costs no read)."""
-        pause = getattr(self, '_trx_read_at', 0.0) + self.TRX_CACHE_IDLE - time.monotonic()
+        pause = getattr(self, '_trx_read_at', 0.0) + getattr(self, '_trx_idle', self.TRX_CACHE_IDLE) - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         main = self.conn.thread_id()
@@ -186,12 +188,15 @@ class MysqlBlockers:
                 if not state or not (state[0][0].startswith('Waiting for') and 'metadata lock' in state[0][0]):
                     return []
             rows, how = self._innodb_trx_rows(), 'innodb_trx'
+            self._trx_idle = self.TRX_CACHE_IDLE
             if rows is None:
                 rows, how = self._innodb_status_rows(), 'innodb_status'
+                self._trx_idle = self.TRX_STATUS_IDLE
             me = self._monitor().thread_id()
             return [self._blocker(r, how) for r in rows
                     if r[0] not in (main, me) and r[6] and not r[7].startswith('Waiting for')
-                    and r[5] is not None and int(r[5]) >= age]
+                    and r[5] is not None and int(r[5]) >= age
+                    and self.FRESHNESS_TAG not in (r[4] or '')]  # another run's watch, reading INNODB_TRX
         except pymysql.MySQLError as e:
             self.blockers_unknown = 'cannot read the InnoDB transactions: %s' % (e.args[1] if len(e.args) > 1 else e)
             return []
