@@ -198,3 +198,42 @@ def test_pg_conflict_table_is_symmetric_and_readers_only_block_access_exclusive(
     assert locks.CONFLICTS[locks.ACCESS_SHARE] == (locks.ACCESS_EXCLUSIVE,)
     (_q, params), = locks.holder_queries("CREATE INDEX i ON orders (total)")
     assert "AccessShareLock" not in params["modes"] and "RowExclusiveLock" in params["modes"]
+
+
+# --- engines/mysql/blockers.py: SHOW ENGINE INNODB STATUS's transaction list -------------------------------
+from ansible_collections.dbops.maintenance.plugins.module_utils.engines.mysql import blockers as mysql_blockers  # noqa: E402
+
+STATUS = """------------
+TRANSACTIONS
+------------
+Trx id counter 67
+LIST OF TRANSACTIONS FOR EACH SESSION:
+---TRANSACTION (0x7faaa79c0680), ACTIVE 3 sec
+0 lock struct(s), heap size 1128, 0 row lock(s)
+MariaDB thread id 34, OS thread handle 140370915165888, query id 875 127.0.0.1 dbops_admin
+Trx read view will not see trx with id >= 67, sees < 67
+---TRANSACTION (0x7faaa79bfb80), not started
+0 lock struct(s), heap size 1128, 0 row lock(s)
+MariaDB thread id 35, OS thread handle 1, query id 876 127.0.0.1 dbops_admin
+---TRANSACTION 421, ACTIVE (PREPARED) 12 sec starting index read
+mysql tables in use 1, locked 1
+MySQL thread id 9, OS thread handle 1, query id 1 localhost root updating
+---TRANSACTION 422, ACTIVE 7 sec
+--------
+FILE I/O
+--------
+"""
+
+
+def test_innodb_status_transactions_active_only_with_their_thread():
+    # not started: no transaction; the last one names no thread (a background transaction): not listed
+    assert mysql_blockers.innodb_status_transactions(STATUS) == {34: 3, 9: 12}
+    assert mysql_blockers.innodb_status_transactions("") == {}
+
+
+def test_same_transaction_within_one_second_of_start():
+    a = dict(pid=5, transaction_start="2026-12-03 07:00:00")
+    assert mysql_blockers._same_transaction(a, dict(pid=5, transaction_start="2026-12-03 07:00:01"))  # pylint: disable=protected-access
+    assert not mysql_blockers._same_transaction(a, dict(pid=5, transaction_start="2026-12-03 07:00:03"))  # pylint: disable=protected-access
+    assert not mysql_blockers._same_transaction(a, dict(pid=6, transaction_start="2026-12-03 07:00:00"))  # pylint: disable=protected-access
+    assert not mysql_blockers._same_transaction(a, dict(pid=5, transaction_start=None))  # pylint: disable=protected-access
