@@ -128,13 +128,14 @@ class MysqlBlockers:
         except LockTimeout:
             self._last_blockers = watcher.stop()
             if not self._last_blockers and not self.metadata_locks_on():
-                # INNODB_TRX is a cache that the server refreshes only when nobody has read it for 0.1 s (any
-                # session: on a busy server it can be stale for longer): read it again, 0.15 s apart, for up to
-                # TRX_READ_FOR seconds (on a loaded machine three quick reads once all came back empty).
+                # Read the transactions again (each read proves INNODB_TRX fresh or reads SHOW ENGINE INNODB STATUS,
+                # see _trx_holders), for up to TRX_READ_FOR seconds while a read finds nothing and could not be
+                # proven complete (an error, or the status read's whole seconds).
                 until = time.monotonic() + self.TRX_READ_FOR
                 while True:
                     self._last_blockers = self._trx_holders()
-                    if self._last_blockers or time.monotonic() >= until:
+                    if self._last_blockers or getattr(self, '_trx_how', None) == 'innodb_trx' \
+                            or time.monotonic() >= until:
                         break
             raise
         finally:
@@ -187,12 +188,14 @@ class MysqlBlockers:
                 state = self._monitor_rows(self.MAIN_STATE, [main])
                 if not state or not (state[0][0].startswith('Waiting for') and 'metadata lock' in state[0][0]):
                     return []
+            self._trx_how = None
             rows, how = self._innodb_trx_rows(), 'innodb_trx'
             self._trx_idle = self.TRX_CACHE_IDLE
             if rows is None:
                 rows, how = self._innodb_status_rows(), 'innodb_status'
                 self._trx_idle = self.TRX_STATUS_IDLE
             me = self._monitor().thread_id()
+            self._trx_how = how
             return [self._blocker(r, how) for r in rows
                     if r[0] not in (main, me) and r[6] and not r[7].startswith('Waiting for')
                     and r[5] is not None and int(r[5]) >= age
