@@ -108,20 +108,35 @@ def write_report_files(params, check_mode=False):
     if check_mode:
         return result
     if st is None:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(path.rstrip('/')) or '/', exist_ok=True)  # parents as mkdir -p makes them
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
         if not stat.S_ISDIR(os.lstat(path).st_mode):
             raise ReportFilesError('%s was replaced by something that is not a directory while it was created. '
                                    'Nothing was written.' % path)
-    if dir_changed:
-        os.chmod(path, dir_mode)
-    for name in written:
-        _write_one(path, name, files[name], mode)
+    # Everything below goes through a descriptor of the directory itself, opened without following a symlink:
+    # swapping the directory for a symlink after the checks above changes nothing.
+    try:
+        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as e:
+        raise ReportFilesError('%s cannot be opened as a directory (%s): it may have been replaced by a symlink. '
+                               'Nothing was written.' % (path, e.strerror))
+    try:
+        if dir_changed:
+            os.fchmod(dfd, dir_mode)
+        for name in written:
+            _write_one(dfd, name, files[name], mode)
+    finally:
+        os.close(dfd)
     return result
 
 
-def _write_one(directory, name, data, mode):
-    tmp = os.path.join(directory, '.%s.%s.tmp' % (name, os.urandom(8).hex()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), mode)
+def _write_one(dfd, name, data, mode):
+    tmp = '.%s.%s.tmp' % (name, os.urandom(8).hex())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), mode,
+                 dir_fd=dfd)
     try:
         try:
             os.fchmod(fd, mode)  # the umask must not widen or narrow it
@@ -131,10 +146,11 @@ def _write_one(directory, name, data, mode):
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, os.path.join(directory, name))  # replaces a symlink at the name, never follows it
+        # replaces a symlink at the name, never follows it
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dfd)
         except OSError:
             pass
         raise
