@@ -187,9 +187,10 @@ def servers_memory(pids):
 
 def fleet_spec(n_instances, n_mariadb, pg_prefix, my_prefix):
     n_pg = n_instances - n_mariadb
-    hosts = [{"name": "pg%02d" % (i + 1), "kind": "pg15", "engine": "postgresql",
+    # three digits: "pg15"/"pg16" are the harness's own instance names, which a 50-instance fleet would reach
+    hosts = [{"name": "pg%03d" % (i + 1), "kind": "pg15", "engine": "postgresql",
               "address": "%s.%d" % (pg_prefix, i + 1)} for i in range(n_pg)]
-    hosts += [{"name": "my%02d" % (i + 1), "kind": "mariadb", "engine": "mysql",
+    hosts += [{"name": "my%03d" % (i + 1), "kind": "mariadb", "engine": "mysql",
                "address": "%s.%d" % (my_prefix, i + 1)} for i in range(n_mariadb)]
     return hosts
 
