@@ -168,8 +168,8 @@ class MysqlBlockers:
         "p.DB <=> DATABASE(), COALESCE(p.STATE, ''), t.trx_query "
         "FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id")
     PROCESS_ROWS = (
-        "SELECT p.ID, p.USER, p.COMMAND, CAST(NOW() - INTERVAL %s SECOND AS CHAR), LEFT(p.INFO, 2000), %s, "
-        "p.DB <=> DATABASE(), COALESCE(p.STATE, '') FROM information_schema.PROCESSLIST p WHERE p.ID = %s")
+        "SELECT p.ID, p.USER, p.COMMAND, CAST(NOW() AS CHAR), LEFT(p.INFO, 2000), "
+        "p.DB <=> DATABASE(), COALESCE(p.STATE, '') FROM information_schema.PROCESSLIST p WHERE p.ID IN %s")
     MAIN_STATE = "SELECT COALESCE(STATE, '') FROM information_schema.PROCESSLIST WHERE ID = %s"
 
     def _trx_holders(self, age=None, waiting=False):
@@ -226,9 +226,15 @@ class MysqlBlockers:
         """The same rows from SHOW ENGINE INNODB STATUS (its transaction list, with each session's age)."""
         text = self._monitor_rows('SHOW ENGINE INNODB STATUS', None)
         active = innodb_status_transactions(text[0][2] if text and len(text[0]) > 2 else '')
+        if not active:
+            return []
         rows = []
-        for thread, secs in active.items():
-            rows.extend(self._monitor_rows(self.PROCESS_ROWS, [secs, secs, thread]))
+        # one read of the sessions; the start is the server's now minus the seconds active (as INNODB_TRX has it)
+        for r in self._monitor_rows(self.PROCESS_ROWS, [tuple(active)]):
+            secs = active[int(r[0])]
+            now = datetime.datetime.strptime(str(r[3])[:19], '%Y-%m-%d %H:%M:%S')
+            start = (now - datetime.timedelta(seconds=secs)).strftime('%Y-%m-%d %H:%M:%S')
+            rows.append((r[0], r[1], r[2], start, r[4], secs, r[5], r[6]))
         return rows
 
     def prepare_blocker_watch(self):
