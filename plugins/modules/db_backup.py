@@ -140,10 +140,29 @@ options:
         still executing for the restore (an index build) counts as progress. C(0) turns the watchdog off.
     type: float
     default: 300
+  preflight:
+    description:
+      - Run the preflight (RV(preflight)) before the backup in a real run too, not only in check mode; the task fails
+        with its findings, before anything is written, when a tool is missing or the estimated dump would not fit
+        (O(space_factor), O(min_free)). The preflight and the backup then cost one module run and one connection
+        (the maintenance playbook does this instead of a separate check-mode run).
+      - Check mode always runs the preflight.
+    type: bool
+    default: false
+  dest_mode:
+    description:
+      - 'The mode of O(dest), as a string of octal digits (C("0700")), like the I(mode) of M(ansible.builtin.file)
+        with O(ansible.builtin.file#module:state=directory): a missing O(dest) is created with it (its missing
+        parents C(0700)), and an existing one that has another mode is set to it (reported in RV(dest_mode); in
+        check mode nothing is changed, the change is reported). Without it, a missing O(dest) is created C(0700)
+        and an existing one is left as it is.'
+      - The owner must keep read, write and search (C(u+rwx)), and other users may not write (C(o+w)); the backups
+        hold all the data.
+    type: str
   space_factor:
     description:
-      - Check mode only (the preflight, RV(preflight)). The dump is estimated at the size of the data it would hold
-        times this factor; the backup is refused when the free space of O(dest) (or of its nearest existing
+      - Check mode or O(preflight) only (the preflight, RV(preflight)). The dump is estimated at the size of the data
+        it would hold times this factor; the backup is refused when the free space of O(dest) (or of its nearest existing
         parent) is less than that estimate plus O(min_free).
       - The data is, for PostgreSQL, the sum of C(pg_table_size()) (heap and TOAST, without indexes, which a dump
         does not hold) of the tables the backup selects; for MySQL/MariaDB the sum of their C(DATA_LENGTH) in
@@ -155,7 +174,7 @@ options:
     default: 1.0
   min_free:
     description:
-      - Check mode only (the preflight). Bytes that must stay free in O(dest) after the estimated dump
+      - Check mode or O(preflight) only (the preflight). Bytes that must stay free in O(dest) after the estimated dump
         (see O(space_factor)); C(0) = none.
       - A value larger than the file system makes the preflight fail whatever the data, which shows what the
         refusal looks like.
@@ -232,6 +251,15 @@ EXAMPLES = r'''
     engine: sqlite
     database: /srv/app/app.db
     dest: /var/backups/dbops
+
+- name: Check the tools and the free space, create the directory 0750 and back up, in one module run
+  dbops.maintenance.db_backup:
+    engine: postgresql
+    database: app
+    dest: /var/backups/dbops
+    dest_mode: "0750"
+    preflight: true
+    min_free: "{{ 100 * 1048576 }}"
 '''
 
 RETURN = r'''
@@ -292,17 +320,24 @@ server:
   description: Engine, flavour and version of the server.
   returned: success
   type: dict
+dest_mode:
+  description:
+    - The mode O(dest) had (C(before)) and was set to (C(after), O(dest_mode)); in check mode, the mode it would be
+      set to. Only when it differed from O(dest_mode) (not for a O(dest) this run created).
+  returned: when O(dest_mode) changed the mode of an existing O(dest)
+  type: dict
+  sample: {before: '0755', after: '0700'}
 preflight:
   description:
-    - Check mode. Whether the backup would work here and fit in O(dest). Returned with the failure too when it is
-      not C(ok).
+    - Check mode, or O(preflight=true). Whether the backup would work here and fit in O(dest). Returned with the
+      failure too when it is not C(ok).
     - C(ok); C(tool) and C(tool_version), the dump tool the real run would use (SQLite, the online backup API and
       the SQLite library's version); C(restore_tools), the client tools a restore of this backup needs (PostgreSQL
       C(pg_restore) and C(psql); MySQL/MariaDB C(client)); C(dest) and C(checked_path) (C(dest) or its nearest
       existing parent); C(free_bytes); C(source_bytes), the data the dump would hold; C(space_factor) and
       C(min_free); C(estimated_bytes) (C(source_bytes) x C(space_factor)); C(needed_bytes) (plus C(min_free));
       C(problems), a message for each thing that is not ok.
-  returned: check mode
+  returned: check mode, or with O(preflight=true)
   type: dict
   sample:
     ok: true
@@ -340,7 +375,8 @@ def work(module, db):
     try:
         # check mode: will it work here and fit (tools, free space against an estimate of the dump)? A failing
         # preflight fails the task with its findings, before anything else is planned.
-        found = preflight_check(module, db, job.tools) if module.check_mode else None
+        # preflight=true: the same before a real backup, in this run (nothing is written when it fails)
+        found = preflight_check(module, db, job.tools) if module.check_mode or module.params['preflight'] else None
         result = job.run()
         if found is not None:
             result['preflight'] = found
@@ -370,6 +406,8 @@ def main():
         reuse_within=dict(type='str'),
         tool_path=dict(type='path'),
         stall_timeout=dict(type='float', default=300.0),
+        preflight=dict(type='bool', default=False),
+        dest_mode=dict(type='str'),
         space_factor=dict(type='float', default=1.0),
         min_free=dict(type='int', default=0),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 
 import pytest
@@ -70,6 +71,9 @@ def test_check_mode_preflight_tools_space_and_refusals(ansible, engine_db, engin
     existing.mkdir(mode=0o700)
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
+    modedir = tmp_path / "modedir"
+    modedir.mkdir()
+    os.chmod(modedir, 0o755)
 
     def case(name, check=True, env=None, **args):
         return {"name": name, "module": BACKUP, "check": check, "env": env, "args": dict(conn, **args)}
@@ -82,6 +86,14 @@ def test_check_mode_preflight_tools_space_and_refusals(ansible, engine_db, engin
         case("too_small_existing", dest=str(existing), min_free=HUGE),
         # the preflight is check mode's: a real run is not refused by it
         case("real_run", check=False, dest=str(existing / "real"), min_free=HUGE, verify="checksum"),
+        # ... unless it asks for it (preflight=true): refused before anything is written, or checked and taken
+        case("real_refused", check=False, preflight=True, dest=str(tmp_path / "pf" / "new"), min_free=HUGE),
+        case("real_preflight", check=False, preflight=True, dest=str(existing / "pf"), verify="checksum"),
+        # dest_mode: a new dest gets it; an existing one with another mode is reported (check mode), then set
+        case("mode_new", check=False, dest=str(tmp_path / "m" / "new"), dest_mode="0750", verify="checksum"),
+        case("mode_check", dest=str(modedir), dest_mode="0700"),
+        case("mode_set", check=False, dest=str(modedir), dest_mode="0700", verify="checksum"),
+        case("mode_bad", check=False, dest=str(tmp_path / "bad"), dest_mode="0777"),
     ]
     if engine != "sqlite":
         tasks.append(case("only_other", dest=str(missing), tables=["other"]))
@@ -131,13 +143,31 @@ def test_check_mode_preflight_tools_space_and_refusals(ansible, engine_db, engin
         assert t["preflight"]["needed_bytes"] == t["preflight"]["estimated_bytes"] + HUGE
         assert "path" not in t  # nothing planned past the refusal
     assert "nearest existing parent" in r["too_small"]["msg"]
-    # nothing was written: dest not created, the existing one empty (apart from the real run's own directory)
+    # nothing was written: dest not created, the existing one empty (apart from the real runs' own directories)
     assert not (tmp_path / "not").exists()
-    assert sorted(os.listdir(existing)) == ["real"]
+    assert sorted(os.listdir(existing)) == ["pf", "real"]
 
     real = r["real_run"]
     assert not real["failed"] and real["changed"] and "preflight" not in real, real
     assert os.path.isfile(real["path"])
+    # preflight=true in a real run: the same refusal, before dest is even created; or the findings and the backup
+    t = r["real_refused"]
+    assert t["failed"] and not t["changed"] and "Free some space" in t["msg"] and t["preflight"]["ok"] is False, t
+    assert not (tmp_path / "pf").exists()
+    t = r["real_preflight"]
+    assert not t["failed"] and t["changed"] and t["preflight"]["ok"] is True and os.path.isfile(t["path"]), t
+    assert t["preflight"]["dest"] == str(existing / "pf")
+    # dest_mode
+    t = r["mode_new"]
+    assert not t["failed"] and "dest_mode" not in t, t
+    assert stat.S_IMODE(os.stat(tmp_path / "m" / "new").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(tmp_path / "m").st_mode) == 0o700
+    assert r["mode_check"]["dest_mode"] == {"before": "0755", "after": "0700"}, r["mode_check"]
+    t = r["mode_set"]
+    assert not t["failed"] and t["dest_mode"] == {"before": "0755", "after": "0700"}, t
+    assert stat.S_IMODE(os.stat(modedir).st_mode) == 0o700
+    t = r["mode_bad"]
+    assert t["failed"] and "o+w" in t["msg"] and not (tmp_path / "bad").exists(), t
 
     if engine != "sqlite":
         t = r["no_tool"]

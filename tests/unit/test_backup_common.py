@@ -664,7 +664,7 @@ def test_check_dest_refuses_unsafe_dests_and_creates_a_missing_one_0700(tmp_path
     with pytest.raises(c.DbopsError, match="no sticky bit"):
         fl.check_dest(str(ww))
     os.chmod(str(ww), 0o1777)
-    assert fl.check_dest(str(ww))
+    assert fl.check_dest(str(ww)) == (True, None)
     other = tmp_path / "other"
     other.mkdir()
     os.chown(str(other), 65534, 65534)
@@ -674,9 +674,43 @@ def test_check_dest_refuses_unsafe_dests_and_creates_a_missing_one_0700(tmp_path
     os.symlink(str(tmp_path / "gone"), str(dangling))
     with pytest.raises(c.DbopsError, match="which does not exist"):
         fl.check_dest(str(dangling))
-    assert not fl.check_dest(str(tmp_path / "new"), create=False) and not (tmp_path / "new").exists()
-    assert fl.check_dest(str(tmp_path / "new"))
+    assert fl.check_dest(str(tmp_path / "new"), create=False) == (False, None) and not (tmp_path / "new").exists()
+    assert fl.check_dest(str(tmp_path / "new")) == (True, None)
     assert stat.S_IMODE(os.stat(str(tmp_path / "new")).st_mode) == 0o700
+
+
+def test_dest_mode_creates_sets_and_is_judged_in_check_mode_by_the_mode_it_would_set(tmp_path):
+    mode = fl.parse_dest_mode("0750")
+    # created with its mode (and missing parents 0700): a new directory is not a mode change
+    new = tmp_path / "a" / "b"
+    assert fl.check_dest(str(new), mode=mode) == (True, None)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o750 and stat.S_IMODE(new.parent.stat().st_mode) == 0o700
+    # an existing directory with another mode: reported, left alone in check mode, set otherwise
+    os.chmod(str(new), 0o755)
+    assert fl.check_dest(str(new), create=False, mode=mode) == (True, "0755")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o755
+    assert fl.check_dest(str(new), mode=mode) == (True, "0755")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o750
+    assert fl.check_dest(str(new), mode=mode) == (True, None)
+    # a world-writable dest is refused without dest_mode, fixed with one (check mode judges the mode it would set)
+    os.chmod(str(new), 0o777)
+    with pytest.raises(c.DbopsError, match="no sticky bit"):
+        fl.check_dest(str(new), create=False)
+    assert fl.check_dest(str(new), create=False, mode=0o700) == (True, "0777")
+    assert fl.check_dest(str(new), mode=0o700) == (True, "0777") and stat.S_IMODE(new.stat().st_mode) == 0o700
+    # a symlink to a directory: its target's mode (as ansible.builtin.file follows it)
+    link = tmp_path / "link"
+    os.symlink(str(new), str(link))
+    assert fl.check_dest(str(link), mode=0o750) == (True, "0700") and stat.S_IMODE(new.stat().st_mode) == 0o750
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("", "not a mode"), ("rwx", "not a mode"), ("0o700", "not a mode"), ("07000", "not a mode"), ("0800", "not a mode"),
+    (" 700; chmod 777 /", "not a mode"), ("0500", "u\\+rwx"), ("0600", "u\\+rwx"), ("0702", "o\\+w"), ("0777", "o\\+w"),
+])
+def test_dest_mode_refuses_what_is_not_a_safe_mode(bad, why):
+    with pytest.raises(c.DbopsError, match=why):
+        fl.parse_dest_mode(bad)
 
 
 def test_workdir_is_private_unpredictable_and_removed(tmp_path):

@@ -114,35 +114,73 @@ def _owner_name(uid):
         return 'uid %d' % uid
 
 
-def check_dest(dest, create=True):
-    """Refuse a dest that is unsafe or unusable; create it (0700) when missing and `create`.
+def parse_dest_mode(value):
+    """dest_mode ('0700', '750') as an int; a DbopsError saying what is wrong otherwise."""
+    text = str(value).strip()
+    if not text or len(text) > 4 or any(ch not in '01234567' for ch in text):
+        raise DbopsError('dest_mode %r is not a mode: give it as a string of octal digits, e.g. "0700" (quoted in '
+                         'YAML, so it is not read as a number).' % (value,))
+    mode = int(text, 8)
+    if mode & 0o700 != 0o700:
+        raise DbopsError('dest_mode %s takes from the owner one of read, write and search (u+rwx): the module could '
+                         'not write the backups into it. Use e.g. "0700" or "0750".' % text)
+    if mode & 0o002:
+        raise DbopsError('dest_mode %s lets every user write into dest (o+w): any user could replace or remove the '
+                         'backups. Use e.g. "0700" or "0750".' % text)
+    return mode
 
-    Returns True when dest exists (afterwards). Check mode passes create=False: a missing dest is then fine
-    (the real run creates it), the other refusals are the same as in a real run."""
+
+def check_dest(dest, create=True, mode=None):
+    """Refuse a dest that is unsafe or unusable; create it when missing and `create`; set its mode to `mode`.
+
+    A missing dest is created 0700, or with `mode` (an int from parse_dest_mode; missing parents 0700); an
+    existing dest whose mode differs from `mode` is set to it, through a descriptor of the directory that was
+    checked (fchmod: no second lookup of the path). Returns (exists afterwards, the mode before as '0755' when
+    it was or would be changed, else None). Check mode passes create=False: a missing dest is then fine (the
+    real run creates it), a mode that differs is reported and left, the refusals are those of a real run."""
     if os.path.islink(dest) and not os.path.exists(dest):
         raise DbopsError('dest %s is a symbolic link to %s, which does not exist. Create that directory, or give '
                          'dest as an existing directory (or a path to create).' % (dest, os.readlink(dest)))
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise DbopsError('dest %s exists and is not a directory. dest is the directory that holds the backups.'
                          % dest)
+    created = False
     if not os.path.exists(dest):
         if not create:
-            return False
+            return False, None
         try:
-            os.makedirs(dest, mode=0o700)
+            parent = os.path.dirname(dest)
+            if parent and not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o700)
+            os.mkdir(dest, 0o700)
         except OSError as e:
             raise DbopsError('Cannot create dest %s: %s' % (dest, disk_error_message(e, os.path.dirname(dest))))
-    st = os.stat(dest)
-    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
-        raise DbopsError('dest %s is writable by every user and has no sticky bit (mode %04o): any user could '
-                         'replace or remove the backups in it. Use a directory only the backup user can write to '
-                         '(chmod o-w), or set the sticky bit (chmod +t) as /tmp has.'
-                         % (dest, stat.S_IMODE(st.st_mode)))
-    if st.st_uid not in (0, os.geteuid()):
-        raise DbopsError('dest %s is owned by %s, neither the module user (%s) nor root: its owner could replace '
-                         'or remove the backups in it. Use a directory owned by the module user or by root.'
-                         % (dest, _owner_name(st.st_uid), _owner_name(os.geteuid())))
-    return True
+        created = True
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in (0, os.geteuid()):
+            raise DbopsError('dest %s is owned by %s, neither the module user (%s) nor root: its owner could replace '
+                             'or remove the backups in it. Use a directory owned by the module user or by root.'
+                             % (dest, _owner_name(st.st_uid), _owner_name(os.geteuid())))
+        before = stat.S_IMODE(st.st_mode)
+        changed_from = None
+        if mode is not None and before != mode:
+            # a directory this run created is not reported as a mode change (it is new)
+            changed_from = None if created else '%04o' % before
+            if create:
+                os.fchmod(fd, mode)
+                st = os.fstat(fd)
+        # check mode: judged by the mode the real run would set
+        now = mode if changed_from is not None and not create else stat.S_IMODE(st.st_mode)
+        if now & stat.S_IWOTH and not now & stat.S_ISVTX:
+            raise DbopsError('dest %s is writable by every user and has no sticky bit (mode %04o): any user could '
+                             'replace or remove the backups in it. Use a directory only the backup user can write to '
+                             '(chmod o-w), set the sticky bit (chmod +t) as /tmp has, or give dest_mode.'
+                             % (dest, now))
+    finally:
+        os.close(fd)
+    return True, changed_from
 
 
 def create_private(path):

@@ -134,7 +134,10 @@ class Backup:
         dest = os.path.abspath(os.path.expanduser(p['dest']))
         # a dangling symlink, a non-directory, a world-writable dest without the sticky bit, or one owned by
         # another user is refused (in check mode too); a missing dest is created 0700 (not in check mode)
-        fl.check_dest(dest, create=not module.check_mode)
+        mode = fl.parse_dest_mode(p['dest_mode']) if p.get('dest_mode') is not None else None
+        _exists, mode_before = fl.check_dest(dest, create=not module.check_mode, mode=mode)
+        if mode_before is not None:
+            self.result['dest_mode'] = dict(before=mode_before, after='%04o' % mode)
         if not module.check_mode and not os.access(dest, os.W_OK):
             raise DbopsError('Cannot write into dest %s (permission denied for the module user). Choose a dest it can '
                              'write to.' % dest)
@@ -148,7 +151,7 @@ class Backup:
         if reuse:
             mpath, m, age = reuse
             pruned = self.retention(dest, group, opts, now, protect={mpath})
-            self.result.update(changed=bool(pruned), reused=True, path=mf.backup_file_of(mpath, m),
+            self.result.update(changed=bool(pruned) or mode_before is not None, reused=True, path=mf.backup_file_of(mpath, m),
                                manifest_path=mpath, manifest=m, size=m['size'], sha256=m['sha256'],
                                duration=0.0, throughput=0, verified=m['verification']['level'], pruned=pruned,
                                msg='Reused the backup taken %.0f seconds ago (reuse_within=%s).'
