@@ -151,8 +151,8 @@ options:
     default: false
   dest_mode:
     description:
-      - 'The mode of O(dest), as a string of octal digits (C("0700")), like the I(mode) of M(ansible.builtin.file)
-        with O(ansible.builtin.file#module:state=directory): a missing O(dest) is created with it (its missing
+      - 'The mode of O(dest), as a string of octal digits (C("0700")), like the I(mode) of C(ansible.builtin.file)
+        with C(state=directory): a missing O(dest) is created with it (its missing
         parents C(0700)), and an existing one that has another mode is set to it (reported in RV(dest_mode); in
         check mode nothing is changed, the change is reported). Without it, a missing O(dest) is created C(0700)
         and an existing one is left as it is.'
