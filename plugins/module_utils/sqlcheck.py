@@ -24,11 +24,25 @@ from __future__ import annotations
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
+# pglast is imported when PostgreSQL text is first read (about 40 ms: a module run that reads none does not pay it).
+pg_ast = pg_enums = pg_parser = pg_visitors = None
 try:
-    from pglast import ast as pg_ast, enums as pg_enums, parser as pg_parser, visitors as pg_visitors
-    HAS_PGLAST = True
-except ImportError:  # pragma: no cover - depends on the managed host
+    import importlib.util
+    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
+except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
     HAS_PGLAST = False
+
+
+def _load_pglast():
+    global pg_ast, pg_enums, pg_parser, pg_visitors  # pylint: disable=global-statement
+    if pg_parser is None:
+        try:
+            from pglast import ast as _ast, enums as _enums, parser as _parser, visitors as _visitors  # pylint: disable=import-outside-toplevel
+        except ImportError as e:  # pragma: no cover - depends on the managed host
+            raise DbopsError('Reading PostgreSQL SQL needs the Python library pglast on the managed host (%s): '
+                             'pip install pglast.' % e)
+        pg_ast, pg_enums, pg_visitors, pg_parser = _ast, _enums, _visitors, _parser
+
 
 # sqlglot is imported when first needed (it is large, and a PostgreSQL run never needs it).
 exp = Dialect = TokenType = None
@@ -179,6 +193,7 @@ def pg_too_complex(tokens):
 
 
 def _pg_parse(text, what):
+    _load_pglast()
     if pg_too_complex(_pg_tokens(text, what)):
         raise _too_deep(what)
     try:
@@ -193,6 +208,7 @@ def _pg_parse(text, what):
 
 
 def _pg_tokens(text, what):
+    _load_pglast()
     try:
         return list(pg_parser.scan(text))
     except Exception as e:  # unterminated string, quote or comment

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 
-try:
-    from pglast.parser import normalize as _pg_normalize, scan as _pg_scan, ParseError as _PgParseError
-    HAS_PGLAST = True
-except ImportError:  # pragma: no cover - depends on the managed host
+try:  # pglast is imported when a PostgreSQL query is first redacted (only a blocker's query is)
+    import importlib.util
+    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
+except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
     HAS_PGLAST = False
 try:  # sqlglot is imported when a MySQL query is redacted (a PostgreSQL run does not pay for its import)
     import importlib.util
@@ -50,6 +50,7 @@ def _cut_at_first_literal(text, mark):
 
 
 def _redact_pg(text):
+    from pglast.parser import normalize as _pg_normalize, scan as _pg_scan, ParseError as _PgParseError  # pylint: disable=import-outside-toplevel
     try:
         return _pg_normalize(text)
     except _PgParseError:

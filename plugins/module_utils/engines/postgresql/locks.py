@@ -17,11 +17,20 @@ rather than guessed.
 
 from __future__ import annotations
 
-try:
-    from pglast import ast, enums, parse_sql
-    HAS_PGLAST = True
-except ImportError:  # pragma: no cover - depends on the managed host
+try:  # pglast is imported when a statement's locks are first read (after a lock timeout)
+    import importlib.util
+    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
+except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
     HAS_PGLAST = False
+ast = enums = parse_sql = None
+
+
+def _load_pglast():
+    global ast, enums, parse_sql  # pylint: disable=global-statement
+    if parse_sql is None:
+        from pglast import ast as _ast, enums as _enums, parse_sql as _parse_sql  # pylint: disable=import-outside-toplevel
+        ast, enums, parse_sql = _ast, _enums, _parse_sql
+
 
 ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, \
     ACCESS_EXCLUSIVE = range(1, 9)
@@ -94,6 +103,7 @@ def lock_requests(statement):
     if not HAS_PGLAST:
         return []
     try:
+        _load_pglast()
         stmts = parse_sql(statement)
     except Exception:  # pylint: disable=broad-except
         return []
