@@ -333,7 +333,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import verify
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     ModuleFailure, dbops_argument_spec, finish_result, run_module,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.names import NAMES as TOOL_NAMES
 
 CHECK_OPTIONS = ('tables_min', 'tables', 'columns', 'enum_values', 'migrations', 'queries', 'baseline', 'capture',
                  'schema_snapshot')
@@ -351,7 +351,7 @@ def argument_spec():
             name=dict(type='str'), schema=dict(type='str'), table=dict(type='str'), column=dict(type='str'),
             values=dict(type='list', elements='str', required=True))),
         migrations=dict(type='dict', options=dict(
-            tool=dict(type='str', required=True, choices=list(TOOLS)), path=dict(type='path'),
+            tool=dict(type='str', required=True, choices=list(TOOL_NAMES)), path=dict(type='path'),
             history_table=dict(type='str'))),
         queries=dict(type='list', elements='dict', options=dict(
             name=dict(type='str'), sql=dict(type='str', required=True))),

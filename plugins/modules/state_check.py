@@ -275,7 +275,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils import verify
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     dbops_argument_spec, run_module,
 )
-from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.names import NAMES as TOOL_NAMES
 
 FINDINGS = ['failed', 'unknown', 'modified', 'pending']
 
@@ -287,7 +287,7 @@ def argument_spec():
         indexes=dict(type='list', elements='raw', default=[]),
         constraints=dict(type='list', elements='raw', default=[]),
         migrations=dict(type='dict', options=dict(
-            tool=dict(type='str', required=True, choices=list(TOOLS)),
+            tool=dict(type='str', required=True, choices=list(TOOL_NAMES)),
             path=dict(type='path'),
             app=dict(type='str'),
             history_table=dict(type='str'),
@@ -309,7 +309,7 @@ def argument_spec():
             queries=dict(type='list', elements='dict', options=dict(
                 name=dict(type='str'), sql=dict(type='str', required=True))),
             migrations=dict(type='dict', options=dict(
-                tool=dict(type='str', required=True, choices=list(TOOLS)), path=dict(type='path'),
+                tool=dict(type='str', required=True, choices=list(TOOL_NAMES)), path=dict(type='path'),
                 history_table=dict(type='str'))),
         )),
     )

@@ -134,3 +134,28 @@ def test_state_plan_records_what_schema_fix_records():
     state['differences'][0]['module_plan'] = True
     with pytest.raises(AnsibleFilterError):
         state_plan(state, 'app')
+
+
+def test_tool_names_are_the_registry_s():
+    """state_check and db_verify take the tool option's choices from names.NAMES, so they do not import the ten
+    tools: the list must be registry.TOOLS's, in its order."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import names, registry
+    assert names.NAMES == tuple(registry.TOOLS)
+
+
+def test_a_postgresql_plan_does_not_import_pymysql():
+    """The desired-state code a PostgreSQL state_check imports leaves PyMySQL (and the MySQL adapter) out; the
+    constraint planner loads its MySQL half only for a MySQL/MariaDB item."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ('import sys; sys.path.insert(0, %r); ' % str(Path(desired_state.__file__).parents[5])
+            + 'from ansible_collections.dbops.maintenance.plugins.module_utils import desired_state; '
+            'from ansible_collections.dbops.maintenance.plugins.modules import state_check, db_verify; '
+            'print(sorted(m for m in sys.modules if m.startswith("pymysql") or m.endswith("constraint_mysql") '
+            'or m.endswith("migrations.registry")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, check=False,
+                         env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]', out.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import (
     alembic, dbmate, django, flyway, golang_migrate, goose, knex, prisma, rails, sqlx,
 )
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.names import NAMES
 
 TOOLS = {
     'prisma': prisma.TOOL,
@@ -25,6 +26,8 @@ TOOLS = {
     'dbmate': dbmate.TOOL,
     'goose': goose.TOOL,
 }
+if tuple(TOOLS) != NAMES:  # pragma: no cover - a tool added to one list and not the other
+    raise ImportError('migrations/names.py NAMES and registry.TOOLS list different tools')
 
 
 def get_tool(name):

@@ -23,9 +23,16 @@ from __future__ import annotations
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError, Plan, Step, did_you_mean
-from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import constraint_mysql
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import index as online_index
 from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import not_null as online_not_null
+
+
+def _mysql():
+    """The MySQL/MariaDB half (constraint_mysql), imported when a MySQL/MariaDB item is planned: it imports PyMySQL,
+    which a PostgreSQL run never needs."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.online_ddl import constraint_mysql  # pylint: disable=import-outside-toplevel
+    return constraint_mysql
+
 
 NOTHING = 'Nothing was changed.'
 KINDS = {'f': 'foreign_key', 'c': 'check', 'u': 'unique', 'p': 'primary_key', 'x': 'exclusion', 't': 'trigger'}
@@ -43,7 +50,7 @@ def check_options(p):
         _refuse('constraint_ensure supports PostgreSQL and MySQL/MariaDB: SQLite can add a constraint only by '
                 'rebuilding the table.')
     if p['engine'] == 'mysql':
-        constraint_mysql.check_options(p, _refuse)
+        _mysql().check_options(p, _refuse)
     elif p.get('allow_rewrite'):
         _refuse('allow_rewrite is MySQL/MariaDB only: on PostgreSQL no constraint_ensure step rewrites the table.')
     if p['state'] == 'absent':
@@ -148,7 +155,7 @@ def _probe_check(db, schema, table, expression, target):
 def plan(db, spec):
     """The Plan (engines/base.py) of constraint_ensure."""
     if db.engine == 'mysql':
-        return constraint_mysql.plan(db, spec)
+        return _mysql().plan(db, spec)
     d = _pg_plan(db, spec)
     return Plan(d['target'], before=d.get('before'), after=d.get('after'), steps=d.get('steps'),
                 differences=d.get('differences'), refused=bool(d.get('refused')))
@@ -261,7 +268,7 @@ def _plan_unique(db, spec, schema, oid, target, label, current, res):
 
 def apply(db, the_plan, spec):
     if db.engine == 'mysql':
-        return constraint_mysql.apply(db, the_plan, spec)
+        return _mysql().apply(db, the_plan, spec)
     schema = spec.get('schema') or db.current_schema()
     added = False
     for step in the_plan.steps:
@@ -299,7 +306,7 @@ def _undo_add(db, spec, schema):
 
 def read(db, spec):
     if db.engine == 'mysql':
-        return constraint_mysql.read(db, spec)
+        return _mysql().read(db, spec)
     schema = spec.get('schema') or db.current_schema()
     oid = db.find_table(schema, spec['table'])
     return _current(db, oid, spec['name']) if oid else None
