@@ -284,12 +284,17 @@ def evaluate_migrations(db, base, spec):
     return differences, status.get('summary', '')
 
 
+def _migrations_status(db, spec):
+    """The migrations check, importing the ten tools only when it is declared (as db_verify does)."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending  # pylint: disable=import-outside-toplevel
+    return pending.verify_checks(db, spec)
+
+
 def run_verify(db, params):
     """db_verify's checks of the verify option (the same code, the same order)."""
-    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending
     vparams = dict(db.params)
     vparams.update(tables_min=None, tables=None, columns=None, enum_values=None, migrations=None, queries=None,
                    capture=False, baseline=None, tolerance=0, row_count_tables=None, schema=None)
     vparams.update((k, v) for k, v in (params or {}).items() if v is not None)
-    checks, _baseline = verify.run_checks(db, vparams, migrations_status=pending.verify_checks)
+    checks, _baseline = verify.run_checks(db, vparams, migrations_status=_migrations_status)
     return checks
