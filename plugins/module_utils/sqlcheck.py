@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 
-# pglast is imported when PostgreSQL text is first read (about 40 ms: a module run that reads none does not pay it).
+# pglast is imported when PostgreSQL text is first read (about 40 ms: a module run that reads none does not pay it),
+# here for every reader of PostgreSQL text (this file, engines/redact.py, engines/postgresql/locks.py).
 pg_ast = pg_enums = pg_parser = pg_visitors = None
 try:
     import importlib.util
@@ -33,7 +34,8 @@ except (ImportError, ValueError):  # pragma: no cover - depends on the managed h
     HAS_PGLAST = False
 
 
-def _load_pglast():
+def load_pglast():
+    """pglast's (ast, enums, parser, visitors) modules, imported on the first call."""
     global pg_ast, pg_enums, pg_parser, pg_visitors  # pylint: disable=global-statement
     if pg_parser is None:
         try:
@@ -42,6 +44,7 @@ def _load_pglast():
             raise DbopsError('Reading PostgreSQL SQL needs the Python library pglast on the managed host (%s): '
                              'pip install pglast.' % e)
         pg_ast, pg_enums, pg_visitors, pg_parser = _ast, _enums, _visitors, _parser
+    return pg_ast, pg_enums, pg_parser, pg_visitors
 
 
 # sqlglot is imported when first needed (it is large, and a PostgreSQL run never needs it).
@@ -193,7 +196,7 @@ def pg_too_complex(tokens):
 
 
 def _pg_parse(text, what):
-    _load_pglast()
+    load_pglast()
     if pg_too_complex(_pg_tokens(text, what)):
         raise _too_deep(what)
     try:
@@ -208,7 +211,7 @@ def _pg_parse(text, what):
 
 
 def _pg_tokens(text, what):
-    _load_pglast()
+    load_pglast()
     try:
         return list(pg_parser.scan(text))
     except Exception as e:  # unterminated string, quote or comment

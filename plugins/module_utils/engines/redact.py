@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import re
 
-try:  # pglast is imported when a PostgreSQL query is first redacted (only a blocker's query is)
-    import importlib.util
-    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
-except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
-    HAS_PGLAST = False
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
+
 try:  # sqlglot is imported when a MySQL query is redacted (a PostgreSQL run does not pay for its import)
     import importlib.util
     HAS_SQLGLOT = importlib.util.find_spec('sqlglot') is not None
@@ -50,7 +47,8 @@ def _cut_at_first_literal(text, mark):
 
 
 def _redact_pg(text):
-    from pglast.parser import normalize as _pg_normalize, scan as _pg_scan, ParseError as _PgParseError  # pylint: disable=import-outside-toplevel
+    parser = sqlcheck.load_pglast()[2]  # imported when a PostgreSQL query is first redacted (only a blocker's is)
+    _pg_normalize, _pg_scan, _PgParseError = parser.normalize, parser.scan, parser.ParseError
     try:
         return _pg_normalize(text)
     except _PgParseError:
@@ -96,7 +94,7 @@ def redact_query(text, engine, limit=BLOCKER_QUERY_MAX):
         return None
     text = str(text)
     try:
-        if engine == 'postgresql' and HAS_PGLAST:
+        if engine == 'postgresql' and sqlcheck.HAS_PGLAST:
             out = _redact_pg(text)
         elif engine == 'mysql' and HAS_SQLGLOT:
             out = _redact_mysql(text)

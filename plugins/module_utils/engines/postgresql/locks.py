@@ -17,19 +17,10 @@ rather than guessed.
 
 from __future__ import annotations
 
-try:  # pglast is imported when a statement's locks are first read (after a lock timeout)
-    import importlib.util
-    HAS_PGLAST = importlib.util.find_spec('pglast') is not None
-except (ImportError, ValueError):  # pragma: no cover - depends on the managed host
-    HAS_PGLAST = False
-ast = enums = parse_sql = None
+from ansible_collections.dbops.maintenance.plugins.module_utils import sqlcheck
 
-
-def _load_pglast():
-    global ast, enums, parse_sql  # pylint: disable=global-statement
-    if parse_sql is None:
-        from pglast import ast as _ast, enums as _enums, parse_sql as _parse_sql  # pylint: disable=import-outside-toplevel
-        ast, enums, parse_sql = _ast, _enums, _parse_sql
+# pglast (sqlcheck.load_pglast) is imported when a statement's locks are first read (after a lock timeout).
+ast = enums = None
 
 
 ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, EXCLUSIVE, \
@@ -100,11 +91,12 @@ def _alter_table(node):
 def lock_requests(statement):
     """[(kind, qualified name, level)] the one statement asks for: kind 'relation' or 'type'.
     [] when the statement is not one statement of a known kind (or pglast is missing)."""
-    if not HAS_PGLAST:
+    global ast, enums  # pylint: disable=global-statement
+    if not sqlcheck.HAS_PGLAST:
         return []
     try:
-        _load_pglast()
-        stmts = parse_sql(statement)
+        ast, enums, parser, _visitors = sqlcheck.load_pglast()
+        stmts = parser.parse_sql(statement)
     except Exception:  # pylint: disable=broad-except
         return []
     if len(stmts) != 1:
