@@ -236,10 +236,19 @@ status_before:
   returned: always
   type: dict
 lint:
-  description: The lint findings of the pending migrations (as migration_lint returns them).
+  description:
+    - The lint findings of the pending migrations, as M(dbops.maintenance.migration_lint) lists them by default
+      (its O(dbops.maintenance.migration_lint#module:max_info_findings=100)) - every C(error), C(warning) and
+      ignored finding, and at most 100 C(info) findings (style hints); the others are counted in
+      RV(lint_unlisted_info). Run M(dbops.maintenance.migration_lint) for every one of them, or a report file.
   returned: always
   type: list
   elements: dict
+lint_unlisted_info:
+  description: The number of C(info) lint findings counted but not listed in RV(lint).
+  returned: always
+  type: int
+  sample: 0
 queries:
   description: The statements that ran (in check mode, that would run).
   returned: always

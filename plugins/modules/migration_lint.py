@@ -339,7 +339,7 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rule
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
-DEFAULT_MAX_INFO_FINDINGS = 100
+DEFAULT_MAX_INFO_FINDINGS = runner.DEFAULT_MAX_INFO_FINDINGS
 
 
 def argument_spec():

@@ -186,6 +186,12 @@ def test_lint_gate_and_command(ansible, request, tmp_path):
     (ign_dir / "20240101000001_drop.sql").write_text(
         "-- migrate:up\n-- dbops:ignore drop-table the table was emptied in release 41\nDROP TABLE old_b;\n\n"
         "-- migrate:down\n")
+    many_dir = tmp_path / "many"
+    many_dir.mkdir()
+    for i in range(105):  # a style hint (info) each; the last one a warning too (integer key)
+        (many_dir / ("202401010%05d_t.sql" % i)).write_text(
+            "-- migrate:up\nCREATE TABLE many_%d (id %s PRIMARY KEY, note varchar(40));\n\n-- migrate:down\n"
+            % (i, "integer" if i == 104 else "bigint"))
     base = dict(db.params, tool="dbmate", create_table=True)
     # a "tool" that records a dbmate row itself, and prints its PGOPTIONS (the lock_timeout it was given)
     tool = tmp_path / "fake_tool.py"
@@ -208,6 +214,8 @@ def test_lint_gate_and_command(ansible, request, tmp_path):
         dict(name="lint_refused", module=APPLY, args=dict(base, migrations_path=str(lint_dir))),
         dict(name="lint_ignored", module=APPLY, args=dict(base, migrations_path=str(ign_dir), history_table="h_ign")),
         dict(name="lint_off", module=APPLY, args=dict(base, migrations_path=str(lint_dir), lint=False)),
+        dict(name="lint_capped", module=APPLY, check=True,
+             args=dict(base, migrations_path=str(many_dir), history_table="h_many")),
         dict(name="cmd_check", module=APPLY, check=True,
              args=dict(base, migrations_path=str(cmd_dir), history_table="schema_migrations",
                        command=[sys.executable, str(tool)], environment=dict(APP_DSN=dsn))),
@@ -227,8 +235,15 @@ def test_lint_gate_and_command(ansible, request, tmp_path):
     assert [f["ignored"] for f in r["lint"] if f["rule"] == "drop-table"] == [True], r["lint"]
     r = res["lint_off"]
     assert not r["failed"] and r["lint"] == [] and [a["name"] for a in r["applied"]] == ["20240101000001"], r
+    # the gate lists findings as migration_lint does by default: every warning, at most 100 style hints
+    r = res["lint_capped"]
+    assert not r["failed"] and r["changed"] and len(r["pending"]) == 105, r
+    severities = [f["severity"] for f in r["lint"]]
+    assert severities.count("info") == 100 and r["lint_unlisted_info"] == 5, (severities, r["lint_unlisted_info"])
+    assert [f["rule"] for f in r["lint"] if f["severity"] == "warning"] == ["prefer-bigint"], r["lint"]
+    assert res["lint_off"]["lint_unlisted_info"] == 0, res["lint_off"]
     tables = [t[0] for t in db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-    assert "old_a" not in tables and "old_b" not in tables, tables
+    assert "old_a" not in tables and not any(t.startswith("many_") for t in tables) and "old_b" not in tables, tables
     r = res["cmd_check"]
     assert not r["failed"] and r["changed"] and r["pending"] == ["20240101000002"] and "stdout" not in r, r
     r = res["cmd"]

@@ -28,25 +28,44 @@ CHUNK_CHARS = 1 << 18
 # One match of these is one statement (up to and with its ';'): the regular-expression engine walks strings,
 # quoted identifiers, comments and dollar quotes itself (unrolled loops: no backtracking to speak of), so the cost
 # is linear and mostly in C. An unterminated string or comment runs to the end of the text, as in the server.
-_STATEMENT = {
-    'postgresql': re.compile(
+_STATEMENT_PATTERNS = {
+    'postgresql': (
         r"""(?:[^;'"\-/$eE]+|[eE]'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|\Z)|'[^']*(?:''[^']*)*(?:'|\Z)"""
         r"""|"[^"]*(?:""[^"]*)*(?:"|\Z)|--[^\n]*|/\*.*?(?:\*/|\Z)"""
-        r"""|\$(?P<tag>(?:[A-Za-z_\x80-\uffff][A-Za-z_0-9\x80-\uffff]*)?)\$.*?(?:\$(?P=tag)\$|\Z)|[-/$eE])*;?""", re.S),
-    'mysql': re.compile(
+        r"""|\$(?P<tag>(?:[A-Za-z_\x80-\uffff][A-Za-z_0-9\x80-\uffff]*)?)\$.*?(?:\$(?P=tag)\$|\Z)|[-/$eE])*;?"""),
+    'mysql': (
         r"""(?:[^;'"`\-/#]+|'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|\Z)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|\Z)"""
-        r"""|`[^`]*(?:``[^`]*)*(?:`|\Z)|--(?=[ \t\r\n])[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z)|[-/])*;?""", re.S),
-    'sqlite': re.compile(
+        r"""|`[^`]*(?:``[^`]*)*(?:`|\Z)|--(?=[ \t\r\n])[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z)|[-/])*;?"""),
+    'sqlite': (
         r"""(?:[^;'"`\[\-/]+|'[^']*(?:''[^']*)*(?:'|\Z)|"[^"]*(?:""[^"]*)*(?:"|\Z)|`[^`]*(?:``[^`]*)*(?:`|\Z)"""
-        r"""|\[[^\]]*(?:\]|\Z)|--[^\n]*|/\*.*?(?:\*/|\Z)|[-/])*;?""", re.S),
+        r"""|\[[^\]]*(?:\]|\Z)|--[^\n]*|/\*.*?(?:\*/|\Z)|[-/])*;?"""),
 }
-_LEAD = re.compile(r'(?:\s+|--[^\n]*|/\*.*?\*/|\#[^\n]*)*', re.S)
 _NAME = r'(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|\[[^\]]+\]|[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)'
-_INSERT = re.compile(r'INSERT\s+(?:(?:IGNORE|LOW_PRIORITY|DELAYED|HIGH_PRIORITY|OR\s+\w+)\s+)?(?:INTO\s+)?'
-                     r'(?P<name>%s(?:\s*\.\s*%s)?)\s*(?:\([^()]*\)\s*)?VALUES\b' % (_NAME, _NAME), re.I)
-_COPY_STDIN = re.compile(r'COPY\b[^;]*?\bFROM\s+STDIN\b', re.I)
-_END_OF_COPY = re.compile(r'^\\\.[ \t]*$', re.M)
-_REST_OF_LINE = re.compile(r'[ \t]*(?:--[^\n]*)?\n')
+
+
+class _Patterns:
+    """The regular expressions, compiled on first use: most lint runs have no big source, and compiling the
+    statement scanners' wide character classes costs about 40 ms of every module run that imports the linter."""
+
+    def __init__(self):
+        self.statement = {engine: re.compile(p, re.S) for engine, p in _STATEMENT_PATTERNS.items()}
+        self.lead = re.compile(r'(?:\s+|--[^\n]*|/\*.*?\*/|\#[^\n]*)*', re.S)
+        self.name = re.compile(_NAME)
+        self.insert = re.compile(r'INSERT\s+(?:(?:IGNORE|LOW_PRIORITY|DELAYED|HIGH_PRIORITY|OR\s+\w+)\s+)?'
+                                 r'(?:INTO\s+)?(?P<name>%s(?:\s*\.\s*%s)?)\s*(?:\([^()]*\)\s*)?VALUES\b'
+                                 % (_NAME, _NAME), re.I)
+        self.copy_stdin = re.compile(r'COPY\b[^;]*?\bFROM\s+STDIN\b', re.I)
+        self.end_of_copy = re.compile(r'^\\\.[ \t]*$', re.M)
+        self.rest_of_line = re.compile(r'[ \t]*(?:--[^\n]*)?\n')
+
+
+_COMPILED = []
+
+
+def _re():
+    if not _COMPILED:
+        _COMPILED.append(_Patterns())
+    return _COMPILED[0]
 
 
 def is_big(text, max_statement_size):
@@ -69,13 +88,14 @@ def _table(name, engine):
     if key not in _TABLES:
         if len(_TABLES) > 10000:
             _TABLES.clear()
-        _TABLES[key] = '.'.join(_unquote(p, engine) for p in re.findall(_NAME, name))
+        _TABLES[key] = '.'.join(_unquote(p, engine) for p in _re().name.findall(name))
     return _TABLES[key]
 
 
 def spans(text, engine):
     """(start, end, kind) of each statement: kind 'sql', or 'copy-data' for the data block of COPY FROM stdin."""
-    statement = _STATEMENT[engine]
+    pats = _re()
+    statement = pats.statement[engine]
     pos, n = 0, len(text)
     while pos < n:
         m = statement.match(text, pos)
@@ -83,14 +103,14 @@ def spans(text, engine):
         if end == pos:  # cannot happen (every character matches an alternative); never loop forever
             end = n
         semi = text[end - 1] == ';'
-        rest = _REST_OF_LINE.match(text, end) if semi else None
+        rest = pats.rest_of_line.match(text, end) if semi else None
         if rest:  # a trailing comment belongs to the statement it ends the line of
             end = rest.end()
         yield pos, end, 'sql'
-        head = _LEAD.match(text, pos, end).end()
+        head = pats.lead.match(text, pos, end).end()
         pos = end
-        if semi and engine == 'postgresql' and _COPY_STDIN.match(text, head, end):
-            stop = _END_OF_COPY.search(text, end)
+        if semi and engine == 'postgresql' and pats.copy_stdin.match(text, head, end):
+            stop = pats.end_of_copy.search(text, end)
             data_end = stop.end() if stop else n
             yield end, data_end, 'copy-data'
             pos = data_end
@@ -121,14 +141,15 @@ def parse(text, engine, parse_chunk, line_offset=0, max_statement_size=None):
             statements.extend(parse_chunk(text[chunk_start:chunk_end], line_offset + chunk_line - 1))
         chunk_start = None
 
+    pats = _re()
     for start, end, kind in spans(text, engine):
         if kind == 'copy-data':
             flush()  # a chunk is contiguous text: the data is not part of it
             continue
-        head = _LEAD.match(text, start, end).end()
+        head = pats.lead.match(text, start, end).end()
         if head >= end:
             continue
-        insert = _INSERT.match(text, head, end)
+        insert = pats.insert.match(text, head, end)
         too_big = max_statement_size is not None and end - head > max_statement_size
         if insert or too_big:
             flush()

@@ -25,6 +25,8 @@ TOO_LARGE_RULE = rules_mod.Rule(
 RULE_INDEX = dict((r.id, r) for r in list(rules_mod.RULES) + [CODE_RULE, TOO_LARGE_RULE])
 DEFAULT_MAX_FILE_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_STATEMENT_SIZE = 1024 * 1024
+# migration_lint's max_info_findings default, and what migration_apply's lint gate lists
+DEFAULT_MAX_INFO_FINDINGS = 100
 
 
 def _selected(rule, select, ignore):

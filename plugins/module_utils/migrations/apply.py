@@ -86,7 +86,10 @@ def lint_pending(db, h, pending, params):
         pg_version = db.server_version // 10000
     elif db.engine == 'mysql':
         mysql_version = db.version  # the server's VERSION() answer, with its flavour ('10.11.19-MariaDB-...')
-    out = runner.lint(srcs, db.engine, pg_version=pg_version, mysql_version=mysql_version)
+    # as migration_lint lists them by default: every error, warning and ignored finding, at most
+    # DEFAULT_MAX_INFO_FINDINGS style hints (the others counted); 1,000 generated migrations give thousands
+    out = runner.lint(srcs, db.engine, pg_version=pg_version, mysql_version=mysql_version,
+                      max_info=runner.DEFAULT_MAX_INFO_FINDINGS)
     return out, runner.failing(out['findings'], 'error'), runner.summary(out, 'error')
 
 
@@ -212,7 +215,7 @@ def apply(db, params, check_mode):
     h = History(db, params)
     before_rows = plain_rows(h.rows)
     st = h.status()
-    result = dict(changed=False, applied=[], lint=[], status_before=st)
+    result = dict(changed=False, applied=[], lint=[], lint_unlisted_info=0, status_before=st)
     if params.get('command'):
         return run_command(db, h, st, params, check_mode, result, before_rows)
     if not h.tool.native_apply:
@@ -229,11 +232,12 @@ def apply(db, params, check_mode):
     if pending and params.get('lint', True):
         out, bad, summary = lint_pending(db, h, pending, params)
         result['lint'] = out['findings']
+        result['lint_unlisted_info'] = out['unlisted_info']
         if bad:
             raise DbopsError('The lint gate refused the run (%d error finding(s) in the pending migrations; fix '
                              'them, accept one with an inline "-- dbops:ignore <rule> <reason>" comment, or set '
                              'lint: false). Nothing was run.\n%s' % (len(bad), summary),
-                             lint=out['findings'], pending=result['pending'])
+                             lint=out['findings'], lint_unlisted_info=out['unlisted_info'], pending=result['pending'])
     state = h.tool.deploy_state(h.rows, db.engine, params)
     units = [h.tool.deploy(m, db.engine, state, params) for m in pending]
     create = []
