@@ -72,6 +72,8 @@ CASES = {
     "rehearsal_fails": ({FIRST: ADD_PHONE, SECOND: FAILING_SECOND}, {"dbops_rehearse": True}),
     "production_fails": ({FIRST: ADD_PHONE, SECOND: FAILING_SECOND}, {"dbops_rehearse": False}),
     "lint_refused": ({FIRST: DROP_TABLE}, {"dbops_rehearse": True}),
+    # the backup's own preflight finds too little space for the estimated dump: nothing written, nothing applied
+    "no_space": ({FIRST: ADD_PHONE}, {"dbops_rehearse": False, "dbops_preflight_space_factor": 1e12}),
     "stop_at": ({FIRST: ADD_PHONE, SECOND: None},
                 {"dbops_rehearse": False, "dbops_migration_deploy_to": FIRST.split("_", 1)[0]}),
 }
@@ -247,6 +249,16 @@ def test_migration_deploy_fleet(ansible, fleet, tmp_path):
     assert (columns(db, engine), rows(db)) == before["lint_refused"]
     assert history(db, engine) is None
     assert backups(tmp_path, "lint_refused") == []
+
+    # no_space: the backup's preflight refused (in db_backup's own run, before the dump); production untouched.
+    db, row = dbs["no_space"], rep["no_space"]
+    assert row["outcome"] == "failed", row
+    assert "Take the backup" in row["failed_step"], row
+    assert "MiB free" in row["error"] and "space_factor" in row["error"], row["error"]
+    assert "production was not changed" in out, out[-6000:]  # only this host failed in production.yml
+    assert (columns(db, engine), rows(db)) == before["no_space"]
+    assert history(db, engine) is None
+    assert not glob.glob(str(tmp_path / "backups" / "no_space" / "*"))
 
     # stop_at: only the first migration.
     if "stop_at" in dbs:
