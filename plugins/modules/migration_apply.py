@@ -31,7 +31,8 @@ description:
     otherwise the run stops and says which statements ran."
   - "Lint gate, on by default: the pending migrations are linted as M(dbops.maintenance.migration_lint)
     does, and any C(error) finding refuses the run (an inline C(-- dbops:ignore <rule> <reason>) is honoured;
-    O(lint=false) skips the gate)."
+    O(lint=false) skips the gate). Each pending file is read once: the gate lints the bytes that run and whose
+    checksum is recorded, so a file rewritten on disk during the run cannot run text the gate did not see."
   - Down migrations are never run; the rollback of a deploy is the restore of the backup taken before it
     (M(dbops.maintenance.db_backup) / M(dbops.maintenance.db_restore)).
   - "How each tool runs a migration, read from the tools' source (the file is named in

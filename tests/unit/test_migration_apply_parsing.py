@@ -95,3 +95,49 @@ def test_sqlx_lock_id_matches_sqlx():
     assert sqlx.TOOL.tool_lock("postgresql", {"database": "zone"})["key"] == 2_771_974_297_191_923_538
     assert sqlx.TOOL.tool_lock("postgresql", {"database": "zone_test"})["key"] == 1_283_835_657_316_171_598
     assert sqlx.TOOL.tool_lock("sqlite", {"database": "x"}) is None
+
+
+# One read per migration: what the lint gate reads is what runs (and what the checksum was computed from).
+PINNED = {
+    # tool: (file name, text as linted, the rewrite that lands on disk after the lint)
+    "dbmate": ("20240101000000_a.sql", "-- migrate:up\nCREATE TABLE a (id int);\n-- migrate:down\n",
+               "-- migrate:up\nDROP TABLE users;\n-- migrate:down\n"),
+    "goose": ("00001_a.sql", "-- +goose Up\nCREATE TABLE a (id int);\n", "-- +goose Up\nDROP TABLE users;\n"),
+    "golang-migrate": ("1_a.up.sql", "CREATE TABLE a (id int);\n", "DROP TABLE users;\n"),
+    "flyway": ("V1__a.sql", "CREATE TABLE a (id int);\n", "DROP TABLE users;\n"),
+    "sqlx": ("1_a.sql", "CREATE TABLE a (id int);\n", "DROP TABLE users;\n"),
+    "prisma": ("20240101000000_a/migration.sql", "CREATE TABLE a (id int);\n", "DROP TABLE users;\n"),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(PINNED))
+def test_apply_runs_the_bytes_the_lint_gate_read(tool, tmp_path):
+    from ansible_collections.dbops.maintenance.plugins.module_utils.lint import sources
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
+    name, text, rewrite = PINNED[tool]
+    t = TOOLS[tool]
+    params = {"database": "app.sqlite3"}
+    dirs = {}
+    for which, content in (("run", text), ("rewritten", rewrite)):
+        path = tmp_path / which / name
+        path.parent.mkdir(parents=True)
+        path.write_text(content, encoding="utf-8")
+        dirs[which] = (path, str(tmp_path / which))
+    [local] = t.scan(dirs["run"][1], params)
+    linted = sources.local_sources(tool, local, dirs["run"][1], data=pin(local))
+    assert "CREATE TABLE a" in linted[0].text and "DROP" not in linted[0].text
+    dirs["run"][0].write_text(rewrite, encoding="utf-8")  # changed on disk between the gate and the run
+    unit = t.deploy(local, "sqlite", t.deploy_state([], "sqlite", params), params)
+    ran = "\n".join(unit.pieces)
+    assert "CREATE TABLE a" in ran and "DROP" not in ran, ran
+    if t.has_checksum:  # the checksum recorded is that of the bytes that ran, not of the file as it is now
+        [now] = t.scan(dirs["rewritten"][1], params)
+        assert local.checksum != now.checksum
+
+
+def test_pin_refuses_an_unreadable_migration_clearly(tmp_path):
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
+    (tmp_path / "20240101000000_a.sql").mkdir()  # a directory with a migration's name
+    with pytest.raises(DbopsError, match="Cannot read the migration 20240101000000_a.sql.*Nothing was run"):
+        pin(Local("20240101000000", "20240101000000_a.sql", str(tmp_path / "20240101000000_a.sql")))

@@ -221,15 +221,19 @@ def up_part(tool, text):
     return text, 0, True
 
 
-def local_sources(tool, local, directory, max_file_size=None):
-    """Sources of one migration listed by the tool (a migrations.base.Local)."""
+def local_sources(tool, local, directory, max_file_size=None, data=None):
+    """Sources of one migration listed by the tool (a migrations.base.Local). data: the file's bytes when the
+    caller has read them already (migration_apply lints the bytes it runs)."""
     path = local.path or os.path.join(directory, local.name)
     mid = local.id
     wrapped = TOOL_TRANSACTIONS.get(tool, False)
-    if os.path.isdir(path):
+    if data is None and os.path.isdir(path):
         return []
     ext = os.path.splitext(path)[1].lower()
-    text, why = read_text(path, max_file_size)
+    if data is None:
+        text, why = read_text(path, max_file_size)
+    else:
+        text, why = data.decode('utf-8', errors='replace'), None
     if why:
         return [Source(path, '', 0, False, mid, skipped=why)]
     if ext == '.sql':

@@ -19,6 +19,7 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import History, plain_rows
 
 RESOLVE_HINT = {
@@ -72,7 +73,7 @@ def lint_pending(db, h, pending, params):
                          % (missing[0], db.engine, missing[0]))
     srcs = []
     for m in pending:
-        found = sources.local_sources(h.tool.name, m, params['migrations_path'])
+        found = sources.local_sources(h.tool.name, m, params['migrations_path'], data=pin(m))
         if h.tool.name == 'flyway':
             # lint what runs: the text with Flyway's placeholders replaced
             from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.flyway import (

@@ -430,6 +430,19 @@ class Unit:
         self.note = note
 
 
+def pin(local):
+    """Read the file's bytes once and keep them: migration_apply lints, runs and checksums these bytes (the tools
+    that record a checksum keep the bytes they computed it from at scan time), so a file changed on disk during
+    the run can never run text the lint gate did not see. Returns the bytes."""
+    if local.meta.get('data') is None:
+        try:
+            local.meta['data'] = read_bytes(local.path)
+        except OSError as e:
+            raise DbopsError('Cannot read the migration %s (%s): %s. Nothing was run.'
+                             % (local.name, local.path, e.strerror or e)) from None
+    return local.meta['data']
+
+
 def read_text(local):
     """The text of a migration file as the tools read it (UTF-8; a BOM is dropped)."""
     data = local.meta.get('data')

@@ -108,8 +108,9 @@ class Flyway(Tool):
             if not m:
                 continue
             full = os.path.join(path, name)
-            out.append(Local(display(m.group(1)), name, full, checksums.flyway_crc32(read_bytes(full)),
-                             description=m.group(2).replace('_', ' ')))
+            data = read_bytes(full)
+            out.append(Local(display(m.group(1)), name, full, checksums.flyway_crc32(data),
+                             description=m.group(2).replace('_', ' '), data=data))
         out.sort(key=lambda x: version_key(x.id))
         return out
 
@@ -214,8 +215,9 @@ class Flyway(Tool):
                 continue
             full = os.path.join(path, name)
             desc = m.group(1).replace('_', ' ')
-            local = Local('R__' + m.group(1), name, full, checksums.flyway_crc32(read_bytes(full)),
-                          description=desc, repeatable=True)
+            data = read_bytes(full)
+            local = Local('R__' + m.group(1), name, full, checksums.flyway_crc32(data),
+                          description=desc, repeatable=True, data=data)
             if desc not in latest or latest[desc] != local.checksum:
                 out.append(local)
         return sorted(out, key=lambda x: x.meta['description'])

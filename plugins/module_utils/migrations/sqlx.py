@@ -73,8 +73,9 @@ class Sqlx(IntegerVersions, Tool):
                 continue
             full = os.path.join(path, name)
             v = int(m.group(1))
-            out[v] = Local(str(v), name, full, checksums.sha384(read_bytes(full)),
-                           description=m.group(2).replace('_', ' '))
+            data = read_bytes(full)
+            out[v] = Local(str(v), name, full, checksums.sha384(data),
+                           description=m.group(2).replace('_', ' '), data=data)
         return [out[v] for v in sorted(out)]
 
     def checksum_matches(self, local, stored):
