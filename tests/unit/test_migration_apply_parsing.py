@@ -139,5 +139,8 @@ def test_apply_runs_the_bytes_the_lint_gate_read(tool, tmp_path):
 def test_pin_refuses_an_unreadable_migration_clearly(tmp_path):
     from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
     (tmp_path / "20240101000000_a.sql").mkdir()  # a directory with a migration's name
+    local = Local("20240101000000", "20240101000000_a.sql", str(tmp_path / "20240101000000_a.sql"))
     with pytest.raises(DbopsError, match="Cannot read the migration 20240101000000_a.sql.*Nothing was run"):
-        pin(Local("20240101000000", "20240101000000_a.sql", str(tmp_path / "20240101000000_a.sql")))
+        pin(local)
+    with pytest.raises(DbopsError, match="Cannot read the migration"):  # lint: false reads it the same way
+        dbmate.TOOL.deploy(local, "sqlite", {}, {})

@@ -445,10 +445,7 @@ def pin(local):
 
 def read_text(local):
     """The text of a migration file as the tools read it (UTF-8; a BOM is dropped)."""
-    data = local.meta.get('data')
-    if data is None:
-        data = read_bytes(local.path)
-    text = data.decode('utf-8')
+    text = pin(local).decode('utf-8')
     return text[1:] if text.startswith('\ufeff') else text
 
 
