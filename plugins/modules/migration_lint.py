@@ -339,8 +339,6 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.lint import rule
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint import report, runner, sources
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.registry import TOOLS
 
-DEFAULT_MAX_INFO_FINDINGS = runner.DEFAULT_MAX_INFO_FINDINGS
-
 
 def argument_spec():
     spec = connection_argument_spec()
@@ -357,7 +355,7 @@ def argument_spec():
         pg_version=dict(type='int'),
         max_file_size=dict(type='int', default=runner.DEFAULT_MAX_FILE_SIZE),
         max_statement_size=dict(type='int', default=runner.DEFAULT_MAX_STATEMENT_SIZE),
-        max_info_findings=dict(type='int', default=DEFAULT_MAX_INFO_FINDINGS),
+        max_info_findings=dict(type='int', default=runner.DEFAULT_MAX_INFO_FINDINGS),
         format=dict(type='str', choices=list(report.FORMATS)),
         dest=dict(type='path'),
         report_root=dict(type='path'),

@@ -230,6 +230,7 @@ def test_lint_gate_and_command(ansible, request, tmp_path):
     r = res["lint_refused"]
     assert r["failed"] and "lint gate" in r["msg"] and "drop-table" in r["msg"], r
     assert any(f["rule"] == "drop-table" and not f["ignored"] for f in r["lint"]), r["lint"]
+    assert r["lint_unlisted_info"] == 0, r  # returned with the refusal too
     r = res["lint_ignored"]
     assert not r["failed"], r
     assert [f["ignored"] for f in r["lint"] if f["rule"] == "drop-table"] == [True], r["lint"]

@@ -17,6 +17,7 @@ linear in the size of the text. Then:
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.lint.model import Event, Statement
@@ -59,13 +60,9 @@ class _Patterns:
         self.rest_of_line = re.compile(r'[ \t]*(?:--[^\n]*)?\n')
 
 
-_COMPILED = []
-
-
+@functools.lru_cache(maxsize=None)
 def _re():
-    if not _COMPILED:
-        _COMPILED.append(_Patterns())
-    return _COMPILED[0]
+    return _Patterns()
 
 
 def is_big(text, max_statement_size):
