@@ -284,6 +284,18 @@ def evaluate_migrations(db, base, spec):
     return differences, status.get('summary', '')
 
 
+SCHEMA_OPTIONS = ('enums', 'columns', 'indexes', 'constraints')
+
+
+def backup_due(differences, declared):
+    """True when the host's change will be made on this plan, so it needs its backup now: the maintenance
+    playbook's full path then takes state_check's plan (no migration history declared, no item its module must
+    plan itself) and backs up because a declared item has statements (the state_plan filter's entries)."""
+    if declared.get('migrations') or any(d.get('module_plan') for d in differences):
+        return False
+    return any(d.get('option') in SCHEMA_OPTIONS and d.get('queries') and not d.get('refused') for d in differences)
+
+
 def _migrations_status(db, spec):
     """The migrations check, importing the ten tools only when it is declared (as db_verify does)."""
     from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import status as pending  # pylint: disable=import-outside-toplevel

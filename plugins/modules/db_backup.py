@@ -355,15 +355,8 @@ preflight:
     problems: []
 '''
 
-import os
-
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import dbops_argument_spec, run_module
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.common import (
-    Interrupted, install_signal_handlers,
-)
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.preflight import check as preflight_check
-from ansible_collections.dbops.maintenance.plugins.module_utils.backup.runner import Backup
-from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import options as backup_options
 
 
 def work(module, db):
@@ -371,50 +364,12 @@ def work(module, db):
     # st_size: 4096 for a directory-format backup, the dest directory's in check mode. The result's size is
     # the backup's total bytes, so the module reports its own keys only.
     module.add_path_info = lambda kwargs: kwargs
-    job = Backup(module, db)
-    try:
-        # check mode: will it work here and fit (tools, free space against an estimate of the dump)? A failing
-        # preflight fails the task with its findings, before anything else is planned.
-        # preflight=true: the same before a real backup, in this run (nothing is written when it fails)
-        found = preflight_check(module, db, job.tools) if module.check_mode or module.params['preflight'] else None
-        result = job.run()
-        if found is not None:
-            result['preflight'] = found
-        return result
-    except Interrupted as e:
-        raise DbopsError('The backup was interrupted (%s); its temporary file was removed, nothing was kept.' % e)
-    finally:
-        job.tools.cleanup()
+    return backup_options.take(module, db)
 
 
 def main():
-    argument_spec = dbops_argument_spec(
-        changes=False,
-        dest=dict(type='path', required=True),
-        label=dict(type='str'),
-        format=dict(type='str', choices=['custom', 'directory', 'plain', 'sqlite']),
-        compression=dict(type='str', default='gzip', choices=['none', 'gzip', 'lz4', 'zstd']),
-        compression_level=dict(type='int'),
-        jobs=dict(type='int', default=1),
-        schema_only=dict(type='bool', default=False),
-        tables=dict(type='list', elements='str'),
-        exclude_tables=dict(type='list', elements='str'),
-        verify=dict(type='str', default='list', choices=['none', 'checksum', 'list', 'restore']),
-        scratch_prefix=dict(type='str', default='dbops_scratch_'),
-        keep_last=dict(type='int', no_log=False),
-        keep_days=dict(type='float', no_log=False),
-        reuse_within=dict(type='str'),
-        tool_path=dict(type='path'),
-        stall_timeout=dict(type='float', default=300.0),
-        preflight=dict(type='bool', default=False),
-        dest_mode=dict(type='str'),
-        space_factor=dict(type='float', default=1.0),
-        min_free=dict(type='int', default=0),
-    )
-    # everything this run creates, and what its tools create (pg_dump's directory-format files, SQLite's journal),
-    # is private from its creation: 0600 files, 0700 directories
-    os.umask(0o077)
-    install_signal_handlers()
+    # the options are backup/options.py's: state_check's backup option takes the same
+    argument_spec = dbops_argument_spec(changes=False, **backup_options.options())
     run_module(argument_spec, work, maintenance_lock=False)
 
 

@@ -20,8 +20,13 @@ description:
     rejected by the module, nothing failed to read, and every check passed. Anything else is listed in
     RV(differences) and the host needs the full path (plan, backup, change, verify), where the modules themselves
     plan, refuse or change.
-  - Read-only, always. It never changes anything (also outside check mode), never takes the maintenance lock and
-    always returns C(changed=false).
+  - Read-only on the database, always. It never changes the database (also outside check mode) and never takes
+    the maintenance lock. It returns C(changed=true) only when it took the backup of O(backup).
+  - With O(backup), a host whose declared items will be changed on this plan (some item has statements, none
+    would be refused, no item needs its module to plan, no O(migrations)) is backed up in the same run, after
+    the plan and the row counts of O(capture), by the whole run of M(dbops.maintenance.db_backup) with its own
+    options (preflight of the tools and the free space, dump, verification, retention). This is how the
+    maintenance playbook's first run saves a module run per host; a host in its desired state is never backed up.
   - An item is given with the option names and defaults of its module; items are validated one by one, so an item
     the module would reject is a difference (the module then fails on the full path with its own message), not a
     failure of this task.
@@ -94,6 +99,15 @@ options:
         is counted on a host in its desired state.
     type: bool
     default: false
+  backup:
+    description:
+      - The options of M(dbops.maintenance.db_backup), all but the connection (which is this module's), for example
+        O(dbops.maintenance.db_backup#module:dest), O(dbops.maintenance.db_backup#module:verify),
+        O(dbops.maintenance.db_backup#module:preflight) and O(dbops.maintenance.db_backup#module:keep_last). They
+        are validated by db_backup's own specification before anything connects.
+      - When given, the backup is taken in this run if the host's items will change on this plan (see the
+        description), and returned as RV(backup). Never taken in check mode.
+    type: dict
   row_count_tables:
     description: Limit the row counts of O(capture) to these tables (empty = all).
     type: list
@@ -188,7 +202,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: The same read-only run in and out of check mode.
+    description: The same read-only run in and out of check mode; in check mode O(backup) is never taken.
   diff_mode:
     support: none
     description: Nothing changes, so there is no diff.
@@ -222,6 +236,20 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     var: state.differences
   when: not state.in_desired_state
+
+- name: The same, and a host that will change is backed up in this run (before anything is changed)
+  dbops.maintenance.state_check:
+    engine: postgresql
+    database: app
+    enums:
+      - {name: CredentialType, values: [PERSONAL_ACCESS_TOKEN]}
+    capture: true
+    backup:
+      dest: /var/backups/dbops
+      dest_mode: "0700"
+      preflight: true
+      keep_last: 7
+  register: state
 '''
 
 RETURN = r'''
@@ -263,6 +291,13 @@ baseline:
   description: db_verify's baseline (engine, database, captured_at, tables with row counts).
   returned: with O(capture), when the host is not in its desired state
   type: dict
+backup:
+  description:
+    - The result of the backup of O(backup) (M(dbops.maintenance.db_backup)'s return values - C(path),
+      C(manifest_path), C(size), C(sha256), C(verified), C(reused), C(duration), C(pruned), and C(preflight) with
+      O(dbops.maintenance.db_backup#module:preflight)).
+  returned: with O(backup), when it was taken
+  type: dict
 server:
   description: Engine, flavour and version of the server.
   returned: success
@@ -272,6 +307,7 @@ server:
 
 from ansible_collections.dbops.maintenance.plugins.module_utils import desired_state
 from ansible_collections.dbops.maintenance.plugins.module_utils import verify
+from ansible_collections.dbops.maintenance.plugins.module_utils.backup import options as backup_options
 from ansible_collections.dbops.maintenance.plugins.module_utils.connection import (
     dbops_argument_spec, run_module,
 )
@@ -296,6 +332,7 @@ def argument_spec():
             deploy=dict(type='bool', default=False),
         )),
         capture=dict(type='bool', default=False),
+        backup=dict(type='dict'),
         row_count_tables=dict(type='list', elements='str'),
         verify=dict(type='dict', default={}, options=dict(
             tables_min=dict(type='int'),
@@ -315,12 +352,25 @@ def argument_spec():
     )
 
 
+def validate(module):
+    """The backup option is db_backup's options: refused before anything connects."""
+    given = module.params['backup']
+    if given is not None:
+        try:
+            module.params['backup'] = backup_options.validated(given)
+        except ValueError as e:
+            # what is not db_backup's (a password given here by mistake ...) is not echoed in the invocation
+            known = backup_options.options()
+            module.params['backup'] = dict((k, v) for k, v in given.items() if k in known)
+            module.fail_json(msg='%s. Nothing was checked.' % e)
+
+
 def work(module, db):
     p = module.params
     db.check_mode = True  # plan only: no statement of any plan ever runs here
     base = dict((k, v) for k, v in p.items()
                 if k not in ('enums', 'columns', 'indexes', 'constraints', 'migrations', 'verify', 'capture',
-                             'row_count_tables'))
+                             'row_count_tables', 'backup'))
     differences, count = desired_state.evaluate_items(db, base, p)
     result = dict(changed=False, server=db.server_info())
     if p['migrations']:
@@ -334,13 +384,18 @@ def work(module, db):
                                     queries=[], refused=None, module_plan=False))
     if differences and p['capture']:
         result['baseline'] = verify.Verifier(db, dict(db.params, schema=None)).capture(p['row_count_tables'])
+    if p['backup'] is not None and not module.check_mode and desired_state.backup_due(differences, p):
+        # the plan is made: the backup is db_backup's own run, in this connection (it changes no database)
+        db.check_mode = False
+        result['backup'] = backup_options.take(module, db, p['backup'])
+        result['changed'] = bool(result['backup'].get('changed'))
     result.update(in_desired_state=not differences, differences=differences, items=count, checks=checks,
                   summary=verify.summary(checks), failed_checks=len([c for c in checks if not c['ok']]))
     return result
 
 
 def main():
-    run_module(argument_spec(), work, maintenance_lock=False)
+    run_module(argument_spec(), work, validate=validate, maintenance_lock=False)
 
 
 if __name__ == '__main__':

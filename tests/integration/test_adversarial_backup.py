@@ -25,6 +25,7 @@ import time
 import pytest
 
 BACKUP = "dbops.maintenance.db_backup"
+STATE_CHECK = "dbops.maintenance.state_check"
 GATE_LIMIT = 1200   # iterations of 0.1 s a gated fake tool waits for its flag at most (a broken test ends)
 
 
@@ -250,9 +251,33 @@ def test_unsafe_dest_is_refused_with_a_clear_message(ansible, sqlite_db, shared_
         r = ansible.run(BACKUP, dict(sqlite_db.params, dest=dest), check=check)
         assert r.failed and want in r["msg"] and dest in r["msg"], r["msg"]
         assert "Errno" not in r["msg"] and "Traceback" not in r.get("module_stderr", "")
+    # the same backup through state_check's backup option (a host that will change: a column is missing)
+    r = ansible.run(STATE_CHECK, dict(sqlite_db.params, backup=dict(dest=dest, preflight=True),
+                                      columns=[dict(table="t", column="added", type="text")]))
+    assert r.failed and want in r["msg"] and dest in r["msg"], r["msg"]
+    assert "Traceback" not in r.get("module_stderr", "")
     assert not os.path.exists(os.path.join(shared_root, "gone"))
     if case != "dangling_symlink":
         assert entries(dest) == []
+
+
+@pytest.mark.parametrize("backup, words", [
+    ({"dest": "DEST", "verify": "maybe"}, "verify"),
+    ({"dest": "DEST", "keep_last": "many"}, "keep_last"),
+    ({"verify": "list"}, "dest"),
+    ({"dest": "DEST", "login_password": "hunter2-secret"}, "login_password"),
+    ({"dest": "DEST", "keep_last": 0}, "keep_last must be 1 or more"),
+])
+def test_state_check_backup_option_refuses_bad_input_before_anything(ansible, sqlite_db, tmp_path, backup, words):
+    """state_check's backup is db_backup's options: bad ones are refused by name, nothing checked or written."""
+    seed_sqlite(sqlite_db.name, rows=5)
+    dest = tmp_path / "backups"
+    backup = dict((k, str(dest) if v == "DEST" else v) for k, v in backup.items())
+    r = ansible.run(STATE_CHECK, dict(sqlite_db.params, backup=backup,
+                                      columns=[dict(table="t", column="added", type="text")]))
+    assert r.failed and words in r["msg"], r["msg"]
+    assert "hunter2-secret" not in json.dumps(dict(r)) and "Traceback" not in r.get("module_stderr", "")
+    assert not dest.exists() or list(dest.iterdir()) == [], list(dest.iterdir())
 
 
 # --------------------------------------------------------------------------

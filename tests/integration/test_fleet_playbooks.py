@@ -356,14 +356,17 @@ def fast_path_case(ansible, db, tmp_path):
     # 1. The state differs: the full path, with its backup and the change.
     r, runs, row = maintenance(ansible, extra, tmp_path, "first")
     assert r.rc == 0, r.stdout[-4000:]
-    # as few module runs as the safety allows: state_check (server, plan, baseline), the backup (its preflight,
-    # its directory and the dump in one run), the fix, the checks after it
+    # as few module runs as the safety allows: state_check (server, plan, baseline, and the backup with its
+    # preflight, its directory and the dump), the fix, the checks after it
     fix = (["dbops.maintenance.enum_add"] if "dbops_enums" in extra else []) + ["dbops.maintenance.column_ensure"]
-    assert runs == ["dbops.maintenance.state_check", "dbops.maintenance.db_backup"] + fix + ["dbops.maintenance.db_verify"], runs
+    assert runs == ["dbops.maintenance.state_check"] + fix + ["dbops.maintenance.db_verify"], runs
     assert row["outcome"] == "changed", (runs, row)
     assert row["backup"]["taken"] is True and len(manifests(tmp_path)) == 1
-    # no separate check-mode preflight of the backup: db_backup checked the tools and the space in its own run
+    # no separate check-mode preflight of the backup: the backup checked the tools and the space in its own run
     assert "Check what the backup needs" not in r.stdout and row["backup"]["sha256"], r.stdout[-3000:]
+    backup = json.loads(Path(row["backup"]["manifest_path"]).read_text())
+    assert row["backup"]["verified"] == "list" and backup["sha256"] == row["backup"]["sha256"], (row["backup"], backup)
+    assert [m["phase"] for m in row["timeline"]][:3] == ["preflight", "plan", "backup"], row["timeline"]
     # 2. Nothing differs any more: one module run, changed=0, no backup.
     r, runs, fast = maintenance(ansible, extra, tmp_path, "fast")
     assert r.rc == 0 and recap(r)["changed"] == 0, r.stdout[-4000:]
@@ -400,7 +403,19 @@ def full_path_case(ansible, db, tmp_path):
     else:
         extra["dbops_columns"] = extra["dbops_columns"] + [{"table": "notes", "column": "extra", "type": "text"}]
     r, runs, row = maintenance(ansible, extra, tmp_path, "more")
-    assert r.rc == 0 and row["outcome"] == "changed" and "dbops.maintenance.db_backup" in runs, (runs, r.stdout[-3000:])
+    assert r.rc == 0 and row["outcome"] == "changed" and "dbops.maintenance.db_backup" not in runs, (runs, r.stdout[-3000:])
+    assert row["backup"]["taken"] is True and len(manifests(tmp_path)) == 2, row["backup"]
+    # one more, without the fast path: db_backup takes it, with the same options (one mapping of the variables)
+    if "dbops_enums" in extra:
+        extra["dbops_enums"] = [dict(extra["dbops_enums"][0], values=extra["dbops_enums"][0]["values"] + ["EXTRA2"])]
+    else:
+        extra["dbops_columns"] = extra["dbops_columns"] + [{"table": "notes", "column": "extra2", "type": "text"}]
+    r, runs, row2 = maintenance(ansible, dict(extra, dbops_fast_path=False), tmp_path, "more-full")
+    assert r.rc == 0 and row2["outcome"] == "changed" and "dbops.maintenance.db_backup" in runs, (runs, r.stdout[-3000:])
+    assert "dbops.maintenance.state_check" not in runs and len(manifests(tmp_path)) == 3, runs
+    same = ("taken", "verified", "reused")
+    assert {k: row["backup"][k] for k in same} == {k: row2["backup"][k] for k in same}, (row["backup"], row2["backup"])
+    assert Path(row["backup"]["path"]).parent == Path(row2["backup"]["path"]).parent
     # a pending dbmate migration, with a history that must have none pending: the full path, which fails as before
     mig = tmp_path / "db" / "migrations"
     mig.mkdir(parents=True)
@@ -412,6 +427,21 @@ def full_path_case(ansible, db, tmp_path):
     assert "dbops.maintenance.migration_status" in runs and row["outcome"] == "failed", (runs, row)
     r2, runs2, row2 = maintenance(ansible, dict(pending, dbops_fast_path=False), tmp_path, "pending-full")
     assert r2.rc != 0 and comparable(row2)["error"] == comparable(row)["error"], (row, row2)
+
+
+def test_first_run_backup_that_would_not_fit_changes_nothing(ansible, sqlite_db, tmp_path):
+    """state_check takes the backup of a host that will change: when it would not fit, the host goes the full
+    path (the modules plan), whose backup step fails with db_backup's own findings; nothing written or changed."""
+    extra = dict(conn_vars(sqlite_db, tmp_path), dbops_serial="100%", **seed_fix(sqlite_db))
+    extra["dbops_preflight_min_free_mb"] = 1 << 40
+    r, runs, row = maintenance(ansible, extra, tmp_path, "no-space")
+    assert r.rc != 0 and row["outcome"] == "failed" and "Take the backup" in row["failed_step"], (runs, row)
+    assert "MiB free" in row["error"], row["error"]
+    assert runs[0] == "dbops.maintenance.state_check" and runs[-1] == "dbops.maintenance.db_backup", runs
+    assert "dbops.maintenance.column_ensure" in runs, runs  # the plan, in check mode: the column is not there
+    assert [c for c in sqlite_db.query("PRAGMA table_info(notes)") if c[1] == "title"] == []
+    backups = tmp_path / "backups"
+    assert not backups.exists() or not any(backups.iterdir()), list(backups.iterdir())
 
 
 def test_fast_path_only_when_nothing_differs(ansible, db, tmp_path):

@@ -324,7 +324,8 @@ def test_module_result_size_of_a_directory_backup_is_not_replaced_by_st_size(tmp
     def no_database(_module, **_kw):
         yield FakeDb()
 
-    monkeypatch.setattr(db_backup, "Backup", StubBackup)
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup import runner  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(runner, "Backup", StubBackup)
     # db_backup goes through run_module(), which opens the database with connection.open_database
     monkeypatch.setattr(connection, "open_database", no_database)
     with patch_module_args(dict(engine="sqlite", database=str(tmp_path / "x.db"), dest=str(tmp_path))):

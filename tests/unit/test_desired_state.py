@@ -159,3 +159,54 @@ def test_a_postgresql_plan_does_not_import_pymysql():
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[]', out.stdout
+
+
+@pytest.mark.parametrize('differences, migrations, due', [
+    # an item with statements, nothing refused: the playbook's plan is state_check's, and it changes the host
+    ([{'option': 'enums', 'queries': ['ALTER e'], 'refused': None, 'module_plan': False}], None, True),
+    # only a failed check: the plan changes nothing, no backup (as the full path: __dbops_will_change is false)
+    ([{'kind': 'verify', 'queries': [], 'refused': None, 'module_plan': False}], None, False),
+    # an item its module must plan (a refusal, pt-osc): the module plans on the full path, and may refuse
+    ([{'option': 'enums', 'queries': ['ALTER e'], 'refused': None, 'module_plan': False},
+      {'option': 'columns', 'queries': [], 'refused': 'exists', 'module_plan': True}], None, False),
+    # a migration history declared: the roles plan it (migration_repair, deploy)
+    ([{'option': 'enums', 'queries': ['ALTER e'], 'refused': None, 'module_plan': False}], {'tool': 'dbmate'}, False),
+    ([], None, False),
+])
+def test_backup_due_exactly_when_the_state_plan_changes_something(differences, migrations, due):
+    """state_check backs up exactly the hosts the full path would back up on its plan (state_plan non-empty)."""
+    assert desired_state.backup_due(differences, {'migrations': migrations}) is due
+    if not migrations and not any(d['module_plan'] for d in differences):
+        assert bool(state_plan({'differences': differences}, 'app')) is due
+
+
+def test_backup_option_is_db_backups_spec(monkeypatch):
+    """state_check's backup option is validated by db_backup's own options (one spec), bad input named."""
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup import options as backup_options
+    from ansible_collections.dbops.maintenance.plugins.modules import db_backup
+    assert _own(_capture_run_module(monkeypatch, db_backup)) == backup_options.options()
+    ok = backup_options.validated({'dest': '/b', 'keep_last': 3})
+    assert ok['verify'] == 'list' and ok['keep_last'] == 3 and ok['compression'] == 'gzip'
+    for bad, words in (({'keep_last': 3}, 'dest'), ({'dest': '/b', 'verify': 'maybe'}, 'verify'),
+                       ({'dest': '/b', 'login_password': 'x'}, 'login_password'), ('dest=/b', 'dictionary')):
+        with pytest.raises(ValueError, match=words):
+            backup_options.validated(bad)
+
+
+def test_backup_options_lookup_maps_the_roles_variables():
+    """The backup role's variables -> db_backup options, as the role's task passed them before the lookup."""
+    from ansible_collections.dbops.maintenance.plugins.lookup import backup_options as lookup
+    from ansible_collections.dbops.maintenance.plugins.module_utils.backup import options as backup_options
+    defaults = lookup.role_defaults()
+    assert defaults['dbops_backup_dir'] == '/var/backups/dbops'
+    args = lookup.backup_options(lambda _name: None, defaults)
+    assert args == {'dest': '/var/backups/dbops', 'dest_mode': '0700', 'preflight': False, 'verify': 'list',
+                    'keep_last': 7, 'space_factor': 1.0, 'min_free': 100 * 1048576}
+    given = {'dbops_backup_dir': '/b', 'dbops_backup_format': 'directory', 'dbops_backup_jobs': 4,
+             'dbops_backup_keep_last': 0, 'dbops_backup_keep_days': 2.5, 'dbops_backup_reuse_within': '15m',
+             'dbops_preflight_min_free_mb': '3', 'dbops_preflight_space_factor': 2.0, 'dbops_backup_label': ''}
+    args = lookup.backup_options(given.get, defaults)
+    assert args['dest'] == '/b' and args['jobs'] == 4 and args['keep_days'] == 2.5 and 'keep_last' not in args
+    assert args['min_free'] == 3 * 1048576 and args['space_factor'] == 2.0 and 'label' not in args
+    assert set(args) <= set(backup_options.options())
+    assert 'jobs' not in lookup.backup_options({'dbops_backup_jobs': 4}.get, defaults)
