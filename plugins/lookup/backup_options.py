@@ -56,6 +56,8 @@ import yaml
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.dbops.maintenance.plugins.plugin_utils.host_vars import getter
+
 DEFAULTS = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), '..', '..', 'roles', 'backup',
                                          'defaults', 'main.yml'))
 # option, variable (unset: the role's default)
@@ -114,11 +116,5 @@ class LookupModule(LookupBase):
         if terms:
             raise AnsibleError('lookup dbops.maintenance.backup_options takes no terms')
         self.set_options(var_options=variables, direct=kwargs)
-        variables = variables or {}
-
-        def get(name):
-            if name not in variables:
-                return None
-            return self._templar.template(variables[name])
-
+        get = getter(self._templar, variables)
         return [backup_options(get, role_defaults())]

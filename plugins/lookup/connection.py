@@ -64,6 +64,8 @@ _raw:
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.dbops.maintenance.plugins.plugin_utils.host_vars import getter
+
 # variable -> module option; the order is the order of the docs above.
 CONNECTION_VARS = (
     'engine', 'login_host', 'login_port', 'login_user', 'login_password', 'login_unix_socket',
@@ -96,11 +98,5 @@ class LookupModule(LookupBase):
         if terms:
             raise AnsibleError('lookup dbops.maintenance.connection takes no terms, only database=')
         self.set_options(var_options=variables, direct=kwargs)
-        variables = variables or {}
-
-        def get(name):
-            if name not in variables:
-                return None
-            return self._templar.template(variables[name])
-
+        get = getter(self._templar, variables)
         return [connection_args(get, self.get_option('database'))]
