@@ -17,8 +17,8 @@ description:
     C(dbops_backup_jobs), C(dbops_backup_verify), C(dbops_backup_keep_last), C(dbops_backup_keep_days),
     C(dbops_backup_reuse_within), C(dbops_tool_path), and the preflight role's C(dbops_preflight_space_factor)
     and C(dbops_preflight_min_free_mb)) and returns them as the options of M(dbops.maintenance.db_backup).
-    A variable that is not set takes the backup role's default (C(roles/backup/defaults/main.yml)), so the
-    result is the same inside the role and outside it.
+    A variable that is not set takes the backup role's default (C(roles/backup/defaults/main.yml)), or the
+    preflight role's for the two space variables, so the result is the same inside the roles and outside them.
   - An empty (or zero) label, format, compression, retention, reuse or tool path is left out, so the module's
     own default applies; C(jobs) is passed only with the C(directory) format; C(min_free) is the megabytes of
     C(dbops_preflight_min_free_mb) in bytes.
@@ -49,17 +49,14 @@ _raw:
   elements: dict
 '''
 
-import os
-
 import yaml
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.dbops.maintenance.plugins.lookup.role_file import role_file
 from ansible_collections.dbops.maintenance.plugins.plugin_utils.host_vars import getter
 
-DEFAULTS = os.path.realpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), '..', '..', 'roles', 'backup',
-                                         'defaults', 'main.yml'))
 # option, variable (unset: the role's default)
 PASSED = (
     ('dest', 'dbops_backup_dir'),
@@ -77,14 +74,14 @@ OPTIONAL = (
     ('reuse_within', 'dbops_backup_reuse_within'),
     ('tool_path', 'dbops_tool_path'),
 )
-# the preflight role's variables, with its defaults
-SPACE_FACTOR = 1.0
-MIN_FREE_MB = 100
 
 
 def role_defaults():
-    with open(DEFAULTS, encoding='utf-8') as f:
-        return yaml.safe_load(f) or {}
+    """The backup role's defaults, and the preflight role's (its space variables), from the roles' files."""
+    defaults = {}
+    for term in ('preflight/defaults/main.yml', 'backup/defaults/main.yml'):
+        defaults.update(yaml.safe_load(role_file(term)) or {})
+    return defaults
 
 
 def backup_options(get, defaults):
@@ -100,11 +97,10 @@ def backup_options(get, defaults):
             args[option] = v
     if args.get('format') == 'directory':
         args['jobs'] = value('dbops_backup_jobs')
-    factor = get('dbops_preflight_space_factor')
-    args['space_factor'] = SPACE_FACTOR if factor is None else factor
-    mb = get('dbops_preflight_min_free_mb')
+    args['space_factor'] = value('dbops_preflight_space_factor')
+    mb = value('dbops_preflight_min_free_mb')
     try:
-        args['min_free'] = int(MIN_FREE_MB if mb is None else mb) * 1048576
+        args['min_free'] = int(mb) * 1048576
     except (TypeError, ValueError):
         raise AnsibleError('dbops_preflight_min_free_mb must be a whole number of megabytes, not %r' % (mb,))
     return args
