@@ -144,3 +144,47 @@ def test_pin_refuses_an_unreadable_migration_clearly(tmp_path):
         pin(local)
     with pytest.raises(DbopsError, match="Cannot read the migration"):  # lint: false reads it the same way
         dbmate.TOOL.deploy(local, "sqlite", {}, {})
+
+
+@pytest.mark.parametrize("piece,word", [
+    ("CREATE TABLE a (id int);", "CREATE"),
+    ("  -- a comment; PRAGMA x\n  /* another\n one */ insert into a values (1);", "INSERT"),
+    ("/* unterminated", ""),
+    ("-- only a comment", ""),
+    ("PRAGMA foreign_keys = ON;", "PRAGMA"),
+    ("\tvacuum;", "VACUUM"),
+    ("BEGIN;", "BEGIN"),
+    ("SAVEPOINT x;", "SAVEPOINT"),
+])
+def test_sqlite_first_word(piece, word):
+    assert scripts.first_word(piece) == word
+
+
+def test_sqlite_group_takes_only_plain_statements():
+    """A SQLite migration is grouped (migrations/group.py) only when every statement starts with a DDL/DML word:
+    a PRAGMA, VACUUM, ATTACH or transaction control statement anywhere makes it run alone."""
+    import sqlite3
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import group
+    from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import Unit
+
+    class Db:  # the adapter's two attributes group.groupable reads
+        engine = "sqlite"
+        conn = sqlite3.connect(":memory:")
+
+    local = Local("1", "1_a.sql", "/nonexistent")
+    plain = ["CREATE TABLE a (id int);", "INSERT INTO a VALUES (1);", "-- note\nALTER TABLE a ADD b int;"]
+    assert group.groupable(Db, Unit(local, plain, True, inside=lambda ms: []))
+    for odd in ("PRAGMA foreign_keys = OFF;", "VACUUM;", "ATTACH 'x.db' AS x;", "COMMIT;", "SAVEPOINT s;",
+                "SELECT 1;"):
+        assert not group.groupable(Db, Unit(local, plain + [odd], True)), odd
+    assert not group.groupable(Db, Unit(local, plain, False)), "a transaction:false migration runs alone"
+    assert not group.groupable(Db, Unit(local, plain, True, before=["x"])), "rows written before it"
+    assert not group.groupable(Db, Unit(local, plain, True, after=lambda ms: ["x"])), "rows written after it"
+    assert not group.groupable(Db, Unit(local, [], True)), "an empty migration"
+
+    class Pg(Db):
+        engine = "postgresql"
+
+    assert not group.groupable(Pg, Unit(local, plain, True)), "PostgreSQL is not grouped"
+    assert group.seconds({"lock_timeout": 0.1}) == 0.05 and group.seconds({"lock_timeout": 5}) == 0.2
+    assert group.seconds({}) == 0.2

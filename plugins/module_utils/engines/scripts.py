@@ -233,11 +233,71 @@ class _Sqlite(_Engine):
         except sqlite3.DatabaseError:
             pass
 
+    # --- a group of migrations in one transaction (migrations/group.py) ---
+    # The first word of every statement of a grouped migration is one of these: transaction control, PRAGMA,
+    # VACUUM, ATTACH/DETACH and the rest behave differently inside an enclosing transaction.
+    GROUP_WORDS = frozenset(('CREATE', 'ALTER', 'DROP', 'INSERT', 'UPDATE', 'DELETE', 'REPLACE'))
+
+    def groupable(self, piece):
+        return first_word(piece) in self.GROUP_WORDS
+
+    def begin_group(self):
+        """BEGIN IMMEDIATE without waiting (busy timeout 0 around it): when another writer holds the write lock,
+        LockTimeout, and the migration runs alone, where the busy timeout and the lock retries apply."""
+        statements = begin_group_statements(self.conn)
+        self.conn.execute(statements[0])
+        try:
+            self.conn.execute(statements[1])
+        except sqlite3.OperationalError as e:
+            raise LockTimeout(str(e))
+        finally:
+            self.conn.execute(statements[2])
+        return statements
+
+    def run_in_savepoint(self, statements):
+        for statement in statements:
+            self.run(statement)
+
+    def rollback_to_savepoint(self, name):
+        self.conn.execute('ROLLBACK TO %s' % name)
+
+    def in_transaction(self):
+        return self.conn.in_transaction
+
+
+def begin_group_statements(conn):
+    """SQLite: the statements that open a group, BEGIN IMMEDIATE with a busy timeout of 0 around it."""
+    busy = conn.execute('PRAGMA busy_timeout').fetchone()[0]
+    return ['PRAGMA busy_timeout = 0', 'BEGIN IMMEDIATE', 'PRAGMA busy_timeout = %d' % int(busy)]
+
+
+def first_word(piece):
+    """The first keyword of a SQLite statement, after leading comments and blanks ('' when none)."""
+    i, n = 0, len(piece)
+    while i < n:
+        if piece[i].isspace():
+            i += 1
+        elif piece.startswith('--', i):
+            j = piece.find('\n', i)
+            i = n if j < 0 else j + 1
+        elif piece.startswith('/*', i):
+            j = piece.find('*/', i + 2)
+            i = n if j < 0 else j + 2
+        else:
+            break
+    j = i
+    while j < n and (piece[j].isalpha() or piece[j] == '_'):
+        j += 1
+    return piece[i:j].upper()
+
 
 class _Failed(Exception):
     def __init__(self, msg, statement=None):
         super().__init__(msg)
         self.statement = statement
+
+
+Failed = _Failed  # a statement failed (not a lock timeout): what migrations/group.py catches
 
 
 def statement_at(script, position):
@@ -264,9 +324,13 @@ def engine_of(db):
     return ENGINES[db.engine](db)
 
 
-def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='migration'):
+def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='migration', inside_fixed=None):
     """Run one migration's pieces. inside_sql: callable() -> statements run after the pieces, in the same
-    transaction (history rows the tool writes with the migration), or None. Returns the statements run."""
+    transaction (history rows the tool writes with the migration), or None. inside_fixed: those statements
+    when they are known before the run (they do not hold its duration): on PostgreSQL a one-query migration
+    then goes in ONE round trip, BEGIN, the script, its history statements and COMMIT in one simple-protocol
+    query (the server runs it statement after statement in the transaction block the BEGIN opens; an error
+    skips the rest, so no history row and no COMMIT follow a failure). Returns the statements run."""
     eng = engine_of(db)
     before_sql = list(before_sql)
     inside_sql = inside_sql or (lambda: [])
@@ -278,7 +342,13 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
             statement = None
             with eng.watching():
                 try:
-                    if hasattr(eng, 'begin_with'):
+                    if hasattr(eng, 'begin_with') and inside_fixed is not None and len(before_sql + list(pieces)) == 1:
+                        first = before_sql + list(pieces)
+                        # '\n;\n' ends the script even when its last line is a '--' comment
+                        statement = 'BEGIN;\n%s\n;\n%s' % (first[0], ';\n'.join(list(inside_fixed) + ['COMMIT']))
+                        eng.run(statement)
+                        ran.extend(first + list(inside_fixed))
+                    elif hasattr(eng, 'begin_with'):
                         first = before_sql + list(pieces)
                         for n, statement in enumerate(first):
                             if n == 0:

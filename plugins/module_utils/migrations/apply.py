@@ -19,6 +19,7 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import group
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import History, plain_rows
 
@@ -154,8 +155,11 @@ def render(h, ops):
     return [op.render(h.sql) for op in ops]
 
 
-def plan_statements(h, unit, engine):
-    """The statements of one unit, in the order they run (check mode)."""
+def plan_statements(h, unit, engine, grouped=False):
+    """The statements of one unit, in the order they run (check mode). grouped: the unit runs in a savepoint of
+    a group (migrations/group.py), whose BEGIN / COMMIT the caller puts around the group."""
+    if grouped:
+        return [group.SAVEPOINT] + render(h, unit.first) + unit.pieces + render(h, unit.inside(0)) + [group.RELEASE]
     out = render(h, unit.before)
     if unit.transaction:
         out.append('BEGIN')
@@ -175,7 +179,7 @@ def run_unit(db, h, unit):
     try:
         scripts.run_script(db, unit.pieces, unit.transaction, before_sql=render(h, unit.first),
                            inside_sql=lambda: render(h, unit.inside(int((time.monotonic() - t0) * 1000))),
-                           label=label)
+                           label=label, inside_fixed=None if unit.inside_timed else render(h, unit.inside(0)))
     except scripts.ScriptFailed as e:
         error = db.redact(e.error)
         recorded = []
@@ -195,7 +199,7 @@ def run_unit(db, h, unit):
                    else '%d statement(s) of it ran and stay (no transaction)' % len(e.ran))
         raise ApplyFailed(
             'Migration %s failed: %s. It was %s.%s' % (
-                unit.local.name, error, how,
+                unit.local.name, error.rstrip('. '), how,
                 ' Recorded as the tool records a failure: %s.' % '; '.join(recorded) if recorded else ''),
             failed_migration=dict(name=unit.local.id, file=unit.local.name, statement=e.statement, error=error,
                                   ran=e.ran, rolled_back=bool(e.rolled_back or whole), lock_timeout=e.lock_timeout))
@@ -251,11 +255,23 @@ def apply(db, params, check_mode):
     if check_mode:
         # the plan only in check mode: a run returns what it ran (applied, queries), and the same statements
         # twice made Ansible's result processing (no_log redaction walks every string) a fifth of a long run
-        result['plan'] = [dict(name=u.local.id, file=u.local.name, transaction=u.transaction, how=u.note,
-                               statements=plan_statements(h, u, db.engine)) for u in units]
+        result['plan'] = []
         db.queries.extend(create)
-        for p in result['plan']:
-            db.queries.extend(p['statements'])
+        open_group = False
+        for u in units:
+            grouped = group.groupable(db, u)
+            statements = plan_statements(h, u, db.engine, grouped)
+            result['plan'].append(dict(name=u.local.id, file=u.local.name, transaction=u.transaction,
+                                       how=u.note + (' (in a savepoint, committed with its group)' if grouped else ''),
+                                       statements=statements))
+            if grouped and not open_group:
+                db.queries.extend(group.begin_statements(db))
+            elif open_group and not grouped:
+                db.queries.append('COMMIT')
+            open_group = grouped
+            db.queries.extend(statements)
+        if open_group:
+            db.queries.append('COMMIT')
         result['changed'] = bool(units)
         result['status'] = st
         result['diff'] = dict(before=before_rows, after=before_rows)
@@ -273,7 +289,17 @@ def apply(db, params, check_mode):
     try:
         if create:
             db.history_apply(create)
-        for u in units:
+        window = group.seconds(params)
+        i, alone = 0, 0
+        while i < len(units):
+            if not alone and group.groupable(db, units[i]):
+                done, alone = group.run(db, h, units[i:], window)
+                for u, took in done:
+                    result['applied'].append(dict(name=u.local.id, file=u.local.name, duration=round(took, 3)))
+                i += len(done)
+                result['changed'] = result['changed'] or bool(done)
+                continue
+            u = units[i]
             try:
                 took = run_unit(db, h, u)
             except ApplyFailed as e:
@@ -281,6 +307,8 @@ def apply(db, params, check_mode):
                 break
             result['applied'].append(dict(name=u.local.id, file=u.local.name, duration=round(took, 3)))
             result['changed'] = True
+            i += 1
+            alone = max(alone - 1, 0)
     finally:
         if restore_sync is not None:
             db.conn.execute('PRAGMA synchronous = %d' % restore_sync)

@@ -413,11 +413,13 @@ class Unit:
     version, sqlx's execution_time); failed(error): history Ops the tool writes after a failure
     (Prisma's logs; Flyway's success = false row where the engine cannot roll DDL back);
     undo: history Ops that take back `before` when the script was rolled back whole after lock timeouts
-    (the run stops with nothing changed instead of a failed history); note: one line for the operator.
+    (the run stops with nothing changed instead of a failed history); note: one line for the operator;
+    inside_timed: inside(ms) uses the duration (Flyway's execution_time), so its rows are known only after
+    the script ran (otherwise, on PostgreSQL, they are sent in the same query as the script).
     """
 
     def __init__(self, local, pieces, transaction, before=(), first=(), inside=None, after=None, failed=None,
-                 undo=(), note=''):
+                 undo=(), note='', inside_timed=False):
         self.local = local
         self.pieces = list(pieces)
         self.transaction = transaction
@@ -428,6 +430,8 @@ class Unit:
         self.failed = failed or (lambda error: [])
         self.undo = list(undo)
         self.note = note
+        self.inside_timed = inside_timed
+        self.groupable = None  # whether it may run in a savepoint of a group (migrations/group.py), once known
 
 
 def pin(local):

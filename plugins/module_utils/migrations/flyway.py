@@ -239,7 +239,7 @@ class Flyway(Tool):
             return [Insert([('installed_rank', rank), ('version', version), ('description', local.meta['description']),
                             ('type', 'SQL'), ('script', local.name), ('checksum', local.checksum),
                             ('installed_by', USER[engine]), ('execution_time', ms), ('success', success)])]
-        return Unit(local, split(text, engine), True, inside=lambda ms: row(ms, True),
+        return Unit(local, split(text, engine), True, inside=lambda ms: row(ms, True), inside_timed=True,
                     failed=(lambda error: row(0, False)) if engine == 'mysql' else None,
                     note='transaction' + (' (DDL commits at once on MySQL)' if engine == 'mysql' else ''))
 
