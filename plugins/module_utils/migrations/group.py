@@ -32,8 +32,7 @@ its migrations run one by one.
 PostgreSQL is not grouped: with 1,000 CREATE TABLE migrations, a psycopg loop with one commit per migration
 and one with groups of 50 in savepoints took the same time (1.88 s / 1.86 s on the bench machine; the
 server's work per CREATE TABLE dominates, not the WAL flush), and a group would hold each migration's locks
-until the group commits. MySQL/MariaDB
-commit DDL at once.
+until the group commits. MySQL/MariaDB commit DDL at once, so nothing is grouped there.
 """
 
 from __future__ import annotations
