@@ -53,6 +53,20 @@ def sqlite_tables(path):
         conn.close()
 
 
+def run_holding(ansible, db, statements, args):
+    """migration_apply's result, run while another connection holds what `statements` took (released only after
+    the module returned)."""
+    holder = sqlite3.connect(db.name, isolation_level=None)
+    try:
+        for statement in statements:
+            holder.execute(statement).fetchall()
+        return run_tasks(ansible, [dict(name="held", module=APPLY, args=args)])["held"]
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+
+
 def segments(queries):
     """The queries cut at each group's COMMIT: [(grouped?, [statements])]."""
     out, cur, grouped = [], [], False
@@ -147,15 +161,7 @@ def test_sqlite_group_commit(ansible, request, tmp_path):  # pylint: disable=too
 
     # --- another writer holds the write lock for the whole module run
     db, args = held["writer"]
-    holder = sqlite3.connect(db.name, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    holder.execute("INSERT INTO app VALUES (1)")
-    try:
-        res = run_tasks(ansible, [dict(name="writer", module=APPLY, args=args)])
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    r = res["writer"]
+    r = run_holding(ansible, db, ["BEGIN IMMEDIATE", "INSERT INTO app VALUES (1)"], args)
     assert r["failed"] and r["applied"] == [] and r["failed_migration"]["lock_timeout"] is True, r
     assert "lock_timeout=0.2s" in r["msg"] and "lock_retries=1" in r["msg"] and ".." not in r["msg"], r["msg"]
     assert len(r["attempts"]) == 2, r["attempts"]  # the group did not wait: one try and one retry, as alone
@@ -163,15 +169,7 @@ def test_sqlite_group_commit(ansible, request, tmp_path):  # pylint: disable=too
 
     # --- a reader holds the file (SHARED) for the whole run: the group's COMMIT cannot happen
     db, args = held["reader"]
-    reader = sqlite3.connect(db.name, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM app").fetchall()
-    try:
-        res = run_tasks(ansible, [dict(name="reader", module=APPLY, args=args)])
-    finally:
-        reader.execute("ROLLBACK")
-        reader.close()
-    r = res["reader"]
+    r = run_holding(ansible, db, ["BEGIN", "SELECT count(*) FROM app"], args)
     assert r["failed"] and r["applied"] == [] and r["failed_migration"]["lock_timeout"] is True, r
     assert r["queries"] == [], r["queries"]  # the group's COMMIT failed: rolled back whole, nothing stayed
     assert sqlite_tables(db.name) == ["app", "schema_migrations"] and db.query("SELECT * FROM schema_migrations") == []
