@@ -111,6 +111,22 @@ description:
     the tool's connection through C(PGOPTIONS) where its driver honours it (libpq-based drivers such as psycopg2
     and psycopg, and node-postgres with C(pg) 8; not asyncpg, pg8000 or JDBC). MySQL has no such variable.
     The command is not retried; its output is returned, and a failure is reported with the history as it now is.
+  - "Drivers and C(PGOPTIONS) (so O(lock_timeout)) - psycopg2, psycopg 3 and Ruby's C(pg) gem (libpq): honoured
+    (alembic and Django with them, Rails); node-postgres (C(pg), knex's PostgreSQL client): honoured; asyncpg,
+    pg8000 and JDBC: not honoured (set the timeout in the application's own connection settings); MySQL and
+    MariaDB: no such variable."
+  - The command is told the database the module is connected to by tokens in O(environment) values -
+    C({database_url}) (C(postgresql://user:password@host:port/db), C(mysql://...), or C(sqlite:///path)),
+    C({database}), C({host}), C({port}), C({user}), C({password}) - and in O(command)'s arguments (all but
+    C({database_url}) and C({password}), which process arguments would show to every user of the host).
+    So the same task migrates whichever database the connection options name - production, or the scratch
+    copy of the migration_deploy role's rehearsal, which refuses a command that names no token. A command that
+    takes its database from its own configuration migrates that database whatever the module is connected to;
+    when it exits 0 but the history here did not change while migrations were pending, the module warns.
+  - O(command) runs in a session (process group) of its own. When it runs longer than O(command_timeout), the
+    whole group is stopped (SIGTERM, then SIGKILL 5 seconds later), so no process it started (C(npx), a wrapper
+    script, a spring server) keeps migrating after the module has released its locks; a process of the group
+    that keeps the output open after the command exited gets 5 seconds, then is stopped too.
 options:
   to:
     description:
@@ -137,7 +153,9 @@ options:
       - The application's own migration command, as an argv list (no shell), e.g. C([alembic, upgrade, head]),
         C([python, manage.py, migrate]), C([npx, knex, migrate:latest]), C([bin/rails, db:migrate]).
         Required for alembic, django, knex and rails; with another tool it runs that tool instead of the
-        native apply.
+        native apply. The tokens C({database}), C({host}), C({port}) and C({user}) are replaced in its
+        arguments (e.g. C([alembic, -x, "db={database}", upgrade, head])); C({database_url}) and C({password})
+        are refused there - give them in O(environment).
     type: list
     elements: str
   chdir:
@@ -146,9 +164,11 @@ options:
     type: path
   environment:
     description:
-      - Extra environment variables for O(command) (for example the application's database URL). Their values
-        are treated as secrets - masked wherever they would appear in the output - so give short values that
-        are not secret (C(1), C(true)) another way (a wrapper script), or they mask every match.
+      - Extra environment variables for O(command), for example C(DATABASE_URL) set to C({database_url}). The tokens
+        C({database_url}), C({database}), C({host}), C({port}), C({user}) and C({password}) are replaced by the
+        module's own connection (see the notes); any other text is passed as is. Their values are treated as
+        secrets - masked wherever they would appear in the output - so give short values that are not secret
+        (C(1), C(true)) another way (a wrapper script), or they mask every match.
     type: dict
   command_timeout:
     description:
@@ -219,7 +239,7 @@ EXAMPLES = r'''
     command: [/srv/app/venv/bin/alembic, upgrade, head]
     chdir: /srv/app
     environment:
-      DATABASE_URL: postgresql:///app
+      DATABASE_URL: "{database_url}"  # this task's connection, password included (never in argv)
 '''
 
 RETURN = r'''

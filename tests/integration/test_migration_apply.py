@@ -30,6 +30,13 @@ def mig_id(tool, n):
             }.get(tool, str(n))
 
 
+def mig_file(tool, n):
+    """The file name of migration n (prisma: its directory), which `to` accepts as well as the id."""
+    return {"prisma": mig_id(tool, n), "dbmate": "%s_m%d.sql" % (mig_id(tool, n), n),
+            "golang-migrate": "%d_m%d.up.sql" % (n, n), "goose": "%05d_m%d.sql" % (n, n),
+            "sqlx": "%s_m%d.sql" % (mig_id(tool, n), n), "flyway": "V%d__m%d.sql" % (n, n)}[tool]
+
+
 def write_migration(tool, path, n, up):
     """Migration n of a tool, with `up` as its up SQL, in the tool's layout and markers."""
     if tool == "prisma":
@@ -125,8 +132,8 @@ def test_native_apply(ansible, request, tmp_path, engine):  # pylint: disable=to
     # rest runs up to 3 (to=3), and the failing run is the one after.
     for tool in NATIVE:
         for task in tasks:
-            if task["name"] == tool + ":rest":
-                task["args"] = dict(task["args"], to=mig_id(tool, 3))
+            if task["name"] == tool + ":rest":  # by file name: goose 00003_m3.sql is version 3
+                task["args"] = dict(task["args"], to=mig_file(tool, 3))
             if task["name"] in (tool + ":again",):
                 task["args"] = dict(task["args"], to=mig_id(tool, 3))
             if task["name"] == tool + ":check":

@@ -456,3 +456,98 @@ def test_tool_locks_sqlx_flyway_goose(ansible, request, tmp_path, server_name):
                                 for t, c in cases.items() if waited is None or t != "flyway"])
     for tool in again:
         assert not again[tool]["failed"] and len(again[tool]["applied"]) == 1, (tool, again[tool])
+
+
+def test_history_read_again_once_the_tool_lock_is_ours(ansible, request, tmp_path):
+    """An application container holds sqlx's lock and applies one of our pending migrations meanwhile: once
+    migration_apply gets the lock (it was seen asking for it, then the holder committed its row and let go) it
+    reads the history again, sees the change and runs nothing (running the migration again would fail it); the
+    next run applies only what is left."""
+    import hashlib
+    servers = request.getfixturevalue("servers")
+    server = servers["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    db = ServerDB(server, name)
+    path = tmp_path / "sqlx"
+    path.mkdir()
+    files = {1: "CREATE TABLE race_a (id int);\n", 2: "CREATE TABLE race_b (id int);\n",
+             3: "CREATE TABLE race_c (id int);\n"}
+    for n, text in files.items():
+        (path / ("2024010100000%d_m%d.sql" % (n, n))).write_text(text)
+    args = dict(db.params, tool="sqlx", migrations_path=str(path), create_table=True)
+    first = run_tasks(ansible, [dict(name="first", module=APPLY, args=dict(args, to="20240101000001"))])["first"]
+    assert not first["failed"] and len(first["applied"]) == 1, first
+    hold, _needle = golden_lock("sqlx", "postgresql", name)
+    holder, _pid = hold_transaction(db, [hold])
+    try:
+        holder.commit()  # the session-level lock stays; the transaction is the other deploy's own
+        run = ModuleRun(ansible, APPLY, dict(args, wait_for_lock=120))
+        run.start()
+        asking = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND query LIKE 'SELECT pg_try_advisory_lock(%'")
+        assert wait_for(lambda: db.query(asking)[0][0] >= 1, run, "migration_apply asking for sqlx's lock")
+        assert not run.done.is_set(), run.result
+        cur = holder.cursor()
+        cur.execute(files[2])
+        cur.execute("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) "
+                    "VALUES (20240101000002, 'm2', true, %s, 1)", [hashlib.sha384(files[2].encode()).digest()])
+        holder.commit()
+        cur.execute(hold.replace("pg_advisory_lock", "pg_advisory_unlock"))
+        holder.commit()
+        raced = run.wait()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert raced["failed"] and "changed while this run was getting the tool's migration lock" in raced["msg"], raced
+    assert "applied 20240101000002" in raced["msg"] and raced["pending"] == ["20240101000003"], raced
+    assert not table_exists(db, "race_c")
+    assert db.query("SELECT version FROM _sqlx_migrations ORDER BY version") == [(20240101000001,), (20240101000002,)]
+    again = run_tasks(ansible, [dict(name="again", module=APPLY, args=args)])["again"]
+    assert not again["failed"] and [a["name"] for a in again["applied"]] == ["20240101000003"], again
+    assert table_exists(db, "race_c")
+
+
+def test_history_row_of_a_non_transactional_migration_waits_bounded(ansible, request, tmp_path):
+    """dbmate transaction:false on PostgreSQL: the migration ran (it is held in a gate until the test has taken
+    an ACCESS EXCLUSIVE lock on schema_migrations), then its history INSERT hits the lock: it is retried within
+    lock_wait_total, and then the run fails saying what ran and stays (no "Unexpected error"), the lock still
+    held until the module returned. Once the lock is gone the re-run records it."""
+    servers = request.getfixturevalue("servers")
+    server = servers["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    db = ServerDB(server, name)
+    db.execute("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
+    db.execute("CREATE TABLE gate (id int)")
+    db.execute("CREATE FUNCTION gate_wait() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+               "LOOP EXIT WHEN EXISTS (SELECT 1 FROM gate); PERFORM pg_sleep(0.02); END LOOP; END $$")
+    path = tmp_path / "dbmate"
+    path.mkdir()
+    (path / "20240101000001_gated.sql").write_text(
+        "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS marked (id int);\nSELECT gate_wait();\n\n"
+        "-- migrate:down\n")
+    args = dict(db.params, tool="dbmate", migrations_path=str(path), lock_timeout=0.5, lock_retries=2,
+                lock_wait_total=1)
+    run = ModuleRun(ansible, APPLY, args)
+    run.start()
+    in_gate = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+               "AND query LIKE '%gate_wait()%' AND pid <> pg_backend_pid()")
+    holder = None
+    try:
+        assert wait_for(lambda: db.query(in_gate)[0][0] >= 1, run, "the migration in its gate")
+        holder, _pid = hold_transaction(db, ["LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE"])
+        db.execute("INSERT INTO gate VALUES (1)")
+        r = run.wait()  # the lock is held until the module has returned
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+    assert r["failed"] and "history row could not be written" in r["msg"], r
+    assert "Unexpected" not in r["msg"] and "ran and stay" in r["msg"], r["msg"]
+    fm = r["failed_migration"]
+    assert fm["name"] == "20240101000001" and fm["ran"] and fm["rolled_back"] is False, fm
+    assert table_exists(db, "marked") and db.query("SELECT count(*) FROM schema_migrations") == [(0,)]
+    again = run_tasks(ansible, [dict(name="again", module=APPLY, args=args)])["again"]
+    assert not again["failed"] and [a["name"] for a in again["applied"]] == ["20240101000001"], again
+    assert db.query("SELECT version FROM schema_migrations") == [("20240101000001",)]

@@ -323,3 +323,69 @@ def test_maintenance_playbook_deploys_with_dbops_migration_deploy(ansible, fleet
     assert len(backups(tmp_path, "deploy")) == 1
     [row] = report(tmp_path, "m2")["hosts"]
     assert row["outcome"] == "unchanged", row
+
+
+# A code tool's command (here a script standing in for alembic/knex): it migrates the database its APP_URL names.
+CODE_TOOL = (
+    "import os, sqlite3\n"
+    "c = sqlite3.connect(os.environ['APP_URL'][len('sqlite:///'):])\n"
+    "c.execute('ALTER TABLE accounts ADD COLUMN phone varchar(32)')\n"
+    "c.execute('CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) primary key)')\n"
+    "c.execute(\"INSERT INTO schema_migrations VALUES ('20260101000000')\")\n"
+    "c.commit()\n"
+)
+
+
+def test_code_tool_rehearsal_migrates_the_copy_never_production(ansible, tmp_path):
+    """A code-migration tool's command is rehearsed on the copy only when it is told the database by a token:
+    with {database_url} the copy, then production after the backup; with a URL of its own and no token the
+    rehearsal is refused before anything runs; with a token that does not reach the URL (misdirected), the
+    command migrates production during the rehearsal, and the failure says so instead of "not touched"."""
+    tool = tmp_path / "code_tool.py"
+    tool.write_text(CODE_TOOL, encoding="utf-8")
+    hosts, dbs = {}, {}
+    for case in ("tokened", "untokened", "misdirected"):
+        path = tmp_path / "sqlite" / case / "app.sqlite3"
+        path.parent.mkdir(parents=True)
+        sqlite3.connect(path).close()
+        db = dbs[case] = SqliteDB(path)
+        for stmt in SEED["sqlite"]:
+            db.execute(stmt)
+        mig = tmp_path / "migrations" / case
+        mig.mkdir(parents=True)
+        (mig / FIRST).write_text(ADD_PHONE, encoding="utf-8")
+        env = {"APP_URL": "{database_url}"} if case == "tokened" else {"APP_URL": "sqlite:///%s" % path}
+        if case == "misdirected":
+            env["APP_NOTE"] = "{database}"
+        hosts[case] = {"ansible_connection": "local", "ansible_python_interpreter": ansible.python,
+                       "dbops_engine": "sqlite", "dbops_database": str(path),
+                       "dbops_backup_dir": str(tmp_path / "backups" / case), "dbops_migrations_path": str(mig),
+                       "dbops_migration_deploy_command": [ansible.python, str(tool)],
+                       "dbops_migration_deploy_environment": env}
+    inv = tmp_path / "inventory.json"
+    inv.write_text(json.dumps({"all": {"hosts": hosts}}), encoding="utf-8")
+    extra = {"dbops_migration_tool": "dbmate", "dbops_hosts": "all", "dbops_serial": "100%",
+             "dbops_max_fail_percentage": 100, "dbops_report_dir": str(tmp_path / "reports"),
+             "dbops_report_run_id": "code", "dbops_preflight_min_free_mb": 1, "dbops_rehearse": True,
+             "dbops_migration_deploy_create_table": True}
+    r = ansible.playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
+    out = r.stdout + r.stderr
+    assert r.rc == 2, out[-6000:]
+    rep = {h["host"]: h for h in report(tmp_path, "code")["hosts"]}
+
+    row, db = rep["tokened"], dbs["tokened"]
+    assert row["outcome"] == "changed" and row["rehearsal"]["status"] == "passed", row
+    assert "phone" in columns(db, "sqlite") and history(db, "sqlite") == ["20260101000000"]
+    assert len(backups(tmp_path, "tokened")) == 1
+
+    row, db = rep["untokened"], dbs["untokened"]
+    assert row["outcome"] == "failed" and "names no database token" in row["error"], row
+    assert "phone" not in columns(db, "sqlite") and history(db, "sqlite") is None
+    assert backups(tmp_path, "untokened") == []
+
+    row, db = rep["misdirected"], dbs["misdirected"]
+    assert row["outcome"] == "failed" and row["rehearsal"]["status"] == "failed", row
+    assert "WAS migrated during the rehearsal" in row["error"] and "not touched" not in row["error"], row["error"]
+    assert history(db, "sqlite") == ["20260101000000"] and backups(tmp_path, "misdirected") == []
+
+    assert not glob.glob(str(tmp_path / "sqlite" / "*" / "dbops_scratch_*"))

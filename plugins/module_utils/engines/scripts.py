@@ -407,7 +407,16 @@ def run_script(db, pieces, transaction, before_sql=(), inside_sql=None, label='m
                                        ran, False, lock_timeout=True)
             ran.append(statement)
         for statement in inside_sql():
-            eng.run(statement)
+            # the history row: one statement that left nothing behind when it timed out, so it is retried
+            def row(statement=statement):
+                with eng.watching():
+                    eng.run(statement)
+            try:
+                db.with_lock_retries(row, label)
+            except DbopsError as e:
+                raise ScriptFailed(statement, 'the history row could not be written (%s); the %d statement(s) of '
+                                   'this non-transactional migration ran and stay' % (e, len(ran)),
+                                   ran, False, lock_timeout=True)
             ran.append(statement)
     except _Failed as e:
         db.queries.extend(ran)

@@ -13,13 +13,12 @@ with `command`) run the application's own command instead, with the status read 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations import group
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.command import run_command
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.base import pin
 from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.service import History, plain_rows
 
@@ -45,13 +44,28 @@ def refuse_unclean(h, st):
                      % (h.tool.name, st['summary'], fix), status=st)
 
 
+def refuse_changed_meanwhile(h, st):
+    """Read the history again once the tool's lock is ours: a deploy that held it (the application migrating
+    at start-up) may have applied some of our pending migrations meanwhile, and running them again would fail
+    them (Prisma would record P3009's failed row). Nothing runs then; the next run applies what is left."""
+    rows_then = plain_rows(h.rows)
+    h.read()
+    if plain_rows(h.rows) == rows_then:
+        return
+    now = h.status()
+    done = [i for i in st['pending'] if i not in now['pending']]
+    raise DbopsError('The %s history changed while this run was getting the tool\'s migration lock (another '
+                     'deploy ran%s), so no migration was run: run again to apply what is still pending. History '
+                     'now: %s' % (h.tool.name, ' and applied %s' % ', '.join(done[:5]) if done else '',
+                                  now['summary']), status=now, pending=now['pending'])
+
+
 def select_pending(h, st, to):
     """The pending Locals in the tool's order, up to and including `to`."""
     by_id = {m.id: m for m in h.local}
     pending = [by_id[i] for i in st['pending'] if i in by_id]
     if to is None:
         return pending
-    want = h.tool.normalise(str(to))
     m = h.tool.find_local(h.local, str(to))
     if m is None:
         raise DbopsError('to=%s is not a migration in migrations_path (%d there). Nothing was run.'
@@ -183,7 +197,9 @@ def run_unit(db, h, unit):
     except scripts.ScriptFailed as e:
         error = db.redact(e.error)
         recorded = []
-        whole = unit.transaction or (len(unit.pieces) == 1 and db.engine == 'postgresql')
+        # one script sent as one query on PostgreSQL is one implicit transaction: rolled back, unless it ran
+        # (then what failed is the history row after it)
+        whole = unit.transaction or (len(unit.pieces) == 1 and db.engine == 'postgresql' and not e.ran)
         if e.lock_timeout and not e.ran:
             # nothing of it stayed (rolled back whole, or its first statement never got its lock) after the
             # lock retries: take back the rows written before it, so the history is as before
@@ -284,6 +300,7 @@ def apply(db, params, check_mode):
     lock = h.tool.tool_lock(db.engine, params)
     if lock:
         take_tool_lock(db, lock, params.get('wait_for_lock'))
+        refuse_changed_meanwhile(h, st)
     failure = None
     restore_sync = sqlite_synchronous(db, h.tool.name)
     try:
@@ -314,8 +331,19 @@ def apply(db, params, check_mode):
             db.conn.execute('PRAGMA synchronous = %d' % restore_sync)
         if lock:
             release_tool_lock(db, lock)
-    h.read()
-    after = h.status()
+    try:
+        h.read()
+        after = h.status()
+    except Exception as e:  # pylint: disable=broad-except
+        # e.g. another session's lock on the history table outlasting lock_timeout: report what ran
+        done = [a['name'] for a in result['applied']]
+        why = 'the history could not be read again afterwards: %s' % db.redact(e).splitlines()[0]
+        if failure is None:
+            raise DbopsError('Applied %s, but %s.' % (', '.join(done) or 'nothing', why), applied=result['applied'],
+                             changed=True)
+        failure.details.update(result, changed=True, queries=list(db.queries), status=dict(summary=why),
+                               pending=[i for i in st['pending'] if i not in done])
+        raise failure
     result.update(status=after, pending=after['pending'], changed=result['changed'] or failure is not None or bool(create),
                   diff=dict(before=before_rows, after=plain_rows(h.rows)))
     if failure is not None:
@@ -324,56 +352,4 @@ def apply(db, params, check_mode):
         if db.attempts:
             failure.details['attempts'] = db.attempts
         raise failure
-    return result
-
-
-# --- code-migration tools: the application's own command ------------------------------------------
-
-def pgoptions(params, environ):
-    """PGOPTIONS with lock_timeout (and statement_timeout) for libpq / node-postgres based tools."""
-    parts = []
-    if params.get('lock_timeout'):
-        parts.append('-c lock_timeout=%dms' % int(round(params['lock_timeout'] * 1000)))
-    if params.get('statement_timeout'):
-        parts.append('-c statement_timeout=%dms' % int(round(params['statement_timeout'] * 1000)))
-    old = environ.get('PGOPTIONS')
-    return ' '.join(([old] if old else []) + parts)
-
-
-def run_command(db, h, st, params, check_mode, result, before_rows):
-    result['pending'] = st['pending']
-    if check_mode:
-        result['status'] = st
-        result['changed'] = bool(st['pending'])
-        result['command'] = params['command']
-        return result
-    env = dict(os.environ)
-    env.update({k: str(v) for k, v in (params.get('environment') or {}).items()})
-    if db.engine == 'postgresql':
-        env['PGOPTIONS'] = pgoptions(params, env)
-    timeout = params.get('command_timeout')
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(params['command'], cwd=params.get('chdir') or None, env=env, capture_output=True,
-                              timeout=timeout, check=False)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    except FileNotFoundError as e:
-        raise DbopsError('Cannot run %s: %s. Nothing was run.' % (params['command'][0], e))
-    except subprocess.TimeoutExpired as e:
-        rc, out, err = None, e.stdout or b'', e.stderr or b''
-    took = time.monotonic() - t0
-    h.read()
-    after = h.status()
-    applied_before = set(st['applied'])
-    new = [i for i in after['applied'] if i not in applied_before]
-    after_rows = plain_rows(h.rows)
-    result.update(changed=after_rows != before_rows, status=after, pending=after['pending'],
-                  applied=[dict(name=i, duration=None) for i in new], rc=rc, duration=round(took, 3),
-                  stdout=db.redact(out.decode('utf-8', 'replace')), stderr=db.redact(err.decode('utf-8', 'replace')),
-                  diff=dict(before=before_rows, after=after_rows))
-    if rc != 0:
-        why = ('did not finish within command_timeout=%ss and was killed' % timeout) if rc is None else \
-            'exited with %s' % rc
-        raise DbopsError('%s %s (not retried). History now: %s' % (' '.join(params['command']), why,
-                                                                   after['summary']), **result)
     return result

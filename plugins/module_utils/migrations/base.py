@@ -258,7 +258,10 @@ class Tool:
         return migration
 
     def find_local(self, local, migration):
-        want = self.normalise(migration)
+        try:
+            want = self.normalise(migration)
+        except DbopsError:  # not an id of this tool: it may still be a file name (00002_add.sql)
+            want = None
         for m in local:
             if m.id == want or m.name == migration or os.path.splitext(m.name)[0] == migration:
                 return m

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines import scripts
+from ansible_collections.dbops.maintenance.plugins.module_utils.migrations.command import connection_values
 
 SHADOW_PREFIX = 'dbops_scratch_diff_'
 CODE_TOOLS = ('alembic', 'django', 'knex', 'rails')
@@ -118,19 +119,7 @@ def refuse_code_tool(params):
 
 def shadow_values(engine, params):
     """The {shadow_*} token values for the command's environment (shadow_url percent-encoded)."""
-    db = params['database']
-    if engine == 'sqlite':
-        return dict(shadow_url='sqlite:///' + db, shadow_database=db, shadow_host='', shadow_port='',
-                    shadow_user='', shadow_password='')
-    host = params.get('login_host') or '127.0.0.1'
-    port = params.get('login_port') or (5432 if engine == 'postgresql' else 3306)
-    user = params.get('login_user') or ''
-    password = params.get('login_password') or ''
-    auth = quote(user, safe='') + ((':' + quote(password, safe='')) if password else '')
-    netloc = (auth + '@' if auth else '') + ('[%s]' % host if ':' in host else host) + ':%s' % port
-    scheme = 'postgresql' if engine == 'postgresql' else 'mysql'
-    return dict(shadow_url='%s://%s/%s' % (scheme, netloc, quote(db, safe='')), shadow_database=db,
-                shadow_host=host, shadow_port=str(port), shadow_user=user, shadow_password=password)
+    return dict(('shadow_' + k, v) for k, v in connection_values(engine, params).items())
 
 
 def shadow_environment(environment, values):
