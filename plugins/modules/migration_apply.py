@@ -147,6 +147,13 @@ options:
   placeholders:
     description:
       - Flyway only. Values of the C(${name}) placeholders in the migrations (Flyway's C(placeholders.name)).
+        They are shown in C(plan), C(queries) and messages; give secret ones in O(secret_placeholders).
+    type: dict
+  secret_placeholders:
+    description:
+      - Flyway only. Placeholders whose values are secrets (a password a migration sets, for example), replaced
+        like O(placeholders) and masked wherever they would appear in the output (C(plan), C(queries), errors).
+        A name may not be in both.
     type: dict
   command:
     description:
@@ -336,6 +343,7 @@ def argument_spec():
         lint=dict(type='bool', default=True),
         schema=dict(type='str'),
         placeholders=dict(type='dict'),
+        secret_placeholders=dict(type='dict', no_log=True),
         command=dict(type='list', elements='str'),
         chdir=dict(type='path'),
         environment=dict(type='dict', no_log=True),
@@ -354,8 +362,12 @@ def validate(module):
         module.fail_json(msg='command is an empty list: give the program and its arguments.')
     if p['command'] and p['to']:
         module.fail_json(msg='to is for the native apply; with command, give the target in the command itself.')
-    if p['placeholders'] and p['tool'] != 'flyway':
+    if (p['placeholders'] or p['secret_placeholders']) and p['tool'] != 'flyway':
         module.fail_json(msg='placeholders are Flyway\'s (${name}); tool is %s.' % p['tool'])
+    both = sorted(set(p['placeholders'] or {}) & set(p['secret_placeholders'] or {}))
+    if both:
+        module.fail_json(msg='placeholder(s) %s are in both placeholders and secret_placeholders: give each once.'
+                             % ', '.join(both))
     if p['schema'] is not None and p['engine'] != 'postgresql':
         module.fail_json(msg='schema is for PostgreSQL; on %s the schema is the database option.' % p['engine'])
     if p['schema'] is not None and (not p['schema'] or '\x00' in p['schema']):
@@ -369,7 +381,10 @@ def validate(module):
 
 
 def work(module, db):
-    result = apply(db, module.params, module.check_mode)
+    params = dict(module.params)
+    if params['secret_placeholders']:
+        params['placeholders'] = {**(params['placeholders'] or {}), **params['secret_placeholders']}
+    result = apply(db, params, module.check_mode)
     diff = result.pop('diff', None)
     return finish_result(db, result, diff=diff)
 

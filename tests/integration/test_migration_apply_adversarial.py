@@ -6,6 +6,8 @@ through a run, a modified applied file, Flyway placeholders, and the password ne
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from migration_batch import run_tasks
 from test_migration_apply import bad, make_db, ok
@@ -241,3 +243,34 @@ def _exists(db, table):
         return bool(db.query("SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
                              "AND table_name = %s", [table]))
     return bool(db.query("SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = %s", [table]))
+
+
+def test_flyway_secret_placeholders_are_masked(ansible, tmp_path):
+    """A placeholder given in secret_placeholders is replaced like the others, and its value is masked in the plan,
+    the queries and the messages; a name given in both options is refused before anything runs."""
+    import sqlite3
+    dbfile = tmp_path / "app.sqlite3"
+    conn = sqlite3.connect(dbfile)
+    conn.execute("CREATE TABLE creds (who text, secret text)")
+    conn.commit()
+    conn.close()
+    path = tmp_path / "flyway"
+    path.mkdir()
+    (path / "V1__creds.sql").write_text("INSERT INTO ${table} VALUES ('app', '${app_secret}');\n")
+    secret = "Zq-9f3-placeholder-secret"
+    base = dict(engine="sqlite", database=str(dbfile), tool="flyway", migrations_path=str(path), create_table=True,
+                placeholders={"table": "creds"}, secret_placeholders={"app_secret": secret})
+    res = run_tasks(ansible, [
+        dict(name="both", module=APPLY, args=dict(base, placeholders={"table": "creds", "app_secret": "x"})),
+        dict(name="check", module=APPLY, args=base, check=True),
+        dict(name="run", module=APPLY, args=base),
+    ])
+    r = bad(res, "both", "both placeholders and secret_placeholders")
+    r = ok(res, "check")
+    assert any("INSERT INTO creds VALUES ('app', '********')" in s for p in r["plan"] for s in p["statements"]), r
+    r = ok(res, "run")
+    assert [a["file"] for a in r["applied"]] == ["V1__creds.sql"], r
+    assert secret not in json.dumps(res), "a secret placeholder reached the output"
+    conn = sqlite3.connect(dbfile)
+    assert conn.execute("SELECT who, secret FROM creds").fetchall() == [("app", secret)]
+    conn.close()
