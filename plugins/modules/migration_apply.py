@@ -133,6 +133,14 @@ options:
       - Apply the pending migrations up to and including this one (the id as the tool stores it, or the file
         name). Default - every pending migration. A migration already applied makes the run a no-op.
     type: str
+  out_of_order:
+    description:
+      - goose and Flyway only. Apply pending migrations older than the latest applied one, as C(goose up
+        -allow-missing) and C(flyway migrate -outOfOrder=true) do (in version order, before the newer ones).
+        Without it such a history is refused, as these tools refuse it by default. The other tools apply them
+        anyway (dbmate, sqlx, Prisma) or count them as applied (golang-migrate), so it changes nothing there.
+    type: bool
+    default: false
   lint:
     description:
       - Lint the pending migrations first and refuse the run on any C(error) finding.
@@ -340,6 +348,7 @@ def argument_spec():
         history_table=dict(type='str'),
         create_table=dict(type='bool', default=False),
         to=dict(type='str'),
+        out_of_order=dict(type='bool', default=False),
         lint=dict(type='bool', default=True),
         schema=dict(type='str'),
         placeholders=dict(type='dict'),

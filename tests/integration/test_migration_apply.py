@@ -251,3 +251,49 @@ def golden(tool, db, engine, path):
         got = [(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), bool(r[7])) for r in rows]
         assert got == want, rows
         assert all(int(r[6]) >= 0 for r in rows)
+
+
+def write_no_transaction(tool, path, n, up):
+    """Migration n with the tool's marker that turns its transaction off."""
+    if tool == "dbmate":
+        (path / ("%s_m%d.sql" % (mig_id(tool, n), n))).write_text(
+            "-- migrate:up transaction:false\n%s\n\n-- migrate:down\nSELECT 1;\n" % up)
+    elif tool == "goose":
+        (path / ("%05d_m%d.sql" % (n, n))).write_text(
+            "-- +goose NO TRANSACTION\n-- +goose Up\n%s\n-- +goose Down\nSELECT 1;\n" % up)
+    else:  # sqlx: the marker on the first line
+        (path / ("%s_m%d.sql" % (mig_id(tool, n), n))).write_text("-- no-transaction\n%s\n" % up)
+
+
+@pytest.mark.parametrize("engine", ["pg", "sqlite"])
+def test_no_transaction_markers(ansible, request, tmp_path, engine):
+    """dbmate transaction:false, goose NO TRANSACTION, sqlx -- no-transaction: the migration runs without a
+    transaction, so a failure on its second statement leaves the first one applied - except where the tool sends
+    the whole file as one query to PostgreSQL (dbmate, sqlx: one implicit transaction, rolled back whole) - and
+    no history row (each tool writes its row only after success); the next run runs it again and fails on what
+    stayed, as the tool would."""
+    tools = ["dbmate", "goose", "sqlx"]
+    dbs, tasks = {}, []
+    for tool in tools:
+        db = dbs[tool] = make_db(request, engine, tmp_path, "nt_" + tool)
+        path = tmp_path / ("nt_" + tool)
+        path.mkdir()
+        write_no_transaction(tool, path, 1, "CREATE TABLE nt_ok (id int);")
+        write_no_transaction(tool, path, 2, "CREATE TABLE nt_half (id int);\nINSERT INTO no_such_table VALUES (1);")
+        args = dict(db.params, tool=tool, migrations_path=str(path), create_table=True)
+        tasks += [dict(name=tool + ":run", module=APPLY, args=args), dict(name=tool + ":again", module=APPLY, args=args)]
+    res = run_tasks(ansible, tasks)
+    for tool in tools:
+        db = dbs[tool]
+        whole = engine == "pg" and tool in ("dbmate", "sqlx")
+        r = bad(res, tool + ":run", "no_such_table")
+        assert [a["name"] for a in r["applied"]] == [mig_id(tool, 1)], (tool, r["applied"])
+        fm = r["failed_migration"]
+        assert fm["name"] == mig_id(tool, 2) and fm["rolled_back"] is whole, (tool, fm)
+        assert ("ran and stay" in r["msg"]) is not whole, (tool, r["msg"])
+        names = tables(db)
+        assert "nt_ok" in names and ("nt_half" in names) is not whole, (tool, names)
+        assert r["status"]["applied"] == [mig_id(tool, 1)] and r["pending"] == [mig_id(tool, 2)], (tool, r["status"])
+        r = bad(res, tool + ":again")
+        assert r["failed_migration"]["name"] == mig_id(tool, 2), (tool, r)
+        assert ("no_such_table" if whole else "already exists") in r["msg"], (tool, r["msg"])

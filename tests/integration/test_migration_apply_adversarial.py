@@ -274,3 +274,43 @@ def test_flyway_secret_placeholders_are_masked(ansible, tmp_path):
     conn = sqlite3.connect(dbfile)
     assert conn.execute("SELECT who, secret FROM creds").fetchall() == [("app", secret)]
     conn.close()
+
+
+@pytest.mark.parametrize("tool", ["goose", "flyway", "dbmate"])
+def test_out_of_order_pending_as_the_tool_treats_it(ansible, tmp_path, tool):
+    """Migrations 1 and 3 applied, then 2 appears (a merged branch): goose (>= 3.3, without -allow-missing) and
+    Flyway (validateOnMigrate, without -outOfOrder) refuse to run, and so does migration_apply, naming the
+    tool's flag; out_of_order: true applies it. dbmate applies it anyway."""
+    from test_migration_apply import write_migration
+    import sqlite3
+    dbfile = tmp_path / "app.sqlite3"
+    sqlite3.connect(dbfile).close()
+    path = tmp_path / tool
+    path.mkdir()
+    write_migration(tool, path, 1, "CREATE TABLE ooo_1 (id int);")
+    write_migration(tool, path, 3, "CREATE TABLE ooo_3 (id int);")
+    base = dict(engine="sqlite", database=str(dbfile), tool=tool, migrations_path=str(path), create_table=True)
+    res = run_tasks(ansible, [dict(name="first", module=APPLY, args=base)])
+    assert len(ok(res, "first")["applied"]) == 2
+    write_migration(tool, path, 2, "CREATE TABLE ooo_2 (id int);")
+    res = run_tasks(ansible, [
+        dict(name="default", module=APPLY, args=base),
+        dict(name="check", module=APPLY, args=dict(base, out_of_order=True), check=True),
+        dict(name="allowed", module=APPLY, args=dict(base, out_of_order=True)),
+        dict(name="again", module=APPLY, args=base),
+    ])
+    conn = sqlite3.connect(dbfile)
+    made = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ooo_%'")}
+    conn.close()
+    if tool == "dbmate":
+        r = ok(res, "default")
+        assert [a["name"] for a in r["applied"]] == ["20240101000002"], r
+    else:
+        flag = {"goose": "-allow-missing", "flyway": "-outOfOrder=true"}[tool]
+        bad(res, "default", "older than the latest applied one (3)", flag, "out_of_order: true", "Nothing was run")
+        assert ok(res, "check")["pending"] == ["2"]
+        r = ok(res, "allowed")
+        assert [a["name"] for a in r["applied"]] == ["2"] and r["pending"] == [], r
+    r = ok(res, "again")
+    assert r["changed"] is False and r["applied"] == [], r
+    assert made == {"ooo_1", "ooo_2", "ooo_3"}, made

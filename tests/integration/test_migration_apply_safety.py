@@ -370,12 +370,26 @@ def golden_lock(tool, engine, database):
             return "SELECT pg_advisory_xact_lock(%d)" % key, str(key)
         name = "Flyway-%d" % java_hash("`%s`.`flyway_schema_history`" % database)
         return "SELECT GET_LOCK('%s', 0)" % name, name
+    if tool == "golang-migrate":  # database/util.go GenerateAdvisoryLockId: crc32(names joined by NUL) * salt
+        def lock_id(name, *more):
+            if more:
+                name = "\x00".join(list(more) + [name])
+            return (zlib.crc32(name.encode()) * 1486364155) % 2 ** 32
+        if engine == "postgresql":  # postgres.go Lock: (DatabaseName, migrationsSchemaName, migrationsTableName)
+            key = lock_id(database, "public", "schema_migrations")
+            return "SELECT pg_advisory_lock(%d)" % key, str(key)
+        key = lock_id("%s:schema_migrations" % database)  # mysql.go Lock: "<database>:<table>", GET_LOCK(?, 10)
+        return "SELECT GET_LOCK('%d', 0)" % key, str(key)
+    if tool == "prisma":  # schema-engine flavour/mysql.rs acquire_lock
+        return "SELECT GET_LOCK('prisma_migrate', 0)", "prisma_migrate"
     # goose lock.DefaultLockID (the session locker, off by default in goose)
     return "SELECT pg_advisory_lock(5887940537704921958)", "5887940537704921958"
 
 
-LOCK_CASES = {"pg16": ["sqlx", "flyway", "goose"], "mariadb": ["sqlx", "flyway"]}
-HISTORY = {"sqlx": "_sqlx_migrations", "flyway": "flyway_schema_history", "goose": "goose_db_version"}
+LOCK_CASES = {"pg16": ["sqlx", "flyway", "goose", "golang-migrate"],
+              "mariadb": ["sqlx", "flyway", "golang-migrate", "prisma"]}
+HISTORY = {"sqlx": "_sqlx_migrations", "flyway": "flyway_schema_history", "goose": "goose_db_version",
+           "golang-migrate": "schema_migrations", "prisma": "_prisma_migrations"}
 
 
 def write_one(tool, path):
@@ -384,6 +398,12 @@ def write_one(tool, path):
         (path / "20240101000001_lockcheck.sql").write_text("CREATE TABLE lockcheck (id int);\n")
     elif tool == "flyway":
         (path / "V1__lockcheck.sql").write_text("CREATE TABLE lockcheck (id int);\n")
+    elif tool == "golang-migrate":
+        (path / "1_lockcheck.up.sql").write_text("CREATE TABLE lockcheck (id int);\n")
+        (path / "1_lockcheck.down.sql").write_text("DROP TABLE lockcheck;\n")
+    elif tool == "prisma":
+        (path / "20250101000000_lockcheck").mkdir()
+        (path / "20250101000000_lockcheck" / "migration.sql").write_text("CREATE TABLE lockcheck (id int);\n")
     else:
         (path / "00001_lockcheck.sql").write_text("-- +goose Up\nCREATE TABLE lockcheck (id int);\n-- +goose Down\n"
                                                   "DROP TABLE lockcheck;\n")
@@ -397,7 +417,7 @@ def table_exists(db, table):
 
 
 @pytest.mark.parametrize("server_name", ["pg16", "mariadb"])
-def test_tool_locks_sqlx_flyway_goose(ansible, request, tmp_path, server_name):
+def test_tool_locks(ansible, request, tmp_path, server_name):
     """Another session holds the tool's own migration lock (the name/number derived from the tool's source,
     computed again here): migration_apply refuses clearly, naming the lock, after a bounded wait (it returns while
     the lock is still held), and nothing ran (no history table, no schema change). With the lock released

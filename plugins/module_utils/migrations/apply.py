@@ -44,6 +44,23 @@ def refuse_unclean(h, st):
                      % (h.tool.name, st['summary'], fix), status=st)
 
 
+def refuse_out_of_order(h, st, params):
+    """goose and Flyway refuse pending migrations older than the latest applied one (missing / out of order)
+    unless told otherwise; so does migration_apply, unless out_of_order."""
+    flag = h.tool.out_of_order_flag
+    if not flag or params.get('out_of_order') or not st['applied'] or not st['pending']:
+        return
+    latest = max((i for i in st['applied']), key=h.tool.sort_key)
+    older = [i for i in st['pending'] if h.tool.sort_key(i) < h.tool.sort_key(latest)]
+    if older:
+        raise DbopsError('%d pending %s migration(s) are older than the latest applied one (%s): %s. %s refuses to '
+                         'apply them unless run with %s; set out_of_order: true to apply them as it then does '
+                         '(in version order, before the newer ones). Nothing was run.'
+                         % (len(older), h.tool.name, latest, ', '.join(older[:5]) + (' ...' if len(older) > 5 else ''),
+                            h.tool.name.capitalize() if h.tool.name == 'flyway' else h.tool.name, flag),
+                         status=st, pending=st['pending'])
+
+
 def refuse_changed_meanwhile(h, st):
     """Read the history again once the tool's lock is ours: a deploy that held it (the application migrating
     at start-up) may have applied some of our pending migrations meanwhile, and running them again would fail
@@ -246,6 +263,7 @@ def apply(db, params, check_mode):
     if h.local is None:
         raise DbopsError('migrations_path is required: the directory of the %s. Nothing was run.' % h.tool.what)
     refuse_unclean(h, st)
+    refuse_out_of_order(h, st, params)
     pending = select_pending(h, st, params.get('to'))
     if params.get('to') is None and hasattr(h.tool, 'repeatable_pending'):
         pending += h.tool.repeatable_pending(params['migrations_path'], h.rows)  # Flyway: R__ after the V

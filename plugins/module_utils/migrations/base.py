@@ -230,6 +230,9 @@ class Tool:
     what = 'migration files'
     single_row = False      # the table describes the whole history (diff shows it whole)
     native_apply = False    # migration_apply runs its migrations itself (SQL files)
+    # The tool refuses pending migrations older than the latest applied one unless this flag of its is given
+    # (migration_apply's out_of_order); None: the tool applies them anyway, or counts them as applied.
+    out_of_order_flag = None
 
     # --- apply (migration_apply) ----------------------------------------------------
     def deploy(self, local, engine, state, params):

@@ -174,6 +174,8 @@ class Flyway(Tool):
 
     # --- flyway migrate (migration_apply) ------------------------------------------------------
     native_apply = True
+    # validateOnMigrate: "Detected resolved migration not applied to database" unless -outOfOrder=true
+    out_of_order_flag = '-outOfOrder=true'
 
     def tool_lock(self, engine, params):
         """Flyway's lock around a migrate, keyed by its history table as Table.toString() spells it (quoted

@@ -140,6 +140,8 @@ class Goose(IntegerVersions, Tool):
 
     # --- goose up (migration_apply) ----------------------------------------------------------
     native_apply = True
+    # goose >= 3.3 up: "found N missing migrations before current version" unless -allow-missing
+    out_of_order_flag = '-allow-missing'
 
     def tool_lock(self, engine, params):
         """goose's session locker (pressly/goose lock/postgres.go, NewPostgresSessionLocker: SELECT
