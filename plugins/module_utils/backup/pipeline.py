@@ -31,6 +31,7 @@ import time
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
 from ansible_collections.dbops.maintenance.plugins.module_utils.backup.files import disk_error_message, fsync_dir
+from ansible_collections.dbops.maintenance.plugins.module_utils.process import run_bounded
 
 CHUNK = 1024 * 1024
 STDERR_KEEP = 4000
@@ -482,17 +483,18 @@ class Pipeline:
 
 
 def run_tool(argv, env=None, timeout=None, redact=None, stdin_path=None):
-    """Run one command; returns (rc, stdout, stderr) with stderr redacted."""
-    stdin = open(stdin_path, 'rb') if stdin_path else subprocess.DEVNULL
+    """Run one command; returns (rc, stdout, stderr) with stderr redacted. Past `timeout` seconds it is stopped
+    with its whole process group (process.run_bounded) and DbopsError says so."""
     try:
-        p = subprocess.run(argv, env=env, stdin=stdin, capture_output=True, timeout=timeout, check=False)
+        rc, out, err = run_bounded(argv, timeout, env=env, stdin_path=stdin_path)
     except OSError as e:
         raise DbopsError('Cannot run %s: %s' % (argv[0], e))
-    finally:
-        if stdin_path:
-            stdin.close()
     red = redact or (lambda s: s)
-    return p.returncode, p.stdout, red(p.stderr.decode('utf-8', 'replace').strip())
+    err = red(err.decode('utf-8', 'replace').strip())
+    if rc is None:
+        raise DbopsError('%s did not finish within %s s and was stopped (with the processes it started).%s'
+                         % (os.path.basename(argv[0]), timeout, (' Its error output: ' + err[-500:]) if err else ''))
+    return rc, out, err
 
 
 def sha256_file(path):

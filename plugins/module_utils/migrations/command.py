@@ -63,12 +63,6 @@ def substitute(text, values, tokens=TOKENS):
     return pattern.sub(lambda m: values[m.group(1)], str(text))
 
 
-def uses_tokens(params):
-    """Whether the command is told its database by a token (in environment or in its arguments)."""
-    texts = [str(v) for v in (params.get('environment') or {}).values()] + list(params.get('command') or [])
-    return any('{%s}' % t in s for s in texts for t in TOKENS)
-
-
 def command_argv(params, values):
     argv = []
     for arg in params['command']:

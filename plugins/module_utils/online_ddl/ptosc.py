@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 
 from ansible_collections.dbops.maintenance.plugins.module_utils.engines.base import DbopsError
+from ansible_collections.dbops.maintenance.plugins.module_utils.process import run_bounded
 
 TOOL = 'pt-online-schema-change'
 OUTPUT_LINES = 60
@@ -94,17 +94,15 @@ def run(db, table, clause, check_mode, options):
                     options['swap_tries'], options['swap_tries'], options['swap_tries']),
                 '--recursion-method', 'none', '--progress', 'time,5', '--print', dsn]
         shown = [a if a != dsn else 'D=%s,t=%s' % (p['database'], table) for a in args]
-        try:
-            proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=options['timeout'], check=False)
-        except subprocess.TimeoutExpired as e:
+        rc, out, _err = run_bounded(args, options['timeout'], merge_stderr=True)
+        if rc is None:
             raise DbopsError('%s did not finish within online.timeout=%ss; it was stopped (its triggers and _%s_new '
                              'table may remain: check the table). Output: %s'
-                             % (TOOL, options['timeout'], table, db.redact(_tail(e.output))))
-        output = db.redact(proc.stdout.decode('utf-8', 'replace'))
-        if proc.returncode != 0:
+                             % (TOOL, options['timeout'], table, db.redact(_tail(out))))
+        output = db.redact(out.decode('utf-8', 'replace'))
+        if rc != 0:
             raise DbopsError('%s refused or failed (exit %d); the original table is unchanged. Its output:\n%s'
-                             % (TOOL, proc.returncode, _tail(output)), online_output=output.splitlines()[-OUTPUT_LINES:])
+                             % (TOOL, rc, _tail(output)), online_output=output.splitlines()[-OUTPUT_LINES:])
         return dict(command=shown, output=output.splitlines()[-OUTPUT_LINES:])
     finally:
         os.unlink(cnf)
