@@ -208,9 +208,14 @@ attributes:
       runs nothing, takes no lock, writes no history row.
   diff_mode:
     support: full
-    description: The history rows before and after.
+    description: The history rows before and after; in check mode the rows the run would leave (the tool's
+      history statements simulated on the rows read - a value the database fills in, such as a timestamp, shows
+      as null).
 notes:
-  - SQLite has no statement timeout; O(statement_timeout) applies to PostgreSQL and MySQL/MariaDB.
+  - O(migrations_path) is required, with O(command) too - the pending migrations are read from it.
+  - SQLite has no statement timeout; O(statement_timeout) applies to PostgreSQL (C(statement_timeout)) and
+    MariaDB (C(max_statement_time), every statement). On Oracle MySQL it becomes C(max_execution_time), which
+    limits SELECT statements only, so a migration's DDL and DML there run unbounded by it.
   - The maintenance lock is the collection's own; the tool's lock keeps the tool itself out. Locks are released
     when the module returns.
   - Prisma's started row gets a random UUID, so the INSERT of check mode and of the real run differ in the id.
@@ -385,8 +390,10 @@ def validate(module):
         module.fail_json(msg='command_timeout must be more than 0 seconds.')
     if (p['chdir'] or p['environment']) and not p['command']:
         module.fail_json(msg='chdir and environment are for command.')
-    if not p['command'] and not p['migrations_path']:
-        module.fail_json(msg='migrations_path is required: the directory of the %s migrations.' % p['tool'])
+    if not p['migrations_path']:
+        module.fail_json(msg='migrations_path is required: the directory of the %s migrations (with command too: '
+                             'the pending migrations are read from it, so that check mode and the migration_deploy '
+                             'role\'s plan know what the command would run).' % p['tool'])
 
 
 def work(module, db):

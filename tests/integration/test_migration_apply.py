@@ -151,6 +151,14 @@ def test_native_apply(ansible, request, tmp_path, engine):  # pylint: disable=to
         assert r["queries"][0].upper().startswith("CREATE TABLE"), r["queries"][:2]
         assert any("%s_c" % t in q for q in r["queries"]), r["queries"]
         assert ok(res, tool + ":status_after_check")["table_exists"] is False, (tool, "check mode created the table")
+        # the diff predicts the history rows the run writes (the real run's rows are compared in golden())
+        predicted = r["diff"]["after"]
+        assert r["diff"]["before"] == [] and predicted, (tool, r["diff"])
+        if tool == "golang-migrate":
+            assert [(row["version"], row["dirty"]) for row in predicted] == [(3, False)], predicted
+        else:
+            assert len(predicted) == 3 + (tool == "goose"), (tool, predicted)  # goose: its version 0 row
+            assert all(str(i) in json.dumps(predicted) for i in ids), (tool, predicted)
         r = ok(res, tool + ":to")
         assert r["changed"] and [a["name"] for a in r["applied"]] == ids[:1], (tool, r["applied"])
         assert r["diff"]["before"] == [] and r["diff"]["after"], r["diff"]

@@ -58,6 +58,11 @@ def test_hostile_input(ansible, request, tmp_path, engine):  # pylint: disable=t
         "to_unknown": dict(b0, to="20991231000000"),
         "tool_unknown": dict(b0, tool="liquibase"),
         "chdir_without_command": dict(b0, chdir="/tmp"),
+        # without the directory the pending migrations are unknown: check mode would plan nothing
+        "command_without_path": {k: v for k, v in dict(b0, tool="alembic", command=["true"]).items()
+                                 if k != "migrations_path"},
+        "secret_placeholder_not_flyway": dict(b0, secret_placeholders={"a": "b"}),
+        "command_timeout_zero": dict(b0, command=["true"], command_timeout=0),
     }
     tasks += [dict(name="bad:" + k, module=APPLY, args=v) for k, v in bad_args.items()]
 
@@ -177,6 +182,9 @@ def test_hostile_input(ansible, request, tmp_path, engine):  # pylint: disable=t
     assert "lock_timeout" in res["bad:lock_timeout_zero"]["msg"]
     assert "Flyway" in res["bad:placeholders_not_flyway"]["msg"]
     assert "command" in res["bad:code_tool_without_command"]["msg"]
+    assert "migrations_path is required" in res["bad:command_without_path"]["msg"]
+    assert "Flyway" in res["bad:secret_placeholder_not_flyway"]["msg"]
+    assert "command_timeout must be more than 0" in res["bad:command_timeout_zero"]["msg"]
     assert "to=20991231000000" in res["bad:to_unknown"]["msg"] and "Nothing was run" in res["bad:to_unknown"]["msg"]
     assert not _exists(d0, "never") and not _exists(d0, "schema_migrations"), "a refused run changed the database"
 

@@ -106,9 +106,22 @@ def test_django_migrate_through_command(ansible, request, tmp_path, engine):
     args = dict(db.params, tool="django", app="shop", migrations_path=str(mig), lock_timeout=2.5,
                 command=[str(PYTHON), "manage.py", "migrate", "shop", "--noinput"], chdir=str(root),
                 environment=env, command_timeout=600)
+
+    def django(*argv):  # the oracle: Django's own view of the same database
+        import subprocess
+        return subprocess.run([str(PYTHON), "manage.py"] + list(argv), cwd=root, env=dict(os.environ, **env),
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    shown = django("showmigrations", "shop")
+    assert shown.returncode == 0, shown.stderr
+    django_pending = [line.split("]", 1)[1].strip() for line in shown.stdout.splitlines() if "[ ]" in line]
     res = run_tasks(ansible, [dict(name="check", module=APPLY, args=args, check=True),
                               dict(name="up", module=APPLY, args=args),
                               dict(name="again", module=APPLY, args=args)])
+    # what migration_apply reads as pending is what Django would apply; afterwards Django finds nothing to do
+    assert res["check"]["pending"] == django_pending, (res["check"]["pending"], shown.stdout)
+    checked = django("migrate", "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     r = res["check"]
     assert not r["failed"] and r["changed"] and r["pending"] == ["0001_initial", "0002_seen"], r

@@ -298,6 +298,10 @@ def test_alembic_command_conformance(ansible, request, tmp_path):
     assert r["diff"]["after"] == [{"version_num": "002_b"}], r["diff"]
     r = res["again"]
     assert not r["failed"] and r["changed"] is False and r["applied"] == [], r
+    import subprocess
+    current = subprocess.run([str(VENV / "alembic"), "current"], cwd=proj, capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert current.returncode == 0 and "002_b (head)" in current.stdout, current.stdout + current.stderr
     conn = sqlite3.connect(dbfile)
     assert {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"a", "b"}
     conn.close()
@@ -333,11 +337,27 @@ def test_knex_command_pgoptions_reach_node_postgres(ansible, request, tmp_path):
                 environment=dict(H=i["login_host"], P=str(i["login_port"]), U=i["login_user"],
                                  APP_SECRET=i["login_password"], D=name,
                                  NODE_PATH=str(TOOLS_DIR / "node" / "node_modules")))
-    res = run_tasks(ansible, [dict(name="up", module=APPLY, args=args), dict(name="again", module=APPLY, args=args)],
+
+    def knex_list():  # the oracle: knex's own list of completed and pending migrations
+        import subprocess
+        out = subprocess.run([str(knex), "migrate:list", "--knexfile", str(tmp_path / "knexfile.js")], cwd=tmp_path,
+                             env=dict(os.environ, **args["environment"]), capture_output=True, text=True, timeout=300,
+                             check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    listed = knex_list()
+    assert "Found 1 Pending Migration file/files." in listed and "20240101000001_seen.js" in listed, listed
+    res = run_tasks(ansible, [dict(name="check", module=APPLY, args=args, check=True),
+                              dict(name="up", module=APPLY, args=args), dict(name="again", module=APPLY, args=args)],
                     output=True)
+    assert res["check"]["pending"] == ["20240101000001_seen.js"], res["check"]
     r = res["up"]
     assert not r["failed"], r
     assert [a["name"] for a in r["applied"]] == ["20240101000001_seen.js"] and r["pending"] == [], r
+    listed = knex_list()
+    assert "No Pending Migration files Found." in listed and "Found 1 Completed Migration file/files." in listed, \
+        listed
     assert db.query("SELECT lock_timeout FROM seen") == [("2500ms",)]
     assert db.query("SELECT name, batch FROM knex_migrations") == [("20240101000001_seen.js", 1)]
     r = res["again"]

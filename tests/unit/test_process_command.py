@@ -17,12 +17,23 @@ from ansible_collections.dbops.maintenance.plugins.module_utils.migrations impor
 from ansible_collections.dbops.maintenance.plugins.module_utils.process import run_bounded
 
 
-def gone(pid):
+def dead(pid):
     try:
         with open("/proc/%d/stat" % pid, encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
+
+
+def gone(pid):
+    """The process was signalled: it dies (a zombie or reaped) - waited for, as the kernel delivers the signal
+    asynchronously; a process nobody stopped would live on for its 300 s."""
+    deadline = time.monotonic() + 20
+    while not dead(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_run_bounded_returns_rc_and_both_outputs():

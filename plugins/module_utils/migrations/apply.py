@@ -186,6 +186,19 @@ def render(h, ops):
     return [op.render(h.sql) for op in ops]
 
 
+def predicted_rows(h, units, creating):
+    """Check mode's diff: the history rows as the run would leave them (the Ops simulated on the rows read;
+    a database default such as a timestamp shows as None, a SQL expression as its text)."""
+    rows = list(h.rows)
+    ops = list(h.tool.create_ops(h.sql)) if creating else []
+    for u in units:
+        ops += list(u.before) + list(u.first) + list(u.inside(0)) + list(u.after(0))
+    for op in ops:
+        rows = op.simulate(rows)
+    columns = list(h.rows[0]) if h.rows else list(h.tool.columns)
+    return plain_rows([dict(dict.fromkeys(columns), **r) for r in rows])
+
+
 def plan_statements(h, unit, engine, grouped=False):
     """The statements of one unit, in the order they run (check mode). grouped: the unit runs in a savepoint of
     a group (migrations/group.py), whose BEGIN / COMMIT the caller puts around the group."""
@@ -308,7 +321,7 @@ def apply(db, params, check_mode):
             db.queries.append('COMMIT')
         result['changed'] = bool(units)
         result['status'] = st
-        result['diff'] = dict(before=before_rows, after=before_rows)
+        result['diff'] = dict(before=before_rows, after=predicted_rows(h, units, not h.exists))
         return result
     if not units:
         result['status'] = st
