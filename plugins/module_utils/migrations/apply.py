@@ -368,7 +368,8 @@ def apply(db, params, check_mode):
     except Exception as e:  # pylint: disable=broad-except
         # e.g. another session's lock on the history table outlasting lock_timeout: report what ran
         done = [a['name'] for a in result['applied']]
-        why = 'the history could not be read again afterwards: %s' % db.redact(e).splitlines()[0]
+        why = 'the history could not be read again afterwards: %s' % (
+            db.redact(e).splitlines() or [type(e).__name__])[0]
         if failure is None:
             raise DbopsError('Applied %s, but %s.' % (', '.join(done) or 'nothing', why), applied=result['applied'],
                              changed=True)
