@@ -61,9 +61,9 @@ def run_bounded(argv, timeout, cwd=None, env=None, stdin_path=None, merge_stderr
         except (OSError, ValueError):
             pass
 
-    readers = [threading.Thread(target=drain, args=(pipe, key), daemon=True)
+    readers = [(pipe, threading.Thread(target=drain, args=(pipe, key), daemon=True))
                for pipe, key in ((proc.stdout, 'out'), (proc.stderr, 'err')) if pipe is not None]
-    for t in readers:
+    for _pipe, t in readers:
         t.start()
     killed = False
     try:
@@ -73,13 +73,12 @@ def run_bounded(argv, timeout, cwd=None, env=None, stdin_path=None, merge_stderr
         _stop_group(proc, grace)
     # the child is gone; what else of its group still holds the pipes gets `grace` seconds to finish
     deadline = time.monotonic() + grace
-    for t in readers:
+    for _pipe, t in readers:
         t.join(max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() for t in readers) and _signal_group(proc.pid, signal.SIGKILL):
-        for t in readers:
+    if any(t.is_alive() for _pipe, t in readers) and _signal_group(proc.pid, signal.SIGKILL):
+        for _pipe, t in readers:
             t.join(grace)
-    readers_of = dict(zip((pipe for pipe in (proc.stdout, proc.stderr) if pipe is not None), readers))
-    for pipe, t in readers_of.items():
+    for pipe, t in readers:
         if not t.is_alive():  # a pipe still read (a process that left the group holds it) is left to the thread
             pipe.close()
     return (None if killed else proc.returncode), b''.join(chunks['out']), b''.join(chunks['err'])

@@ -65,3 +65,11 @@ def run_tasks(ansible, tasks, output=False):
 
 # A database on a harness Server, for fixtures that choose the server themselves: conftest's own DB.
 ServerDB = DB
+
+
+def pg16_db(request):
+    """A new database on the PostgreSQL 16 server (a ServerDB; .server is the server), dropped after the test."""
+    server = request.getfixturevalue("servers")["pg16"]
+    name = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(name))
+    return ServerDB(server, name)

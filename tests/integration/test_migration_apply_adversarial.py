@@ -279,6 +279,9 @@ def test_flyway_secret_placeholders_are_masked(ansible, tmp_path):
     r = ok(res, "run")
     assert [a["file"] for a in r["applied"]] == ["V1__creds.sql"], r
     assert secret not in json.dumps(res), "a secret placeholder reached the output"
+    # refused on a wrong type of another option, with -vvvv: the invocation shown does not carry it either
+    r = ansible.run(APPLY, dict(base, lock_timeout="soon"), verbosity=4, expect_failure=True)
+    assert "lock_timeout" in r["msg"] and secret not in r.stdout + r.stderr, "a secret placeholder in -vvvv output"
     conn = sqlite3.connect(dbfile)
     assert conn.execute("SELECT who, secret FROM creds").fetchall() == [("app", secret)]
     conn.close()

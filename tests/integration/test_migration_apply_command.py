@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from migration_batch import ServerDB, run_tasks
+from migration_batch import pg16_db, run_tasks
 
 APPLY = "dbops.maintenance.migration_apply"
 
@@ -56,11 +56,8 @@ def ansible(ansible):  # pylint: disable=redefined-outer-name
 
 
 def test_tokens_tell_the_command_this_database(ansible, request, tmp_path):
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
+    server, name = db.server, db.name
     db.execute("CREATE TABLE schema_migrations (version varchar(128) primary key)")
     tool = tmp_path / "fake_tool.py"
     tool.write_text(FAKE_TOOL)
@@ -95,6 +92,9 @@ def test_tokens_tell_the_command_this_database(ansible, request, tmp_path):
     # the URL reached the tool (it connected with it) and is masked in what the module returns
     assert "url=********" in r["stdout"], r["stdout"]
     assert i["login_password"] not in json.dumps(res), "the password reached the output"
+    # -vvvv, check mode: the invocation and the substituted argv show no password either
+    r = ansible.run(APPLY, dict(base, command=cmd, environment=env), check=True, verbosity=4, expect_failure=False)
+    assert i["login_password"] not in r.stdout + r.stderr, "the password reached the -vvvv output"
     assert db.query("SELECT version FROM schema_migrations") == [("20240101000002",)]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lock_events import ModuleRun, Reader, ServerView, hold_transaction, wait_for, watch_window
-from migration_batch import ServerDB, run_tasks
+from migration_batch import ServerDB, pg16_db, run_tasks
 
 APPLY = "dbops.maintenance.migration_apply"
 REPO = Path(__file__).resolve().parents[2]
@@ -124,11 +124,7 @@ def test_retries_used_up_prisma_history_as_before_and_tool_lock(ansible, request
     """PostgreSQL, Prisma: (1) the blocker never goes (held until the module returned): the migration is rolled
     back whole, the started row is taken back, so the history is as before and the next run may simply retry;
     (2) another session holds Prisma's own advisory lock: refused, nothing run; (3) the lock gone: applied."""
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
     make_orders(db)
     mig = tmp_path / "prisma" / "20250101000000_note"
     mig.mkdir(parents=True)
@@ -171,11 +167,8 @@ def test_lint_gate_and_command(ansible, request, tmp_path):
     """PostgreSQL: an error finding refuses the run (nothing run), dbops:ignore accepts it, lint: false skips the
     gate; command: the application's tool runs with PGOPTIONS carrying lock_timeout, the history read before
     and after, a failing command reported with its output and not retried."""
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
+    server, name = db.server, db.name
     db.execute("CREATE TABLE old_a (id int)")
     db.execute("CREATE TABLE old_b (id int)")
     lint_dir = tmp_path / "lint"
@@ -314,11 +307,8 @@ def test_knex_command_pgoptions_reach_node_postgres(ansible, request, tmp_path):
     knex = TOOLS_DIR / "node" / "node_modules" / ".bin" / "knex"
     if not knex.exists():
         pytest.skip("knex is not installed (%s): run scripts/install-conformance-tools.sh" % knex)
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
+    server, name = db.server, db.name
     mig = tmp_path / "migrations"
     mig.mkdir()
     (mig / "20240101000001_seen.js").write_text(
@@ -504,11 +494,8 @@ def test_history_read_again_once_the_tool_lock_is_ours(ansible, request, tmp_pat
     reads the history again, sees the change and runs nothing (running the migration again would fail it); the
     next run applies only what is left."""
     import hashlib
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
+    name = db.name
     path = tmp_path / "sqlx"
     path.mkdir()
     files = {1: "CREATE TABLE race_a (id int);\n", 2: "CREATE TABLE race_b (id int);\n",
@@ -553,11 +540,7 @@ def test_history_row_of_a_non_transactional_migration_waits_bounded(ansible, req
     an ACCESS EXCLUSIVE lock on schema_migrations), then its history INSERT hits the lock: it is retried within
     lock_wait_total, and then the run fails saying what ran and stays (no "Unexpected error"), the lock still
     held until the module returned. Once the lock is gone the re-run records it."""
-    servers = request.getfixturevalue("servers")
-    server = servers["pg16"]
-    name = server.create_database()
-    request.addfinalizer(lambda: server.drop_database(name))
-    db = ServerDB(server, name)
+    db = pg16_db(request)
     db.execute("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY)")
     db.execute("CREATE TABLE gate (id int)")
     db.execute("CREATE FUNCTION gate_wait() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
