@@ -679,6 +679,35 @@ def test_check_dest_refuses_unsafe_dests_and_creates_a_missing_one_0700(tmp_path
     assert stat.S_IMODE(os.stat(str(tmp_path / "new")).st_mode) == 0o700
 
 
+def test_check_dest_when_another_run_creates_the_same_directories_at_once(tmp_path, monkeypatch):
+    """The hosts of one play back up into <dir>/<host> at the same moment: the shared parent (or dest itself)
+    made by another run between this run's look and its mkdir is accepted and checked like an existing dest
+    (seen in a fleet run: [Errno 17] File exists on the parent). A link put there instead is still refused."""
+    real_mkdir = os.mkdir
+
+    def other_run_first(path, mode=0o777, **kw):
+        real_mkdir(path, 0o700)  # the other host's run wins the race
+        return real_mkdir(path, mode, **kw)  # FileExistsError for this one
+
+    monkeypatch.setattr(os, "mkdir", other_run_first)
+    dest = tmp_path / "backups" / "host1"
+    assert fl.check_dest(str(dest)) == (True, None)
+    assert dest.is_dir() and stat.S_IMODE(dest.stat().st_mode) == 0o700
+    assert fl.check_dest(str(dest), mode=0o750) == (True, "0700")  # an existing dest: its mode is reported
+    monkeypatch.setattr(os, "mkdir", real_mkdir)
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+
+    def link_first(path, mode=0o777, **kw):
+        os.symlink(str(target), path)
+        return real_mkdir(path, mode, **kw)
+
+    monkeypatch.setattr(os, "mkdir", link_first)
+    with pytest.raises(c.DbopsError, match="Cannot create dest"):
+        fl.check_dest(str(tmp_path / "backups" / "host2"))
+
+
 def test_dest_mode_creates_sets_and_is_judged_in_check_mode_by_the_mode_it_would_set(tmp_path):
     mode = fl.parse_dest_mode("0750")
     # created with its mode (and missing parents 0700): a new directory is not a mode change

@@ -148,14 +148,20 @@ def check_dest(dest, create=True, mode=None):
     if not os.path.exists(dest):
         if not create:
             return False, None
+        # The hosts of one play back up into dest/<host> at the same moment: another run may create the shared
+        # parent, or this very dest, between our look and our mkdir. What it made is checked below like any
+        # existing dest (a directory, not a link, owned by us or root, mode).
         try:
             parent = os.path.dirname(dest)
-            if parent and not os.path.isdir(parent):
-                os.makedirs(parent, mode=0o700)
+            if parent:
+                os.makedirs(parent, mode=0o700, exist_ok=True)
             os.mkdir(dest, 0o700)
+            created = True
+        except FileExistsError as e:
+            if os.path.islink(dest) or not os.path.isdir(dest):
+                raise DbopsError('Cannot create dest %s: %s' % (dest, disk_error_message(e, os.path.dirname(dest))))
         except OSError as e:
             raise DbopsError('Cannot create dest %s: %s' % (dest, disk_error_message(e, os.path.dirname(dest))))
-        created = True
     fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0))
     try:
         st = os.fstat(fd)
